@@ -1,0 +1,715 @@
+"""The AT command engine: a sans-I/O response parser and the asyncio channel around it.
+
+:class:`AtParser` is fed the bytes the module sends, in chunks of any size, and returns events:
+echoed command lines, information lines, final result codes, the data prompt ``>``, ``CONNECT``,
+unsolicited result codes (URCs), and length-delimited binary payloads. It knows no serial port,
+no clock and no asyncio, so it is tested by feeding it byte strings split at every position.
+
+:class:`AtChannel` moves bytes between a serial port and the parser and turns events into
+command results: one command in flight at a time, a timeout on every command, URCs handed to
+subscribers by prefix, raw payload written after the prompt, and a probe with ``AT`` when the
+module stops answering.
+
+Framing follows V.25ter with ATV1 (the factory default): results are ``<CR><LF>text<CR><LF>``;
+the data prompt is ``<CR><LF>> `` with no line ending after it (Quectel TCP/IP manual §2.1.7,
+seen on a BG96 in the ST trace of at-protocol.md §9.22).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from transport.errors import (
+    AtCommandFailed,
+    AtError,
+    AtTimeout,
+    ModemNotResponding,
+    SerialPortError,
+)
+
+log = logging.getLogger(__name__)
+
+CR = 0x0D
+LF = 0x0A
+SPACE = 0x20
+PROMPT_CHAR = 0x3E  # '>'
+
+_TERMINATOR = re.compile(rb"[\r\n]")
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+class ResultKind(enum.Enum):
+    OK = "OK"
+    ERROR = "ERROR"
+    CME_ERROR = "+CME ERROR"
+    CMS_ERROR = "+CMS ERROR"
+    SEND_OK = "SEND OK"
+    SEND_FAIL = "SEND FAIL"
+    NO_CARRIER = "NO CARRIER"
+    BUSY = "BUSY"
+    NO_ANSWER = "NO ANSWER"
+    NO_DIALTONE = "NO DIALTONE"
+
+
+_EXACT_FINALS = {
+    "OK": ResultKind.OK,
+    "ERROR": ResultKind.ERROR,
+    "SEND OK": ResultKind.SEND_OK,
+    "SEND FAIL": ResultKind.SEND_FAIL,
+    "NO CARRIER": ResultKind.NO_CARRIER,
+    "BUSY": ResultKind.BUSY,
+    "NO ANSWER": ResultKind.NO_ANSWER,
+    "NO DIALTONE": ResultKind.NO_DIALTONE,
+}
+# "ERROR:" is how TI's SimpleLink AT firmware words its errors ("ERROR: process command,-111").
+_PREFIX_FINALS = (
+    ("+CME ERROR:", ResultKind.CME_ERROR),
+    ("+CMS ERROR:", ResultKind.CMS_ERROR),
+    ("ERROR:", ResultKind.ERROR),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FinalResult:
+    """A final result code: the end of a command's response."""
+
+    kind: ResultKind
+    text: str
+
+    @property
+    def success(self) -> bool:
+        return self.kind in (ResultKind.OK, ResultKind.SEND_OK)
+
+    @property
+    def detail(self) -> str:
+        """What follows the colon of ``+CME ERROR: <detail>``; empty for plain codes."""
+        _, sep, rest = self.text.partition(":")
+        return rest.strip() if sep else ""
+
+    @property
+    def code(self) -> int | None:
+        """The numeric error of ``+CME ERROR: 10`` (``None`` when verbose or absent)."""
+        detail = self.detail
+        return int(detail) if detail.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """The module echoing a command line back (``ATE1``, the factory default)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """An information line, with the binary payload that followed it if it announced one."""
+
+    text: str
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Urc:
+    """A line whose prefix marks it as unsolicited (``+QIURC:``, ``RDY``, ...)."""
+
+    text: str
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """The ``>`` data prompt: the module now takes raw bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """``CONNECT`` or ``CONNECT <n>``: the module enters data mode."""
+
+    text: str
+    length: int | None
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Noise:
+    """Bytes that cannot be a line: a run longer than the longest line the parser accepts."""
+
+    data: bytes
+
+
+AtEvent = FinalResult | Echo | Line | Urc | Prompt | Connect | Noise
+
+PROMPT = Prompt()
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadRule:
+    """A line that announces exactly ``length`` raw bytes after its own ``<CR><LF>``.
+
+    ``pattern`` is matched against the whole (stripped) line and must have a group named
+    ``length``. A length of 0 announces nothing.
+    """
+
+    pattern: re.Pattern[str]
+
+    def length(self, text: str) -> int | None:
+        match = self.pattern.fullmatch(text)
+        return int(match.group("length")) if match else None
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+
+class AtParser:
+    """Bytes from the module in, events out. Any split of the input gives the same events.
+
+    * Lines end at ``<CR>``, ``<LF>`` or ``<CR><LF>``; empty lines are skipped.
+    * ``>`` at the start of a line is the data prompt, emitted at once (nothing follows it until
+      the host writes); one space after it is part of the prompt.
+    * A line matching a :class:`PayloadRule` is held back until exactly the announced number of
+      bytes has arrived after its ``<CR><LF>``, then emitted with them attached; those bytes are
+      never parsed, whatever they contain.
+    * Runs longer than ``max_line`` without a line ending are cut into :class:`Noise`.
+    """
+
+    def __init__(
+        self,
+        *,
+        urc_prefixes: Iterable[str] = (),
+        payload_rules: Iterable[PayloadRule] = (),
+        max_line: int = 4096,
+        max_payload: int = 65536,
+    ) -> None:
+        self._urc_prefixes = tuple(urc_prefixes)
+        self._payload_rules = tuple(payload_rules)
+        self._max_line = max_line
+        self._max_payload = max_payload
+        self._acc = bytearray()
+        self._swallow_lf = False
+        self._skip_space = False
+        self._pending: Line | Urc | Connect | None = None
+        self._payload = bytearray()
+        self._payload_left = 0
+
+    def reset(self) -> None:
+        """Forget any partial line or payload (after a timeout or a module reboot)."""
+        self._acc.clear()
+        self._swallow_lf = False
+        self._skip_space = False
+        self._pending = None
+        self._payload.clear()
+        self._payload_left = 0
+
+    @property
+    def in_payload(self) -> bool:
+        return self._payload_left > 0
+
+    def feed(self, data: bytes) -> list[AtEvent]:
+        events: list[AtEvent] = []
+        i, n = 0, len(data)
+        while i < n:
+            if self._swallow_lf:
+                # The <LF> of a <CR><LF> pair: it belongs to the line just ended, and for a
+                # payload header it must not be counted as the payload's first byte.
+                self._swallow_lf = False
+                if data[i] == LF:
+                    i += 1
+                    continue
+            if self._payload_left:
+                take = min(self._payload_left, n - i)
+                self._payload += data[i : i + take]
+                i += take
+                self._payload_left -= take
+                if not self._payload_left:
+                    events.append(self._complete_payload())
+                continue
+            if self._skip_space:
+                self._skip_space = False
+                if data[i] == SPACE:
+                    i += 1
+                    continue
+            if not self._acc and data[i] == PROMPT_CHAR:
+                events.append(PROMPT)
+                self._skip_space = True
+                i += 1
+                continue
+            match = _TERMINATOR.search(data, i)
+            if match is None:
+                self._acc += data[i:]
+                self._cut_overlong(events)
+                break
+            end = match.start()
+            self._acc += data[i:end]
+            self._cut_overlong(events)
+            self._swallow_lf = data[end] == CR
+            i = end + 1
+            raw = bytes(self._acc)
+            self._acc.clear()
+            self._end_line(raw, events)
+        return events
+
+    def _cut_overlong(self, events: list[AtEvent]) -> None:
+        while len(self._acc) > self._max_line:
+            events.append(Noise(bytes(self._acc[: self._max_line])))
+            del self._acc[: self._max_line]
+
+    def _end_line(self, raw: bytes, events: list[AtEvent]) -> None:
+        # latin-1 maps every byte to one character, so no line can fail to decode.
+        text = raw.decode("latin-1").strip()
+        if not text:
+            return
+        event = self._classify(text)
+        if isinstance(event, Line | Urc | Connect):
+            length = self._announced_length(text)
+            if length:
+                self._pending = event
+                self._payload_left = length
+                return
+        events.append(event)
+
+    def _classify(self, text: str) -> AtEvent:
+        kind = _EXACT_FINALS.get(text)
+        if kind is not None:
+            return FinalResult(kind, text)
+        for prefix, kind in _PREFIX_FINALS:
+            if text.startswith(prefix):
+                return FinalResult(kind, text)
+        if text == "CONNECT" or text.startswith("CONNECT "):
+            rest = text[len("CONNECT") :].strip()
+            return Connect(text, int(rest) if rest.isdigit() else None)
+        if text[:2].upper() == "AT":
+            return Echo(text)
+        if text.startswith(self._urc_prefixes):
+            return Urc(text)
+        return Line(text)
+
+    def _announced_length(self, text: str) -> int | None:
+        for rule in self._payload_rules:
+            length = rule.length(text)
+            if length is not None:
+                if length > self._max_payload:
+                    log.warning(
+                        "ignoring payload header %r: longer than %d", text, self._max_payload
+                    )
+                    return None
+                return length
+        return None
+
+    def _complete_payload(self) -> Line | Urc | Connect:
+        header = self._pending
+        assert header is not None
+        payload = bytes(self._payload)
+        self._payload.clear()
+        self._pending = None
+        if isinstance(header, Line):
+            return Line(header.text, payload)
+        if isinstance(header, Urc):
+            return Urc(header.text, payload)
+        return Connect(header.text, header.length, payload)
+
+
+# --- the channel ---------------------------------------------------------------------------
+
+
+class SerialIO(Protocol):
+    """What the channel needs from a serial port (see :mod:`transport.serial_port`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def baudrate(self) -> int: ...
+
+    async def read(self) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A command's information lines and its final result."""
+
+    command: str
+    lines: tuple[Line, ...]
+    result: FinalResult
+
+    def values(self, prefix: str) -> list[str]:
+        """The text after ``prefix`` of every line that starts with it, stripped."""
+        return [ln.text[len(prefix) :].strip() for ln in self.lines if ln.text.startswith(prefix)]
+
+    def value(self, prefix: str) -> str:
+        """The text after ``prefix`` of the first line starting with it; a clear error if none."""
+        found = self.values(prefix)
+        if not found:
+            texts = [ln.text for ln in self.lines]
+            raise AtError(f"{self.command}: expected a {prefix!r} line, got {texts!r}")
+        return found[0]
+
+    @property
+    def payload(self) -> bytes:
+        for ln in self.lines:
+            if ln.payload is not None:
+                return ln.payload
+        return b""
+
+
+UrcHandler = Callable[[Urc], None]
+
+
+@dataclass
+class _Pending:
+    command: str
+    expect: tuple[str, ...]
+    result: asyncio.Future[FinalResult]
+    prompt: asyncio.Future[None] | None
+    lines: list[Line] = field(default_factory=list)
+
+
+@dataclass
+class ChannelStats:
+    bytes_in: int = 0
+    bytes_out: int = 0
+    commands: int = 0
+    urcs: int = 0
+    noise_lines: int = 0
+    timeouts: int = 0
+
+
+class AtChannel:
+    """One conversation with one module over one serial port.
+
+    Use as an async context manager (it owns the task that reads the port)::
+
+        async with AtChannel(port, AtParser(urc_prefixes=("+QIURC:",))) as at:
+            at.subscribe("+QIURC:", on_urc)
+            response = await at.command("AT+CSQ", expect=("+CSQ:",))
+    """
+
+    def __init__(
+        self,
+        port: SerialIO,
+        parser: AtParser,
+        *,
+        default_timeout: float = 5.0,
+        probe_attempts: int = 3,
+        probe_timeout: float = 2.0,
+    ) -> None:
+        self._port = port
+        self._parser = parser
+        self._default_timeout = default_timeout
+        self._probe_attempts = probe_attempts
+        self._probe_timeout = probe_timeout
+        self._lock = asyncio.Lock()
+        self._pending: _Pending | None = None
+        self._handlers: list[tuple[str, UrcHandler]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._desynced = False
+        self._exchanges: set[asyncio.Task[Response]] = set()
+        self.stats = ChannelStats()
+
+    @property
+    def port_name(self) -> str:
+        return self._port.name
+
+    async def __aenter__(self) -> AtChannel:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.create_task(
+                self._read_loop(), name=f"at-reader {self.port_name}"
+            )
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        self._failure = SerialPortError(f"AT channel on {self.port_name} closed")
+        self._fail_pending(self._failure)
+        if self._exchanges:
+            await asyncio.gather(*self._exchanges, return_exceptions=True)
+        self._port.close()
+
+    # -- URCs --
+
+    def subscribe(self, prefix: str, handler: UrcHandler) -> Callable[[], None]:
+        """Call ``handler`` (synchronously, from the reading task) for each URC with ``prefix``.
+
+        Returns a function that removes the subscription. Handlers must not block; an exception
+        in one is logged and does not disturb the channel.
+        """
+        entry = (prefix, handler)
+        self._handlers.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._handlers:
+                self._handlers.remove(entry)
+
+        return unsubscribe
+
+    # -- commands --
+
+    async def command(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        expect: tuple[str, ...] = (),
+        log_as: str | None = None,
+        check: bool = True,
+    ) -> Response:
+        """Send ``command`` and wait for its final result.
+
+        ``expect`` lists the prefixes of this command's information lines that would otherwise
+        be taken for URCs (``+CPIN:`` for ``AT+CPIN?``). ``log_as`` replaces the command in logs
+        when it carries a secret. With ``check`` (the default) an error result raises
+        :class:`AtCommandFailed`.
+        """
+        return await self._run(command, None, timeout, expect, log_as, check)
+
+    async def command_with_data(
+        self,
+        command: str,
+        data: bytes,
+        *,
+        timeout: float | None = None,
+        log_as: str | None = None,
+    ) -> Response:
+        """Send ``command``, wait for the ``>`` prompt, write ``data``, wait for the result.
+
+        The result is returned unchecked: ``SEND OK``, ``SEND FAIL`` and ``ERROR`` all mean
+        something different to the caller. If the module answers before prompting, ``data`` is
+        not written. The time the data takes on the wire at the port's baud rate is added to
+        ``timeout``.
+        """
+        return await self._run(command, data, timeout, (), log_as, False)
+
+    async def probe(self) -> None:
+        """Check the module answers ``AT``; raise :class:`ModemNotResponding` if it does not."""
+        async with self._lock:
+            self._desynced = True
+            await self._ensure_synced()
+
+    async def _run(
+        self,
+        command: str,
+        data: bytes | None,
+        timeout: float | None,
+        expect: tuple[str, ...],
+        log_as: str | None,
+        check: bool,
+    ) -> Response:
+        # Once a command has gone out, its exchange runs to its end even if the caller is
+        # cancelled: abandoning it half-way would leave the module waiting for the payload it
+        # was promised, and it would then swallow the next command as data. The exchange is
+        # bounded by its own timeout, so it cannot outlive the caller by much.
+        started = asyncio.Event()
+
+        async def locked_exchange() -> Response:
+            async with self._lock:
+                await self._ensure_synced()
+                started.set()
+                return await self._exchange(command, data, timeout, expect, log_as, check)
+
+        task = asyncio.create_task(locked_exchange(), name=f"at {log_as or command}")
+        self._exchanges.add(task)
+        task.add_done_callback(self._exchanges.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not started.is_set():
+                task.cancel()
+            task.add_done_callback(_retrieve)
+            raise
+
+    def abort(self, error: BaseException) -> None:
+        """Fail the command in flight (the module rebooted: its answer will never come)."""
+        self._fail_pending(error)
+        self._parser.reset()
+
+    async def _ensure_synced(self) -> None:
+        if self._failure is not None:
+            raise SerialPortError(f"serial port {self.port_name} is gone: {self._failure}")
+        if not self._desynced:
+            return
+        # A command timed out: its answer may still come, or the module may be hung. Probe
+        # with a bare AT until it answers; a final result that straggles in with nothing in
+        # flight is discarded by the reader.
+        for attempt in range(1, self._probe_attempts + 1):
+            try:
+                await self._exchange("AT", None, self._probe_timeout, (), None, False)
+            except AtTimeout:
+                log.warning(
+                    "probe %d/%d: no answer to AT on %s",
+                    attempt,
+                    self._probe_attempts,
+                    self.port_name,
+                )
+                continue
+            self._desynced = False
+            log.info("modem on %s answers AT again", self.port_name)
+            return
+        raise ModemNotResponding(self.port_name, self._probe_attempts, self._probe_timeout)
+
+    async def _exchange(
+        self,
+        command: str,
+        data: bytes | None,
+        timeout: float | None,
+        expect: tuple[str, ...],
+        log_as: str | None,
+        check: bool,
+    ) -> Response:
+        loop = asyncio.get_running_loop()
+        limit = self._default_timeout if timeout is None else timeout
+        if data is not None:
+            limit += len(data) * 10 / self._port.baudrate
+        shown = log_as or command
+        pending = _Pending(
+            command=shown,
+            expect=expect,
+            result=loop.create_future(),
+            prompt=loop.create_future() if data is not None else None,
+        )
+        self._pending = pending
+        self.stats.commands += 1
+        log.debug("→ %s%s", shown, f" [+{len(data)} bytes]" if data is not None else "")
+        try:
+            async with asyncio.timeout(limit):
+                await self._write(command.encode() + b"\r")
+                if pending.prompt is not None and data is not None:
+                    await pending.prompt
+                    if not pending.result.done():
+                        await self._write(data)
+                result = await pending.result
+        except TimeoutError:
+            self.stats.timeouts += 1
+            self._desynced = True
+            self._parser.reset()
+            raise AtTimeout(shown, limit, self.port_name) from None
+        finally:
+            self._pending = None
+            for future in (pending.prompt, pending.result):
+                if future is not None and future.done():
+                    _retrieve(future)
+        response = Response(shown, tuple(pending.lines), result)
+        log.debug("← %s", _summarise(response))
+        if check and not result.success:
+            raise AtCommandFailed(shown, result.text, result.code)
+        return response
+
+    async def _write(self, data: bytes) -> None:
+        if self._failure is not None:
+            raise SerialPortError(f"serial port {self.port_name} is gone: {self._failure}")
+        await self._port.write(data)
+        self.stats.bytes_out += len(data)
+
+    # -- reading --
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self._port.read()
+                self.stats.bytes_in += len(data)
+                for event in self._parser.feed(data):
+                    self._dispatch(event)
+        except SerialPortError as exc:
+            log.error("%s", exc)
+            self._failure = exc
+            self._fail_pending(exc)
+
+    def _dispatch(self, event: AtEvent) -> None:
+        pending = self._pending
+        if isinstance(event, FinalResult):
+            if pending is not None and not pending.result.done():
+                pending.result.set_result(event)
+                if pending.prompt is not None and not pending.prompt.done():
+                    pending.prompt.set_result(None)
+            else:
+                self._noise(f"final result {event.text!r} with no command waiting")
+        elif isinstance(event, Prompt):
+            if pending is not None and pending.prompt is not None and not pending.prompt.done():
+                pending.prompt.set_result(None)
+            else:
+                self._noise("data prompt '>' with no command waiting for it")
+        elif isinstance(event, Echo):
+            log.debug("echo %s", event.text)
+        elif isinstance(event, Urc):
+            if pending is not None and event.text.startswith(pending.expect):
+                pending.lines.append(Line(event.text, event.payload))
+            else:
+                self._deliver(event)
+        elif isinstance(event, Line):
+            if pending is not None:
+                pending.lines.append(event)
+            elif not self._deliver(Urc(event.text, event.payload)):
+                self._noise(f"unsolicited line {event.text!r}")
+        elif isinstance(event, Connect):
+            if pending is not None and pending.prompt is not None and not pending.prompt.done():
+                pending.prompt.set_result(None)
+            elif pending is not None:
+                pending.lines.append(Line(event.text, event.payload))
+            else:
+                self._noise(f"{event.text!r} with no command waiting")
+        else:
+            self._noise(f"{len(event.data)} bytes without a line ending")
+
+    def _deliver(self, urc: Urc) -> bool:
+        delivered = False
+        for prefix, handler in list(self._handlers):
+            if urc.text.startswith(prefix):
+                delivered = True
+                try:
+                    handler(urc)
+                except Exception:
+                    log.exception("URC handler for %r failed on %r", prefix, urc.text)
+        if delivered:
+            self.stats.urcs += 1
+            log.debug("urc %s", urc.text)
+        return delivered
+
+    def _noise(self, what: str) -> None:
+        self.stats.noise_lines += 1
+        log.warning("ignoring noise on %s: %s", self.port_name, what)
+
+    def _fail_pending(self, error: BaseException) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        for future in (pending.prompt, pending.result):
+            if future is not None and not future.done():
+                future.set_exception(error)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen: its failure is reported elsewhere."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _summarise(response: Response) -> str:
+    parts = []
+    for line in response.lines:
+        parts.append(
+            line.text if line.payload is None else f"{line.text} [{len(line.payload)} bytes]"
+        )
+    parts.append(response.result.text)
+    return " | ".join(parts)

@@ -1,0 +1,116 @@
+"""Exceptions of the transport layer.
+
+Every message is written for the person who will read it in a log on a charger: it says what
+happened, where (port, socket, command), and when there is something to check, what to check.
+"""
+
+from __future__ import annotations
+
+
+class TransportError(Exception):
+    """Base of everything the transport layer raises."""
+
+
+# --- the AT engine -------------------------------------------------------------------------
+
+
+class AtError(TransportError):
+    """The AT conversation with the module failed."""
+
+
+class AtTimeout(AtError):
+    """A command got no final result in time."""
+
+    def __init__(self, command: str, timeout: float, port: str) -> None:
+        super().__init__(
+            f"no final result to {command} within {timeout:g} s on {port}; "
+            "the module may be busy, rebooting or hung"
+        )
+        self.command = command
+        self.timeout = timeout
+        self.port = port
+
+
+class AtCommandFailed(AtError):
+    """The module answered a command with ERROR, +CME ERROR or +CMS ERROR."""
+
+    def __init__(
+        self, command: str, result: str, code: int | None = None, detail: str = ""
+    ) -> None:
+        text = f"{command} failed: {result}"
+        if detail:
+            text += f" ({detail})"
+        super().__init__(text)
+        self.command = command
+        self.result = result
+        self.code = code
+        self.detail = detail
+
+
+class ModemNotResponding(AtError):
+    """The module does not answer even a bare ``AT``: it needs a power cycle or a reboot."""
+
+    def __init__(self, port: str, attempts: int, timeout: float) -> None:
+        super().__init__(
+            f"modem did not answer AT ({attempts} attempts, {timeout:g} s each) on {port}: "
+            "check the module's power, the serial port name and the baud rate"
+        )
+        self.port = port
+
+
+class SerialPortError(TransportError):
+    """The serial port could not be opened, or went away (USB modem unplugged, pty closed)."""
+
+
+# --- bringing the link up ------------------------------------------------------------------
+
+
+class ModemError(TransportError):
+    """The module could not bring the data link up."""
+
+
+class SimError(ModemError):
+    """The SIM is missing, locked or broken."""
+
+
+class RegistrationError(ModemError):
+    """The module did not register on a network."""
+
+
+class PdpActivationError(ModemError):
+    """The packet data context (APN) could not be activated."""
+
+
+class SocketOpenError(ModemError):
+    """The module could not open a TCP connection."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- byte streams --------------------------------------------------------------------------
+
+
+class StreamClosed(TransportError):
+    """The byte stream has ended; nothing more can be read or written."""
+
+
+class PeerClosed(StreamClosed):
+    """The remote end closed the connection (all data it sent has been read)."""
+
+
+class NetworkLost(StreamClosed):
+    """The network took the data link away (PDP context deactivated, coverage lost)."""
+
+
+class ModuleRebooted(StreamClosed):
+    """The module restarted; every socket it had is gone."""
+
+
+class SendStalled(StreamClosed):
+    """The module kept refusing data (SEND FAIL) for too long: the link is considered dead."""
+
+
+class StreamBroken(StreamClosed):
+    """The stream failed because the AT conversation under it failed."""

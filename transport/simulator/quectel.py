@@ -1,0 +1,1039 @@
+"""A Quectel cellular module as a pure object: bytes from the host in; bytes for the host and
+network actions out. Time is passed in (``now``), never read, so every behaviour is testable
+without sleeping.
+
+This is a second reading of the manuals, deliberately independent of the driver: it shares no
+parsing or formatting code with :mod:`transport.at` or :mod:`transport.modems.quectel`, so that
+a misreading in one shows up as a failing test instead of cancelling out.
+
+Behaviour follows docs/at-protocol.md (§n): V.25ter framing with echo on at boot (§1.1), the
+``> `` prompt and fixed/variable-length QISEND (§2.7), buffer-mode QIRD with one "recv" URC
+until the buffer is drained (§2.8, §9.2), "closed"/"pdpdeact" URCs (§2.13), socket error codes
+kept for AT+QIGETERROR (§2.12), +CME ERROR per AT+CMEE (§1.1, §7), boot URCs (§7).
+What it does not model says so with an ERROR and a comment, never silently.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+CTRL_Z = 0x1A
+ESC = 0x1B
+MAX_SEND = 1460
+MAX_READ = 1500
+SOCKET_IDS = range(12)
+
+
+class SimState(enum.Enum):
+    ABSENT = "absent"
+    PIN = "pin"
+    PUK = "puk"
+    READY = "ready"
+
+
+# 27.007 §9.2 CME error texts for the codes this module gives (shown with AT+CMEE=2).
+CME_TEXT = {
+    3: "operation not allowed",
+    4: "operation not supported",
+    10: "SIM not inserted",
+    11: "SIM PIN required",
+    12: "SIM PUK required",
+    13: "SIM failure",
+    14: "SIM busy",
+    16: "incorrect password",
+    30: "no network service",
+    50: "Incorrect parameters",
+}
+
+# TCP/IP error codes and descriptions for AT+QIGETERROR (§2.12). The description wording of
+# code 0 is the one seen on a real BG770A ("operate successfully").
+QI_ERROR_TEXT = {
+    0: "operate successfully",
+    550: "unknown error",
+    552: "invalid parameters",
+    555: "operation not supported",
+    561: "open PDP context failed",
+    563: "socket identity has been used",
+    565: "DNS parse failed",
+    566: "socket connect failed",
+    567: "socket has been closed",
+    569: "operation timeout",
+    570: "PDP context broken down",
+    571: "cancel send",
+    572: "operation not allowed",
+}
+
+
+@dataclass
+class ModuleProfile:
+    """Who the simulated module is and how its network behaves."""
+
+    manufacturer: str = "Quectel"
+    model: str = "EC200U"
+    revision: str = "EC200UCNAAR03A06M08"
+    imei: str = "869710030002906"
+    iccid: str = "89860025128306012474"
+    imsi: str = "460023210226023"
+    sim: SimState = SimState.READY
+    sim_pin: str = "1234"
+    sim_busy_for: float = 0.0  # after boot, AT+CPIN? answers "SIM busy" this long
+    registration_stat: int = 1  # what the network grants: 1 home, 5 roaming, 3 denied
+    registered_after: float = 0.0  # seconds from boot/CFUN=1 to registration
+    access_technology: int = 7
+    operator: str = "SIMNET"
+    rssi: int = 24
+    ber: int = 99
+    ip_address: str = "10.64.23.7"
+    max_context: int = 7  # EC200U: contexts 1-7; BG96/EC2x: 1-16
+    required_apn: str | None = None  # activation fails with any other APN
+    pdp_activation_time: float = 0.0
+    boot_time: float = 0.0  # power-on or reset until RDY
+    send_buffer: int = 10240  # EC200U's send buffer (<Freesize> range, §2.7)
+    receive_buffer: int = 64 * 1024
+    send_input_timeout: float = 5.0  # EC200U "qisend/timeout" default (§2.11)
+
+
+# --- actions for the shell ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTcp:
+    socket_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendTcp:
+    socket_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseTcp:
+    socket_id: int
+    abort: bool  # True: vanish (reboot, PDP loss); False: orderly FIN
+
+
+Action = OpenTcp | SendTcp | CloseTcp
+
+
+class SocketState(enum.IntEnum):
+    """``<socket_state>`` of AT+QISTATE (§2.6)."""
+
+    INITIAL = 0
+    OPENING = 1
+    CONNECTED = 2
+    LISTENING = 3
+    CLOSING = 4
+
+
+@dataclass
+class _Socket:
+    socket_id: int
+    context_id: int
+    host: str
+    remote_port: int
+    access_mode: int
+    state: SocketState = SocketState.OPENING
+    local_port: int = 0
+    rx: bytearray = field(default_factory=bytearray)
+    total_received: int = 0
+    total_read: int = 0
+    recv_reported: bool = False  # a "recv" URC is out and the buffer has not been drained since
+    total_sent: int = 0
+    acked: int = 0
+
+    @property
+    def unacked(self) -> int:
+        return self.total_sent - self.acked
+
+
+@dataclass
+class _Context:
+    context_type: int = 1
+    apn: str = ""
+    username: str = ""
+    password: str = ""
+    auth: int = 0
+    active: bool = False
+
+
+@dataclass
+class _SendInput:
+    """Raw data being taken after the ``>`` prompt of AT+QISEND."""
+
+    socket_id: int
+    length: int | None  # None: variable length, ends with Ctrl-Z
+    deadline: float
+    data: bytearray = field(default_factory=bytearray)
+
+
+class QuectelModule:
+    """The command interpreter. Feed it with :meth:`receive` and the network event methods;
+    collect :meth:`take_output` (units of bytes never to be split by injected noise) and
+    :meth:`take_actions`; call :meth:`tick` at :meth:`next_deadline`."""
+
+    def __init__(
+        self, profile: ModuleProfile | None = None, *, now: float = 0.0, seed: int = 0
+    ) -> None:
+        self.profile = profile or ModuleProfile()
+        self.rng = random.Random(seed)
+        # Knobs a test may turn at any time.
+        self.response_delay = 0.0
+        self.muted = False
+        self.send_fail_rate = 0.0
+        self.pdp_failures = 0
+        self.log: list[str] = []  # commands as received, for transcripts
+        self._output: list[bytes] = []
+        self._actions: list[Action] = []
+        self._timers: list[tuple[float, int, Callable[[float], None]]] = []
+        self._timer_seq = 0
+        self._reply: list[str] = []
+        self._reply_raw: bytes | None = None
+        self._extra_delay = 0.0
+        self._after_reply: Callable[[float], None] | None = None
+        self._power_on(now)
+
+    # -- power --
+
+    def power_on(self, now: float) -> None:
+        """Switch the module on at ``now`` (the shell's clock): RDY after the boot time."""
+        self._timers.clear()
+        self._power_on(now)
+
+    def _power_on(self, now: float) -> None:
+        self.echo = True
+        self.cmee = 1
+        self.payload_echo = False
+        self.recvind = False
+        self.cfun = 1
+        self.reg_urc = {"CREG": 0, "CGREG": 0, "CEREG": 0}
+        self.sim_state = self.profile.sim
+        self.pin_attempts = 3
+        self.contexts: dict[int, _Context] = {}
+        self.sockets: dict[int, _Socket] = {}
+        self.last_error = 0
+        self._inbuf = bytearray()
+        self._input: _SendInput | None = None
+        self._busy_until = now
+        self._booting = True
+        self._powered = True
+        self._booted_at = now + self.profile.boot_time
+        self._radio_on_at = self._booted_at
+        self._at(self._booted_at, self._announce_boot)
+
+    def _announce_boot(self, now: float) -> None:
+        self._booting = False
+        for urc in ("RDY", "+CFUN: 1"):
+            self._urc(urc)
+        if self.sim_state is SimState.READY:
+            self._urc("+CPIN: READY")
+        elif self.sim_state is SimState.PIN:
+            self._urc("+CPIN: SIM PIN")
+        if self.sim_state is not SimState.ABSENT:
+            self._urc("+QUSIM: 1")
+            self._urc("+QIND: SMS DONE")
+            self._urc("+QIND: PB DONE")
+
+    def reboot(self, now: float) -> None:
+        """The module resets (AT+CFUN=1,1, a watchdog, a brown-out): everything is lost."""
+        for sock in self.sockets.values():
+            if sock.state in (SocketState.OPENING, SocketState.CONNECTED):
+                self._actions.append(CloseTcp(sock.socket_id, abort=True))
+        self._timers.clear()
+        self._power_on(now)
+
+    def power_down(self, now: float) -> None:
+        """AT+QPOWD: the module says POWERED DOWN and then nothing at all."""
+        for sock in self.sockets.values():
+            self._actions.append(CloseTcp(sock.socket_id, abort=True))
+        self.sockets.clear()
+        self._timers.clear()
+        self._urc("POWERED DOWN")
+        self._powered = False
+
+    # -- host side --
+
+    def receive(self, data: bytes, now: float) -> None:
+        if self.muted or not self._powered or self._booting:
+            return  # a hung, unpowered or booting module hears nothing
+        self._inbuf += data
+        self._process(now)
+
+    def tick(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, callback = heapq.heappop(self._timers)
+            callback(now)
+        if self._input is not None and now >= self._input.deadline:
+            self._input_timed_out()
+        self._process(now)
+
+    def next_deadline(self) -> float | None:
+        # A busy module always has a timer for the end of its busy time, so that is covered.
+        times = [t for t, _, _ in self._timers[:1]]
+        if self._input is not None:
+            times.append(self._input.deadline)
+        return min(times) if times else None
+
+    def take_output(self) -> list[bytes]:
+        out, self._output = self._output, []
+        return [] if self.muted else out
+
+    def take_actions(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    def _at(self, when: float, callback: Callable[[float], None]) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, callback))
+
+    def _process(self, now: float) -> None:
+        while self._inbuf and now >= self._busy_until and self._powered and not self._booting:
+            if self._input is not None:
+                self._take_send_data(now)
+                continue
+            cr = self._inbuf.find(b"\r")
+            if cr < 0:
+                return
+            raw = bytes(self._inbuf[: cr + 1])
+            del self._inbuf[: cr + 1]
+            if self.echo:
+                self._output.append(raw)
+            self._command_line(raw[:-1], now)
+
+    # -- command lines --
+
+    def _command_line(self, raw: bytes, now: float) -> None:
+        # The module ignores what comes before "AT" (a stray Ctrl-Z or LF after a payload, §9.7)
+        # and ignores a line with no "AT" in it at all.
+        text = raw.decode("latin-1")
+        start = text.upper().find("AT")
+        if start < 0:
+            return
+        body = text[start + 2 :].strip()
+        self.log.append("AT" + body)
+        self._reply = []
+        self._reply_raw = None
+        self._extra_delay = 0.0
+        self._after_reply = None
+        final = self._execute(body, now)
+        self._finish(final, now)
+
+    def _finish(self, final: str | None, now: float) -> None:
+        unit = b""
+        if self._reply:
+            unit += b"\r\n" + "\r\n".join(self._reply).encode("latin-1") + b"\r\n"
+        if self._reply_raw is not None:
+            unit += self._reply_raw
+        if final is not None:
+            unit += b"\r\n" + final.encode("latin-1") + b"\r\n"
+        after = self._after_reply
+        delay = self.response_delay + self._extra_delay
+        if delay <= 0:
+            self._emit(unit)
+            if after is not None:
+                after(now)
+            return
+        self._busy_until = now + delay
+
+        def deliver(at: float) -> None:
+            self._emit(unit)
+            if after is not None:
+                after(at)
+
+        self._at(now + delay, deliver)
+
+    def _emit(self, unit: bytes) -> None:
+        if unit:
+            self._output.append(unit)
+
+    def _urc(self, text: str, raw: bytes = b"") -> None:
+        self._output.append(b"\r\n" + text.encode("latin-1") + b"\r\n" + raw)
+
+    def _cme(self, code: int) -> str:
+        if self.cmee == 0:
+            return "ERROR"
+        if self.cmee == 1:
+            return f"+CME ERROR: {code}"
+        return f"+CME ERROR: {CME_TEXT.get(code, 'unknown')}"
+
+    def _qi_error(self, code: int) -> str:
+        self.last_error = code
+        return "ERROR"
+
+    def _execute(self, body: str, now: float) -> str | None:
+        if body == "":
+            return "OK"
+        upper = body.upper()
+        if not upper.startswith("+"):
+            return self._basic(upper)
+        name_end = len(body)
+        for i, char in enumerate(body):
+            if char in "=?":
+                name_end = i
+                break
+        name = upper[1:name_end]
+        rest = body[name_end:]
+        args: list[str] = []
+        if rest == "=?":
+            form = "test"
+        elif rest == "?":
+            form = "read"
+        elif rest.startswith("="):
+            parsed = _arguments(rest[1:])
+            if parsed is None:
+                return self._syntax_error(name)
+            form, args = "write", parsed
+        elif rest == "":
+            form = "exec"
+        else:
+            return self._syntax_error(name)
+        handler = getattr(self, f"_cmd_{name.lower().replace('&', '_')}", None)
+        if handler is None:
+            return "ERROR"
+        result: str | None = handler(form, args, now)
+        return result
+
+    def _syntax_error(self, name: str) -> str:
+        return "ERROR" if name.startswith("QI") else self._cme(50)
+
+    def _basic(self, upper: str) -> str:
+        # V.25ter basic commands this module gets asked for.
+        if upper in ("E0", "E1", "E"):
+            self.echo = upper == "E1"
+            return "OK"
+        if upper in ("I", "I0"):
+            self._reply += [
+                self.profile.manufacturer,
+                self.profile.model,
+                f"Revision: {self.profile.revision}",
+            ]
+            return "OK"
+        if upper in ("Z", "Z0", "&F", "&F0", "&W", "&W0", "V1", "Q0", "&D2", "&C1"):
+            return "OK"
+        return "ERROR"  # ATV0 (numeric results) and the rest are not modelled
+
+    # -- identity, SIM, network (§7) --
+
+    def _cmd_gmi(self, form: str, args: list[str], now: float) -> str:
+        if form == "exec":
+            self._reply.append(self.profile.manufacturer)
+        return "OK"
+
+    _cmd_cgmi = _cmd_gmi
+
+    def _cmd_gmm(self, form: str, args: list[str], now: float) -> str:
+        if form == "exec":
+            self._reply.append(self.profile.model)
+        return "OK"
+
+    _cmd_cgmm = _cmd_gmm
+
+    def _cmd_gmr(self, form: str, args: list[str], now: float) -> str:
+        if form == "exec":
+            self._reply.append(self.profile.revision)
+        return "OK"
+
+    _cmd_cgmr = _cmd_gmr
+    _cmd_qgmr = _cmd_gmr
+
+    def _cmd_gsn(self, form: str, args: list[str], now: float) -> str:
+        if form in ("exec", "write"):
+            self._reply.append(self.profile.imei)
+        return "OK"
+
+    _cmd_cgsn = _cmd_gsn
+
+    def _sim_busy(self, now: float) -> bool:
+        return now < self._booted_at + self.profile.sim_busy_for
+
+    def _sim_error(self, now: float) -> str | None:
+        if self.sim_state is SimState.ABSENT:
+            return self._cme(10)
+        if self._sim_busy(now):
+            return self._cme(14)
+        if self.sim_state is SimState.PIN:
+            return self._cme(11)
+        if self.sim_state is SimState.PUK:
+            return self._cme(12)
+        return None
+
+    def _cmd_cimi(self, form: str, args: list[str], now: float) -> str:
+        error = self._sim_error(now)
+        if error is not None:
+            return error
+        if form == "exec":
+            self._reply.append(self.profile.imsi)
+        return "OK"
+
+    def _cmd_qccid(self, form: str, args: list[str], now: float) -> str:
+        if self.sim_state is SimState.ABSENT:
+            return self._cme(10)
+        if form == "exec":
+            self._reply.append(f"+QCCID: {self.profile.iccid}")
+        return "OK"
+
+    def _cmd_cmee(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append("+CMEE: (0-2)")
+        elif form == "read":
+            self._reply.append(f"+CMEE: {self.cmee}")
+        elif form == "write":
+            if len(args) != 1 or args[0] not in ("0", "1", "2"):
+                return self._cme(50)
+            self.cmee = int(args[0])
+        return "OK"
+
+    def _cmd_cpin(self, form: str, args: list[str], now: float) -> str:
+        if form == "read":
+            if self.sim_state is SimState.ABSENT:
+                return self._cme(10)
+            if self._sim_busy(now):
+                return self._cme(14)
+            code = {SimState.READY: "READY", SimState.PIN: "SIM PIN", SimState.PUK: "SIM PUK"}[
+                self.sim_state
+            ]
+            self._reply.append(f"+CPIN: {code}")
+            return "OK"
+        if form == "write":
+            if self.sim_state is not SimState.PIN:
+                return self._cme(3)
+            if len(args) < 1:
+                return self._cme(50)
+            if args[0] == self.profile.sim_pin:
+                self.sim_state = SimState.READY
+                self._after_reply = lambda _t: self._urc("+CPIN: READY")
+                return "OK"
+            self.pin_attempts -= 1
+            if self.pin_attempts <= 0:
+                self.sim_state = SimState.PUK
+            return self._cme(16)
+        return "OK"
+
+    def _cmd_csq(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append("+CSQ: (0-31,99),(0-7,99)")
+        elif form == "exec":
+            rssi, ber = (self.profile.rssi, self.profile.ber) if self.cfun == 1 else (99, 99)
+            self._reply.append(f"+CSQ: {rssi},{ber}")
+        return "OK"
+
+    def _registration(self, now: float) -> int:
+        if self.cfun != 1 or self.sim_state is not SimState.READY:
+            return 0
+        if now < self._radio_on_at + self.profile.registered_after:
+            return 2
+        return self.profile.registration_stat
+
+    def _registered(self, now: float) -> bool:
+        return self._registration(now) in (1, 5)
+
+    def _reg_query(self, name: str, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append(f"+{name}: (0-2)")
+        elif form == "read":
+            n = self.reg_urc[name]
+            stat = self._registration(now)
+            line = f"+{name}: {n},{stat}"
+            if n == 2 and stat in (1, 5):
+                line += f',"1A2B","0C3D4E5",{self.profile.access_technology}'
+            self._reply.append(line)
+        elif form == "write":
+            if len(args) != 1 or args[0] not in ("0", "1", "2"):
+                return self._cme(50)
+            self.reg_urc[name] = int(args[0])
+        return "OK"
+
+    def _cmd_creg(self, form: str, args: list[str], now: float) -> str:
+        return self._reg_query("CREG", form, args, now)
+
+    def _cmd_cgreg(self, form: str, args: list[str], now: float) -> str:
+        return self._reg_query("CGREG", form, args, now)
+
+    def _cmd_cereg(self, form: str, args: list[str], now: float) -> str:
+        return self._reg_query("CEREG", form, args, now)
+
+    def _cmd_cops(self, form: str, args: list[str], now: float) -> str:
+        if form == "read":
+            if self._registered(now):
+                self._reply.append(
+                    f'+COPS: 0,0,"{self.profile.operator}",{self.profile.access_technology}'
+                )
+            else:
+                self._reply.append("+COPS: 0")
+        return "OK"
+
+    def _cmd_cgatt(self, form: str, args: list[str], now: float) -> str:
+        if form == "read":
+            self._reply.append(f"+CGATT: {1 if self._registered(now) else 0}")
+        return "OK"
+
+    def _cmd_cfun(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append("+CFUN: (0,1,4),(0,1)")
+            return "OK"
+        if form == "read":
+            self._reply.append(f"+CFUN: {self.cfun}")
+            return "OK"
+        if form != "write" or not args or args[0] not in ("0", "1", "4"):
+            return self._cme(50)
+        fun = int(args[0])
+        if len(args) > 1 and args[1] == "1":
+            if fun != 1:
+                return self._cme(50)
+            self._after_reply = self.reboot
+            return "OK"
+        if fun != 1:
+            for ctx_id, ctx in self.contexts.items():
+                if ctx.active:
+                    self._deactivate(ctx_id)
+        elif self.cfun != 1:
+            self._radio_on_at = now
+        self.cfun = fun
+        return "OK"
+
+    def _cmd_qpowd(self, form: str, args: list[str], now: float) -> str:
+        self._after_reply = self.power_down
+        return "OK"
+
+    def _cmd_qurccfg(self, form: str, args: list[str], now: float) -> str:
+        if form == "write" and args and args[0] == "urcport":
+            if len(args) == 1:
+                self._reply.append('+QURCCFG: "urcport","uart1"')
+            return "OK"
+        return self._cme(50)
+
+    # -- PDP contexts (§2.1-§2.3) --
+
+    def _context_id(self, value: str) -> int | None:
+        if value.isdigit() and 1 <= int(value) <= self.profile.max_context:
+            return int(value)
+        return None
+
+    def _cmd_qicsgp(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append(
+                f'+QICSGP: (1-{self.profile.max_context}),(1-3),"APN","UserName","Password",(0-3)'
+            )
+            return "OK"
+        if form != "write" or not args:
+            return "ERROR"
+        ctx_id = self._context_id(args[0])
+        if ctx_id is None:
+            return "ERROR"
+        ctx = self.contexts.setdefault(ctx_id, _Context())
+        if len(args) == 1:
+            self._reply.append(
+                f'+QICSGP: {ctx.context_type},"{ctx.apn}","{ctx.username}",'
+                f'"{ctx.password}",{ctx.auth}'
+            )
+            return "OK"
+        if args[1] not in ("1", "2", "3") or len(args) not in (3, 5, 6):
+            return "ERROR"
+        if len(args) == 6 and args[5] not in ("0", "1", "2", "3"):
+            return "ERROR"
+        ctx.context_type = int(args[1])
+        ctx.apn = args[2]
+        ctx.username, ctx.password = (args[3], args[4]) if len(args) >= 5 else ("", "")
+        ctx.auth = int(args[5]) if len(args) == 6 else 0
+        return "OK"
+
+    def _cmd_qiact(self, form: str, args: list[str], now: float) -> str | None:
+        if form == "test":
+            self._reply.append(f"+QIACT: (1-{self.profile.max_context})")
+            return "OK"
+        if form == "read":
+            for active_id in sorted(self.contexts):
+                active = self.contexts[active_id]
+                if active.active:
+                    self._reply.append(
+                        f'+QIACT: {active_id},1,{active.context_type},"{self.profile.ip_address}"'
+                    )
+            return "OK"
+        if form != "write" or len(args) != 1:
+            return "ERROR"
+        ctx_id = self._context_id(args[0])
+        if ctx_id is None:
+            return self._qi_error(552)
+        ctx = self.contexts.setdefault(ctx_id, _Context())
+        if ctx.active:
+            # Activating an active context fails on real units (at-protocol.md §2.2).
+            return self._qi_error(561)
+        self._extra_delay = self.profile.pdp_activation_time
+        failed = (
+            not self._registered(now)
+            or self.pdp_failures > 0
+            or (self.profile.required_apn is not None and ctx.apn != self.profile.required_apn)
+        )
+        if failed:
+            self.pdp_failures = max(0, self.pdp_failures - 1)
+            return self._qi_error(561)
+        ctx.active = True
+        self.last_error = 0
+        return "OK"
+
+    def _cmd_qideact(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append(f"+QIDEACT: (1-{self.profile.max_context})")
+            return "OK"
+        if form != "write" or len(args) != 1:
+            return "ERROR"
+        ctx_id = self._context_id(args[0])
+        if ctx_id is None:
+            return self._qi_error(552)
+        self._deactivate(ctx_id)
+        return "OK"
+
+    def _deactivate(self, ctx_id: int) -> None:
+        ctx = self.contexts.get(ctx_id)
+        if ctx is not None:
+            ctx.active = False
+        # AT+QIDEACT "closes all sockets of that context" (§2.3).
+        for sock_id in [s.socket_id for s in self.sockets.values() if s.context_id == ctx_id]:
+            sock = self.sockets.pop(sock_id)
+            if sock.state in (SocketState.OPENING, SocketState.CONNECTED):
+                self._actions.append(CloseTcp(sock_id, abort=True))
+
+    # -- sockets (§2.4-§2.12) --
+
+    def _socket_arg(self, value: str) -> int | None:
+        if value.isdigit() and int(value) in SOCKET_IDS:
+            return int(value)
+        return None
+
+    def _cmd_qiopen(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append(
+                f"+QIOPEN: (1-{self.profile.max_context}),(0-11),"
+                '"TCP/UDP/TCP LISTENER/UDP SERVICE","<IP_address>/<domain_name>",'
+                "<remote_port>,<local_port>,(0-2)"
+            )
+            return "OK"
+        if form != "write" or not 5 <= len(args) <= 7:
+            return self._qi_error(552)
+        ctx_id = self._context_id(args[0])
+        sock_id = self._socket_arg(args[1])
+        if ctx_id is None or sock_id is None or not args[4].isdigit():
+            return self._qi_error(552)
+        if args[2].upper() != "TCP":
+            return self._qi_error(555)  # UDP and listeners are not modelled
+        mode = args[6] if len(args) == 7 else "0"
+        if mode not in ("0", "1"):
+            return self._qi_error(555)  # transparent mode is not modelled
+        if sock_id in self.sockets:
+            return self._qi_error(563)
+        ctx = self.contexts.get(ctx_id)
+        if ctx is None or not ctx.active:
+            return self._qi_error(572)
+        sock = _Socket(sock_id, ctx_id, args[3], int(args[4]), int(mode))
+        self.sockets[sock_id] = sock
+        self.last_error = 0
+        self._after_reply = lambda _t: self._actions.append(
+            OpenTcp(sock_id, sock.host, sock.remote_port)
+        )
+        return "OK"
+
+    def _cmd_qiclose(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append("+QICLOSE: (0-11),(0-65535)")
+            return "OK"
+        if form != "write" or not 1 <= len(args) <= 2:
+            return self._qi_error(552)
+        sock_id = self._socket_arg(args[0])
+        if sock_id is None:
+            return self._qi_error(552)
+        sock = self.sockets.pop(sock_id, None)
+        if sock is not None and sock.state in (SocketState.OPENING, SocketState.CONNECTED):
+            self._actions.append(CloseTcp(sock_id, abort=False))
+        self.last_error = 0
+        return "OK"
+
+    def _cmd_qistate(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            return "OK"
+        chosen = list(self.sockets.values())
+        if form == "write":
+            if len(args) != 2 or args[0] not in ("0", "1") or not args[1].isdigit():
+                return self._qi_error(552)
+            key = int(args[1])
+            chosen = [s for s in chosen if (s.context_id if args[0] == "0" else s.socket_id) == key]
+        for sock in sorted(chosen, key=lambda s: s.socket_id):
+            self._reply.append(
+                f'+QISTATE: {sock.socket_id},"TCP","{sock.host}",{sock.remote_port},'
+                f"{sock.local_port},{int(sock.state)},{sock.context_id},0,{sock.access_mode},"
+                '"uart1"'
+            )
+        return "OK"
+
+    def _cmd_qigeterror(self, form: str, args: list[str], now: float) -> str:
+        self._reply.append(
+            f"+QIGETERROR: {self.last_error},{QI_ERROR_TEXT.get(self.last_error, 'unknown error')}"
+        )
+        return "OK"
+
+    def _cmd_qisde(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append("+QISDE: (0,1)")
+        elif form == "read":
+            self._reply.append(f"+QISDE: {int(self.payload_echo)}")
+        elif form == "write":
+            if args not in (["0"], ["1"]):
+                return "ERROR"
+            self.payload_echo = args == ["1"]
+        return "OK"
+
+    def _cmd_qicfg(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply += ['+QICFG: "recvind",(0,1)', '+QICFG: "transpktsize",(1-1460)']
+            return "OK"
+        if form != "write" or not args:
+            return "ERROR"
+        if args[0] == "recvind":
+            if len(args) == 1:
+                self._reply.append(f'+QICFG: "recvind",{int(self.recvind)}')
+            elif args[1] in ("0", "1"):
+                self.recvind = args[1] == "1"
+            else:
+                return "ERROR"
+            return "OK"
+        return "ERROR"  # other options are not modelled
+
+    def _cmd_qisend(self, form: str, args: list[str], now: float) -> str | None:
+        if form == "test":
+            self._reply.append("+QISEND: (0-11),(0-1460)")
+            return "OK"
+        if form != "write" or not 1 <= len(args) <= 2:
+            return self._qi_error(552)
+        sock_id = self._socket_arg(args[0])
+        if sock_id is None:
+            return self._qi_error(552)
+        sock = self.sockets.get(sock_id)
+        if len(args) == 2 and args[1] == "0":
+            # Query form: +QISEND: <total_send_length>,<ackedbytes>,<unackedbytes>
+            if sock is None:
+                return self._qi_error(567)
+            self._reply.append(f"+QISEND: {sock.total_sent},{sock.acked},{sock.unacked}")
+            return "OK"
+        if sock is None or sock.state is not SocketState.CONNECTED:
+            return self._qi_error(567)
+        length: int | None = None
+        if len(args) == 2:
+            if not args[1].isdigit() or not 1 <= int(args[1]) <= MAX_SEND:
+                return self._qi_error(552)
+            length = int(args[1])
+        self._reply_raw = b"\r\n> "
+
+        def open_input(at: float) -> None:
+            self._input = _SendInput(sock_id, length, at + self.profile.send_input_timeout)
+
+        self._after_reply = open_input
+        return None
+
+    def _take_send_data(self, now: float) -> None:
+        pending = self._input
+        assert pending is not None
+        if pending.length is not None:
+            take = min(pending.length - len(pending.data), len(self._inbuf))
+            chunk = bytes(self._inbuf[:take])
+            del self._inbuf[:take]
+            pending.data += chunk
+            if self.payload_echo:
+                self._output.append(chunk)
+            if len(pending.data) == pending.length:
+                self._input = None
+                self._send_data(pending, now)
+            return
+        # Variable length: data ends at Ctrl-Z (send) or ESC (cancel), which is why it cannot
+        # carry binary WebSocket frames (§2.7, §9.7).
+        for i, byte in enumerate(self._inbuf):
+            if byte in (CTRL_Z, ESC):
+                chunk = bytes(self._inbuf[:i])
+                del self._inbuf[: i + 1]
+                pending.data += chunk
+                if self.payload_echo:
+                    self._output.append(chunk)
+                self._input = None
+                if byte == ESC:
+                    self.last_error = 571
+                    self._output.append(b"\r\nERROR\r\n")
+                elif len(pending.data) > MAX_SEND:
+                    self.last_error = 552
+                    self._output.append(b"\r\nERROR\r\n")
+                else:
+                    self._send_data(pending, now)
+                return
+        pending.data += self._inbuf
+        if self.payload_echo:
+            self._output.append(bytes(self._inbuf))
+        self._inbuf.clear()
+
+    def _send_data(self, pending: _SendInput, now: float) -> None:
+        sock = self.sockets.get(pending.socket_id)
+        data = bytes(pending.data)
+        if sock is None or sock.state is not SocketState.CONNECTED:
+            self.last_error = 567
+            result = "ERROR"
+        elif sock.unacked + len(data) > self.profile.send_buffer or (
+            self.send_fail_rate and self.rng.random() < self.send_fail_rate
+        ):
+            result = "SEND FAIL"
+        else:
+            sock.total_sent += len(data)
+            self._actions.append(SendTcp(sock.socket_id, data))
+            result = "SEND OK"
+        if self.response_delay > 0:
+            self._busy_until = now + self.response_delay
+            self._at(
+                now + self.response_delay,
+                lambda _t: self._output.append(f"\r\n{result}\r\n".encode()),
+            )
+        else:
+            self._output.append(f"\r\n{result}\r\n".encode())
+
+    def _input_timed_out(self) -> None:
+        # The host promised bytes after the prompt and stopped short.
+        self._input = None
+        self.last_error = 569
+        self._output.append(b"\r\nERROR\r\n")
+
+    def _cmd_qird(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append("+QIRD: (0-11),(0-1500)")
+            return "OK"
+        if form != "write" or not 1 <= len(args) <= 2:
+            return self._qi_error(552)
+        sock_id = self._socket_arg(args[0])
+        sock = self.sockets.get(sock_id) if sock_id is not None else None
+        if sock is None or sock.state in (SocketState.INITIAL, SocketState.OPENING):
+            return self._qi_error(567)
+        if len(args) == 2 and args[1] == "0":
+            self._reply.append(f"+QIRD: {sock.total_received},{sock.total_read},{len(sock.rx)}")
+            return "OK"
+        want = MAX_READ
+        if len(args) == 2:
+            if not args[1].isdigit() or not 1 <= int(args[1]) <= MAX_READ:
+                return self._qi_error(552)
+            want = int(args[1])
+        data = bytes(sock.rx[:want])
+        del sock.rx[:want]
+        sock.total_read += len(data)
+        if data:
+            self._reply_raw = f"\r\n+QIRD: {len(data)}\r\n".encode() + data + b"\r\n"
+        else:
+            self._reply.append("+QIRD: 0")
+            sock.recv_reported = False  # drained: the next data gets a new URC (§2.8)
+        return "OK"
+
+    # -- network side (called by the shell) --
+
+    def tcp_opened(self, socket_id: int, local_port: int) -> None:
+        sock = self.sockets.get(socket_id)
+        if sock is None or sock.state is not SocketState.OPENING:
+            return
+        sock.state = SocketState.CONNECTED
+        sock.local_port = local_port
+        self._urc(f"+QIOPEN: {socket_id},0")
+
+    def tcp_open_failed(self, socket_id: int, code: int) -> None:
+        sock = self.sockets.get(socket_id)
+        if sock is None or sock.state is not SocketState.OPENING:
+            return
+        # The id stays taken until the host closes it (§2.4: "if no URC, AT+QICLOSE").
+        sock.state = SocketState.CLOSING
+        self._urc(f"+QIOPEN: {socket_id},{code}")
+
+    def tcp_received(self, socket_id: int, data: bytes) -> None:
+        sock = self.sockets.get(socket_id)
+        if sock is None or sock.state is not SocketState.CONNECTED or not data:
+            return
+        sock.total_received += len(data)
+        if sock.access_mode == 1:
+            # Direct push: the data rides on the URC, at most 1500 bytes each (§2.13).
+            for i in range(0, len(data), MAX_READ):
+                piece = data[i : i + MAX_READ]
+                sock.total_read += len(piece)
+                self._urc(f'+QIURC: "recv",{socket_id},{len(piece)}', piece + b"\r\n")
+            return
+        was_empty = not sock.rx
+        sock.rx += data
+        if not sock.recv_reported:
+            sock.recv_reported = True
+            self._urc(
+                f'+QIURC: "recv",{socket_id}'
+                + (f",{len(data)}" if self.recvind and was_empty else "")
+            )
+
+    def receive_room(self, socket_id: int) -> int:
+        sock = self.sockets.get(socket_id)
+        if sock is None:
+            return 0
+        return max(0, self.profile.receive_buffer - len(sock.rx))
+
+    def tcp_sent(self, socket_id: int, count: int) -> None:
+        sock = self.sockets.get(socket_id)
+        if sock is not None:
+            sock.acked = min(sock.total_sent, sock.acked + count)
+
+    def tcp_closed(self, socket_id: int) -> None:
+        """The peer closed (FIN or RST) or the network dropped the connection."""
+        sock = self.sockets.get(socket_id)
+        if sock is None or sock.state is not SocketState.CONNECTED:
+            return
+        sock.state = SocketState.CLOSING  # buffered data stays readable until AT+QICLOSE
+        self._urc(f'+QIURC: "closed",{socket_id}')
+
+    # -- faults a test injects --
+
+    def drop_connection(self, socket_id: int) -> None:
+        sock = self.sockets.get(socket_id)
+        if sock is not None and sock.state is SocketState.CONNECTED:
+            self._actions.append(CloseTcp(socket_id, abort=True))
+            self.tcp_closed(socket_id)
+
+    def network_deactivates_pdp(self, context_id: int) -> None:
+        ctx = self.contexts.get(context_id)
+        if ctx is None or not ctx.active:
+            return
+        ctx.active = False
+        for sock in self.sockets.values():
+            if sock.context_id == context_id and sock.state in (
+                SocketState.OPENING,
+                SocketState.CONNECTED,
+            ):
+                self._actions.append(CloseTcp(sock.socket_id, abort=True))
+                sock.state = SocketState.CLOSING
+        self._urc(f'+QIURC: "pdpdeact",{context_id}')
+
+
+def _arguments(text: str) -> list[str] | None:
+    """Split an AT argument list: commas separate, double quotes protect, spaces around
+    arguments are dropped (the seed 004 log sends ``"", "",1``). None when a quote is open."""
+    args: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] == " ":
+            i += 1
+        if i < n and text[i] == '"':
+            close = text.find('"', i + 1)
+            if close < 0:
+                return None
+            value = text[i + 1 : close]
+            i = close + 1
+            while i < n and text[i] == " ":
+                i += 1
+            if i < n and text[i] != ",":
+                return None
+        else:
+            comma = text.find(",", i)
+            end = n if comma < 0 else comma
+            value = text[i:end].strip()
+            i = end
+        args.append(value)
+        if i >= n:
+            return args
+        i += 1  # the comma

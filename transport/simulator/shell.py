@@ -1,0 +1,394 @@
+"""The simulator's I/O: a pseudo-terminal for the UART, real TCP connections for the sockets.
+
+:class:`SimulatorShell` owns one :class:`~transport.simulator.quectel.QuectelModule` and moves
+bytes: host ⇄ pty master ⇄ module ⇄ asyncio TCP connections ⇄ real servers. It paces the pty
+at a UART baud rate in both directions (10 bits a byte: start, 8 data, stop), delays network
+traffic by a fixed latency, and exposes the faults a test injects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pty
+import socket
+import tty
+from collections import deque
+from dataclasses import dataclass, field
+
+from transport.simulator.quectel import CloseTcp, OpenTcp, QuectelModule, SendTcp
+
+log = logging.getLogger(__name__)
+
+PIECE = 64  # bytes moved per pacing step on a throttled UART (5.6 ms at 115200 baud)
+
+
+class _Pacer:
+    """Holds a direction of the UART to ``baud`` (10 bits per byte)."""
+
+    def __init__(self, baud: int | None) -> None:
+        self.byte_time = 10.0 / baud if baud else 0.0
+        self._free_at = 0.0
+
+    async def pace(self, count: int) -> None:
+        if not self.byte_time:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        start = max(now, self._free_at)
+        self._free_at = start + count * self.byte_time
+        delay = self._free_at - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+@dataclass
+class _Connection:
+    socket_id: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    outgoing: deque[tuple[float, bytes]] = field(default_factory=deque)
+    wake_sender: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_reader: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    in_flight: int = 0  # received from the network, not yet handed to the module
+
+
+@dataclass
+class Transcript:
+    """What crossed the UART, in order: ("host", bytes) written by the host, ("module", bytes)."""
+
+    entries: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def add(self, direction: str, data: bytes) -> None:
+        if self.entries and self.entries[-1][0] == direction:
+            self.entries[-1] = (direction, self.entries[-1][1] + data)
+        else:
+            self.entries.append((direction, data))
+
+    def bytes(self, direction: str) -> bytes:
+        return b"".join(data for d, data in self.entries if d == direction)
+
+
+class SimulatorShell:
+    """Run a simulated module on a pty. Use as an async context manager; :attr:`path` is the
+    device the host opens."""
+
+    def __init__(
+        self,
+        module: QuectelModule | None = None,
+        *,
+        baud: int | None = None,
+        latency: float = 0.0,
+        uplink_rate: float | None = None,
+        hosts: dict[str, str] | None = None,
+        connect_timeout: float = 10.0,
+        link: str | None = None,
+        record: bool = False,
+    ) -> None:
+        self.module = module or QuectelModule()
+        self.latency = latency
+        self.uplink_rate = (
+            uplink_rate  # bytes/s leaving the module's send buffer; None: as fast as TCP takes them
+        )
+        self.hosts = dict(hosts or {})
+        self.connect_timeout = connect_timeout
+        self.link = link
+        self.transcript: Transcript | None = Transcript() if record else None
+        self.bytes_from_host = 0
+        self.bytes_to_host = 0
+        self._rx_pacer = _Pacer(baud)
+        self._tx_pacer = _Pacer(baud)
+        self._throttled = bool(baud)
+        self._master = -1
+        self._slave = -1
+        self.path = ""
+        self._out: deque[bytes] = deque()
+        self._out_ready = asyncio.Event()
+        self._timer_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connections: dict[int, _Connection] = {}
+        self._opening: dict[int, asyncio.Task[None]] = {}
+
+    # -- lifecycle --
+
+    async def __aenter__(self) -> SimulatorShell:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> str:
+        self._master, self._slave = pty.openpty()
+        # Raw mode at once: a pty echoes and translates CR by default, and the module's own
+        # output would come straight back to it as input.
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self.path = os.ttyname(self._slave)
+        if self.link:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.link)
+            os.symlink(self.path, self.link)
+        self.module.power_on(self._now())
+        self._tasks = [
+            asyncio.create_task(self._uart_receive(), name="sim uart rx"),
+            asyncio.create_task(self._uart_transmit(), name="sim uart tx"),
+            asyncio.create_task(self._timers(), name="sim timers"),
+        ]
+        self._service()
+        return self.path
+
+    async def stop(self) -> None:
+        for task in self._tasks + list(self._opening.values()):
+            task.cancel()
+        for conn in list(self._connections.values()):
+            self._drop(conn, abort=True)
+        await asyncio.gather(*self._tasks, *self._opening.values(), return_exceptions=True)
+        self._tasks = []
+        if self.link:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.link)
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = -1
+
+    # -- faults --
+
+    def drop_connection(self, socket_id: int) -> None:
+        """The network loses the TCP connection: the module says "closed"."""
+        self.module.drop_connection(socket_id)
+        self._service()
+
+    def deactivate_pdp(self, context_id: int = 1) -> None:
+        """The network tears down the PDP context: "pdpdeact", all its sockets dead."""
+        self.module.network_deactivates_pdp(context_id)
+        self._service()
+
+    def reboot(self) -> None:
+        """The module resets by itself (brown-out, watchdog) and comes back with RDY."""
+        self.module.reboot(self._now())
+        self._service()
+
+    def inject_garbage(self, data: bytes) -> None:
+        """Put ``data`` on the UART towards the host, between two responses."""
+        self._out.append(data)
+        self._out_ready.set()
+
+    def set_muted(self, muted: bool) -> None:
+        """A hung module: it hears nothing and says nothing."""
+        self.module.muted = muted
+
+    def set_response_delay(self, seconds: float) -> None:
+        self.module.response_delay = seconds
+
+    # -- the UART --
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _uart_receive(self) -> None:
+        loop = asyncio.get_running_loop()
+        size = PIECE if self._throttled else 65536
+        while True:
+            try:
+                data = os.read(self._master, size)
+            except BlockingIOError:
+                await _readable(loop, self._master)
+                continue
+            except OSError:
+                await asyncio.sleep(0.05)  # no host has the pty open: nothing to read yet
+                continue
+            await self._rx_pacer.pace(len(data))
+            self.bytes_from_host += len(data)
+            if self.transcript is not None:
+                self.transcript.add("host", data)
+            self.module.receive(data, self._now())
+            self._service()
+
+    async def _uart_transmit(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._out:
+                self._out_ready.clear()
+                await self._out_ready.wait()
+            unit = self._out.popleft()
+            if self.transcript is not None:
+                self.transcript.add("module", unit)
+            step = PIECE if self._throttled else len(unit)
+            for i in range(0, len(unit), step):
+                piece = unit[i : i + step]
+                await self._tx_pacer.pace(len(piece))
+                view = memoryview(piece)
+                while view:
+                    try:
+                        written = os.write(self._master, view)
+                    except BlockingIOError:
+                        await _writable(loop, self._master)
+                        continue
+                    view = view[written:]
+                self.bytes_to_host += len(piece)
+
+    async def _timers(self) -> None:
+        while True:
+            deadline = self.module.next_deadline()
+            self._timer_wake.clear()
+            if deadline is None:
+                await self._timer_wake.wait()
+                continue
+            delay = deadline - self._now()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._timer_wake.wait()
+                continue
+            self.module.tick(self._now())
+            self._service()
+
+    def _service(self) -> None:
+        """Carry out what the module asked for and queue what it said."""
+        for action in self.module.take_actions():
+            if isinstance(action, OpenTcp):
+                task = asyncio.create_task(self._open(action), name=f"sim open {action.socket_id}")
+                self._opening[action.socket_id] = task
+            elif isinstance(action, SendTcp):
+                conn = self._connections.get(action.socket_id)
+                if conn is not None:
+                    conn.outgoing.append((self._now() + self.latency, action.data))
+                    conn.wake_sender.set()
+            elif isinstance(action, CloseTcp):
+                opening = self._opening.pop(action.socket_id, None)
+                if opening is not None:
+                    opening.cancel()
+                conn = self._connections.get(action.socket_id)
+                if conn is not None:
+                    self._drop(conn, abort=action.abort)
+        units = self.module.take_output()
+        if units:
+            self._out.extend(units)
+            self._out_ready.set()
+        for conn in self._connections.values():
+            if self.module.receive_room(conn.socket_id) > conn.in_flight:
+                conn.wake_reader.set()
+        self._timer_wake.set()
+
+    # -- the network --
+
+    async def _open(self, action: OpenTcp) -> None:
+        host = self.hosts.get(action.host, action.host)
+        try:
+            if self.latency:
+                await asyncio.sleep(2 * self.latency)  # SYN, SYN-ACK
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(host, action.port)
+        except socket.gaierror:
+            self.module.tcp_open_failed(action.socket_id, 565)
+        except (OSError, TimeoutError):
+            self.module.tcp_open_failed(action.socket_id, 566)
+        else:
+            conn = _Connection(action.socket_id, reader, writer)
+            self._connections[action.socket_id] = conn
+            conn.tasks = [
+                asyncio.create_task(
+                    self._network_receive(conn), name=f"sim net rx {action.socket_id}"
+                ),
+                asyncio.create_task(
+                    self._network_send(conn), name=f"sim net tx {action.socket_id}"
+                ),
+            ]
+            local_port = writer.get_extra_info("sockname")[1]
+            self.module.tcp_opened(action.socket_id, local_port)
+        finally:
+            self._opening.pop(action.socket_id, None)
+        self._service()
+
+    async def _network_receive(self, conn: _Connection) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                room = self.module.receive_room(conn.socket_id) - conn.in_flight
+                if room <= 0:
+                    # The module's buffer is full: stop reading and let TCP flow control
+                    # push back on the server.
+                    conn.wake_reader.clear()
+                    await conn.wake_reader.wait()
+                    continue
+                data = await conn.reader.read(min(room, 65536))
+                if not data:
+                    break
+                conn.in_flight += len(data)
+                loop.call_later(self.latency, self._deliver, conn, data)
+        except (ConnectionError, OSError):
+            pass
+        loop.call_later(self.latency, self._peer_closed, conn)
+
+    def _deliver(self, conn: _Connection, data: bytes) -> None:
+        conn.in_flight -= len(data)
+        if self._connections.get(conn.socket_id) is conn:
+            self.module.tcp_received(conn.socket_id, data)
+            self._service()
+
+    def _peer_closed(self, conn: _Connection) -> None:
+        if self._connections.get(conn.socket_id) is conn:
+            self._connections.pop(conn.socket_id)
+            self.module.tcp_closed(conn.socket_id)
+            self._drop(conn, abort=False)
+            self._service()
+
+    async def _network_send(self, conn: _Connection) -> None:
+        pacer = _Pacer(int(self.uplink_rate * 10)) if self.uplink_rate else None
+        try:
+            while True:
+                while not conn.outgoing:
+                    conn.wake_sender.clear()
+                    await conn.wake_sender.wait()
+                due, data = conn.outgoing[0]
+                delay = due - self._now()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                conn.outgoing.popleft()
+                if pacer is not None:
+                    await pacer.pace(len(data))
+                conn.writer.write(data)
+                await conn.writer.drain()
+                self.module.tcp_sent(conn.socket_id, len(data))
+        except (ConnectionError, OSError):
+            pass
+
+    def _drop(self, conn: _Connection, *, abort: bool) -> None:
+        if self._connections.get(conn.socket_id) is conn:
+            self._connections.pop(conn.socket_id)
+        for task in conn.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        if abort:
+            conn.writer.transport.abort()
+        else:
+            conn.writer.close()
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, _wake, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_writer(fd, _wake, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
