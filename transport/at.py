@@ -404,12 +404,15 @@ class AtChannel:
         default_timeout: float = 5.0,
         probe_attempts: int = 3,
         probe_timeout: float = 2.0,
+        quiet_time: float = 0.3,
     ) -> None:
         self._port = port
         self._parser = parser
         self._default_timeout = default_timeout
         self._probe_attempts = probe_attempts
         self._probe_timeout = probe_timeout
+        self._quiet_time = quiet_time
+        self._last_rx = 0.0
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._handlers: list[tuple[str, UrcHandler]] = []
@@ -540,19 +543,36 @@ class AtChannel:
             task.add_done_callback(_retrieve)
             raise
 
-    def abort(self, error: BaseException) -> None:
-        """Fail the command in flight (the module rebooted: its answer will never come)."""
-        self._fail_pending(error)
+    def abort(self, error: BaseException, *, grace: float = 1.0) -> None:
+        """The module restarted: fail the command in flight unless it is answered within
+        ``grace`` seconds.
+
+        RDY alone cannot tell whether the module rebooted after it read the command (then no
+        answer will come) or booted, said RDY and then read the command (then the answer is on
+        its way behind RDY). Failing at once in the second case would leave that answer to be
+        taken for the next command's.
+        """
+        pending = self._pending
+        if pending is None:
+            return
         self._parser.reset()
+
+        def expire() -> None:
+            if self._pending is pending:
+                self._fail_pending(error)
+
+        asyncio.get_running_loop().call_later(grace, expire)
 
     async def _ensure_synced(self) -> None:
         if self._failure is not None:
             raise SerialPortError(f"serial port {self.port_name} is gone: {self._failure}")
         if not self._desynced:
             return
-        # A command timed out: its answer may still come, or the module may be hung. Probe
-        # with a bare AT until it answers; a final result that straggles in with nothing in
-        # flight is discarded by the reader.
+        # A command timed out: its answer may still come, or the module may be hung. Let the
+        # line fall quiet first, so an answer that straggles in arrives with nothing in flight
+        # and is discarded by the reader instead of answering the probe; then probe with a
+        # bare AT until the module answers.
+        await self._wait_for_quiet_line()
         for attempt in range(1, self._probe_attempts + 1):
             try:
                 await self._exchange("AT", None, self._probe_timeout, (), None, False)
@@ -568,6 +588,17 @@ class AtChannel:
             log.info("modem on %s answers AT again", self.port_name)
             return
         raise ModemNotResponding(self.port_name, self._probe_attempts, self._probe_timeout)
+
+    async def _wait_for_quiet_line(self) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._probe_timeout
+        while True:
+            now = loop.time()
+            quiet_since = max(self._last_rx, now - self._quiet_time)
+            remaining = quiet_since + self._quiet_time - now
+            if remaining <= 0 or now >= give_up:
+                return
+            await asyncio.sleep(min(remaining, give_up - now))
 
     async def _exchange(
         self,
@@ -628,6 +659,7 @@ class AtChannel:
         try:
             while True:
                 data = await self._port.read()
+                self._last_rx = asyncio.get_running_loop().time()
                 self.stats.bytes_in += len(data)
                 for event in self._parser.feed(data):
                     self._dispatch(event)

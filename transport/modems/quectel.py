@@ -145,6 +145,7 @@ class QuectelSettings:
     reboot_timeout: float = 60.0
     cfun_timeout: float = 15.0
     send_stall_timeout: float = 120.0
+    send_retry_delay: float = 0.05  # first back-off after SEND FAIL, doubling up to 1 s
     idle_poll_interval: float = 10.0
     rx_high_water: int = 64 * 1024
     tx_high_water: int = 4 * MAX_SEND
@@ -463,16 +464,26 @@ class QuectelModem:
     # -- sockets --
 
     async def open_tcp(
-        self, host: str, port: int, *, timeout: float | None = None
+        self, host: str, port: int, *, timeout: float | None = None, connect_id: int | None = None
     ) -> QuectelTcpStream:
-        """Open a TCP connection in buffer access mode; the module resolves host names."""
+        """Open a TCP connection in buffer access mode; the module resolves host names.
+
+        ``connect_id`` picks the module's socket id (0-11); by default the lowest free one.
+        """
         if not _SAFE_HOST.fullmatch(host):
             raise ValueError(f"not a host name or address: {host!r}")
         if not 0 < port < 65536:
             raise ValueError(f"not a TCP port: {port}")
         s = self._settings
         open_timeout = s.open_timeout if timeout is None else timeout
-        connect_id = self._free_connect_id()
+        if connect_id is None:
+            connect_id = self._free_connect_id()
+        elif (
+            connect_id not in CONNECT_IDS
+            or connect_id in self._streams
+            or connect_id in self._opening
+        ):
+            raise SocketOpenError(f"socket id {connect_id} is not free")
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[int] = loop.create_future()
         self._opening[connect_id] = opened
@@ -776,7 +787,7 @@ class QuectelTcpStream:
     async def _send_chunk(self, chunk: bytes) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._s.send_stall_timeout
-        backoff = 0.05
+        backoff = self._s.send_retry_delay
         while True:
             if self._error is not None:
                 raise self._error
@@ -820,8 +831,10 @@ async def open_quectel(
     path: str, baudrate: int = 115200, settings: QuectelSettings | None = None
 ) -> AsyncIterator[QuectelModem]:
     """Open the serial port and an AT channel on it, and give a driver (not yet brought up)."""
+    settings = settings or QuectelSettings()
     port = SerialPort.open(path, baudrate)
-    async with AtChannel(port, QuectelModem.parser()) as channel:
+    channel = AtChannel(port, QuectelModem.parser(), default_timeout=settings.command_timeout)
+    async with channel:
         yield QuectelModem(channel, settings)
 
 

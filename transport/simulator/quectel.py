@@ -97,6 +97,12 @@ class ModuleProfile:
     send_input_timeout: float = 5.0  # EC200U "qisend/timeout" default (§2.11)
 
 
+# Status URCs real modules volunteer (§7 boot URCs, +QIND indications) that answer no command
+# the driver sends; the chatter knob puts them where they hurt most, between a command's echo
+# and its final result and right after the data prompt (§9.1, §10).
+CHATTER_URCS = ('+QIND: "csq",24,99', "+QIND: SMS DONE", "+QUSIM: 1", '+QIND: "act","LTE"')
+
+
 # --- actions for the shell ------------------------------------------------------------------
 
 
@@ -188,6 +194,8 @@ class QuectelModule:
         self.muted = False
         self.send_fail_rate = 0.0
         self.pdp_failures = 0
+        self.chatter = 0.0  # chance of a status URC between a command's echo and its answer
+        self.chatter_urcs = CHATTER_URCS
         self.log: list[str] = []  # commands as received, for transcripts
         self._output: list[bytes] = []
         self._actions: list[Action] = []
@@ -304,6 +312,7 @@ class QuectelModule:
             del self._inbuf[: cr + 1]
             if self.echo:
                 self._output.append(raw)
+            self._chatter()
             self._command_line(raw[:-1], now)
 
     # -- command lines --
@@ -354,6 +363,10 @@ class QuectelModule:
 
     def _urc(self, text: str, raw: bytes = b"") -> None:
         self._output.append(b"\r\n" + text.encode("latin-1") + b"\r\n" + raw)
+
+    def _chatter(self) -> None:
+        if self.chatter and self.rng.random() < self.chatter:
+            self._urc(self.rng.choice(self.chatter_urcs))
 
     def _cme(self, code: int) -> str:
         if self.cmee == 0:
@@ -830,6 +843,7 @@ class QuectelModule:
 
         def open_input(at: float) -> None:
             self._input = _SendInput(sock_id, length, at + self.profile.send_input_timeout)
+            self._chatter()
 
         self._after_reply = open_input
         return None

@@ -84,6 +84,7 @@ class SimulatorShell:
         latency: float = 0.0,
         uplink_rate: float | None = None,
         hosts: dict[str, str] | None = None,
+        dns_failures: set[str] | None = None,
         connect_timeout: float = 10.0,
         link: str | None = None,
         record: bool = False,
@@ -93,7 +94,8 @@ class SimulatorShell:
         self.uplink_rate = (
             uplink_rate  # bytes/s leaving the module's send buffer; None: as fast as TCP takes them
         )
-        self.hosts = dict(hosts or {})
+        self.hosts = dict(hosts or {})  # names resolved by the simulated network's DNS
+        self.dns_failures = set(dns_failures or ())  # names its DNS cannot resolve
         self.connect_timeout = connect_timeout
         self.link = link
         self.transcript: Transcript | None = Transcript() if record else None
@@ -281,6 +283,7 @@ class SimulatorShell:
     async def _open(self, action: OpenTcp) -> None:
         host = self.hosts.get(action.host, action.host)
         try:
+            self._resolve_check(action.host)
             if self.latency:
                 await asyncio.sleep(2 * self.latency)  # SYN, SYN-ACK
             async with asyncio.timeout(self.connect_timeout):
@@ -305,6 +308,10 @@ class SimulatorShell:
         finally:
             self._opening.pop(action.socket_id, None)
         self._service()
+
+    def _resolve_check(self, name: str) -> None:
+        if name in self.dns_failures:
+            raise socket.gaierror(socket.EAI_NONAME, f"simulated DNS failure for {name}")
 
     async def _network_receive(self, conn: _Connection) -> None:
         loop = asyncio.get_running_loop()

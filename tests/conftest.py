@@ -1,0 +1,90 @@
+"""Shared pieces for tests that run the real stack: driver ⇄ pty ⇄ simulator ⇄ TCP ⇄ server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+
+from transport.modems.quectel import QuectelModem, QuectelSettings, open_quectel
+from transport.simulator import SimulatorShell
+
+# The manual's time limits (150 s for QIACT, 90 s for registration...) scaled down so a
+# failing case fails in seconds; what is tested is the behaviour, not the numbers.
+FAST = QuectelSettings(
+    apn="internet",
+    command_timeout=2.0,
+    sync_timeout=6.0,
+    sim_timeout=3.0,
+    registration_timeout=2.0,
+    registration_poll=0.1,
+    pdp_activate_timeout=3.0,
+    pdp_deactivate_timeout=3.0,
+    pdp_attempts=2,
+    open_timeout=5.0,
+    close_timeout=1,
+    reboot_timeout=5.0,
+    send_stall_timeout=10.0,
+    send_retry_delay=0.002,
+    idle_poll_interval=1.0,
+)
+
+
+def fast(**changes: object) -> QuectelSettings:
+    return dataclasses.replace(FAST, **changes)  # type: ignore[arg-type]
+
+
+class EchoServer:
+    """A real TCP echo server on 127.0.0.1; it can also close its connections on demand."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.writers: list[asyncio.StreamWriter] = []
+        self.received = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        try:
+            while data := await reader.read(65536):
+                self.received += len(data)
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await self.server.wait_closed()
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[EchoServer]:
+    server = EchoServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimulatorShell]:
+    async with SimulatorShell() as shell:
+        yield shell
+
+
+@pytest.fixture
+async def modem(sim: SimulatorShell) -> AsyncIterator[QuectelModem]:
+    async with open_quectel(sim.path, settings=FAST) as driver:
+        await driver.bring_up()
+        yield driver

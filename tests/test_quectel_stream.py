@@ -1,0 +1,348 @@
+"""Bytes through the module: driver ⇄ real pty ⇄ simulator ⇄ real TCP ⇄ echo server on
+127.0.0.1. Whatever goes in must come back byte for byte, and every fault must end in a clear
+error, never a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.conftest import FAST, EchoServer, fast
+from transport.errors import (
+    AtTimeout,
+    ModemNotResponding,
+    ModuleRebooted,
+    NetworkLost,
+    PeerClosed,
+    SendStalled,
+    StreamBroken,
+    StreamClosed,
+)
+from transport.modems.quectel import QuectelModem, QuectelSettings, QuectelTcpStream, open_quectel
+from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
+
+MIB = 1 << 20
+
+
+async def round_trip(stream: QuectelTcpStream, payload: bytes, write_size: int) -> bytes:
+    received = bytearray()
+
+    async def write() -> None:
+        for i in range(0, len(payload), write_size):
+            await stream.write(payload[i : i + write_size])
+
+    async def read() -> None:
+        while len(received) < len(payload):
+            received.extend(await stream.read())
+
+    async with asyncio.timeout(150), asyncio.TaskGroup() as tasks:
+        tasks.create_task(write())
+        tasks.create_task(read())
+    return bytes(received)
+
+
+@dataclass
+class Session:
+    sim: SimulatorShell
+    modem: QuectelModem
+    stream: QuectelTcpStream
+
+
+@contextlib.asynccontextmanager
+async def session(
+    echo_server: EchoServer,
+    module: QuectelModule | None = None,
+    settings: QuectelSettings = FAST,
+    **shell_options: Any,
+) -> AsyncIterator[Session]:
+    """A brought-up module with one socket open to the echo server."""
+    async with (
+        SimulatorShell(module, **shell_options) as sim,
+        open_quectel(sim.path, settings=settings) as modem,
+    ):
+        await modem.bring_up()
+        stream = await modem.open_tcp("127.0.0.1", echo_server.port)
+        try:
+            yield Session(sim, modem, stream)
+        finally:
+            await stream.close()
+
+
+@pytest.mark.slow
+async def test_one_mib_round_trips_byte_exact(echo_server: EchoServer) -> None:
+    async with session(echo_server) as s:
+        payload = os.urandom(MIB)
+        assert await round_trip(s.stream, payload, 4096) == payload
+        assert s.stream.bytes_sent == s.stream.bytes_received == MIB
+        assert s.modem.channel.stats.noise_lines == 0
+
+
+@pytest.mark.slow
+async def test_one_mib_with_urcs_between_echo_and_answer(echo_server: EchoServer) -> None:
+    module = QuectelModule(seed=7)
+    async with session(echo_server, module) as s:
+        module.chatter = 0.3
+        module.echo = (
+            True  # echo back on, as after a module reset, so URCs land between echo and answer
+        )
+        payload = os.urandom(MIB)
+        assert await round_trip(s.stream, payload, 4096) == payload
+        assert s.modem.channel.stats.urcs > 300
+        assert s.modem.channel.stats.noise_lines == 0
+
+
+@pytest.mark.slow
+async def test_one_mib_written_one_byte_at_a_time(echo_server: EchoServer) -> None:
+    async with session(echo_server) as s:
+        payload = os.urandom(MIB)
+        assert await round_trip(s.stream, payload, 1) == payload
+        # Small writes are gathered into full QISENDs, not sent one byte per command.
+        assert s.modem.channel.stats.commands < 4 * MIB // 1460
+
+
+@pytest.mark.slow
+async def test_one_mib_through_a_storm_of_send_fail(echo_server: EchoServer) -> None:
+    module = QuectelModule(seed=3)
+    async with session(echo_server, module) as s:
+        module.send_fail_rate = 0.5
+        payload = os.urandom(MIB)
+        assert await round_trip(s.stream, payload, 4096) == payload
+        assert s.stream.send_fails > 300
+
+
+async def test_send_fail_from_a_full_module_buffer_on_a_slow_radio(echo_server: EchoServer) -> None:
+    module = QuectelModule(ModuleProfile(send_buffer=4096))
+    async with session(echo_server, module, uplink_rate=64 * 1024) as s:
+        payload = os.urandom(256 * 1024)
+        assert await round_trip(s.stream, payload, 4096) == payload
+        assert s.stream.send_fails > 10
+
+
+async def test_round_trip_at_115200_baud_with_network_latency(echo_server: EchoServer) -> None:
+    async with session(echo_server, baud=115200, latency=0.05) as s:
+        payload = os.urandom(8 * 1024)
+        assert await round_trip(s.stream, payload, 1000) == payload
+
+
+async def test_garbage_on_the_line_is_logged_and_nothing_is_lost(echo_server: EchoServer) -> None:
+    async with session(echo_server) as s:
+        rng = random.Random(5)
+        payload = os.urandom(256 * 1024)
+        garbage = 0
+        received = bytearray()
+
+        async def read() -> None:
+            while len(received) < len(payload):
+                received.extend(await s.stream.read())
+
+        async with asyncio.timeout(60), asyncio.TaskGroup() as tasks:
+            tasks.create_task(read())
+            for i in range(0, len(payload), 4096):
+                noise = bytes(
+                    rng.choice(b"abcxyz0123456789!#$%^&*()\x00\x7f\xfe\xff") for _ in range(20)
+                )
+                s.sim.inject_garbage(b"\r\n" + noise + b"\r\n")
+                garbage += len(noise) + 4
+                await s.stream.write(payload[i : i + 4096])
+        assert bytes(received) == payload
+        # Every garbage byte crossed the line while the transfer ran. Garbage between commands is
+        # logged as noise; inside a command's answer it is an extra line the driver ignores.
+        assert s.modem.channel.stats.bytes_in > len(payload) + garbage
+
+
+async def test_peer_closing_delivers_everything_then_says_so(echo_server: EchoServer) -> None:
+    async with session(echo_server) as s:
+        await s.stream.write(b"last words")
+        assert await s.stream.read() == b"last words"
+        echo_server.writers[0].close()
+        async with asyncio.timeout(10):
+            with pytest.raises(PeerClosed, match="closed the connection"):
+                await s.stream.read()
+        with pytest.raises(PeerClosed):
+            await s.stream.write(b"anyone?")
+        await s.stream.close()
+        assert s.sim.module.sockets == {}  # QICLOSE freed the id
+
+
+async def test_dropped_connection_ends_the_stream_and_a_new_one_opens(
+    echo_server: EchoServer,
+) -> None:
+    async with session(echo_server) as s:
+
+        async def keep_writing() -> None:
+            while True:
+                await s.stream.write(os.urandom(1000))
+
+        writer = asyncio.create_task(keep_writing())
+        await asyncio.sleep(0.2)
+        s.sim.drop_connection(s.stream.connect_id)
+        async with asyncio.timeout(10):
+            with pytest.raises(PeerClosed):
+                while True:
+                    await s.stream.read()
+            with pytest.raises(StreamClosed):
+                await writer
+        await s.stream.close()
+        again = await s.modem.open_tcp("127.0.0.1", echo_server.port)
+        assert again.connect_id == 0
+        assert await round_trip(again, b"still here", 10) == b"still here"
+        await again.close()
+
+
+async def test_pdp_deactivation_ends_the_stream_and_reactivation_recovers(
+    echo_server: EchoServer,
+) -> None:
+    async with session(echo_server) as s:
+        s.sim.deactivate_pdp(1)
+        async with asyncio.timeout(10):
+            with pytest.raises(NetworkLost, match="pdpdeact"):
+                await s.stream.read()
+        with pytest.raises(NetworkLost):
+            await s.stream.write(b"x")
+        await s.stream.close()
+        assert await s.modem.reactivate_pdp() == "10.64.23.7"
+        again = await s.modem.open_tcp("127.0.0.1", echo_server.port)
+        assert await round_trip(again, b"back online", 11) == b"back online"
+        await again.close()
+
+
+async def test_module_reboot_ends_the_stream_and_bring_up_recovers(echo_server: EchoServer) -> None:
+    async with session(echo_server) as s:
+        s.sim.module.profile.boot_time = 0.3
+        s.sim.reboot()
+        async with asyncio.timeout(10):
+            with pytest.raises(ModuleRebooted, match="restarted"):
+                await s.stream.read()
+        await s.stream.close()
+        info = await s.modem.bring_up()  # echo is on again after the reset; bring-up copes
+        assert info.ip_address == "10.64.23.7"
+        again = await s.modem.open_tcp("127.0.0.1", echo_server.port)
+        assert await round_trip(again, b"rebooted", 8) == b"rebooted"
+        await again.close()
+
+
+async def test_deliberate_restart_waits_for_rdy(echo_server: EchoServer) -> None:
+    async with session(echo_server) as s:
+        s.sim.module.profile.boot_time = 0.3
+        info = await s.modem.restart()
+        assert info.ip_address == "10.64.23.7"
+        assert "AT+CFUN=1,1" in s.sim.module.log
+        with pytest.raises(ModuleRebooted):
+            await s.stream.read()
+
+
+async def test_slow_answers_within_the_timeout_still_work(echo_server: EchoServer) -> None:
+    async with session(echo_server) as s:
+        s.sim.set_response_delay(0.05)
+        assert await round_trip(s.stream, os.urandom(4000), 1000) is not None
+
+
+async def test_answers_slower_than_the_timeout_break_the_stream_then_the_channel_recovers(
+    echo_server: EchoServer,
+) -> None:
+    async with session(echo_server) as s:
+        s.sim.set_response_delay(FAST.command_timeout + 1.0)
+        async with asyncio.timeout(20):
+            with pytest.raises(StreamBroken, match="no final result to AT\\+QISEND"):
+                await s.stream.write(b"hello")
+                while True:
+                    await s.stream.write(b"hello")
+        s.sim.set_response_delay(0.0)
+        # The late answers straggle in and are discarded; the channel probes with AT and goes on.
+        signal = await s.modem.signal()
+        assert signal.rssi == 24
+
+
+async def test_a_hung_module_is_reported_and_the_driver_can_escalate(
+    echo_server: EchoServer,
+) -> None:
+    async with session(echo_server) as s:
+        s.sim.set_muted(True)
+        async with asyncio.timeout(30):
+            with pytest.raises(AtTimeout, match=r"no final result to AT\+CSQ within 2 s"):
+                await s.modem.signal()
+            with pytest.raises(
+                ModemNotResponding, match=r"did not answer AT .* check the module's power"
+            ):
+                await s.modem.signal()
+        s.sim.set_muted(False)
+        await s.modem.channel.probe()
+        assert (await s.modem.signal()).rssi == 24
+
+
+async def test_send_stall_declares_the_link_dead(echo_server: EchoServer) -> None:
+    module = QuectelModule()
+    async with session(echo_server, module, settings=fast(send_stall_timeout=1.0)) as s:
+        module.send_fail_rate = 1.0
+        async with asyncio.timeout(10):
+            with pytest.raises(SendStalled, match=r"SEND FAIL\) for 1 s"):
+                while True:
+                    await s.stream.write(b"x" * 1000)
+
+
+async def test_lost_recv_urc_is_recovered_by_the_idle_poll(echo_server: EchoServer) -> None:
+    async with session(echo_server) as s:
+        original = s.modem._on_qiurc
+        dropped = []
+
+        def lossy(urc):  # the line noise ate one "recv" URC
+            if '"recv"' in urc.text and not dropped:
+                dropped.append(urc.text)
+                return
+            original(urc)
+
+        s.modem.channel._handlers = [
+            (p, lossy if h == original else h) for p, h in s.modem.channel._handlers
+        ]
+        await s.stream.write(b"are you there")
+        async with asyncio.timeout(FAST.idle_poll_interval * 5):
+            assert await s.stream.read() == b"are you there"
+        assert dropped
+
+
+async def test_cancelled_writer_never_leaves_the_module_waiting_for_data(
+    echo_server: EchoServer,
+) -> None:
+    async with session(echo_server, baud=115200) as s:
+        # Cancel a command in the middle of its exchange (between the prompt and SEND OK):
+        # the exchange still completes, so the next command is not swallowed as payload.
+        task = asyncio.create_task(
+            s.modem.channel.command_with_data("AT+QISEND=0,1000", bytes(1000))
+        )
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await s.modem.signal()).rssi == 24
+
+
+async def test_several_sockets_share_the_module(echo_server: EchoServer) -> None:
+    async with SimulatorShell() as sim, open_quectel(sim.path, settings=FAST) as modem:
+        await modem.bring_up()
+        streams = [await modem.open_tcp("127.0.0.1", echo_server.port) for _ in range(3)]
+        assert [stream.connect_id for stream in streams] == [0, 1, 2]
+        results = await asyncio.gather(
+            *(round_trip(stream, bytes([i]) * 5000, 700) for i, stream in enumerate(streams))
+        )
+        assert results == [bytes([i]) * 5000 for i in range(3)]
+        for stream in streams:
+            await stream.close()
+
+
+async def test_module_queries_go_on_while_a_transfer_runs(
+    modem: QuectelModem, echo_server: EchoServer
+) -> None:
+    stream = await modem.open_tcp("127.0.0.1", echo_server.port)
+    payload = os.urandom(64 * 1024)
+    transfer = asyncio.create_task(round_trip(stream, payload, 4096))
+    for _ in range(20):
+        assert (await modem.signal()).rssi == 24
+    assert await transfer == payload
+    await stream.close()
