@@ -172,6 +172,7 @@ class QuectelModem:
         self._streams: dict[int, QuectelTcpStream] = {}
         self._opening: dict[int, asyncio.Future[int]] = {}
         self._booted = asyncio.Event()
+        self._link_up = False
         self.reboots = 0
         channel.subscribe("+QIURC:", self._on_qiurc)
         channel.subscribe("+QIOPEN:", self._on_qiopen)
@@ -237,6 +238,7 @@ class QuectelModem:
         )
         ip_address = await self._activate_pdp()
         log.info("PDP context %d active with APN %r, address %s", s.context_id, s.apn, ip_address)
+        self._link_up = True
         return LinkInfo(identity, registration, signal, ip_address)
 
     async def _sync(self) -> None:
@@ -555,12 +557,16 @@ class QuectelModem:
         log.warning("unexpected %s", urc.text)
 
     def _on_ready(self, urc: Urc) -> None:
-        self.reboots += 1
-        log.warning(
-            "module on %s restarted (%s): its sockets and PDP context are gone",
-            self._at.port_name,
-            urc.text,
-        )
+        if self._link_up or self._streams:
+            self.reboots += 1
+            log.warning(
+                "module on %s restarted (%s): its sockets and PDP context are gone",
+                self._at.port_name,
+                urc.text,
+            )
+        else:
+            log.info("module on %s booted (%s)", self._at.port_name, urc.text)
+        self._link_up = False
         self._booted.set()
         self._lost_everything(
             ModuleRebooted(

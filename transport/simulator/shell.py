@@ -16,13 +16,16 @@ import pty
 import socket
 import tty
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from transport.simulator.quectel import CloseTcp, OpenTcp, QuectelModule, SendTcp
 
 log = logging.getLogger(__name__)
 
-PIECE = 64  # bytes moved per pacing step on a throttled UART (5.6 ms at 115200 baud)
+PIECE_TIME = 0.01  # line time moved per pacing step on a throttled UART (115 bytes at 115200)
+MAX_CREDIT = 0.05  # how far back a busy line may be caught up after the loop overslept
 
 
 class _Pacer:
@@ -30,14 +33,20 @@ class _Pacer:
 
     def __init__(self, baud: int | None) -> None:
         self.byte_time = 10.0 / baud if baud else 0.0
+        self.piece = max(1, round(PIECE_TIME / self.byte_time)) if baud else 65536
         self._free_at = 0.0
 
-    async def pace(self, count: int) -> None:
+    async def pace(self, count: int, *, waiting: bool) -> None:
+        """Sleep until ``count`` bytes have crossed the line.
+
+        ``waiting`` says the bytes were already queued when the line became free: a UART with
+        a full FIFO sends them back to back, so they start where the last byte ended even if
+        the event loop overslept (up to ``MAX_CREDIT``), instead of losing that time.
+        """
         if not self.byte_time:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        start = max(now, self._free_at)
+        now = asyncio.get_running_loop().time()
+        start = max(self._free_at, now - MAX_CREDIT) if waiting else max(now, self._free_at)
         self._free_at = start + count * self.byte_time
         delay = self._free_at - now
         if delay > 0:
@@ -103,7 +112,6 @@ class SimulatorShell:
         self.bytes_to_host = 0
         self._rx_pacer = _Pacer(baud)
         self._tx_pacer = _Pacer(baud)
-        self._throttled = bool(baud)
         self._master = -1
         self._slave = -1
         self.path = ""
@@ -136,9 +144,9 @@ class SimulatorShell:
             os.symlink(self.path, self.link)
         self.module.power_on(self._now())
         self._tasks = [
-            asyncio.create_task(self._uart_receive(), name="sim uart rx"),
-            asyncio.create_task(self._uart_transmit(), name="sim uart tx"),
-            asyncio.create_task(self._timers(), name="sim timers"),
+            self._spawn(self._uart_receive(), "sim uart rx"),
+            self._spawn(self._uart_transmit(), "sim uart tx"),
+            self._spawn(self._timers(), "sim timers"),
         ]
         self._service()
         return self.path
@@ -158,6 +166,12 @@ class SimulatorShell:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = -1
+
+    @staticmethod
+    def _spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_report_crash)
+        return task
 
     # -- faults --
 
@@ -195,17 +209,19 @@ class SimulatorShell:
 
     async def _uart_receive(self) -> None:
         loop = asyncio.get_running_loop()
-        size = PIECE if self._throttled else 65536
+        waiting = False
         while True:
             try:
-                data = os.read(self._master, size)
+                data = os.read(self._master, self._rx_pacer.piece)
             except BlockingIOError:
                 await _readable(loop, self._master)
+                waiting = False
                 continue
             except OSError:
                 await asyncio.sleep(0.05)  # no host has the pty open: nothing to read yet
                 continue
-            await self._rx_pacer.pace(len(data))
+            await self._rx_pacer.pace(len(data), waiting=waiting)
+            waiting = True  # if more is there at once, it was queued behind these bytes
             self.bytes_from_host += len(data)
             if self.transcript is not None:
                 self.transcript.add("host", data)
@@ -214,17 +230,21 @@ class SimulatorShell:
 
     async def _uart_transmit(self) -> None:
         loop = asyncio.get_running_loop()
+        waiting = False
         while True:
-            while not self._out:
-                self._out_ready.clear()
-                await self._out_ready.wait()
+            if not self._out:
+                waiting = False
+                while not self._out:
+                    self._out_ready.clear()
+                    await self._out_ready.wait()
             unit = self._out.popleft()
             if self.transcript is not None:
                 self.transcript.add("module", unit)
-            step = PIECE if self._throttled else len(unit)
+            step = self._tx_pacer.piece
             for i in range(0, len(unit), step):
                 piece = unit[i : i + step]
-                await self._tx_pacer.pace(len(piece))
+                await self._tx_pacer.pace(len(piece), waiting=waiting)
+                waiting = True
                 view = memoryview(piece)
                 while view:
                     try:
@@ -255,7 +275,7 @@ class SimulatorShell:
         """Carry out what the module asked for and queue what it said."""
         for action in self.module.take_actions():
             if isinstance(action, OpenTcp):
-                task = asyncio.create_task(self._open(action), name=f"sim open {action.socket_id}")
+                task = self._spawn(self._open(action), f"sim open {action.socket_id}")
                 self._opening[action.socket_id] = task
             elif isinstance(action, SendTcp):
                 conn = self._connections.get(action.socket_id)
@@ -296,12 +316,8 @@ class SimulatorShell:
             conn = _Connection(action.socket_id, reader, writer)
             self._connections[action.socket_id] = conn
             conn.tasks = [
-                asyncio.create_task(
-                    self._network_receive(conn), name=f"sim net rx {action.socket_id}"
-                ),
-                asyncio.create_task(
-                    self._network_send(conn), name=f"sim net tx {action.socket_id}"
-                ),
+                self._spawn(self._network_receive(conn), f"sim net rx {action.socket_id}"),
+                self._spawn(self._network_send(conn), f"sim net tx {action.socket_id}"),
             ]
             local_port = writer.get_extra_info("sockname")[1]
             self.module.tcp_opened(action.socket_id, local_port)
@@ -350,6 +366,7 @@ class SimulatorShell:
         pacer = _Pacer(int(self.uplink_rate * 10)) if self.uplink_rate else None
         try:
             while True:
+                waiting = bool(conn.outgoing)
                 while not conn.outgoing:
                     conn.wake_sender.clear()
                     await conn.wake_sender.wait()
@@ -359,7 +376,7 @@ class SimulatorShell:
                     await asyncio.sleep(delay)
                 conn.outgoing.popleft()
                 if pacer is not None:
-                    await pacer.pace(len(data))
+                    await pacer.pace(len(data), waiting=waiting)
                 conn.writer.write(data)
                 await conn.writer.drain()
                 self.module.tcp_sent(conn.socket_id, len(data))
@@ -376,6 +393,12 @@ class SimulatorShell:
             conn.writer.transport.abort()
         else:
             conn.writer.close()
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A simulator task must only end by cancellation; say loudly if one crashed."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("simulator task %r crashed", task.get_name(), exc_info=task.exception())
 
 
 def _wake(ready: asyncio.Future[None]) -> None:
