@@ -93,3 +93,47 @@ def test_simulator_runs_by_hand_on_a_linked_pty(tmp_path: Path) -> None:
         listener.close()
     assert proc.returncode == 0
     assert not link.exists()  # the link is removed on exit
+
+
+def test_faults_can_be_injected_by_hand_on_the_console(tmp_path: Path) -> None:
+    link = tmp_path / "modem"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transport.simulator", "quectel", "--link", str(link), "--console"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdout.readline()
+        with serial.Serial(str(link), 115200, timeout=0.2) as port:
+            term = Terminal(port)
+            term.send(b"AT\r")
+            term.expect(b"OK\r\n")
+            proc.stdin.write("garbage line noise\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "ok: garbage line noise\n"
+            assert term.expect(b"line noise\r\n") == b"\r\nline noise\r\n"
+            proc.stdin.write("reboot\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "ok: reboot\n"
+            assert term.expect(b"RDY\r\n") == b"\r\nRDY\r\n"
+            proc.stdin.write("explode\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "unknown fault 'explode'\n"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert proc.returncode == 0
+
+
+def test_bad_host_mapping_is_a_usage_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "transport.simulator", "quectel", "--host", "csms.local"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "expected NAME=ADDRESS, got 'csms.local'" in result.stderr

@@ -77,6 +77,10 @@ def test_identity_commands() -> None:
     assert say(module, b"AT+CIMI\r") == b"\r\n460023210226023\r\n\r\nOK\r\n"
     assert say(module, b"AT+QCCID\r") == b"\r\n+QCCID: 89860025128306012474\r\n\r\nOK\r\n"
     assert say(module, b"AT+CSQ\r") == b"\r\n+CSQ: 24,99\r\n\r\nOK\r\n"
+    assert say(module, b"AT+GMI\r") == b"\r\nQuectel\r\n\r\nOK\r\n"
+    assert say(module, b"AT+CGMM\r") == b"\r\nEC200U\r\n\r\nOK\r\n"
+    assert say(module, b"AT+GMR\r") == b"\r\nEC200UCNAAR03A06M08\r\n\r\nOK\r\n"
+    assert say(module, b"AT+GMR=?\r") == b"\r\nOK\r\n"
 
 
 def test_cme_error_follows_cmee_mode() -> None:

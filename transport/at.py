@@ -367,6 +367,21 @@ class Response:
 UrcHandler = Callable[[Urc], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    command: str
+    data: bytes | None  # written after the prompt
+    timeout: float | None
+    expect: tuple[str, ...]
+    log_as: str | None
+    check: bool
+
+    @property
+    def shown(self) -> str:
+        """The command as logs may show it."""
+        return self.log_as or self.command
+
+
 @dataclass
 class _Pending:
     command: str
@@ -486,7 +501,7 @@ class AtChannel:
         when it carries a secret. With ``check`` (the default) an error result raises
         :class:`AtCommandFailed`.
         """
-        return await self._run(command, None, timeout, expect, log_as, check)
+        return await self._run(_Request(command, None, timeout, expect, log_as, check))
 
     async def command_with_data(
         self,
@@ -503,7 +518,7 @@ class AtChannel:
         not written. The time the data takes on the wire at the port's baud rate is added to
         ``timeout``.
         """
-        return await self._run(command, data, timeout, (), log_as, False)
+        return await self._run(_Request(command, data, timeout, (), log_as, False))
 
     async def probe(self) -> None:
         """Check the module answers ``AT``; raise :class:`ModemNotResponding` if it does not."""
@@ -511,15 +526,7 @@ class AtChannel:
             self._desynced = True
             await self._ensure_synced()
 
-    async def _run(
-        self,
-        command: str,
-        data: bytes | None,
-        timeout: float | None,
-        expect: tuple[str, ...],
-        log_as: str | None,
-        check: bool,
-    ) -> Response:
+    async def _run(self, request: _Request) -> Response:
         # Once a command has gone out, its exchange runs to its end even if the caller is
         # cancelled: abandoning it half-way would leave the module waiting for the payload it
         # was promised, and it would then swallow the next command as data. The exchange is
@@ -530,9 +537,9 @@ class AtChannel:
             async with self._lock:
                 await self._ensure_synced()
                 started.set()
-                return await self._exchange(command, data, timeout, expect, log_as, check)
+                return await self._exchange(request)
 
-        task = asyncio.create_task(locked_exchange(), name=f"at {log_as or command}")
+        task = asyncio.create_task(locked_exchange(), name=f"at {request.shown}")
         self._exchanges.add(task)
         task.add_done_callback(self._exchanges.discard)
         try:
@@ -575,7 +582,7 @@ class AtChannel:
         await self._wait_for_quiet_line()
         for attempt in range(1, self._probe_attempts + 1):
             try:
-                await self._exchange("AT", None, self._probe_timeout, (), None, False)
+                await self._exchange(_Request("AT", None, self._probe_timeout, (), None, False))
             except AtTimeout:
                 log.warning(
                     "probe %d/%d: no answer to AT on %s",
@@ -600,23 +607,16 @@ class AtChannel:
                 return
             await asyncio.sleep(min(remaining, give_up - now))
 
-    async def _exchange(
-        self,
-        command: str,
-        data: bytes | None,
-        timeout: float | None,
-        expect: tuple[str, ...],
-        log_as: str | None,
-        check: bool,
-    ) -> Response:
+    async def _exchange(self, request: _Request) -> Response:
         loop = asyncio.get_running_loop()
-        limit = self._default_timeout if timeout is None else timeout
+        data = request.data
+        limit = self._default_timeout if request.timeout is None else request.timeout
         if data is not None:
             limit += len(data) * 10 / self._port.baudrate
-        shown = log_as or command
+        shown = request.shown
         pending = _Pending(
             command=shown,
-            expect=expect,
+            expect=request.expect,
             result=loop.create_future(),
             prompt=loop.create_future() if data is not None else None,
         )
@@ -625,7 +625,7 @@ class AtChannel:
         log.debug("→ %s%s", shown, f" [+{len(data)} bytes]" if data is not None else "")
         try:
             async with asyncio.timeout(limit):
-                await self._write(command.encode() + b"\r")
+                await self._write(request.command.encode() + b"\r")
                 if pending.prompt is not None and data is not None:
                     await pending.prompt
                     if not pending.result.done():
@@ -643,7 +643,7 @@ class AtChannel:
                     _retrieve(future)
         response = Response(shown, tuple(pending.lines), result)
         log.debug("← %s", _summarise(response))
-        if check and not result.success:
+        if request.check and not result.success:
             raise AtCommandFailed(shown, result.text, result.code)
         return response
 

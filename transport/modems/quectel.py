@@ -53,20 +53,9 @@ MAX_SEND = 1460  # AT+QISEND data length limit (§2.7)
 MAX_READ = 1500  # AT+QIRD read length limit (§2.8)
 CONNECT_IDS = range(12)  # <connectID> 0-11 (§2.4)
 
-URC_PREFIXES = (
-    "+QIURC:",
-    "+QIOPEN:",
-    "RDY",
-    "APP RDY",
-    "POWERED DOWN",
-    "+CPIN:",
-    "+CFUN:",
-    "+QUSIM:",
-    "+QIND:",
-    "+CREG:",
-    "+CGREG:",
-    "+CEREG:",
-)
+# Status URCs the driver only logs: boot progress (§7), SIM, registration.
+STATUS_URCS = ("APP RDY", "+CPIN:", "+CFUN:", "+QUSIM:", "+QIND:", "+CREG:", "+CGREG:", "+CEREG:")
+URC_PREFIXES = ("+QIURC:", "+QIOPEN:", "RDY", "POWERED DOWN", *STATUS_URCS)
 
 PAYLOAD_RULES = (
     # +QIRD: <n> then exactly n bytes (TCP); +QIRD: <n>,"<ip>",<port> then n bytes (UDP service).
@@ -178,16 +167,7 @@ class QuectelModem:
         channel.subscribe("+QIOPEN:", self._on_qiopen)
         channel.subscribe("RDY", self._on_ready)
         channel.subscribe("POWERED DOWN", self._on_powered_down)
-        for prefix in (
-            "APP RDY",
-            "+CPIN:",
-            "+CFUN:",
-            "+QUSIM:",
-            "+QIND:",
-            "+CREG:",
-            "+CGREG:",
-            "+CEREG:",
-        ):
+        for prefix in STATUS_URCS:
             channel.subscribe(prefix, self._on_status)
 
     @staticmethod

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
 
 from transport.simulator.quectel import ModuleProfile, QuectelModule, SimState
 from transport.simulator.shell import SimulatorShell
+
+
+def _host_mapping(text: str) -> tuple[str, str]:
+    name, sep, address = text.partition("=")
+    if not sep or not name or not address:
+        raise argparse.ArgumentTypeError(f"expected NAME=ADDRESS, got {text!r}")
+    return name, address
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -50,10 +56,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--host",
         action="append",
         default=[],
+        type=_host_mapping,
         metavar="NAME=ADDRESS",
         help="resolve NAME to ADDRESS",
     )
     q.add_argument("-v", "--verbose", action="store_true", help="log every command")
+    q.add_argument(
+        "--console",
+        action="store_true",
+        help="read fault commands on stdin: drop ID, pdpdeact [CTX], reboot, mute, unmute, "
+        "delay SECONDS, garbage TEXT, sendfail RATE",
+    )
     return parser.parse_args(argv)
 
 
@@ -69,7 +82,7 @@ async def _run(args: argparse.Namespace) -> None:
         registered_after=args.registered_after,
         boot_time=args.boot_time,
     )
-    hosts = dict(entry.split("=", 1) for entry in args.host)
+    hosts = dict(args.host)
     shell = SimulatorShell(
         QuectelModule(profile),
         baud=args.baud or None,
@@ -85,15 +98,59 @@ async def _run(args: argparse.Namespace) -> None:
     async with shell:
         where = f"{shell.path} (linked at {args.link})" if args.link else shell.path
         print(f"simulated Quectel {profile.model} on {where}", flush=True)
-        seen = 0
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await stop.wait()
+        async with asyncio.TaskGroup() as tasks:
+            helpers = []
+            if args.console:
+                helpers.append(tasks.create_task(_console(shell)))
             if args.verbose:
-                for command in shell.module.log[seen:]:
-                    logging.info("AT command: %s", command)
-                seen = len(shell.module.log)
+                helpers.append(tasks.create_task(_log_commands(shell)))
+            await stop.wait()
+            for helper in helpers:
+                helper.cancel()
+
+
+async def _log_commands(shell: SimulatorShell) -> None:
+    seen = 0
+    while True:
+        await asyncio.sleep(0.2)
+        for command in shell.module.log[seen:]:
+            logging.info("AT command: %s", command)
+        seen = len(shell.module.log)
+
+
+async def _console(shell: SimulatorShell) -> None:
+    """Fault injection by hand: one command a line on stdin, answered on stdout."""
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        print(_fault(shell, line.decode().split()), flush=True)
+
+
+def _fault(shell: SimulatorShell, words: list[str]) -> str:
+    if not words:
+        return ""
+    command, rest = words[0], words[1:]
+    try:
+        if command == "drop":
+            shell.drop_connection(int(rest[0]))
+        elif command == "pdpdeact":
+            shell.deactivate_pdp(int(rest[0]) if rest else 1)
+        elif command == "reboot":
+            shell.reboot()
+        elif command in ("mute", "unmute"):
+            shell.set_muted(command == "mute")
+        elif command == "delay":
+            shell.set_response_delay(float(rest[0]))
+        elif command == "garbage":
+            shell.inject_garbage(b"\r\n" + " ".join(rest).encode() + b"\r\n")
+        elif command == "sendfail":
+            shell.module.send_fail_rate = float(rest[0])
+        else:
+            return f"unknown fault {command!r}"
+    except (IndexError, ValueError):
+        return f"bad arguments for {command!r}"
+    return f"ok: {' '.join(words)}"
 
 
 def main(argv: list[str] | None = None) -> int:

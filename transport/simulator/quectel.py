@@ -103,6 +103,20 @@ class ModuleProfile:
 CHATTER_URCS = ('+QIND: "csq",24,99', "+QIND: SMS DONE", "+QUSIM: 1", '+QIND: "act","LTE"')
 
 
+# Commands that print one field of the profile (at-protocol.md §7).
+IDENTITY_COMMANDS = {
+    "GMI": "manufacturer",
+    "CGMI": "manufacturer",
+    "GMM": "model",
+    "CGMM": "model",
+    "GMR": "revision",
+    "CGMR": "revision",
+    "QGMR": "revision",
+    "GSN": "imei",
+    "CGSN": "imei",
+}
+
+
 # --- actions for the shell ------------------------------------------------------------------
 
 
@@ -406,6 +420,12 @@ class QuectelModule:
             form = "exec"
         else:
             return self._syntax_error(name)
+        field_name = IDENTITY_COMMANDS.get(name)
+        if field_name is not None:
+            # Execute (and, for AT+GSN=<n>, write) forms print one identity value (§7).
+            if form in ("exec", "write"):
+                self._reply.append(getattr(self.profile, field_name))
+            return "OK"
         handler = getattr(self, f"_cmd_{name.lower().replace('&', '_')}", None)
         if handler is None:
             return "ERROR"
@@ -432,35 +452,6 @@ class QuectelModule:
         return "ERROR"  # ATV0 (numeric results) and the rest are not modelled
 
     # -- identity, SIM, network (§7) --
-
-    def _cmd_gmi(self, form: str, args: list[str], now: float) -> str:
-        if form == "exec":
-            self._reply.append(self.profile.manufacturer)
-        return "OK"
-
-    _cmd_cgmi = _cmd_gmi
-
-    def _cmd_gmm(self, form: str, args: list[str], now: float) -> str:
-        if form == "exec":
-            self._reply.append(self.profile.model)
-        return "OK"
-
-    _cmd_cgmm = _cmd_gmm
-
-    def _cmd_gmr(self, form: str, args: list[str], now: float) -> str:
-        if form == "exec":
-            self._reply.append(self.profile.revision)
-        return "OK"
-
-    _cmd_cgmr = _cmd_gmr
-    _cmd_qgmr = _cmd_gmr
-
-    def _cmd_gsn(self, form: str, args: list[str], now: float) -> str:
-        if form in ("exec", "write"):
-            self._reply.append(self.profile.imei)
-        return "OK"
-
-    _cmd_cgsn = _cmd_gsn
 
     def _sim_busy(self, now: float) -> bool:
         return now < self._booted_at + self.profile.sim_busy_for
