@@ -65,7 +65,7 @@ async def session(
     """A brought-up module with one socket open to the echo server."""
     async with (
         SimulatorShell(module, **shell_options) as sim,
-        open_quectel(sim.path, settings=settings) as modem,
+        open_quectel(sim.path, shell_options.get("baud") or 115200, settings) as modem,
     ):
         await modem.bring_up()
         stream = await modem.open_tcp("127.0.0.1", echo_server.port)
@@ -346,3 +346,14 @@ async def test_module_queries_go_on_while_a_transfer_runs(
         assert (await modem.signal()).rssi == 24
     assert await transfer == payload
     await stream.close()
+
+
+async def test_full_size_reads_on_a_slow_line_get_the_time_the_wire_needs(
+    echo_server: EchoServer,
+) -> None:
+    # 1500 bytes take 1.6 s at 9600 baud, longer than the 1 s allowed for a command's answer.
+    settings = fast(command_timeout=1.0)
+    async with session(echo_server, settings=settings, baud=9600) as s:
+        payload = os.urandom(1600)
+        assert await round_trip(s.stream, payload, 1600) == payload
+        assert s.modem.channel.stats.timeouts == 0

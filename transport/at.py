@@ -384,7 +384,6 @@ class _Request:
 
 @dataclass
 class _Pending:
-    command: str
     expect: tuple[str, ...]
     result: asyncio.Future[FinalResult]
     prompt: asyncio.Future[None] | None
@@ -440,6 +439,10 @@ class AtChannel:
     @property
     def port_name(self) -> str:
         return self._port.name
+
+    def wire_time(self, count: int) -> float:
+        """Seconds ``count`` bytes take on the line (start bit, 8 data bits, stop bit)."""
+        return count * 10 / self._port.baudrate
 
     async def __aenter__(self) -> AtChannel:
         self.start()
@@ -612,10 +615,9 @@ class AtChannel:
         data = request.data
         limit = self._default_timeout if request.timeout is None else request.timeout
         if data is not None:
-            limit += len(data) * 10 / self._port.baudrate
+            limit += self.wire_time(len(data))
         shown = request.shown
         pending = _Pending(
-            command=shown,
             expect=request.expect,
             result=loop.create_future(),
             prompt=loop.create_future() if data is not None else None,

@@ -733,8 +733,11 @@ class QuectelTcpStream:
                 self._rx_space.clear()
                 await self._rx_space.wait()
             try:
+                # The answer may carry 1500 bytes: at 9600 baud that alone takes 1.6 s.
                 response = await self._at.command(
-                    f"AT+QIRD={self.connect_id},{MAX_READ}", expect=("+QIRD:",)
+                    f"AT+QIRD={self.connect_id},{MAX_READ}",
+                    expect=("+QIRD:",),
+                    timeout=self._s.command_timeout + self._at.wire_time(MAX_READ + 32),
                 )
             except AtCommandFailed:
                 if self._lost is not None:
