@@ -9,13 +9,13 @@ pyserial ignores the ENOTTY a pty gives for modem-control lines.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import termios
 
 import serial
 
 from transport.errors import SerialPortError
+from transport.fd_ready import wait_readable, wait_writable
 
 READ_SIZE = 4096
 
@@ -57,7 +57,7 @@ class SerialPort:
             try:
                 data = os.read(self._fd, READ_SIZE)
             except BlockingIOError:
-                await self._wait(readable=True)
+                await wait_readable(self._fd)
                 continue
             except OSError as exc:
                 raise SerialPortError(
@@ -75,7 +75,7 @@ class SerialPort:
             try:
                 written = os.write(self._fd, view)
             except BlockingIOError:
-                await self._wait(readable=False)
+                await wait_writable(self._fd)
                 continue
             except OSError as exc:
                 raise SerialPortError(
@@ -85,26 +85,6 @@ class SerialPort:
 
     def close(self) -> None:
         self._device.close()
-
-    async def _wait(self, *, readable: bool) -> None:
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        if readable:
-            loop.add_reader(self._fd, wake)
-        else:
-            loop.add_writer(self._fd, wake)
-        try:
-            await ready
-        finally:
-            if readable:
-                loop.remove_reader(self._fd)
-            else:
-                loop.remove_writer(self._fd)
 
 
 def _wait_for_one_byte(fd: int) -> None:

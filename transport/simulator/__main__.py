@@ -96,6 +96,7 @@ async def _run(args: argparse.Namespace) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with shell:
+        await shell.wait_until_booted()  # the banner means: ready for AT commands
         where = f"{shell.path} (linked at {args.link})" if args.link else shell.path
         print(f"simulated Quectel {profile.model} on {where}", flush=True)
         async with asyncio.TaskGroup() as tasks:

@@ -262,6 +262,11 @@ class QuectelModule:
             self._urc("+QIND: SMS DONE")
             self._urc("+QIND: PB DONE")
 
+    @property
+    def booted(self) -> bool:
+        """Powered, past RDY, and taking commands."""
+        return self._powered and not self._booting
+
     def reboot(self, now: float) -> None:
         """The module resets (AT+CFUN=1,1, a watchdog, a brown-out): everything is lost."""
         for sock in self.sockets.values():

@@ -20,6 +20,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from transport.fd_ready import wait_readable, wait_writable
 from transport.simulator.quectel import CloseTcp, OpenTcp, QuectelModule, SendTcp
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class SimulatorShell:
         self._out: deque[bytes] = deque()
         self._out_ready = asyncio.Event()
         self._timer_wake = asyncio.Event()
+        self._booted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: dict[int, _Connection] = {}
         self._opening: dict[int, asyncio.Task[None]] = {}
@@ -173,6 +175,10 @@ class SimulatorShell:
         task.add_done_callback(_report_crash)
         return task
 
+    async def wait_until_booted(self) -> None:
+        """Until the module has said RDY and takes commands."""
+        await self._booted.wait()
+
     # -- faults --
 
     def drop_connection(self, socket_id: int) -> None:
@@ -208,13 +214,12 @@ class SimulatorShell:
         return asyncio.get_running_loop().time()
 
     async def _uart_receive(self) -> None:
-        loop = asyncio.get_running_loop()
         waiting = False
         while True:
             try:
                 data = os.read(self._master, self._rx_pacer.piece)
             except BlockingIOError:
-                await _readable(loop, self._master)
+                await wait_readable(self._master)
                 waiting = False
                 continue
             except OSError:
@@ -229,7 +234,6 @@ class SimulatorShell:
             self._service()
 
     async def _uart_transmit(self) -> None:
-        loop = asyncio.get_running_loop()
         waiting = False
         while True:
             if not self._out:
@@ -250,7 +254,7 @@ class SimulatorShell:
                     try:
                         written = os.write(self._master, view)
                     except BlockingIOError:
-                        await _writable(loop, self._master)
+                        await wait_writable(self._master)
                         continue
                     view = view[written:]
                 self.bytes_to_host += len(piece)
@@ -289,6 +293,10 @@ class SimulatorShell:
                 conn = self._connections.get(action.socket_id)
                 if conn is not None:
                     self._drop(conn, abort=action.abort)
+        if self.module.booted:
+            self._booted.set()
+        else:
+            self._booted.clear()
         units = self.module.take_output()
         if units:
             self._out.extend(units)
@@ -399,26 +407,3 @@ def _report_crash(task: asyncio.Task[None]) -> None:
     """A simulator task must only end by cancellation; say loudly if one crashed."""
     if not task.cancelled() and task.exception() is not None:
         log.error("simulator task %r crashed", task.get_name(), exc_info=task.exception())
-
-
-def _wake(ready: asyncio.Future[None]) -> None:
-    if not ready.done():
-        ready.set_result(None)
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    ready: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, _wake, ready)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
-
-
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    ready: asyncio.Future[None] = loop.create_future()
-    loop.add_writer(fd, _wake, ready)
-    try:
-        await ready
-    finally:
-        loop.remove_writer(fd)
