@@ -88,3 +88,67 @@ async def modem(sim: SimulatorShell) -> AsyncIterator[QuectelModem]:
     async with open_quectel(sim.path, settings=FAST) as driver:
         await driver.bring_up()
         yield driver
+
+
+class TcpProxy:
+    """A real TCP proxy on 127.0.0.1 between a client and ``target``.
+
+    It records what the client sent, and can stall (forward nothing either way while keeping
+    both connections open: a silent half-open link) or drop every connection.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.from_client = bytearray()
+        self.stalled = False
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer, record=True)),
+            asyncio.create_task(self._pump(up_reader, writer, record=False)),
+        ]
+        self._tasks.update(pumps)
+        await asyncio.gather(*pumps, return_exceptions=True)
+        self._tasks.difference_update(pumps)
+
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, record: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.stalled:
+                    continue  # the bytes vanish, as on a dead radio link
+                if record:
+                    self.from_client += data
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    def drop_all(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        self.drop_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.wait_closed()

@@ -440,6 +440,11 @@ class AtChannel:
     def port_name(self) -> str:
         return self._port.name
 
+    @property
+    def failed(self) -> bool:
+        """The port is gone or the channel was closed: nothing more can be sent on it."""
+        return self._failure is not None
+
     def wire_time(self, count: int) -> float:
         """Seconds ``count`` bytes take on the line (start bit, 8 data bits, stop bit)."""
         return count * 10 / self._port.baudrate

@@ -33,11 +33,13 @@ from transport.errors import (
     PeerClosed,
     RegistrationError,
     SendStalled,
+    SerialPortError,
     SimError,
     SocketOpenError,
     StreamBroken,
     StreamClosed,
 )
+from transport.link import RecoveryStep
 from transport.modem import (
     LinkInfo,
     ModemIdentity,
@@ -182,6 +184,11 @@ class QuectelModem:
     @property
     def settings(self) -> QuectelSettings:
         return self._settings
+
+    @property
+    def link_up(self) -> bool:
+        """The PDP context is active as far as the driver knows (no RDY, no pdpdeact since)."""
+        return self._link_up
 
     # -- bring-up --
 
@@ -520,6 +527,7 @@ class QuectelModem:
         elif kind == "pdpdeact" and len(fields) >= 2:
             log.warning("the network deactivated PDP context %s", fields[1])
             if fields[1] == str(self._settings.context_id):
+                self._link_up = False
                 for stream in list(self._streams.values()):
                     stream.network_lost(
                         f'the network deactivated PDP context {fields[1]} (+QIURC: "pdpdeact")'
@@ -813,6 +821,100 @@ class QuectelTcpStream:
                 f"socket {self.connect_id} to {self.where} broken while {doing}: {exc}"
             )
         return StreamBroken(f"socket {self.connect_id} to {self.where} failed while {doing}: {exc}")
+
+
+class QuectelLink:
+    """The daemon's handle on a Quectel module (see :class:`transport.link.Link`).
+
+    It opens the serial port and brings the module up when a stream is needed, and maps each
+    recovery step onto the driver. When the port or the module is gone (unplugged, hung), the
+    channel is dropped and the next attempt opens the port again.
+    """
+
+    def __init__(
+        self, path: str, baudrate: int = 115200, settings: QuectelSettings | None = None
+    ) -> None:
+        self._path = path
+        self._baudrate = baudrate
+        self._settings = settings or QuectelSettings()
+        self._channel: AtChannel | None = None
+        self._modem: QuectelModem | None = None
+        self._info: LinkInfo | None = None
+
+    @property
+    def description(self) -> str:
+        model = (
+            f"{self._info.identity.manufacturer} {self._info.identity.model}"
+            if self._info
+            else "Quectel module"
+        )
+        return f"{model} on {self._path}"
+
+    @property
+    def identity(self) -> ModemIdentity | None:
+        return self._info.identity if self._info else None
+
+    @property
+    def modem(self) -> QuectelModem | None:
+        return self._modem
+
+    async def open(self, host: str, port: int, *, tls: bool) -> QuectelTcpStream:
+        if tls:
+            raise SocketOpenError(
+                "wss:// through the Quectel module needs its TLS commands (AT+QSSL*), which this "
+                "version does not drive yet: use ws:// on a private APN, or a host link"
+            )
+        modem = await self._modem_brought_up()
+        return await modem.open_tcp(host, port)
+
+    async def recover(self, step: RecoveryStep) -> None:
+        if step is RecoveryStep.REOPEN:
+            return
+        modem = self._modem_on_port()
+        try:
+            if step is RecoveryStep.REACTIVATE_PDP:
+                log.warning("recovery: re-activating the PDP context")
+                await modem.reactivate_pdp()
+            elif step is RecoveryStep.RADIO_CYCLE:
+                log.warning("recovery: switching the radio off and on (AT+CFUN=0, AT+CFUN=1)")
+                self._info = await modem.radio_cycle()
+            else:
+                log.warning("recovery: restarting the module (AT+CFUN=1,1)")
+                self._info = await modem.restart()
+        except (ModemNotResponding, SerialPortError):
+            await self._drop_channel()
+            raise
+
+    async def close(self) -> None:
+        await self._drop_channel()
+
+    def _modem_on_port(self) -> QuectelModem:
+        if self._channel is not None and self._channel.failed:
+            # The port died under us (USB modem re-enumerated, pty gone): start afresh.
+            self._channel = self._modem = None
+        if self._modem is None:
+            port = SerialPort.open(self._path, self._baudrate)
+            channel = AtChannel(
+                port, QuectelModem.parser(), default_timeout=self._settings.command_timeout
+            )
+            channel.start()
+            self._channel, self._modem = channel, QuectelModem(channel, self._settings)
+        return self._modem
+
+    async def _modem_brought_up(self) -> QuectelModem:
+        modem = self._modem_on_port()
+        if not modem.link_up:
+            try:
+                self._info = await modem.bring_up()
+            except (ModemNotResponding, SerialPortError):
+                await self._drop_channel()
+                raise
+        return modem
+
+    async def _drop_channel(self) -> None:
+        channel, self._channel, self._modem = self._channel, None, None
+        if channel is not None:
+            await channel.close()
 
 
 @contextlib.asynccontextmanager

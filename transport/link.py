@@ -1,0 +1,41 @@
+"""The daemon's handle on its way out to the network: open a byte stream, recover when that
+keeps failing.
+
+One implementation per module family (Quectel, later SimpleLink) and one for chargers on
+Ethernet (the host's own TCP/IP stack). The daemon never learns which one it holds.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+from transport.modem import ModemIdentity
+from transport.stream import ByteStream
+
+
+class RecoveryStep(enum.IntEnum):
+    """Escalating recovery, mildest first (architecture: reopen → PDP → CFUN → reboot)."""
+
+    REOPEN = 0  # just open a new socket
+    REACTIVATE_PDP = 1  # tear down and re-activate the packet data context
+    RADIO_CYCLE = 2  # AT+CFUN=0 / AT+CFUN=1: detach and re-register
+    RESTART_MODULE = 3  # reset the module (AT+CFUN=1,1) and bring it up again
+
+
+class Link(Protocol):
+    @property
+    def description(self) -> str:
+        """For logs: what this link is ("Quectel EC200U on /dev/ttyUSB2", "host TCP/IP")."""
+        ...
+
+    @property
+    def identity(self) -> ModemIdentity | None:
+        """The module's identity once known (ICCID and IMSI go into BootNotification)."""
+        ...
+
+    async def open(self, host: str, port: int, *, tls: bool) -> ByteStream: ...
+
+    async def recover(self, step: RecoveryStep) -> None: ...
+
+    async def close(self) -> None: ...

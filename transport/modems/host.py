@@ -1,0 +1,92 @@
+"""The host's own TCP/IP stack as a link: for chargers on Ethernet, and for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+
+from transport.errors import PeerClosed, SocketOpenError, StreamBroken, StreamClosed
+from transport.link import RecoveryStep
+from transport.modem import ModemIdentity
+
+log = logging.getLogger(__name__)
+
+
+class HostTcpStream:
+    """A :class:`transport.stream.ByteStream` on an asyncio TCP (or TLS) connection."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._where = where
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, host: str, port: int, *, tls: ssl.SSLContext | None = None, timeout: float = 30.0
+    ) -> HostTcpStream:
+        where = f"{host}:{port}"
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=host if tls else None
+                )
+        except TimeoutError:
+            raise SocketOpenError(f"no TCP connection to {where} within {timeout:g} s") from None
+        except OSError as exc:
+            raise SocketOpenError(f"cannot connect to {where}: {exc}") from exc
+        return cls(reader, writer, where)
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        if self._closed:
+            raise StreamClosed(f"connection to {self._where} is closed")
+        try:
+            data = await self._reader.read(max_bytes)
+        except OSError as exc:
+            raise StreamBroken(f"connection to {self._where} failed: {exc}") from exc
+        if not data:
+            raise PeerClosed(f"{self._where} closed the connection")
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise StreamClosed(f"connection to {self._where} is closed")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except OSError as exc:
+            raise StreamBroken(f"connection to {self._where} failed: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(5.0):
+                await self._writer.wait_closed()
+
+
+class HostLink:
+    """Connections straight from this computer; there is nothing to recover but the socket."""
+
+    description = "host TCP/IP"
+    identity: ModemIdentity | None = None
+
+    def __init__(self, connect_timeout: float = 30.0) -> None:
+        self._connect_timeout = connect_timeout
+
+    async def open(self, host: str, port: int, *, tls: bool) -> HostTcpStream:
+        context = ssl.create_default_context() if tls else None
+        return await HostTcpStream.open(host, port, tls=context, timeout=self._connect_timeout)
+
+    async def recover(self, step: RecoveryStep) -> None:
+        if step > RecoveryStep.REOPEN:
+            log.info("host TCP/IP has no module to recover (%s): reconnecting", step.name)
+
+    async def close(self) -> None:
+        return
