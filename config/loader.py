@@ -1,0 +1,283 @@
+"""Read the daemon's TOML configuration file into typed, validated settings.
+
+Every problem found is reported at once, each as ``<key path>: <what is wrong>``, so that a
+technician editing the file on a charger fixes it in one go:
+
+    csms.url: must start with ws:// or wss:// followed by the CSMS host
+    modem.baudrte: unknown key (did you mean "baudrate"?)
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from config.schema import SCHEMA
+
+_VALIDATOR = Draft202012Validator(SCHEMA)
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+    def report(self) -> str:
+        lines = [f"{self.source}: {len(self.problems)} problem(s):"]
+        lines += [f"  {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargePointConfig:
+    id: str
+    vendor: str
+    model: str
+    serial_number: str | None
+    charge_box_serial_number: str | None
+    firmware_version: str | None
+    meter_type: str | None
+    meter_serial_number: str | None
+    connectors: int
+
+
+@dataclass(frozen=True, slots=True)
+class CsmsConfig:
+    url: str
+    password: bytes | None
+    call_timeout: float
+    heartbeat_interval: int
+    ping_interval: int
+    pong_timeout: float
+    max_message_size: int
+    reconnect_delay_min: float
+    reconnect_delay_max: float
+
+    def __repr__(self) -> str:  # never show the password, even in a traceback
+        return f"CsmsConfig(url={self.url!r}, password={'***' if self.password else None})"
+
+
+@dataclass(frozen=True, slots=True)
+class ModemConfig:
+    type: str
+    port: str | None
+    baudrate: int
+    apn: str
+    username: str
+    password: str
+    auth: str
+    context_id: int
+    sim_pin: str | None
+    registration_timeout: float
+
+    def __repr__(self) -> str:
+        return f"ModemConfig(type={self.type!r}, port={self.port!r}, apn={self.apn!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    charge_point: ChargePointConfig
+    csms: CsmsConfig
+    modem: ModemConfig
+    storage_directory: Path
+    log_level: str
+    source: Path
+
+
+def load_config(path: str | Path) -> Config:
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(source), [f"cannot read the file: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(source), [f"not UTF-8 text: {exc.reason} at byte {exc.start}"]
+        ) from exc
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: Path = Path("<config>")) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(source), [f"not valid TOML: {exc}"]) from exc
+    problems = [problem for error in _VALIDATOR.iter_errors(data) for problem in _describe(error)]
+    if problems:
+        raise ConfigError(str(source), sorted(set(problems)))
+    _fill_defaults(data, SCHEMA)
+    problems = []
+    config = _build(data, source, problems)
+    if problems or config is None:
+        raise ConfigError(str(source), problems)
+    return config
+
+
+def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | None:
+    cp, csms, modem = data["charge_point"], data["csms"], data["modem"]
+    password = _csms_password(csms, source, problems)
+    if modem["type"] == "quectel" and "port" not in modem:
+        problems.append('modem.port: required when modem.type is "quectel" (e.g. "/dev/ttyUSB2")')
+    if csms["reconnect_delay_max"] < csms["reconnect_delay_min"]:
+        problems.append("csms.reconnect_delay_max: must not be less than csms.reconnect_delay_min")
+    if problems:
+        return None
+    return Config(
+        charge_point=ChargePointConfig(
+            id=cp["id"],
+            vendor=cp["vendor"],
+            model=cp["model"],
+            serial_number=cp.get("serial_number"),
+            charge_box_serial_number=cp.get("charge_box_serial_number"),
+            firmware_version=cp.get("firmware_version"),
+            meter_type=cp.get("meter_type"),
+            meter_serial_number=cp.get("meter_serial_number"),
+            connectors=cp["connectors"],
+        ),
+        csms=CsmsConfig(
+            url=csms["url"],
+            password=password,
+            call_timeout=float(csms["call_timeout"]),
+            heartbeat_interval=csms["heartbeat_interval"],
+            ping_interval=csms["ping_interval"],
+            pong_timeout=float(csms["pong_timeout"]),
+            max_message_size=csms["max_message_size"],
+            reconnect_delay_min=float(csms["reconnect_delay_min"]),
+            reconnect_delay_max=float(csms["reconnect_delay_max"]),
+        ),
+        modem=ModemConfig(
+            type=modem["type"],
+            port=modem.get("port"),
+            baudrate=modem["baudrate"],
+            apn=modem["apn"],
+            username=modem["username"],
+            password=modem["password"],
+            auth=modem["auth"],
+            context_id=modem["context_id"],
+            sim_pin=modem.get("sim_pin"),
+            registration_timeout=float(modem["registration_timeout"]),
+        ),
+        storage_directory=Path(data["storage"]["directory"]),
+        log_level=data["logging"]["level"],
+        source=source,
+    )
+
+
+def _csms_password(csms: dict[str, Any], source: Path, problems: list[str]) -> bytes | None:
+    if "password" in csms and "password_file" in csms:
+        problems.append("csms.password_file: give csms.password or csms.password_file, not both")
+        return None
+    if "password_file" in csms:
+        path = Path(csms["password_file"])
+        if not path.is_absolute():
+            path = source.parent / path
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(f"csms.password_file: cannot read {path}: {reason}")
+            return None
+        if not text:
+            problems.append(f"csms.password_file: {path} is empty")
+            return None
+        key = "csms.password_file"
+    elif "password" in csms:
+        text, key = csms["password"], "csms.password"
+    else:
+        return None
+    if csms["password_format"] == "text":
+        return text.encode("utf-8")
+    # An OCPP AuthorizationKey: 16 to 20 bytes written as hex (security whitepaper §7.2).
+    try:
+        key_bytes = bytes.fromhex(text)
+    except ValueError:
+        problems.append(f'{key}: password_format is "hex" but this is not hexadecimal')
+        return None
+    if not 16 <= len(key_bytes) <= 20:
+        problems.append(
+            f"{key}: an AuthorizationKey is 16 to 20 bytes (32 to 40 hex digits), "
+            f"got {len(key_bytes)}"
+        )
+        return None
+    return key_bytes
+
+
+def _fill_defaults(data: dict[str, Any], schema: dict[str, Any]) -> None:
+    for name, sub in schema.get("properties", {}).items():
+        if "default" in sub and name not in data:
+            data[name] = sub["default"]
+        if sub.get("type") == "object":
+            data.setdefault(name, {})
+            _fill_defaults(data[name], sub)
+
+
+_TYPES = {
+    "string": "text in quotes",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a table",
+}
+
+
+def _describe(error: ValidationError) -> list[str]:
+    path = ".".join(str(part) for part in error.absolute_path)
+    where = path or "the file"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    validator = error.validator
+    instance: Any = error.instance
+    if validator == "required":
+        required: list[str] = list(error.validator_value)  # type: ignore[arg-type]
+        missing = [name for name in required if name not in instance]
+        return [f"{_join(path, name)}: missing (required)" for name in missing]
+    if validator == "additionalProperties":
+        known = list(schema.get("properties", {}))
+        unknown = [name for name in instance if name not in known]
+        return [_unknown_key(path, name, known) for name in unknown]
+    return [_explain(error, where, schema)]
+
+
+def _explain(error: ValidationError, where: str, schema: dict[str, Any]) -> str:
+    validator = error.validator
+    custom = schema.get("x-message")
+    if custom and validator in ("pattern", "enum", "type"):
+        return f"{where}: {custom}"
+    if validator == "type":
+        return f"{where}: must be {_TYPES.get(str(error.validator_value), error.validator_value)}"
+    if validator == "enum":
+        values: list[object] = list(error.validator_value)  # type: ignore[arg-type]
+        choices = ", ".join(_toml(value) for value in values)
+        return f"{where}: must be one of {choices}"
+    if validator == "minimum":
+        return f"{where}: must be at least {error.validator_value}"
+    if validator == "exclusiveMinimum":
+        return f"{where}: must be more than {error.validator_value}"
+    if validator == "maximum":
+        return f"{where}: must be at most {error.validator_value}"
+    if validator == "minLength":
+        return f"{where}: must not be empty"
+    if validator == "maxLength":
+        return f"{where}: must be at most {error.validator_value} characters (OCPP limit)"
+    return f"{where}: {custom or error.message}"
+
+
+def _unknown_key(path: str, name: str, known: list[str]) -> str:
+    guess = difflib.get_close_matches(name, known, n=1)
+    hint = f' (did you mean "{guess[0]}"?)' if guess else ""
+    return f"{_join(path, name)}: unknown key{hint}"
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _toml(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)

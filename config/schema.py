@@ -1,0 +1,123 @@
+"""The JSON Schema of the daemon's configuration file.
+
+``x-message`` is ours (validators ignore unknown keywords): the sentence shown when a value
+breaks that rule, where the generic wording would not help the person editing the file.
+Field limits follow OCPP 1.6 BootNotification.req (§6.2: CiString20/25/50).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _text(max_length: int, description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "description": description}
+
+
+def _at_string() -> dict[str, Any]:
+    # These go inside quoted AT command arguments, where a '"' would end the argument early.
+    return {
+        "type": "string",
+        "pattern": "^[\\x20-\\x21\\x23-\\x7e]*$",
+        "default": "",
+        "x-message": "may only hold printable ASCII characters without '\"'",
+    }
+
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["charge_point", "csms", "modem"],
+    "properties": {
+        "charge_point": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "vendor", "model"],
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "pattern": "^[^:\\x00-\\x1f\\x7f]{1,48}$",
+                    "x-message": "must be 1 to 48 characters, without ':' or control characters "
+                    "(it is the Basic-auth user name and the last part of the CSMS URL)",
+                },
+                "vendor": _text(20, "chargePointVendor"),
+                "model": _text(20, "chargePointModel"),
+                "serial_number": _text(25, "chargePointSerialNumber"),
+                "charge_box_serial_number": _text(25, "chargeBoxSerialNumber"),
+                "firmware_version": _text(50, "firmwareVersion; default: this software's version"),
+                "meter_type": _text(25, "meterType"),
+                "meter_serial_number": _text(25, "meterSerialNumber"),
+                "connectors": {"type": "integer", "minimum": 1, "maximum": 32, "default": 1},
+            },
+        },
+        "csms": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url"],
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "pattern": "^wss?://[^/?#\\s]+",
+                    "x-message": "must start with ws:// or wss:// followed by the CSMS host",
+                },
+                "password": {"type": "string", "minLength": 1},
+                "password_file": {"type": "string", "minLength": 1},
+                "password_format": {
+                    "enum": ["text", "hex"],
+                    "default": "text",
+                    "description": "hex: an OCPP AuthorizationKey, sent as the bytes it encodes",
+                },
+                "call_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 60},
+                "heartbeat_interval": {"type": "integer", "minimum": 1, "default": 300},
+                "ping_interval": {"type": "integer", "minimum": 0, "default": 60},
+                "pong_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
+                "max_message_size": {"type": "integer", "minimum": 4096, "default": 524288},
+                "reconnect_delay_min": {"type": "number", "exclusiveMinimum": 0, "default": 1},
+                "reconnect_delay_max": {"type": "number", "exclusiveMinimum": 0, "default": 300},
+            },
+        },
+        "modem": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["type"],
+            "properties": {
+                "type": {
+                    "enum": ["quectel", "host"],
+                    "x-message": 'must be "quectel" (a Quectel module on a serial port) or '
+                    '"host" (this computer\'s own network)',
+                },
+                "port": {"type": "string", "minLength": 1},
+                "baudrate": {
+                    "enum": [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600],
+                    "default": 115200,
+                },
+                "apn": _at_string(),
+                "username": _at_string(),
+                "password": _at_string(),
+                "auth": {"enum": ["none", "pap", "chap", "pap_or_chap"], "default": "none"},
+                "context_id": {"type": "integer", "minimum": 1, "maximum": 16, "default": 1},
+                "sim_pin": {
+                    "type": "string",
+                    "pattern": "^[0-9]{4,8}$",
+                    "x-message": "must be 4 to 8 digits",
+                },
+                "registration_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 90},
+            },
+        },
+        "storage": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "directory": {"type": "string", "minLength": 1, "default": "/var/lib/chargepoint"},
+            },
+        },
+        "logging": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "level": {"enum": ["debug", "info", "warning", "error"], "default": "info"},
+            },
+        },
+    },
+}

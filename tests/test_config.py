@@ -1,0 +1,164 @@
+"""The configuration file: what a technician writes, and the exact errors they get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.loader import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """
+[charge_point]
+id = "CP-1"
+vendor = "V"
+model = "M"
+
+[csms]
+url = "ws://csms.example.com/ocpp"
+
+[modem]
+type = "host"
+"""
+
+
+def problems(text: str, source: Path = Path("test.toml")) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, source)
+    return error.value.problems
+
+
+@pytest.mark.parametrize("name", ["example-quectel.toml", "example-host.toml"])
+def test_example_files_load(name: str) -> None:
+    config = load_config(ROOT / "config" / name)
+    assert config.charge_point.vendor == "ExampleVendor"
+    assert config.csms.url.startswith("ws://")
+
+
+def test_defaults_fill_what_is_left_out() -> None:
+    config = parse_config(MINIMAL)
+    assert config.charge_point.connectors == 1
+    assert config.csms.password is None
+    assert (config.csms.heartbeat_interval, config.csms.ping_interval) == (300, 60)
+    assert config.modem.baudrate == 115200
+    assert config.storage_directory == Path("/var/lib/chargepoint")
+    assert config.log_level == "info"
+
+
+def test_url_must_be_websocket() -> None:
+    text = MINIMAL.replace("ws://csms.example.com/ocpp", "http://csms.example.com/ocpp")
+    assert problems(text) == ["csms.url: must start with ws:// or wss:// followed by the CSMS host"]
+
+
+def test_unknown_keys_get_a_suggestion() -> None:
+    text = MINIMAL.replace('type = "host"', 'type = "host"\nbaudrte = 9600')
+    assert problems(text) == ['modem.baudrte: unknown key (did you mean "baudrate"?)']
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = """
+[charge_point]
+id = "CP:1"
+vendor = "a vendor name longer than twenty"
+connectors = 0
+
+[csms]
+url = "ws://x"
+ping_interval = -1
+
+[modem]
+type = "ppp"
+"""
+    assert problems(text) == [
+        "charge_point.connectors: must be at least 1",
+        "charge_point.id: must be 1 to 48 characters, without ':' or control characters "
+        "(it is the Basic-auth user name and the last part of the CSMS URL)",
+        "charge_point.model: missing (required)",
+        "charge_point.vendor: must be at most 20 characters (OCPP limit)",
+        "csms.ping_interval: must be at least 0",
+        'modem.type: must be "quectel" (a Quectel module on a serial port) or "host" '
+        "(this computer's own network)",
+    ]
+
+
+def test_wrong_types_name_what_is_expected() -> None:
+    text = MINIMAL.replace('type = "host"', 'type = "host"\nbaudrate = "fast"\ncontext_id = 1.5')
+    assert problems(text) == [
+        "modem.baudrate: must be one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600",
+        "modem.context_id: must be a whole number",
+    ]
+
+
+def test_missing_sections() -> None:
+    assert problems('[csms]\nurl = "ws://h"\n') == [
+        "charge_point: missing (required)",
+        "modem: missing (required)",
+    ]
+
+
+def test_broken_toml_says_where() -> None:
+    (problem,) = problems('[csms]\nurl = "ws://h\n')
+    assert problem.startswith("not valid TOML:") and "line 2" in problem
+
+
+def test_quectel_needs_a_port() -> None:
+    text = MINIMAL.replace('type = "host"', 'type = "quectel"')
+    assert problems(text) == [
+        'modem.port: required when modem.type is "quectel" (e.g. "/dev/ttyUSB2")'
+    ]
+
+
+def test_apn_cannot_break_out_of_its_at_argument() -> None:
+    text = MINIMAL.replace('type = "host"', 'type = "quectel"\nport = "/dev/x"\napn = "a\\",1"')
+    assert problems(text) == ["modem.apn: may only hold printable ASCII characters without '\"'"]
+
+
+def test_password_inline_text() -> None:
+    text = MINIMAL.replace(
+        'url = "ws://csms.example.com/ocpp"', 'url = "ws://h/o"\npassword = "pässword"'
+    )
+    config = parse_config(text)
+    assert config.csms.password == "pässword".encode()
+    assert "pässword" not in repr(config)
+
+
+def test_password_as_authorization_key_hex() -> None:
+    key = "0001020304050607FFFFFFFFFFFFFFFFFFFFFFFF"
+    text = MINIMAL.replace(
+        'url = "ws://csms.example.com/ocpp"',
+        f'url = "ws://h/o"\npassword = "{key}"\npassword_format = "hex"',
+    )
+    assert parse_config(text).csms.password == bytes.fromhex(key)
+    short = text.replace(key, "00112233")
+    assert problems(short) == [
+        "csms.password: an AuthorizationKey is 16 to 20 bytes (32 to 40 hex digits), got 4"
+    ]
+
+
+def test_password_file_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-a-file\n")
+    text = MINIMAL.replace(
+        'url = "ws://csms.example.com/ocpp"', 'url = "ws://h/o"\npassword_file = "secret"'
+    )
+    config = parse_config(text, tmp_path / "chargepoint.toml")
+    assert config.csms.password == b"from-a-file"
+    missing = text.replace('"secret"', '"nowhere"')
+    (problem,) = problems(missing, tmp_path / "chargepoint.toml")
+    assert problem.startswith(f"csms.password_file: cannot read {tmp_path / 'nowhere'}:")
+
+
+def test_password_and_password_file_together() -> None:
+    text = MINIMAL.replace(
+        'url = "ws://csms.example.com/ocpp"',
+        'url = "ws://h/o"\npassword = "a"\npassword_file = "b"',
+    )
+    assert problems(text) == [
+        "csms.password_file: give csms.password or csms.password_file, not both"
+    ]
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "absent.toml")
