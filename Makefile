@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+NODE_CSMS := tests/peers/node_csms
+NODE_STAMP := $(NODE_CSMS)/node_modules/.installed-stamp
 BENCHES := serial_throughput
 
 .PHONY: demo test lint typecheck unit bench clean
@@ -14,6 +16,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The test CSMS on ocpp-rpc, installed exactly as locked (needs the machine's Node.js >= 18).
+$(NODE_STAMP): $(NODE_CSMS)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 18) is needed for the test CSMS"; exit 1; }
+	cd $(NODE_CSMS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: $(STAMP)
@@ -26,7 +34,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
@@ -35,4 +43,4 @@ bench: $(STAMP)
 	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(NODE_CSMS)/node_modules

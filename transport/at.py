@@ -600,7 +600,7 @@ class AtChannel:
                 )
                 continue
             self._desynced = False
-            log.info("modem on %s answers AT again", self.port_name)
+            log.info("modem on %s answers AT", self.port_name)
             return
         raise ModemNotResponding(self.port_name, self._probe_attempts, self._probe_timeout)
 

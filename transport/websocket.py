@@ -64,6 +64,10 @@ class HandshakeRejected(WebSocketError):
         self.status = status
 
 
+class NotAnOcppServer(WebSocketError):
+    """The server answered the upgrade, but not as an OCPP 1.6-J server does."""
+
+
 class WebSocketClosed(TransportError):
     """The WebSocket connection is over; ``code`` and ``reason`` say how (RFC 6455 §7.4)."""
 
@@ -421,7 +425,7 @@ def _check_handshake(protocol: ClientProtocol, response: Response, uri: WebSocke
             f"{advice} (HTTP {status} {error.response.reason_phrase} from {where})", status
         )
     if isinstance(error, InvalidHeaderValue) and "Accept" in str(error):
-        raise WebSocketError(
+        raise NotAnOcppServer(
             f"wrong Sec-WebSocket-Accept from {where}: "
             "not a WebSocket server, or a proxy in the way"
         )
@@ -432,7 +436,7 @@ def _check_handshake(protocol: ClientProtocol, response: Response, uri: WebSocke
     if protocol.subprotocol != OCPP16:
         # OCPP-J 1.6 §3.2: a CSMS that does not agree answers without the header and closes.
         chosen = protocol.subprotocol or "none"
-        raise WebSocketError(
+        raise NotAnOcppServer(
             f"the CSMS at {where} did not select the ocpp1.6 subprotocol (it answered: {chosen}); "
             "check that the URL is the CSMS's OCPP 1.6-J endpoint"
         )

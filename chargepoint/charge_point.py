@@ -1,0 +1,174 @@
+"""The OCPP 1.6 charge point on one WebSocket connection.
+
+The ``ocpp`` library's ChargePoint brings request/response matching, payload classes and
+handler dispatch. What it gets wrong for a 1.6 charge point is corrected here:
+
+* CallError codes follow OCPP-J 1.6 §4.2.3 and its errata (see :mod:`chargepoint.validation`);
+  an action the charge point does not know is NotImplemented, one it knows but does not
+  handle is NotSupported (Table 7; the library has the two the other way round);
+* a message that is not valid JSON, or not an OCPP-J array, is answered with a
+  FormationViolation CallError (with its message id when it can be recovered, else "-1", the
+  convention OCPP 2.0.1 made explicit) instead of only being logged;
+* while the CSMS has Rejected the charge point, CSMS requests are not answered
+  (OCPP 1.6 §4.2: "SHALL NOT respond to any Central System initiated message");
+* every frame is logged at debug level, not info; handlers never ``call()`` (the library
+  handles requests in its reading task, so a call there would wait for itself).
+
+Schema validation runs synchronously (``ASYNC_VALIDATION = False``): in a thread pool it cost
+4-5x the CPU (architecture notes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import MutableMapping
+from typing import Any, Protocol
+
+import ocpp.messages
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as LibraryChargePoint
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+from chargepoint.data_transfer import DataTransferVendors
+from chargepoint.validation import FORMATION, MAX_MESSAGE_ID, message_id_of, validate_call_payload
+
+ocpp.messages.ASYNC_VALIDATION = False
+
+log = logging.getLogger(__name__)
+
+_KNOWN_ACTIONS = {action.value for action in Action}
+
+
+class OcppConnection(Protocol):
+    async def recv(self) -> str: ...
+
+    async def send(self, message: str) -> None: ...
+
+
+class _FrameLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The library logs each frame at info; on a charger that is debug material."""
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        return msg, kwargs
+
+
+class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
+    def __init__(
+        self,
+        charge_point_id: str,
+        connection: OcppConnection,
+        *,
+        call_timeout: float,
+        data_transfer: DataTransferVendors,
+    ) -> None:
+        super().__init__(
+            charge_point_id,
+            connection,
+            response_timeout=call_timeout,
+            logger=_FrameLog(logging.getLogger("chargepoint.frames"), {}),
+        )
+        self.data_transfer = data_transfer
+        self.answer_requests = True  # False while Rejected
+        self.last_sent = asyncio.get_running_loop().time()
+        self.call_errors_sent = 0
+
+    async def request(self, payload: Any) -> Any:
+        """Send a request and return the CSMS's answer; a CallError raises its OCPPError."""
+        return await self.call(payload, suppress=False)
+
+    # -- receiving --
+
+    async def route_message(self, raw_msg: str) -> None:
+        try:
+            msg = json.loads(raw_msg)
+        except ValueError:
+            await self._reject_unreadable(raw_msg, "not valid JSON")
+            return
+        if not isinstance(msg, list) or not msg or not isinstance(msg[0], int):
+            await self._reject_unreadable(raw_msg, "not an OCPP-J message: [type, id, ...]")
+            return
+        kind = msg[0]
+        if kind == 2:
+            await self._on_call(msg, raw_msg)
+        elif kind == 3 and len(msg) == 3 and isinstance(msg[1], str):
+            self._response_queue.put_nowait(CallResult(msg[1], msg[2]))
+        elif kind == 4 and len(msg) == 5 and isinstance(msg[1], str):
+            self._response_queue.put_nowait(CallError(*msg[1:]))
+        elif kind in (3, 4):
+            log.warning(
+                "ignoring a malformed %s from the CSMS: %.200s",
+                "CALLRESULT" if kind == 3 else "CALLERROR",
+                raw_msg,
+            )
+        else:
+            # OCPP-J 1.6 §4.1.3: an unknown message type is ignored.
+            log.warning("ignoring a message of unknown type %r from the CSMS", kind)
+
+    async def _on_call(self, msg: list[Any], raw_msg: str) -> None:
+        if len(msg) != 4 or not isinstance(msg[1], str) or not isinstance(msg[2], str):
+            await self._reject_unreadable(raw_msg, "a CALL is [2, id, action, payload]")
+            return
+        unique_id, action, payload = msg[1], msg[2], msg[3]
+        if not self.answer_requests:
+            log.warning(
+                "not answering %s from the CSMS: it has rejected this charge point (OCPP 1.6 §4.2)",
+                action,
+            )
+            return
+        if len(unique_id) > MAX_MESSAGE_ID:
+            await self._send_call_error(
+                unique_id, FORMATION, "message id longer than 36 characters"
+            )
+            return
+        if action not in self.route_map:
+            if action in _KNOWN_ACTIONS:
+                await self._send_call_error(unique_id, "NotSupported", f"{action} is not supported")
+            else:
+                await self._send_call_error(
+                    unique_id, "NotImplemented", f"{action} is not an OCPP 1.6 action"
+                )
+            return
+        payload = {} if payload is None else payload  # OCPP-J 1.6 §4.2.1 allows null
+        fault = validate_call_payload(action, payload)
+        if fault is not None:
+            log.warning("CSMS sent an invalid %s: %s", action, fault.description)
+            await self._send_call_error(unique_id, fault.code, fault.description, fault.details)
+            return
+        try:
+            await self._handle_call(Call(unique_id, action, payload))
+        except OCPPError as error:
+            await self._send_call_error(unique_id, error.code, error.description, error.details)
+
+    async def _reject_unreadable(self, raw_msg: str, why: str) -> None:
+        unique_id = message_id_of(raw_msg) or "-1"
+        log.warning("CSMS sent a message that is %s: %.200s", why, raw_msg)
+        await self._send_call_error(unique_id, FORMATION, f"message is {why}")
+
+    async def _send_call_error(
+        self, unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
+    ) -> None:
+        self.call_errors_sent += 1
+        await self._send(CallError(unique_id, code, description, details or {}).to_json())
+
+    async def _send(self, message: str) -> None:
+        self.last_sent = asyncio.get_running_loop().time()
+        await super()._send(message)
+
+    # -- operations (thin: the work is in the model services) --
+
+    @on(Action.data_transfer, skip_schema_validation=True)  # type: ignore[untyped-decorator]
+    def _on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> call_result.DataTransfer:
+        reply = self.data_transfer.handle(vendor_id, message_id, data)
+        return call_result.DataTransfer(status=reply.status, data=reply.data)

@@ -1,0 +1,238 @@
+"""The charge-point daemon: keep an OCPP session with the CSMS up, whatever the network does.
+
+It opens a stream through the link, performs the WebSocket handshake and runs a
+:class:`~chargepoint.session.Session` until the connection ends; then it waits (capped
+exponential back-off with jitter) and tries again. When failures are the link's (no socket,
+a dead module, a silent connection), every third one in a row escalates recovery one step:
+re-activate the PDP context, then cycle the radio, then restart the module. Failures that are
+the CSMS's (HTTP 401, wrong subprotocol) are retried with back-off but never blamed on the
+module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+from dataclasses import dataclass
+from importlib.metadata import version
+
+from chargepoint.backoff import Backoff
+from chargepoint.data_transfer import DataTransferVendors
+from chargepoint.session import BootFields, Registration, Session, SessionSettings
+from config.loader import Config
+from transport.errors import TransportError
+from transport.link import Link, RecoveryStep
+from transport.modems.host import HostLink
+from transport.modems.quectel import PdpAuth, QuectelLink, QuectelSettings
+from transport.websocket import (
+    HandshakeRejected,
+    NotAnOcppServer,
+    PingTimeout,
+    WebSocket,
+    WebSocketClosed,
+    WebSocketError,
+    WebSocketSettings,
+    connection_url,
+    parse_endpoint,
+)
+
+log = logging.getLogger(__name__)
+
+STABLE_SESSION = 60.0  # a connection that lasted this long resets back-off and escalation
+
+
+class Blame(enum.Enum):
+    LINK = "link"  # counts towards module recovery
+    CSMS = "csms"  # retried, but the module is not to blame
+    NONE = "none"  # an orderly end
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    blame: Blame
+    duration: float  # how long the WebSocket was open (0 if it never opened)
+    reason: str
+
+
+def link_for(config: Config) -> Link:
+    """The link the configuration asks for."""
+    modem = config.modem
+    if modem.type == "host":
+        return HostLink()
+    assert modem.port is not None  # the loader insists on it for a module
+    settings = QuectelSettings(
+        apn=modem.apn,
+        username=modem.username,
+        password=modem.password,
+        auth={"none": PdpAuth.NONE, "pap": PdpAuth.PAP, "chap": PdpAuth.CHAP}.get(
+            modem.auth, PdpAuth.PAP_OR_CHAP
+        ),
+        context_id=modem.context_id,
+        sim_pin=modem.sim_pin,
+        registration_timeout=modem.registration_timeout,
+    )
+    return QuectelLink(modem.port, modem.baudrate, settings)
+
+
+def recovery_step(consecutive_link_failures: int) -> RecoveryStep:
+    """Every third link failure in a row escalates one step: 3 → PDP, 6 → CFUN, 9+ → restart."""
+    failures = consecutive_link_failures
+    if failures == 0 or failures % 3:
+        return RecoveryStep.REOPEN
+    return RecoveryStep(min(failures // 3, RecoveryStep.RESTART_MODULE))
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        link: Link,
+        *,
+        data_transfer: DataTransferVendors | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.link = link
+        self.data_transfer = data_transfer or DataTransferVendors()
+        self.registration = Registration(heartbeat_interval=config.csms.heartbeat_interval)
+        self.session: Session | None = None
+        self.sessions_started = 0
+        self.attempts = 0
+        self.outcomes: list[Outcome] = []
+        self.session_started = asyncio.Event()  # set at each new session; tests clear it
+        self._backoff = Backoff(
+            config.csms.reconnect_delay_min, config.csms.reconnect_delay_max, rng
+        )
+        self._link_failures = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cp, csms = self.config.charge_point, self.config.csms
+        log.info("charge point %s: CSMS %s through %s", cp.id, csms.url, self.link.description)
+        try:
+            while not stop.is_set():
+                self.attempts += 1
+                outcome = await self._attempt(stop)
+                self.outcomes.append(outcome)
+                if stop.is_set():
+                    break
+                delay = await self._after(outcome)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+        finally:
+            await self.link.close()
+            log.info("charge point %s stopped", cp.id)
+
+    async def _attempt(self, stop: asyncio.Event) -> Outcome:
+        csms = self.config.csms
+        uri = parse_endpoint(csms.url)
+        try:
+            stream = await self.link.open(uri.host, uri.port, tls=uri.secure)
+        except TransportError as exc:
+            log.warning("cannot reach the CSMS: %s", exc)
+            return Outcome(Blame.LINK, 0.0, str(exc))
+        url = connection_url(csms.url, self.config.charge_point.id)
+        try:
+            ws = await WebSocket.connect(
+                stream,
+                url,
+                user=self.config.charge_point.id,
+                password=csms.password,
+                settings=WebSocketSettings(
+                    ping_interval=csms.ping_interval,
+                    pong_timeout=csms.pong_timeout,
+                    max_message_size=csms.max_message_size,
+                    handshake_timeout=csms.call_timeout,
+                ),
+            )
+        except (HandshakeRejected, NotAnOcppServer) as exc:
+            log.error("%s", exc)
+            return Outcome(Blame.CSMS, 0.0, str(exc))
+        except WebSocketError as exc:
+            log.warning("%s", exc)
+            return Outcome(Blame.LINK, 0.0, str(exc))
+        except TransportError as exc:
+            log.warning("WebSocket upgrade failed: %s", exc)
+            return Outcome(Blame.LINK, 0.0, str(exc))
+        return await self._serve(ws, stop)
+
+    async def _serve(self, ws: WebSocket, stop: asyncio.Event) -> Outcome:
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        cp = self.config.charge_point
+        session = Session(
+            ws,
+            SessionSettings(cp.id, cp.connectors, self.config.csms.call_timeout),
+            self.registration,
+            self._boot_fields(),
+            self.data_transfer,
+        )
+        self.session = session
+        self.sessions_started += 1
+        self.session_started.set()
+        closed: WebSocketClosed | None = None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                running = tasks.create_task(session.run(), name="ocpp session")
+                stopping = tasks.create_task(stop.wait(), name="stop")
+                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if running.done():
+                    closed = running.result()
+                    stopping.cancel()
+                else:
+                    running.cancel()
+        finally:
+            await ws.close(
+                1001 if stop.is_set() else 1000,
+                "charge point shutting down" if stop.is_set() else "",
+            )
+        duration = loop.time() - opened
+        if closed is None:
+            return Outcome(Blame.NONE, duration, "stopped")
+        log.warning("OCPP session ended after %.0f s: %s", duration, closed)
+        # A CSMS that closes the WebSocket on purpose sends a close frame with its code; a
+        # dead link (1006) or a missing pong is the network's doing.
+        blame = (
+            Blame.LINK
+            if isinstance(closed, PingTimeout) or closed.code in (None, 1006)
+            else Blame.CSMS
+        )
+        return Outcome(blame, duration, str(closed))
+
+    async def _after(self, outcome: Outcome) -> float:
+        if outcome.duration >= STABLE_SESSION:
+            self._link_failures = 0
+            self._backoff.reset()
+        if outcome.blame is Blame.LINK:
+            self._link_failures += 1
+        step = recovery_step(self._link_failures)
+        if step is not RecoveryStep.REOPEN:
+            log.warning(
+                "%d link failures in a row: recovery step %s", self._link_failures, step.name
+            )
+            try:
+                await self.link.recover(step)
+            except TransportError as exc:
+                log.error("recovery step %s failed: %s", step.name, exc)
+        delay = self._backoff.next()
+        log.info("reconnecting in %.1f s", delay)
+        return delay
+
+    def _boot_fields(self) -> BootFields:
+        cp = self.config.charge_point
+        identity = self.link.identity
+        return BootFields(
+            vendor=cp.vendor,
+            model=cp.model,
+            serial_number=cp.serial_number,
+            charge_box_serial_number=cp.charge_box_serial_number,
+            firmware_version=cp.firmware_version or version("chargepoint-at"),
+            # BootNotification limits these to 20 characters (CiString20).
+            iccid=identity.iccid[:20] if identity and identity.iccid else None,
+            imsi=identity.imsi[:20] if identity and identity.imsi else None,
+            meter_type=cp.meter_type,
+            meter_serial_number=cp.meter_serial_number,
+        )
