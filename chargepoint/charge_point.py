@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import MutableMapping
 from typing import Any, Protocol
 
@@ -79,12 +80,16 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         )
         self.data_transfer = data_transfer
         self.answer_requests = True  # False while Rejected
+        self._boot_request_id: str | None = None
         self.last_sent = asyncio.get_running_loop().time()
         self.call_errors_sent = 0
 
     async def request(self, payload: Any) -> Any:
         """Send a request and return the CSMS's answer; a CallError raises its OCPPError."""
-        return await self.call(payload, suppress=False)
+        unique_id = str(uuid.uuid4())
+        if type(payload).__name__ == "BootNotification":
+            self._boot_request_id = unique_id
+        return await self.call(payload, suppress=False, unique_id=unique_id)
 
     # -- receiving --
 
@@ -101,6 +106,15 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         if kind == 2:
             await self._on_call(msg, raw_msg)
         elif kind == 3 and len(msg) == 3 and isinstance(msg[1], str):
+            answer = msg[2]
+            if (
+                msg[1] == self._boot_request_id
+                and isinstance(answer, dict)
+                and answer.get("status") == "Rejected"
+            ):
+                # Go quiet the moment a Rejected answer is read, before any frame behind it
+                # (§4.2); the session lifts this after the retry interval.
+                self.answer_requests = False
             self._response_queue.put_nowait(CallResult(msg[1], msg[2]))
         elif kind == 4 and len(msg) == 5 and isinstance(msg[1], str):
             self._response_queue.put_nowait(CallError(*msg[1:]))

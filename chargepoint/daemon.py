@@ -218,7 +218,7 @@ class Daemon:
             except TransportError as exc:
                 log.error("recovery step %s failed: %s", step.name, exc)
         delay = self._backoff.next()
-        log.info("reconnecting in %.1f s", delay)
+        log.info("reconnecting in %.2f s", delay)
         return delay
 
     def _boot_fields(self) -> BootFields:

@@ -102,7 +102,8 @@ class TcpProxy:
         self.port = 0
         self.server: asyncio.Server | None = None
         self.from_client = bytearray()
-        self.stalled = False
+        self.stalled = False  # every connection, new ones too
+        self._silenced: set[int] = set()  # connections stalled by stall_existing()
         self.connections = 0
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -115,20 +116,26 @@ class TcpProxy:
         self.connections += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._writers += [writer, up_writer]
+        number = self.connections
         pumps = [
-            asyncio.create_task(self._pump(reader, up_writer, record=True)),
-            asyncio.create_task(self._pump(up_reader, writer, record=False)),
+            asyncio.create_task(self._pump(reader, up_writer, number, record=True)),
+            asyncio.create_task(self._pump(up_reader, writer, number, record=False)),
         ]
         self._tasks.update(pumps)
         await asyncio.gather(*pumps, return_exceptions=True)
         self._tasks.difference_update(pumps)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, record: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        number: int,
+        *,
+        record: bool,
     ) -> None:
         try:
             while data := await reader.read(65536):
-                if self.stalled:
+                if self.stalled or number in self._silenced:
                     continue  # the bytes vanish, as on a dead radio link
                 if record:
                     self.from_client += data
@@ -138,6 +145,10 @@ class TcpProxy:
             pass
         finally:
             writer.close()
+
+    def stall_existing(self) -> None:
+        """The connections open now go silent for good; new ones work."""
+        self._silenced.update(range(1, self.connections + 1))
 
     def drop_all(self) -> None:
         for writer in self._writers:

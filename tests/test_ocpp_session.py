@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from ocpp.v16.enums import DataTransferStatus
 from chargepoint.daemon import Blame, Daemon
 from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
 from config.loader import Config, parse_config
-from tests.conftest import FAST, TcpProxy, fast
-from tests.peers import Csms, CsmsCallError, NodeCsms, PythonCsms
+from tests.conftest import FAST, TcpProxy
+from tests.peers import Csms, NodeCsms, PythonCsms
 from transport.link import Link
 from transport.modems.host import HostLink
 from transport.modems.quectel import QuectelLink
@@ -126,7 +127,9 @@ async def test_boot_accepted_then_status_then_heartbeats(peer_kind: str, link_ki
         async with running(daemon):
             await peer.wait_for(lambda _: len(peer.calls("Heartbeat")) >= 2)
         connect = next(e for e in peer.events if e["event"] == "connect")
-        assert connect["identity"] == "CP-TEST%2F1" if peer_kind == "python" else "CP-TEST/1"
+        assert connect["identity"] == "CP-TEST/1"
+        if peer_kind == "python":
+            assert connect["path"] == "/ocpp/CP-TEST%2F1"  # percent-encoded (OCPP-J 1.6 §3.1.1)
         assert connect["protocol"] == "ocpp1.6"
         boot = peer.calls("BootNotification")
         assert len(boot) == 1
@@ -156,3 +159,272 @@ async def test_boot_accepted_then_status_then_heartbeats(peer_kind: str, link_ki
         ]
         assert strict_failures(peer) == []
         assert daemon.registration.heartbeat_interval == 1
+
+
+async def test_pending_then_accepted_answers_csms_requests_meanwhile() -> None:
+    async with csms_peer("python", password=PASSWORD, boots="Pending:1,Accepted:60") as peer:
+        daemon = Daemon(make_config(peer.url), HostLink())
+        async with running(daemon):
+            await peer.wait_for(lambda _: peer.calls("BootNotification"))
+            # While Pending the CSMS may ask things, and the charge point answers (§4.2).
+            reply = await peer.call("DataTransfer", {"vendorId": "org.example.unknown"})
+            assert reply == {"status": "UnknownVendorId"}
+            await peer.wait_for(lambda _: len(statuses(peer)) == 3)
+        methods = [c["method"] for c in peer.calls()]
+        # No request of its own until the second BootNotification was accepted.
+        assert methods[:2] == ["BootNotification", "BootNotification"]
+        first, second = peer.calls("BootNotification")[:2]
+        assert second["t"] - first["t"] >= 1.0  # not before the interval the CSMS gave
+        assert daemon.registration.boots_sent == 2
+
+
+async def test_rejected_answers_nothing_and_boots_again_after_the_interval() -> None:
+    async with csms_peer("python", password=PASSWORD, boots="Rejected:1,Accepted:60") as peer:
+        daemon = Daemon(make_config(peer.url), HostLink())
+        async with running(daemon):
+            # Right behind the Rejected answer: the charge point reads frames in order.
+            await peer.wait_for(
+                lambda events: [
+                    e
+                    for e in events
+                    if e["event"] == "frame" and e["outbound"] and "Rejected" in e["text"]
+                ]
+            )
+            await peer.send_raw('[2,"while-rejected","DataTransfer",{"vendorId":"x"}]')
+            await peer.wait_for(lambda _: len(peer.calls("BootNotification")) == 2)
+            # §4.2: while Rejected no answer at all, and nothing else was sent meanwhile.
+            assert peer.reply_to("while-rejected") is None
+            assert [c["method"] for c in peer.calls()] == ["BootNotification", "BootNotification"]
+            await peer.wait_for(lambda _: len(statuses(peer)) == 3)
+        first, second = peer.calls("BootNotification")[:2]
+        assert second["t"] - first["t"] >= 1.0
+
+
+@pytest.mark.parametrize("peer_kind", PEERS)
+async def test_wrong_password_is_refused_with_401_and_retried_with_backoff(
+    peer_kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with csms_peer(peer_kind, password=PASSWORD, boots="Accepted:60") as peer:
+        config = make_config(
+            peer.url, password=b"W" * 16, reconnect_delay_min=0.2, reconnect_delay_max=0.4
+        )
+        daemon = Daemon(config, HostLink())
+        async with running(daemon):
+            await peer.wait_for(lambda _: peer.count("auth_rejected") >= 4)
+        rejections = [e["t"] for e in peer.events if e["event"] == "auth_rejected"]
+        gaps = [b - a for a, b in itertools.pairwise(rejections)]
+        # Back-off with jitter never goes below half the minimum delay: no hot loop.
+        assert min(gaps) >= 0.1
+        assert peer.calls() == []
+        assert all(o.blame is Blame.CSMS for o in daemon.outcomes)  # the module is not to blame
+        assert "refused the charge point's credentials" in caplog.text
+        assert "HTTP 401" in caplog.text
+        assert "WWWW" not in caplog.text  # the password never reaches a log
+
+
+async def new_session_after(peer: Csms, daemon: Daemon, fault: Any) -> None:
+    """Inject ``fault`` into a running session and check a new one takes over, without a
+    new BootNotification (OCPP-J 1.6 §5.4) and with heartbeats going on."""
+    await peer.wait_for(lambda _: peer.calls("Heartbeat"))
+    connects = peer.count("connect")
+    await fault()
+    await peer.wait_for(lambda _: peer.count("connect") > connects, timeout=60)
+    heartbeats = len(peer.calls("Heartbeat"))
+    await peer.wait_for(lambda _: len(peer.calls("Heartbeat")) > heartbeats, timeout=30)
+    assert len(peer.calls("BootNotification")) == 1
+    assert daemon.sessions_started == connects + 1
+
+
+async def test_csms_closing_the_socket_leads_to_a_new_session() -> None:
+    async with (
+        csms_peer("node", password=PASSWORD, boots="Accepted:1") as peer,
+        network("quectel") as net,
+    ):
+        daemon = Daemon(make_config(peer.url), net.link)
+        async with running(daemon):
+            await new_session_after(
+                peer, daemon, lambda: peer.close_connection(1001, "maintenance")
+            )
+        assert strict_failures(peer) == []
+
+
+async def test_module_reporting_the_socket_closed_leads_to_a_new_session() -> None:
+    async with (
+        csms_peer("python", password=PASSWORD, boots="Accepted:1") as peer,
+        network("quectel") as net,
+    ):
+        assert net.sim is not None
+        sim = net.sim
+        daemon = Daemon(make_config(peer.url), net.link)
+
+        async def drop() -> None:
+            sim.drop_connection(0)
+
+        async with running(daemon):
+            await new_session_after(peer, daemon, drop)
+        assert any(
+            '+QIURC: "closed"' in o.reason or "closed the connection" in o.reason
+            for o in daemon.outcomes
+        )
+
+
+async def test_pdp_deactivation_leads_to_a_new_session() -> None:
+    async with (
+        csms_peer("python", password=PASSWORD, boots="Accepted:1") as peer,
+        network("quectel") as net,
+    ):
+        assert net.sim is not None
+        sim = net.sim
+        daemon = Daemon(make_config(peer.url), net.link)
+
+        async def deactivate() -> None:
+            sim.deactivate_pdp(1)
+
+        async with running(daemon):
+            await new_session_after(peer, daemon, deactivate)
+        assert sim.module.log.count("AT+QIACT=1") == 2  # the PDP context was brought back up
+
+
+async def test_module_reboot_leads_to_a_new_session() -> None:
+    async with (
+        csms_peer("python", password=PASSWORD, boots="Accepted:1") as peer,
+        network("quectel") as net,
+    ):
+        assert net.sim is not None
+        sim = net.sim
+        daemon = Daemon(make_config(peer.url), net.link)
+
+        async def reboot() -> None:
+            sim.module.profile.boot_time = 0.2
+            sim.reboot()
+
+        async with running(daemon):
+            await new_session_after(peer, daemon, reboot)
+        assert sim.module.log.count("ATE0") == 2  # brought up again from scratch
+
+
+@pytest.mark.parametrize("link_kind", LINKS)
+async def test_a_silent_half_open_link_is_found_by_ping_and_replaced(link_kind: str) -> None:
+    async with (
+        csms_peer("python", password=PASSWORD, boots="Accepted:1") as peer,
+        network(link_kind) as net,
+    ):
+        proxy = TcpProxy(peer.port)
+        await proxy.start()
+        url = f"ws://127.0.0.1:{proxy.port}/ocpp"
+        daemon = Daemon(make_config(url, ping_interval=1, pong_timeout=1), net.link)
+
+        async def go_silent() -> None:
+            # The connection dies without a word to either end (no FIN, no RST).
+            if net.sim is not None:
+                net.sim.blackhole(0)
+            else:
+                proxy.stall_existing()
+
+        async with running(daemon):
+            await new_session_after(peer, daemon, go_silent)
+        assert any("no pong" in o.reason for o in daemon.outcomes)
+        assert daemon.outcomes[0].blame is Blame.LINK
+        await proxy.stop()
+
+
+def echo_digest(message_id: str | None, data: str | None) -> DataTransferReply:
+    digest = hashlib.sha256((data or "").encode()).hexdigest()
+    return DataTransferReply(DataTransferStatus.accepted, f"{len(data or '')}:{digest}")
+
+
+async def test_a_60_kib_request_and_a_fragmented_one_arrive_intact() -> None:
+    async with (
+        csms_peer("python", password=PASSWORD, boots="Accepted:60") as peer,
+        network("quectel") as net,
+    ):
+        vendors = DataTransferVendors()
+        vendors.register("org.example.digest", echo_digest)
+        daemon = Daemon(make_config(peer.url), net.link, data_transfer=vendors)
+        async with running(daemon):
+            await peer.wait_for(lambda _: len(statuses(peer)) == 3)
+            data = "".join(chr(0x20 + (i * 7) % 0x5E) for i in range(60 * 1024)) + "é€"
+            reply = await peer.call(
+                "DataTransfer", {"vendorId": "org.example.digest", "data": data}
+            )
+            assert reply == {
+                "status": "Accepted",
+                "data": f"{len(data)}:{hashlib.sha256(data.encode()).hexdigest()}",
+            }
+            assert isinstance(peer, PythonCsms)
+            body = json.dumps({"vendorId": "org.example.digest", "data": "fragmented " * 300})
+            text = f'[2,"frag-1","DataTransfer",{body}]'
+            await peer.send_fragmented([text[:10], text[10:2000], text[2000:]])
+            reply = await peer.wait_for(lambda _: peer.reply_to("frag-1"))
+        expected = "fragmented " * 300
+        assert reply == [
+            3,
+            "frag-1",
+            {
+                "status": "Accepted",
+                "data": f"{len(expected)}:{hashlib.sha256(expected.encode()).hexdigest()}",
+            },
+        ]
+
+
+MALFORMED = [
+    # (what the CSMS sends, the message id of the answer, the OCPP-J 1.6 error code)
+    ('[2,"bad-json","DataTransfer",{"vendorId":', "bad-json", "FormationViolation"),
+    ("this is not JSON at all", "-1", "FormationViolation"),
+    ('{"an": "object"}', "-1", "FormationViolation"),
+    ('[2,"no-payload","DataTransfer"]', "no-payload", "FormationViolation"),
+    ('[2,"wrong-type","DataTransfer",{"vendorId":42}]', "wrong-type", "TypeConstraintViolation"),
+    ('[2,"missing","DataTransfer",{}]', "missing", "OccurenceConstraintViolation"),
+    (
+        '[2,"too-long","DataTransfer",{"vendorId":"' + "v" * 256 + '"}]',
+        "too-long",
+        "PropertyConstraintViolation",
+    ),
+    ('[2,"extra","DataTransfer",{"vendorId":"x","colour":"red"}]', "extra", "FormationViolation"),
+    ('[2,"not-object","DataTransfer",[1,2]]', "not-object", "FormationViolation"),
+    ('[2,"unknown","FlyToTheMoon",{}]', "unknown", "NotImplemented"),
+    (
+        '[2,"unhandled","ReserveNow",{"connectorId":1,"expiryDate":"2030-01-01T00:00:00Z","idTag":"A","reservationId":1}]',
+        "unhandled",
+        "NotSupported",
+    ),
+]
+
+
+@pytest.mark.parametrize(("peer_kind", "link_kind"), [("python", "quectel"), ("node", "host")])
+async def test_malformed_csms_requests_get_the_callerror_ocpp_j_names_and_the_session_goes_on(
+    peer_kind: str, link_kind: str
+) -> None:
+    async with (
+        csms_peer(peer_kind, password=PASSWORD, boots="Accepted:1") as peer,
+        network(link_kind) as net,
+    ):
+        daemon = Daemon(make_config(peer.url), net.link)
+        async with running(daemon):
+            await peer.wait_for(lambda _: len(statuses(peer)) == 3)
+            for text, message_id, code in MALFORMED:
+                before = len(
+                    [e for e in peer.events if e["event"] == "frame" and not e["outbound"]]
+                )
+                await peer.send_raw(text)
+
+                def answered(events: list[Any], before: int = before) -> list[Any] | None:
+                    inbound = [e for e in events if e["event"] == "frame" and not e["outbound"]][
+                        before:
+                    ]
+                    for event in inbound:
+                        frame = json.loads(event["text"])
+                        if frame[0] == 4:
+                            return frame
+                    return None
+
+                frame = await peer.wait_for(answered)
+                assert frame[:3] == [4, message_id, code], text
+                assert isinstance(frame[3], str) and isinstance(frame[4], dict)
+            # The session is still alive and answers well-formed requests.
+            assert await peer.call("DataTransfer", {"vendorId": "x"}) == {
+                "status": "UnknownVendorId"
+            }
+            heartbeats = len(peer.calls("Heartbeat"))
+            await peer.wait_for(lambda _: len(peer.calls("Heartbeat")) > heartbeats)
+        assert daemon.sessions_started == 1

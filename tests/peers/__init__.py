@@ -15,6 +15,7 @@ import base64
 import contextlib
 import json
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,32 +107,33 @@ class PythonCsms(PeerLog):
             await self.server.wait_closed()
 
     def _check_auth(self, connection: ServerConnection, request: Request) -> Response | None:
-        identity = request.path.rsplit("/", 1)[-1]
+        identity = urllib.parse.unquote(request.path.rsplit("/", 1)[-1])
         if self.password is None:
             return None
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
             user, _, password = base64.b64decode(header[6:]).partition(b":")
-            if password == self.password:
+            # OCPP-J 1.6 §6.2.2: the user name is the charge point identity of the URL.
+            if user == identity.encode() and password == self.password:
                 return None
         self.record({"event": "auth_rejected", "identity": identity})
         return connection.respond(HTTPStatus.UNAUTHORIZED, "wrong charge point id or password\n")
 
     async def _serve(self, connection: ServerConnection) -> None:
         self.connection = connection
+        path = connection.request.path if connection.request else ""
         self.record(
             {
                 "event": "connect",
-                "identity": connection.request.path.rsplit("/", 1)[-1]
-                if connection.request
-                else "",
+                "identity": urllib.parse.unquote(path.rsplit("/", 1)[-1]),
+                "path": path,
                 "protocol": connection.subprotocol,
             }
         )
         try:
             async for message in connection:
                 await self._on_frame(connection, str(message))
-        except Exception:  # noqa: BLE001 - the close is recorded below either way
+        except Exception:  # the close is recorded below either way
             pass
         self.record(
             {

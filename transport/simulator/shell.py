@@ -122,6 +122,7 @@ class SimulatorShell:
         self._booted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: dict[int, _Connection] = {}
+        self._blackholed: set[int] = set()
         self._opening: dict[int, asyncio.Task[None]] = {}
 
     # -- lifecycle --
@@ -195,6 +196,11 @@ class SimulatorShell:
         """The module resets by itself (brown-out, watchdog) and comes back with RDY."""
         self.module.reboot(self._now())
         self._service()
+
+    def blackhole(self, socket_id: int) -> None:
+        """The radio link goes silent for this socket: nothing arrives, nothing leaves, and
+        neither end is told (no FIN, no RST): a half-open connection."""
+        self._blackholed.add(socket_id)
 
     def inject_garbage(self, data: bytes) -> None:
         """Put ``data`` on the UART towards the host, between two responses."""
@@ -359,11 +365,15 @@ class SimulatorShell:
 
     def _deliver(self, conn: _Connection, data: bytes) -> None:
         conn.in_flight -= len(data)
+        if conn.socket_id in self._blackholed:
+            return
         if self._connections.get(conn.socket_id) is conn:
             self.module.tcp_received(conn.socket_id, data)
             self._service()
 
     def _peer_closed(self, conn: _Connection) -> None:
+        if conn.socket_id in self._blackholed:
+            return  # on a dead radio link the module never hears of it
         if self._connections.get(conn.socket_id) is conn:
             self._connections.pop(conn.socket_id)
             self.module.tcp_closed(conn.socket_id)
@@ -383,6 +393,8 @@ class SimulatorShell:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 conn.outgoing.popleft()
+                if conn.socket_id in self._blackholed:
+                    continue  # lost on the air: never acknowledged, so it stays "unacked"
                 if pacer is not None:
                     await pacer.pace(len(data), waiting=waiting)
                 conn.writer.write(data)
@@ -392,6 +404,7 @@ class SimulatorShell:
             pass
 
     def _drop(self, conn: _Connection, *, abort: bool) -> None:
+        self._blackholed.discard(conn.socket_id)
         if self._connections.get(conn.socket_id) is conn:
             self._connections.pop(conn.socket_id)
         for task in conn.tasks:
