@@ -428,3 +428,21 @@ async def test_malformed_csms_requests_get_the_callerror_ocpp_j_names_and_the_se
             heartbeats = len(peer.calls("Heartbeat"))
             await peer.wait_for(lambda _: len(peer.calls("Heartbeat")) > heartbeats)
         assert daemon.sessions_started == 1
+
+
+async def test_repeated_link_failures_escalate_module_recovery_step_by_step() -> None:
+    # Nothing listens at the CSMS address: every attempt fails at AT+QIOPEN (566).
+    async with network("quectel") as net:
+        assert net.sim is not None
+        config = make_config(
+            "ws://127.0.0.1:1/ocpp", reconnect_delay_min=0.01, reconnect_delay_max=0.02
+        )
+        daemon = Daemon(config, net.link)
+        sim, log = net.sim, net.sim.module.log
+        async with running(daemon), asyncio.timeout(60):
+            await sim.wait_for_command("AT+CFUN=1,1")
+        assert all(o.blame is Blame.LINK for o in daemon.outcomes)
+        ladder = [c for c in log if c in ("AT+QIDEACT=1", "AT+CFUN=0", "AT+CFUN=1", "AT+CFUN=1,1")]
+        # 3 failures: PDP re-activation; 6: radio off and on; 9: module restart.
+        assert ladder[:4] == ["AT+QIDEACT=1", "AT+CFUN=0", "AT+CFUN=1", "AT+CFUN=1,1"]
+        assert log.index("AT+QIDEACT=1") < log.index("AT+CFUN=0") < log.index("AT+CFUN=1,1")

@@ -120,6 +120,7 @@ class SimulatorShell:
         self._out_ready = asyncio.Event()
         self._timer_wake = asyncio.Event()
         self._booted = asyncio.Event()
+        self._activity = asyncio.Event()  # set whenever the module has done something
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: dict[int, _Connection] = {}
         self._blackholed: set[int] = set()
@@ -175,6 +176,12 @@ class SimulatorShell:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_report_crash)
         return task
+
+    async def wait_for_command(self, command: str) -> None:
+        """Until the module has received ``command`` (as it appears in ``module.log``)."""
+        while command not in self.module.log:
+            self._activity.clear()
+            await self._activity.wait()
 
     async def wait_until_booted(self) -> None:
         """Until the module has said RDY and takes commands."""
@@ -299,6 +306,7 @@ class SimulatorShell:
                 conn = self._connections.get(action.socket_id)
                 if conn is not None:
                     self._drop(conn, abort=action.abort)
+        self._activity.set()
         if self.module.booted:
             self._booted.set()
         else:

@@ -1,0 +1,107 @@
+"""`chargepoint run --config FILE`, as the service runs it: separate processes for the daemon,
+the simulated module (on a pty, at 115200 baud) and the CSMS (ocpp-rpc, strict)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import sys
+from pathlib import Path
+
+from tests.peers import NodeCsms
+
+CHARGEPOINT = Path(sys.executable).parent / "chargepoint"
+SECRET = b"correct horse battery"
+
+
+async def test_run_connects_through_the_simulator_and_stops_cleanly(tmp_path: Path) -> None:
+    link = tmp_path / "modem"
+    simulator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "transport.simulator",
+        "quectel",
+        "--link",
+        str(link),
+        "--baud",
+        "115200",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    csms = NodeCsms(password=SECRET, boots="Accepted:1")
+    await csms.start()
+    try:
+        assert simulator.stdout is not None
+        await simulator.stdout.readline()  # the module is up
+        (tmp_path / "csms-password").write_text(SECRET.decode() + "\n")
+        config = tmp_path / "chargepoint.toml"
+        config.write_text(
+            f"""
+[charge_point]
+id = "CP-CLI"
+vendor = "TestVendor"
+model = "TestModel"
+connectors = 1
+
+[csms]
+url = "{csms.url}"
+password_file = "csms-password"
+ping_interval = 0
+
+[modem]
+type = "quectel"
+port = "{link}"
+apn = "internet"
+password = "apn-secret"
+
+[logging]
+level = "debug"
+"""
+        )
+        daemon = await asyncio.create_subprocess_exec(
+            str(CHARGEPOINT), "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
+        )
+        await csms.wait_for(lambda _: csms.calls("Heartbeat"), timeout=60)
+        daemon.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            _, stderr = await daemon.communicate()
+        assert daemon.returncode == 0
+        log = stderr.decode()
+        await csms.wait_for(lambda _: csms.count("close") >= 1)
+    finally:
+        await csms.stop()
+        simulator.terminate()
+        await simulator.wait()
+
+    assert [c["method"] for c in csms.calls()][:3] == [
+        "BootNotification",
+        "StatusNotification",
+        "StatusNotification",
+    ]
+    assert [e["code"] for e in csms.events if e["event"] == "close"] == [1001]  # going away
+    assert [e for e in csms.events if e["event"] in ("invalid", "bad_message")] == []
+    # The log tells the story: the module, the WebSocket, and every OCPP frame at debug level.
+    for expected in (
+        "AT+QIOPEN=1,0",
+        "WebSocket open, subprotocol ocpp1.6",
+        '"BootNotification"',
+        "CSMS accepted",
+    ):
+        assert expected in log, expected
+    # ...and keeps the secrets.
+    for secret in (SECRET.decode(), base64.b64encode(b"CP-CLI:" + SECRET).decode(), "apn-secret"):
+        assert secret not in log
+
+
+async def test_run_with_a_broken_config_says_what_is_wrong(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text(
+        '[charge_point]\nid = "CP"\nvendor = "V"\nmodel = "M"\n'
+        '[csms]\nurl = "http://x"\n[modem]\ntype = "host"\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        str(CHARGEPOINT), "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await process.communicate()
+    assert process.returncode == 1
+    assert "csms.url: must start with ws:// or wss:// followed by the CSMS host" in stderr.decode()
