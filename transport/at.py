@@ -18,13 +18,12 @@ seen on a BG96 in the ST trace of at-protocol.md §9.22).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from transport.errors import (
     AtCommandFailed,
@@ -321,7 +320,8 @@ class AtParser:
 
 
 class SerialIO(Protocol):
-    """What the channel needs from a serial port (see :mod:`transport.serial_port`)."""
+    """What the channel needs from a serial port (see :mod:`transport.serial_port`): received
+    bytes pushed to a callback, writes queued whole."""
 
     @property
     def name(self) -> str: ...
@@ -329,9 +329,11 @@ class SerialIO(Protocol):
     @property
     def baudrate(self) -> int: ...
 
-    async def read(self) -> bytes: ...
+    def start(
+        self, on_data: Callable[[bytes], None], on_lost: Callable[[Exception], None]
+    ) -> None: ...
 
-    async def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
 
@@ -382,12 +384,19 @@ class _Request:
         return self.log_as or self.command
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
-    expect: tuple[str, ...]
+    """The command in flight. It holds the channel's lock until it is settled."""
+
+    request: _Request
     result: asyncio.Future[FinalResult]
-    prompt: asyncio.Future[None] | None
+    owns_lock: bool
     lines: list[Line] = field(default_factory=list)
+    prompted: bool = False  # the data has been written after the prompt
+    finished: bool = False  # the final result (or a failure) has come
+    abandoned: bool = False  # the caller was cancelled; the reader settles it
+    settled: bool = False
+    expiry: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -403,11 +412,15 @@ class ChannelStats:
 class AtChannel:
     """One conversation with one module over one serial port.
 
-    Use as an async context manager (it owns the task that reads the port)::
+    Use as an async context manager (it starts and stops reading the port)::
 
         async with AtChannel(port, AtParser(urc_prefixes=("+QIURC:",))) as at:
             at.subscribe("+QIURC:", on_urc)
             response = await at.command("AT+CSQ", expect=("+CSQ:",))
+
+    Everything the module says is parsed in the port's read callback, so an answer costs one
+    turn of the event loop: the data after a ``>`` prompt is written right there, and the
+    waiting caller is woken once, with the final result.
     """
 
     def __init__(
@@ -430,10 +443,9 @@ class AtChannel:
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._handlers: list[tuple[str, UrcHandler]] = []
-        self._reader: asyncio.Task[None] | None = None
+        self._started = False
         self._failure: BaseException | None = None
         self._desynced = False
-        self._exchanges: set[asyncio.Task[Response]] = set()
         self.stats = ChannelStats()
 
     @property
@@ -457,27 +469,20 @@ class AtChannel:
         await self.close()
 
     def start(self) -> None:
-        if self._reader is None:
-            self._reader = asyncio.create_task(
-                self._read_loop(), name=f"at-reader {self.port_name}"
-            )
+        if not self._started:
+            self._started = True
+            self._port.start(self._on_data, self._on_lost)
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-        self._failure = SerialPortError(f"AT channel on {self.port_name} closed")
+        if self._failure is None:
+            self._failure = SerialPortError(f"AT channel on {self.port_name} closed")
         self._fail_pending(self._failure)
-        if self._exchanges:
-            await asyncio.gather(*self._exchanges, return_exceptions=True)
         self._port.close()
 
     # -- URCs --
 
     def subscribe(self, prefix: str, handler: UrcHandler) -> Callable[[], None]:
-        """Call ``handler`` (synchronously, from the reading task) for each URC with ``prefix``.
+        """Call ``handler`` (synchronously, from the read callback) for each URC with ``prefix``.
 
         Returns a function that removes the subscription. Handlers must not block; an exception
         in one is logged and does not disturb the channel.
@@ -519,7 +524,7 @@ class AtChannel:
         timeout: float | None = None,
         log_as: str | None = None,
     ) -> Response:
-        """Send ``command``, wait for the ``>`` prompt, write ``data``, wait for the result.
+        """Send ``command``, write ``data`` at the ``>`` prompt, wait for the result.
 
         The result is returned unchecked: ``SEND OK``, ``SEND FAIL`` and ``ERROR`` all mean
         something different to the caller. If the module answers before prompting, ``data`` is
@@ -530,33 +535,12 @@ class AtChannel:
 
     async def probe(self) -> None:
         """Check the module answers ``AT``; raise :class:`ModemNotResponding` if it does not."""
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             self._desynced = True
             await self._ensure_synced()
-
-    async def _run(self, request: _Request) -> Response:
-        # Once a command has gone out, its exchange runs to its end even if the caller is
-        # cancelled: abandoning it half-way would leave the module waiting for the payload it
-        # was promised, and it would then swallow the next command as data. The exchange is
-        # bounded by its own timeout, so it cannot outlive the caller by much.
-        started = asyncio.Event()
-
-        async def locked_exchange() -> Response:
-            async with self._lock:
-                await self._ensure_synced()
-                started.set()
-                return await self._exchange(request)
-
-        task = asyncio.create_task(locked_exchange(), name=f"at {request.shown}")
-        self._exchanges.add(task)
-        task.add_done_callback(self._exchanges.discard)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not started.is_set():
-                task.cancel()
-            task.add_done_callback(_retrieve)
-            raise
+        finally:
+            self._lock.release()
 
     def abort(self, error: BaseException, *, grace: float = 1.0) -> None:
         """The module restarted: fail the command in flight unless it is answered within
@@ -578,6 +562,15 @@ class AtChannel:
 
         asyncio.get_running_loop().call_later(grace, expire)
 
+    async def _run(self, request: _Request) -> Response:
+        await self._lock.acquire()  # cancelled here: nothing was sent
+        try:
+            await self._ensure_synced()
+        except BaseException:
+            self._lock.release()
+            raise
+        return await self._exchange(request, owns_lock=True)
+
     async def _ensure_synced(self) -> None:
         if self._failure is not None:
             raise SerialPortError(f"serial port {self.port_name} is gone: {self._failure}")
@@ -585,12 +578,13 @@ class AtChannel:
             return
         # A command timed out: its answer may still come, or the module may be hung. Let the
         # line fall quiet first, so an answer that straggles in arrives with nothing in flight
-        # and is discarded by the reader instead of answering the probe; then probe with a
-        # bare AT until the module answers.
+        # and is discarded instead of answering the probe; then probe with a bare AT until the
+        # module answers.
         await self._wait_for_quiet_line()
         for attempt in range(1, self._probe_attempts + 1):
             try:
-                await self._exchange(_Request("AT", None, self._probe_timeout, (), None, False))
+                request = _Request("AT", None, self._probe_timeout, (), None, False)
+                await self._exchange(request, owns_lock=False)
             except AtTimeout:
                 log.warning(
                     "probe %d/%d: no answer to AT on %s",
@@ -615,84 +609,106 @@ class AtChannel:
                 return
             await asyncio.sleep(min(remaining, give_up - now))
 
-    async def _exchange(self, request: _Request) -> Response:
+    async def _exchange(self, request: _Request, *, owns_lock: bool) -> Response:
+        """Send one command and wait for its final result; the lock is held by our caller.
+
+        With ``owns_lock`` the lock is released when the exchange is over. If the caller is
+        cancelled after the command went out, the exchange is not abandoned half-way (the
+        module would be left waiting for promised data, and would read the next command as
+        payload): the read callback finishes it and releases the lock at the final result, or
+        at the deadline.
+        """
         loop = asyncio.get_running_loop()
-        data = request.data
         limit = self._default_timeout if request.timeout is None else request.timeout
-        if data is not None:
-            limit += self.wire_time(len(data))
-        shown = request.shown
-        pending = _Pending(
-            expect=request.expect,
-            result=loop.create_future(),
-            prompt=loop.create_future() if data is not None else None,
-        )
+        if request.data is not None:
+            limit += self.wire_time(len(request.data))
+        deadline = loop.time() + limit
+        pending = _Pending(request, loop.create_future(), owns_lock)
         self._pending = pending
         self.stats.commands += 1
-        log.debug("→ %s%s", shown, f" [+{len(data)} bytes]" if data is not None else "")
+        shown = request.shown
+        extra = f" [+{len(request.data)} bytes]" if request.data is not None else ""
+        log.debug("→ %s%s", shown, extra)
         try:
-            async with asyncio.timeout(limit):
-                await self._write(request.command.encode() + b"\r")
-                if pending.prompt is not None and data is not None:
-                    await pending.prompt
-                    if not pending.result.done():
-                        await self._write(data)
+            self._write(request.command.encode() + b"\r")
+            async with asyncio.timeout_at(deadline):
                 result = await pending.result
         except TimeoutError:
             self.stats.timeouts += 1
             self._desynced = True
             self._parser.reset()
+            self._settle(pending)
             raise AtTimeout(shown, limit, self.port_name) from None
-        finally:
-            self._pending = None
-            for future in (pending.prompt, pending.result):
-                if future is not None and future.done():
-                    _retrieve(future)
+        except asyncio.CancelledError:
+            if pending.finished or not owns_lock:
+                self._settle(pending)
+                if not pending.finished:
+                    self._desynced = True  # a probe cut short: resync before the next command
+            else:
+                pending.abandoned = True
+                pending.expiry = loop.call_at(deadline, self._expire, pending)
+            raise
+        except BaseException:
+            self._settle(pending)
+            raise
+        self._settle(pending)
         response = Response(shown, tuple(pending.lines), result)
         log.debug("← %s", _summarise(response))
         if request.check and not result.success:
             raise AtCommandFailed(shown, result.text, result.code)
         return response
 
-    async def _write(self, data: bytes) -> None:
+    def _settle(self, pending: _Pending) -> None:
+        if pending.settled:
+            return
+        pending.settled = True
+        if pending.expiry is not None:
+            pending.expiry.cancel()
+        if self._pending is pending:
+            self._pending = None
+        if pending.owns_lock:
+            self._lock.release()
+
+    def _expire(self, pending: _Pending) -> None:
+        # An abandoned command got no answer by its deadline.
+        self.stats.timeouts += 1
+        self._desynced = True
+        self._parser.reset()
+        self._settle(pending)
+
+    def _write(self, data: bytes) -> None:
         if self._failure is not None:
             raise SerialPortError(f"serial port {self.port_name} is gone: {self._failure}")
-        await self._port.write(data)
+        self._port.write(data)
         self.stats.bytes_out += len(data)
 
     # -- reading --
 
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                data = await self._port.read()
-                self._last_rx = asyncio.get_running_loop().time()
-                self.stats.bytes_in += len(data)
-                for event in self._parser.feed(data):
-                    self._dispatch(event)
-        except SerialPortError as exc:
-            log.error("%s", exc)
-            self._failure = exc
-            self._fail_pending(exc)
+    def _on_data(self, data: bytes) -> None:
+        self._last_rx = asyncio.get_running_loop().time()
+        self.stats.bytes_in += len(data)
+        for event in self._parser.feed(data):
+            self._dispatch(event)
+
+    def _on_lost(self, error: Exception) -> None:
+        log.error("%s", error)
+        self._failure = error
+        self._fail_pending(error)
 
     def _dispatch(self, event: AtEvent) -> None:
         pending = self._pending
         if isinstance(event, FinalResult):
-            if pending is not None and not pending.result.done():
-                pending.result.set_result(event)
-                if pending.prompt is not None and not pending.prompt.done():
-                    pending.prompt.set_result(None)
+            if pending is not None and not pending.finished:
+                self._finish(pending, event)
             else:
                 self._noise(f"final result {event.text!r} with no command waiting")
         elif isinstance(event, Prompt):
-            if pending is not None and pending.prompt is not None and not pending.prompt.done():
-                pending.prompt.set_result(None)
-            else:
+            if not self._prompted(pending):
                 self._noise("data prompt '>' with no command waiting for it")
         elif isinstance(event, Echo):
             log.debug("echo %s", event.text)
         elif isinstance(event, Urc):
-            if pending is not None and event.text.startswith(pending.expect):
+            if pending is not None and event.text.startswith(pending.request.expect):
                 pending.lines.append(Line(event.text, event.payload))
             else:
                 self._deliver(event)
@@ -702,14 +718,32 @@ class AtChannel:
             elif not self._deliver(Urc(event.text, event.payload)):
                 self._noise(f"unsolicited line {event.text!r}")
         elif isinstance(event, Connect):
-            if pending is not None and pending.prompt is not None and not pending.prompt.done():
-                pending.prompt.set_result(None)
-            elif pending is not None:
-                pending.lines.append(Line(event.text, event.payload))
-            else:
-                self._noise(f"{event.text!r} with no command waiting")
+            if not self._prompted(pending):
+                if pending is not None:
+                    pending.lines.append(Line(event.text, event.payload))
+                else:
+                    self._noise(f"{event.text!r} with no command waiting")
         else:
             self._noise(f"{len(event.data)} bytes without a line ending")
+
+    def _prompted(self, pending: _Pending | None) -> bool:
+        """Write the data a command promised, now that the module asks for it."""
+        if pending is None or pending.request.data is None or pending.prompted or pending.finished:
+            return False
+        pending.prompted = True
+        try:
+            self._write(pending.request.data)
+        except SerialPortError as error:
+            self._fail_pending(error)
+        return True
+
+    def _finish(self, pending: _Pending, result: FinalResult) -> None:
+        pending.finished = True
+        if pending.abandoned:
+            log.debug("← %s (for a caller that gave up)", result.text)
+            self._settle(pending)
+        elif not pending.result.done():
+            pending.result.set_result(result)
 
     def _deliver(self, urc: Urc) -> bool:
         delivered = False
@@ -731,17 +765,13 @@ class AtChannel:
 
     def _fail_pending(self, error: BaseException) -> None:
         pending = self._pending
-        if pending is None:
+        if pending is None or pending.finished:
             return
-        for future in (pending.prompt, pending.result):
-            if future is not None and not future.done():
-                future.set_exception(error)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a future's exception as seen: its failure is reported elsewhere."""
-    if not future.cancelled():
-        future.exception()
+        pending.finished = True
+        if pending.abandoned:
+            self._settle(pending)
+        elif not pending.result.done():
+            pending.result.set_exception(error)
 
 
 def _summarise(response: Response) -> str:

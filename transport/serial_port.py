@@ -1,21 +1,25 @@
-"""An asyncio serial port on pyserial: pyserial opens and configures the port, the event loop
-waits on its file descriptor.
+"""An asyncio serial port on pyserial, shaped like an asyncio transport.
 
-pyserial sets the line discipline (raw mode, baud rate, 8N1, exclusive lock); reads and writes
-then go straight to the non-blocking descriptor through ``loop.add_reader``/``add_writer``,
-which is all an AT conversation needs. Pseudo-terminals work too (the simulator's ptys):
-pyserial ignores the ENOTTY a pty gives for modem-control lines.
+pyserial opens and configures the port (raw mode, baud rate, 8N1, exclusive lock); the event
+loop then watches the non-blocking descriptor. Received bytes are pushed to a callback in the
+loop's own reading step (no task to wake per chunk), and writes are queued and flushed when
+the port can take them, so a write is never cut in half by a cancelled caller: a module that
+got half a command line would read the next one as garbage.
+
+Pseudo-terminals work too (the simulator's ptys): pyserial ignores the ENOTTY a pty gives for
+modem-control lines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import termios
+from collections.abc import Callable
 
 import serial
 
 from transport.errors import SerialPortError
-from transport.fd_ready import wait_readable, wait_writable
 
 READ_SIZE = 4096
 
@@ -28,6 +32,11 @@ class SerialPort:
         self._fd = device.fileno()
         self._name = name
         self._baudrate = baudrate
+        self._outgoing = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_data: Callable[[bytes], None] | None = None
+        self._on_lost: Callable[[Exception], None] | None = None
+        self._closed = False
         os.set_blocking(self._fd, False)
 
     @classmethod
@@ -52,39 +61,74 @@ class SerialPort:
     def baudrate(self) -> int:
         return self._baudrate
 
-    async def read(self) -> bytes:
-        while True:
-            try:
-                data = os.read(self._fd, READ_SIZE)
-            except BlockingIOError:
-                await wait_readable(self._fd)
-                continue
-            except OSError as exc:
-                raise SerialPortError(
-                    f"serial port {self._name} failed while reading: {exc}"
-                ) from exc
-            if not data:
-                raise SerialPortError(
-                    f"serial port {self._name} reached end of file (device gone?)"
-                )
-            return data
+    def start(self, on_data: Callable[[bytes], None], on_lost: Callable[[Exception], None]) -> None:
+        """Deliver received bytes to ``on_data``; call ``on_lost`` once if the port fails."""
+        self._loop = asyncio.get_running_loop()
+        self._on_data, self._on_lost = on_data, on_lost
+        self._loop.add_reader(self._fd, self._readable)
 
-    async def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._fd, view)
-            except BlockingIOError:
-                await wait_writable(self._fd)
-                continue
-            except OSError as exc:
-                raise SerialPortError(
-                    f"serial port {self._name} failed while writing: {exc}"
-                ) from exc
-            view = view[written:]
+    def write(self, data: bytes) -> None:
+        """Queue ``data``; it goes out in order, whole, even if the writer moves on."""
+        if self._closed:
+            raise SerialPortError(f"serial port {self._name} is closed")
+        if self._outgoing:
+            self._outgoing += data
+            return
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            raise SerialPortError(f"serial port {self._name} failed while writing: {exc}") from exc
+        if written < len(data):
+            self._outgoing += data[written:]
+            assert self._loop is not None, "start() the port before writing to it"
+            self._loop.add_writer(self._fd, self._writable)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
         self._device.close()
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(SerialPortError(f"serial port {self._name} failed while reading: {exc}"))
+            return
+        if not data:
+            self._lost(
+                SerialPortError(f"serial port {self._name} reached end of file (device gone?)")
+            )
+            return
+        assert self._on_data is not None
+        self._on_data(data)
+
+    def _writable(self) -> None:
+        try:
+            written = os.write(self._fd, self._outgoing)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(SerialPortError(f"serial port {self._name} failed while writing: {exc}"))
+            return
+        del self._outgoing[:written]
+        if not self._outgoing and self._loop is not None:
+            self._loop.remove_writer(self._fd)
+
+    def _lost(self, error: Exception) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        callback, self._on_lost = self._on_lost, None
+        if callback is not None:
+            callback(error)
 
 
 def _wait_for_one_byte(fd: int) -> None:

@@ -1,0 +1,169 @@
+"""Round-trip latency of a CSMS CALL → charge-point CALLRESULT, through the simulated module at
+115200 baud with 50 ms of network latency each way, and over host TCP; with the charge point's
+CPU time per message on each path.
+
+The floor is what physics allows: the network's round trip (2 x 50 ms) plus the time the
+WebSocket frames themselves take on a 115200-baud UART (CALL down, CALLRESULT up, 11,520 B/s).
+``floor_with_at_ms`` adds the AT bytes no driver can avoid (the "recv" URC, the AT+QIRD command
+and its answer's framing, the AT+QISEND command, its prompt and SEND OK).
+
+    python -m bench.roundtrip [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ocpp.v16.enums import DataTransferStatus
+
+from chargepoint.daemon import Daemon
+from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
+from config.loader import parse_config
+from transport.link import Link
+from transport.modems.host import HostLink
+from transport.modems.quectel import QuectelLink, QuectelSettings
+
+NAME = "roundtrip"
+BAUD = 115200
+LATENCY = 0.050
+
+
+def emit(metric: str, value: float, unit: str, **extra: object) -> None:
+    record = {"bench": NAME, "metric": metric, "value": round(value, 3), "unit": unit, **extra}
+    print(json.dumps(record), flush=True)
+
+
+class CpuMeter:
+    """The charge point's process CPU between the first and the last message it answers."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def handle(self, message_id: str | None, data: str | None) -> DataTransferReply:
+        self.marks.append(time.process_time())
+        return DataTransferReply(DataTransferStatus.accepted, "pong")
+
+    def per_message_us(self) -> float:
+        return (self.marks[-1] - self.marks[0]) / (len(self.marks) - 1) * 1e6
+
+
+async def _lines(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = await process.stdout.readline()
+    if not line:
+        raise RuntimeError("the bench CSMS ended early")
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+async def measure(path: str, count: int) -> dict[str, Any]:
+    csms = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.roundtrip_csms",
+        "--count",
+        str(count),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    simulator = None
+    try:
+        port = (await _lines(csms))["listening"]
+        link: Link
+        with tempfile.TemporaryDirectory() as tmp:
+            if path == "modem":
+                modem = Path(tmp) / "modem"
+                simulator = await asyncio.create_subprocess_exec(
+                    *(sys.executable, "-m", "transport.simulator", "quectel", "--link", str(modem)),
+                    *("--baud", str(BAUD), "--latency-ms", str(LATENCY * 1000)),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                assert simulator.stdout is not None
+                await simulator.stdout.readline()
+                link = QuectelLink(str(modem), BAUD, QuectelSettings(apn="internet"))
+            else:
+                link = HostLink()
+            config = parse_config(
+                f"""
+[charge_point]
+id = "CP-BENCH"
+vendor = "Bench"
+model = "Bench"
+[csms]
+url = "ws://127.0.0.1:{port}/ocpp"
+ping_interval = 0
+[modem]
+type = "host"
+"""
+            )
+            meter = CpuMeter()
+            vendors = DataTransferVendors()
+            vendors.register("org.example.bench", meter.handle)
+            stop = asyncio.Event()
+            daemon = asyncio.create_task(Daemon(config, link, data_transfer=vendors).run(stop))
+            result = await _lines(csms)
+            stop.set()
+            await daemon
+        result["cpu_us_per_message"] = meter.per_message_us()
+        return result
+    finally:
+        for process in (csms, simulator):
+            if process is not None and process.returncode is None:
+                process.terminate()
+                await process.wait()
+
+
+def _frame_bytes(payload: int, *, masked: bool) -> int:
+    header = 2 if payload < 126 else 4 if payload < 65536 else 10
+    return header + payload + (4 if masked else 0)
+
+
+async def run(count: int) -> None:
+    modem = await measure("modem", count)
+    host = await measure("host", count)
+    down = _frame_bytes(modem["call_bytes"], masked=False)  # CSMS → charge point
+    up = _frame_bytes(modem["result_bytes"], masked=True)  # charge point → CSMS, masked
+    line_rate = BAUD / 10
+    floor = 2 * LATENCY + (down + up) / line_rate
+    # AT bytes any driver needs: URC, AT+QIRD=0,1500 and its framing; AT+QISEND, > , SEND OK.
+    qird_answer = len(f"\r\n+QIRD: {down}\r\n") + len("\r\n\r\nOK\r\n")
+    at_bytes = len('\r\n+QIURC: "recv",0\r\n') + len("AT+QIRD=0,1500\r") + qird_answer
+    at_bytes += len(f"AT+QISEND=0,{up}\r") + len("\r\n> ") + len("\r\nSEND OK\r\n")
+    floor_with_at = floor + at_bytes / line_rate
+    times = sorted(t * 1000 for t in modem["round_trips_s"])
+    host_times = sorted(t * 1000 for t in host["round_trips_s"])
+    p50, p99 = statistics.median(times), times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+    common = {"messages": count, "baud": BAUD, "latency_ms": LATENCY * 1000}
+    emit("p50_ms", p50, "ms", path="modem", **common)
+    emit("p99_ms", p99, "ms", path="modem", **common)
+    emit("floor_ms", floor * 1000, "ms", frame_bytes_down=down, frame_bytes_up=up, **common)
+    emit("floor_with_at_ms", floor_with_at * 1000, "ms", at_bytes=at_bytes, **common)
+    emit("p50_floor_ratio", p50 / (floor * 1000), "ratio", **common)
+    emit("p50_host_ms", statistics.median(host_times), "ms", path="host", messages=count)
+    emit("cpu_us_per_message_modem", modem["cpu_us_per_message"], "us", **common)
+    emit("cpu_us_per_message_host", host["cpu_us_per_message"], "us", messages=count)
+    emit(
+        "cpu_per_message_ratio",
+        modem["cpu_us_per_message"] / host["cpu_us_per_message"],
+        "ratio",
+        **common,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.roundtrip")
+    parser.add_argument("--quick", action="store_true", help="60 messages each way (about 30 s)")
+    args = parser.parse_args(argv)
+    asyncio.run(run(60 if args.quick else 300))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

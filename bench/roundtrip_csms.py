@@ -1,0 +1,89 @@
+"""The CSMS side of ``bench.roundtrip``, in a process of its own so that the charge point's CPU
+is measured alone.
+
+It accepts one charge point, answers its BootNotification (Accepted, no heartbeats to speak
+of) and StatusNotifications, then sends ``--count`` DataTransfer CALLs one after the other and
+times each until its CALLRESULT arrives. It prints JSON lines: ``{"listening": port}``, then
+``{"round_trips_s": [...], "call_bytes": n, "result_bytes": m}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import Subprotocol
+
+
+async def _session(connection: ServerConnection, count: int, done: asyncio.Event) -> None:
+    booted = asyncio.Event()
+    pending: dict[str, asyncio.Future[str]] = {}
+
+    async def receive() -> None:
+        async for message in connection:
+            frame = json.loads(message)
+            if frame[0] == 2:
+                reply: object = {}
+                if frame[2] == "BootNotification":
+                    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    reply = {"status": "Accepted", "interval": 86400, "currentTime": now}
+                    booted.set()
+                await connection.send(json.dumps([3, frame[1], reply]))
+            elif frame[1] in pending:
+                pending.pop(frame[1]).set_result(str(message))
+
+    receiving = asyncio.create_task(receive())
+    await booted.wait()
+    await asyncio.sleep(2.0)  # let the StatusNotifications after boot go by before measuring
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    call_bytes = result_bytes = 0
+    for _ in range(count):
+        message_id = str(uuid.uuid4())
+        text = json.dumps(
+            [2, message_id, "DataTransfer", {"vendorId": "org.example.bench", "data": "ping"}]
+        )
+        answer: asyncio.Future[str] = loop.create_future()
+        pending[message_id] = answer
+        started = time.perf_counter()
+        await connection.send(text)
+        result = await answer
+        times.append(time.perf_counter() - started)
+        call_bytes, result_bytes = len(text.encode()), len(result.encode())
+    print(
+        json.dumps(
+            {"round_trips_s": times, "call_bytes": call_bytes, "result_bytes": result_bytes}
+        ),
+        flush=True,
+    )
+    done.set()
+    receiving.cancel()
+
+
+async def _main(count: int) -> None:
+    done = asyncio.Event()
+
+    async def handler(connection: ServerConnection) -> None:
+        await _session(connection, count, done)
+        await done.wait()
+
+    ocpp16 = Subprotocol("ocpp1.6")
+    async with serve(handler, "127.0.0.1", 0, subprotocols=[ocpp16], ping_interval=None) as server:
+        print(json.dumps({"listening": server.sockets[0].getsockname()[1]}), flush=True)
+        await done.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=100)
+    asyncio.run(_main(parser.parse_args().count))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
