@@ -91,6 +91,18 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
             self._boot_request_id = unique_id
         return await self.call(payload, suppress=False, unique_id=unique_id)
 
+    async def _get_specific_response(self, unique_id: str, timeout: float) -> Any:
+        # The library waits with asyncio.wait_for, which on Python 3.11 can swallow a
+        # cancellation that races with the answer: the request's task then goes on as if
+        # nothing happened, and a session that should end (connection lost, SIGTERM) never
+        # does. asyncio.timeout() has no such race (architecture notes, "Timeouts").
+        async with asyncio.timeout(timeout):
+            while True:
+                response = await self._response_queue.get()
+                if response.unique_id == unique_id:
+                    return response
+                log.warning("ignoring an answer to no request of ours: %s", response)
+
     # -- receiving --
 
     async def route_message(self, raw_msg: str) -> None:

@@ -627,8 +627,9 @@ class AtChannel:
         self._pending = pending
         self.stats.commands += 1
         shown = request.shown
-        extra = f" [+{len(request.data)} bytes]" if request.data is not None else ""
-        log.debug("→ %s%s", shown, extra)
+        if log.isEnabledFor(logging.DEBUG):
+            extra = f" [+{len(request.data)} bytes]" if request.data is not None else ""
+            log.debug("→ %s%s", shown, extra)
         try:
             self._write(request.command.encode() + b"\r")
             async with asyncio.timeout_at(deadline):
@@ -653,7 +654,8 @@ class AtChannel:
             raise
         self._settle(pending)
         response = Response(shown, tuple(pending.lines), result)
-        log.debug("← %s", _summarise(response))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("← %s", _summarise(response))
         if request.check and not result.success:
             raise AtCommandFailed(shown, result.text, result.code)
         return response

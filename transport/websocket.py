@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import logging
 import os
@@ -116,7 +117,8 @@ class WebSocket:
         self._stream = stream
         self._protocol = protocol
         self._settings = settings
-        self._messages: asyncio.Queue[str] = asyncio.Queue()
+        self._messages: collections.deque[str] = collections.deque()
+        self._reader: asyncio.Future[None] | None = None  # set while recv() waits
         self._fragments: list[bytes] = []
         self._fragment_opcode: Opcode | None = None
         self._closed: WebSocketClosed | None = None
@@ -205,22 +207,19 @@ class WebSocket:
 
     async def recv(self) -> str:
         """The next complete text message."""
-        if not self._messages.empty():
-            return self._messages.get_nowait()
-        if self._closed is not None:
-            raise self._closed
-        getter = asyncio.ensure_future(self._messages.get())
-        closed = asyncio.ensure_future(self._closed_event.wait())
-        try:
-            await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            if not getter.done():
-                getter.cancel()
-        if getter.done() and not getter.cancelled():
-            return getter.result()
-        assert self._closed is not None
-        raise self._closed
+        while not self._messages:
+            if self._closed is not None:
+                raise self._closed
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader  # woken by a message or by the end of the connection
+            finally:
+                self._reader = None
+        return self._messages.popleft()
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
 
     async def send(self, message: str) -> None:
         """Send ``message`` as one masked text frame."""
@@ -346,7 +345,8 @@ class WebSocket:
             self._mark_closed(WebSocketClosed(f"the CSMS sent invalid UTF-8: {exc}", 1007))
             return
         self.messages_received += 1
-        self._messages.put_nowait(text)
+        self._messages.append(text)
+        self._wake_reader()
 
     async def _ping_loop(self) -> None:
         settings = self._settings
@@ -379,6 +379,7 @@ class WebSocket:
             self._closed = closed
             log.info("%s", closed)
             self._closed_event.set()
+            self._wake_reader()
             for waiter in self._pongs.values():
                 waiter.cancel()
             self._pongs.clear()
