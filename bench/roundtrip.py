@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -64,7 +65,9 @@ async def _lines(process: asyncio.subprocess.Process) -> dict[str, Any]:
     return result
 
 
-async def measure(path: str, count: int) -> dict[str, Any]:
+async def measure(path: str, count: int, *, callgrind: bool = False) -> dict[str, Any]:
+    """One path, ``count`` CALLs. In-process, the charge point's CPU time is measured; with
+    ``callgrind`` it runs in its own process under valgrind and its instructions are counted."""
     csms = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -73,35 +76,53 @@ async def measure(path: str, count: int) -> dict[str, Any]:
         str(count),
         stdout=asyncio.subprocess.PIPE,
     )
-    simulator = None
+    processes: list[asyncio.subprocess.Process] = [csms]
     try:
         port = (await _lines(csms))["listening"]
-        link: Link
+        url = f"ws://127.0.0.1:{port}/ocpp"
         with tempfile.TemporaryDirectory() as tmp:
+            modem = None
             if path == "modem":
-                modem = Path(tmp) / "modem"
+                modem = str(Path(tmp) / "modem")
                 simulator = await asyncio.create_subprocess_exec(
-                    *(sys.executable, "-m", "transport.simulator", "quectel", "--link", str(modem)),
+                    *(sys.executable, "-m", "transport.simulator", "quectel", "--link", modem),
                     *("--baud", str(BAUD), "--latency-ms", str(LATENCY * 1000)),
                     stdout=asyncio.subprocess.PIPE,
                 )
+                processes.append(simulator)
                 assert simulator.stdout is not None
                 await simulator.stdout.readline()
-                link = QuectelLink(str(modem), BAUD, QuectelSettings(apn="internet"))
-            else:
-                link = HostLink()
+            if callgrind:
+                out = Path(tmp) / "callgrind.out"
+                command = [
+                    sys.executable,
+                    "-m",
+                    "bench.roundtrip_cp",
+                    "--url",
+                    url,
+                    "--count",
+                    str(count),
+                ]
+                command += ["--modem", modem] if modem else []
+                charge_point = await asyncio.create_subprocess_exec(
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={out}",
+                    *command,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                processes.append(charge_point)
+                result = await _lines(csms)
+                await charge_point.wait()
+                result["instructions"] = _callgrind_total(out)
+                return result
+            link: Link = (
+                QuectelLink(modem, BAUD, QuectelSettings(apn="internet")) if modem else HostLink()
+            )
             config = parse_config(
-                f"""
-[charge_point]
-id = "CP-BENCH"
-vendor = "Bench"
-model = "Bench"
-[csms]
-url = "ws://127.0.0.1:{port}/ocpp"
-ping_interval = 0
-[modem]
-type = "host"
-"""
+                f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
+                f'[csms]\nurl = "{url}"\nping_interval = 0\n[modem]\ntype = "host"\n'
             )
             meter = CpuMeter()
             vendors = DataTransferVendors()
@@ -114,10 +135,25 @@ type = "host"
         result["cpu_us_per_message"] = meter.per_message_us()
         return result
     finally:
-        for process in (csms, simulator):
-            if process is not None and process.returncode is None:
+        for process in processes:
+            if process.returncode is None:
                 process.terminate()
                 await process.wait()
+
+
+def _callgrind_total(out: Path) -> int:
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in {out}")
+
+
+async def instructions_per_message(path: str) -> float:
+    """Instructions per message, start-up cancelled out: the difference of two runs."""
+    few, many = 20, 60
+    low = (await measure(path, few, callgrind=True))["instructions"]
+    high = (await measure(path, many, callgrind=True))["instructions"]
+    return float(high - low) / (many - few)
 
 
 def _frame_bytes(payload: int, *, masked: bool) -> int:
@@ -125,7 +161,7 @@ def _frame_bytes(payload: int, *, masked: bool) -> int:
     return header + payload + (4 if masked else 0)
 
 
-async def run(count: int) -> None:
+async def run(count: int, *, instructions: bool) -> None:
     modem = await measure("modem", count)
     host = await measure("host", count)
     down = _frame_bytes(modem["call_bytes"], masked=False)  # CSMS → charge point
@@ -155,13 +191,24 @@ async def run(count: int) -> None:
         "ratio",
         **common,
     )
+    if instructions and shutil.which("valgrind"):
+        # CPU time on a virtual machine charges about 100-230 us for every sleep and wake-up
+        # (measured: a bare asyncio.sleep wake-up), and the module path must wait for the
+        # module several times per message. Instructions count the work itself.
+        modem_ir = await instructions_per_message("modem")
+        host_ir = await instructions_per_message("host")
+        emit("instructions_per_message_modem", modem_ir, "instructions", **common)
+        emit("instructions_per_message_host", host_ir, "instructions")
+        emit("instructions_per_message_ratio", modem_ir / host_ir, "ratio", **common)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.roundtrip")
-    parser.add_argument("--quick", action="store_true", help="60 messages each way (about 30 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="60 messages each path, no instruction counts (~15 s)"
+    )
     args = parser.parse_args(argv)
-    asyncio.run(run(60 if args.quick else 300))
+    asyncio.run(run(60 if args.quick else 300, instructions=not args.quick))
     return 0
 
 

@@ -30,7 +30,9 @@ def problems(text: str, source: Path = Path("test.toml")) -> list[str]:
     return error.value.problems
 
 
-@pytest.mark.parametrize("name", ["example-quectel.toml", "example-host.toml"])
+@pytest.mark.parametrize(
+    "name", ["example-quectel.toml", "example-host.toml", "example-simulator.toml"]
+)
 def test_example_files_load(name: str) -> None:
     config = load_config(ROOT / "config" / name)
     assert config.charge_point.vendor == "ExampleVendor"

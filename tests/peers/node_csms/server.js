@@ -5,7 +5,7 @@
 // Driven by the tests: options on the command line, commands as JSON lines on stdin, and
 // everything that happens reported as JSON lines on stdout.
 //
-//   node server.js [--password TEXT | --password-hex HEX] [--boot Accepted:300,Pending:1,...]
+//   node server.js [--port N] [--password TEXT | --password-hex HEX] [--boot Accepted:300,Pending:1,...]
 //
 // stdin commands:
 //   {"cmd": "call", "id": 1, "method": "DataTransfer", "params": {...}}   -> {"event": "result"|"error", "id": 1, ...}
@@ -117,7 +117,7 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   }
 });
 
-server.listen(0, '127.0.0.1').then((httpServer) => {
+server.listen(Number(option('--port', '0')), '127.0.0.1').then((httpServer) => {
   emit({ event: 'listening', port: httpServer.address().port });
 });
 

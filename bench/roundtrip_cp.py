@@ -1,0 +1,59 @@
+"""The charge-point side of ``bench.roundtrip`` as a process of its own, so that valgrind's
+callgrind can count the instructions it executes (a CPU measure that, unlike CPU time on a
+virtual machine, does not charge the cost of every sleep and wake-up).
+
+    python -m bench.roundtrip_cp --url ws://... --count N [--modem PATH]
+
+It serves the CSMS until it has answered ``count`` DataTransfer requests, then stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from ocpp.v16.enums import DataTransferStatus
+
+from chargepoint.daemon import Daemon
+from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
+from config.loader import parse_config
+from transport.link import Link
+from transport.modems.host import HostLink
+from transport.modems.quectel import QuectelLink, QuectelSettings
+
+
+async def serve(url: str, count: int, modem: str | None, baud: int) -> None:
+    stop = asyncio.Event()
+    answered = 0
+
+    def handle(message_id: str | None, data: str | None) -> DataTransferReply:
+        nonlocal answered
+        answered += 1
+        if answered >= count:
+            stop.set()
+        return DataTransferReply(DataTransferStatus.accepted, "pong")
+
+    vendors = DataTransferVendors()
+    vendors.register("org.example.bench", handle)
+    link: Link = QuectelLink(modem, baud, QuectelSettings(apn="internet")) if modem else HostLink()
+    config = parse_config(
+        f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
+        f'[csms]\nurl = "{url}"\nping_interval = 0\n[modem]\ntype = "host"\n'
+    )
+    await Daemon(config, link, data_transfer=vendors).run(stop)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--modem", help="the simulated module's pty (default: host TCP)")
+    parser.add_argument("--baud", type=int, default=115200)
+    args = parser.parse_args()
+    asyncio.run(serve(args.url, args.count, args.modem, args.baud))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
