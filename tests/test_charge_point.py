@@ -29,45 +29,42 @@ class MemoryConnection:
         self.got_one.set()
 
 
+async def heartbeat_in_flight(
+    call_timeout: float = 10,
+) -> tuple[ChargePoint, asyncio.Task[object], str]:
+    """A charge point with a Heartbeat sent and its answer not yet in; the request's id."""
+    connection = MemoryConnection()
+    charge_point = ChargePoint(
+        "CP", connection, call_timeout=call_timeout, data_transfer=DataTransferVendors()
+    )
+    request = asyncio.create_task(charge_point.request(call.Heartbeat()))
+    await connection.got_one.wait()
+    return charge_point, request, json.loads(connection.sent[0])[1]
+
+
+ANSWER = {"currentTime": "2026-01-01T00:00:00Z"}
+
+
 async def test_a_request_cancelled_as_its_answer_arrives_still_ends() -> None:
     # The ocpp library waits for answers with asyncio.wait_for, which on Python 3.11 returns
     # the answer and swallows the cancellation when both land in the same loop turn; a
     # session told to stop then never does. Ours must end cancelled.
-    connection = MemoryConnection()
-    charge_point = ChargePoint(
-        "CP", connection, call_timeout=10, data_transfer=DataTransferVendors()
-    )
-    request = asyncio.create_task(charge_point.request(call.Heartbeat()))
-    await connection.got_one.wait()
-    unique_id = json.loads(connection.sent[0])[1]
-    charge_point._response_queue.put_nowait(
-        CallResult(unique_id, {"currentTime": "2026-01-01T00:00:00Z"})
-    )
+    charge_point, request, unique_id = await heartbeat_in_flight()
+    charge_point._response_queue.put_nowait(CallResult(unique_id, ANSWER))
     request.cancel()
     with pytest.raises(asyncio.CancelledError):
         await request
 
 
 async def test_an_answer_to_another_request_is_ignored_and_the_right_one_awaited() -> None:
-    connection = MemoryConnection()
-    charge_point = ChargePoint(
-        "CP", connection, call_timeout=10, data_transfer=DataTransferVendors()
-    )
-    request = asyncio.create_task(charge_point.request(call.Heartbeat()))
-    await connection.got_one.wait()
-    unique_id = json.loads(connection.sent[0])[1]
+    charge_point, request, unique_id = await heartbeat_in_flight()
     charge_point._response_queue.put_nowait(CallResult("someone-else", {}))
-    charge_point._response_queue.put_nowait(
-        CallResult(unique_id, {"currentTime": "2026-01-01T00:00:00Z"})
-    )
+    charge_point._response_queue.put_nowait(CallResult(unique_id, ANSWER))
     conf = await request
     assert conf.current_time == "2026-01-01T00:00:00Z"
 
 
 async def test_no_answer_in_time_is_a_timeout() -> None:
-    connection = MemoryConnection()
-    charge_point = ChargePoint(
-        "CP", connection, call_timeout=0.05, data_transfer=DataTransferVendors()
-    )
+    _, request, _ = await heartbeat_in_flight(call_timeout=0.05)
     with pytest.raises(TimeoutError):
-        await charge_point.request(call.Heartbeat())
+        await request

@@ -248,7 +248,31 @@ async def test_csms_closing_the_socket_leads_to_a_new_session() -> None:
         assert strict_failures(peer) == []
 
 
-async def test_module_reporting_the_socket_closed_leads_to_a_new_session() -> None:
+def _socket_closed(sim: SimulatorShell) -> None:
+    sim.drop_connection(0)  # the module says +QIURC: "closed"
+
+
+def _pdp_deactivated(sim: SimulatorShell) -> None:
+    sim.deactivate_pdp(1)  # +QIURC: "pdpdeact"
+
+
+def _module_rebooted(sim: SimulatorShell) -> None:
+    sim.module.profile.boot_time = 0.2
+    sim.reboot()  # RDY, and everything is gone
+
+
+MODULE_FAULTS = [
+    # (fault, what the module log shows of the recovery)
+    (_socket_closed, lambda log: sum(c.startswith("AT+QIOPEN=") for c in log) == 2),  # reopened
+    (_pdp_deactivated, lambda log: log.count("AT+QIACT=1") == 2),  # PDP context back up
+    (_module_rebooted, lambda log: log.count("ATE0") == 2),  # brought up from scratch
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "recovered"), MODULE_FAULTS, ids=["closed", "pdpdeact", "reboot"]
+)
+async def test_a_module_fault_leads_to_a_new_session(fault: Any, recovered: Any) -> None:
     async with (
         csms_peer("python", password=PASSWORD, boots="Accepted:1") as peer,
         network("quectel") as net,
@@ -257,50 +281,13 @@ async def test_module_reporting_the_socket_closed_leads_to_a_new_session() -> No
         sim = net.sim
         daemon = Daemon(make_config(peer.url), net.link)
 
-        async def drop() -> None:
-            sim.drop_connection(0)
+        async def inject() -> None:
+            fault(sim)
 
         async with running(daemon):
-            await new_session_after(peer, daemon, drop)
-        assert any(
-            '+QIURC: "closed"' in o.reason or "closed the connection" in o.reason
-            for o in daemon.outcomes
-        )
-
-
-async def test_pdp_deactivation_leads_to_a_new_session() -> None:
-    async with (
-        csms_peer("python", password=PASSWORD, boots="Accepted:1") as peer,
-        network("quectel") as net,
-    ):
-        assert net.sim is not None
-        sim = net.sim
-        daemon = Daemon(make_config(peer.url), net.link)
-
-        async def deactivate() -> None:
-            sim.deactivate_pdp(1)
-
-        async with running(daemon):
-            await new_session_after(peer, daemon, deactivate)
-        assert sim.module.log.count("AT+QIACT=1") == 2  # the PDP context was brought back up
-
-
-async def test_module_reboot_leads_to_a_new_session() -> None:
-    async with (
-        csms_peer("python", password=PASSWORD, boots="Accepted:1") as peer,
-        network("quectel") as net,
-    ):
-        assert net.sim is not None
-        sim = net.sim
-        daemon = Daemon(make_config(peer.url), net.link)
-
-        async def reboot() -> None:
-            sim.module.profile.boot_time = 0.2
-            sim.reboot()
-
-        async with running(daemon):
-            await new_session_after(peer, daemon, reboot)
-        assert sim.module.log.count("ATE0") == 2  # brought up again from scratch
+            await new_session_after(peer, daemon, inject)
+        assert recovered(sim.module.log)
+        assert daemon.outcomes[0].blame is Blame.LINK
 
 
 @pytest.mark.parametrize("link_kind", LINKS)
