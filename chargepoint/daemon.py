@@ -16,8 +16,10 @@ import contextlib
 import enum
 import logging
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from importlib.metadata import version
+from typing import Any, TypeVar
 
 from chargepoint.backoff import Backoff
 from chargepoint.data_transfer import DataTransferVendors
@@ -32,7 +34,6 @@ from transport.websocket import (
     NotAnOcppServer,
     PingTimeout,
     WebSocket,
-    WebSocketClosed,
     WebSocketError,
     WebSocketSettings,
     connection_url,
@@ -40,6 +41,8 @@ from transport.websocket import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STABLE_SESSION = 60.0  # a connection that lasted this long resets back-off and escalation
 
@@ -55,6 +58,19 @@ class Outcome:
     blame: Blame
     duration: float  # how long the WebSocket was open (0 if it never opened)
     reason: str
+
+
+async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """Run ``work``; if ``stop`` is set first, cancel it and return None."""
+    async with asyncio.TaskGroup() as tasks:
+        task = tasks.create_task(work)
+        stopping = tasks.create_task(stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            stopping.cancel()
+            return task.result()
+        task.cancel()
+    return None
 
 
 def link_for(config: Config) -> Link:
@@ -102,7 +118,6 @@ class Daemon:
         self.sessions_started = 0
         self.attempts = 0
         self.outcomes: list[Outcome] = []
-        self.session_started = asyncio.Event()  # set at each new session; tests clear it
         self._backoff = Backoff(
             config.csms.reconnect_delay_min, config.csms.reconnect_delay_max, rng
         )
@@ -114,11 +129,15 @@ class Daemon:
         try:
             while not stop.is_set():
                 self.attempts += 1
-                outcome = await self._attempt(stop)
-                self.outcomes.append(outcome)
-                if stop.is_set():
+                # A bring-up can wait minutes for the network, a recovery step for the module:
+                # a stop must not wait for either.
+                outcome = await _until_stopped(self._attempt(stop), stop)
+                if outcome is None:
                     break
-                delay = await self._after(outcome)
+                self.outcomes.append(outcome)
+                delay = await _until_stopped(self._after(outcome), stop)
+                if delay is None:
+                    break
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
@@ -127,6 +146,15 @@ class Daemon:
             log.info("charge point %s stopped", cp.id)
 
     async def _attempt(self, stop: asyncio.Event) -> Outcome:
+        try:
+            return await self._connect(stop)
+        except Exception as exc:
+            # A bug must not take the charger off the network for good: say so loudly and
+            # try again, without blaming (and cycling) the module for it.
+            log.exception("unexpected failure in the OCPP session; reconnecting")
+            return Outcome(Blame.CSMS, 0.0, f"unexpected {type(exc).__name__}: {exc}")
+
+    async def _connect(self, stop: asyncio.Event) -> Outcome:
         csms = self.config.csms
         uri = parse_endpoint(csms.url)
         try:
@@ -172,26 +200,15 @@ class Daemon:
         )
         self.session = session
         self.sessions_started += 1
-        self.session_started.set()
-        closed: WebSocketClosed | None = None
         try:
-            async with asyncio.TaskGroup() as tasks:
-                running = tasks.create_task(session.run(), name="ocpp session")
-                stopping = tasks.create_task(stop.wait(), name="stop")
-                await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if running.done():
-                    closed = running.result()
-                    stopping.cancel()
-                else:
-                    running.cancel()
+            closed = await session.run()
         finally:
+            # Cancelled by a stop: say goodbye properly (1001 going away).
             await ws.close(
                 1001 if stop.is_set() else 1000,
                 "charge point shutting down" if stop.is_set() else "",
             )
         duration = loop.time() - opened
-        if closed is None:
-            return Outcome(Blame.NONE, duration, "stopped")
         log.warning("OCPP session ended after %.0f s: %s", duration, closed)
         # A CSMS that closes the WebSocket on purpose sends a close frame with its code; a
         # dead link (1006) or a missing pong is the network's doing.

@@ -19,7 +19,7 @@ from ocpp.v16.enums import DataTransferStatus
 from chargepoint.daemon import Blame, Daemon
 from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
 from config.loader import Config, parse_config
-from tests.conftest import FAST, TcpProxy
+from tests.conftest import FAST, TcpProxy, fast
 from tests.peers import Csms, NodeCsms, PythonCsms
 from transport.link import Link
 from transport.modems.host import HostLink
@@ -433,3 +433,44 @@ async def test_repeated_link_failures_escalate_module_recovery_step_by_step() ->
         # 3 failures: PDP re-activation; 6: radio off and on; 9: module restart.
         assert ladder[:4] == ["AT+QIDEACT=1", "AT+CFUN=0", "AT+CFUN=1", "AT+CFUN=1,1"]
         assert log.index("AT+QIDEACT=1") < log.index("AT+CFUN=0") < log.index("AT+CFUN=1,1")
+
+
+async def test_a_stop_during_a_long_bring_up_ends_the_daemon_at_once() -> None:
+    async with csms_peer("python", password=PASSWORD) as peer, SimulatorShell() as sim:
+        sim.module.profile.registered_after = 3600.0  # no network for an hour
+        link = QuectelLink(sim.path, 115200, fast(registration_timeout=600.0))
+        daemon = Daemon(make_config(peer.url), link)
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        async with asyncio.timeout(30):
+            await sim.wait_for_command("AT+CEREG?")  # waiting for registration
+            stop.set()
+            await task  # does not wait out the 600 s registration timeout
+        assert peer.count("connect") == 0
+        assert daemon.outcomes == []
+
+
+class FlakyLink(HostLink):
+    """A link whose first open fails with an exception no link should raise: a bug."""
+
+    def __init__(self) -> None:
+        super().__init__(connect_timeout=5)
+        self.opens = 0
+
+    async def open(self, host: str, port: int, *, tls: bool) -> Any:
+        self.opens += 1
+        if self.opens == 1:
+            raise RuntimeError("a bug somewhere below")
+        return await super().open(host, port, tls=tls)
+
+
+async def test_an_unexpected_error_is_logged_and_the_daemon_carries_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with csms_peer("python", password=PASSWORD, boots="Accepted:60") as peer:
+        daemon = Daemon(make_config(peer.url), FlakyLink())
+        async with running(daemon):
+            await peer.wait_for(lambda _: peer.calls("BootNotification"))
+        assert daemon.outcomes[0].reason == "unexpected RuntimeError: a bug somewhere below"
+        assert daemon.outcomes[0].blame is Blame.CSMS  # not the module's fault: no recovery ladder
+        assert "unexpected failure in the OCPP session" in caplog.text
