@@ -256,7 +256,7 @@ class WebSocket:
                 async with asyncio.timeout(self._settings.close_timeout):
                     await self._closed_event.wait()
         self._mark_closed(
-            WebSocketClosed(f"WebSocket closed by us ({code} {reason})".strip(), code, reason)
+            WebSocketClosed(f"WebSocket closed by us ({_close_text(code, reason)})", code, reason)
         )
         for task in self._tasks:
             task.cancel()
@@ -311,7 +311,7 @@ class WebSocket:
             who = "we" if self._closing_by_us else "the CSMS"
             self._mark_closed(
                 WebSocketClosed(
-                    f"{who} closed the WebSocket ({close.code} {close.reason})".strip(),
+                    f"{who} closed the WebSocket ({_close_text(close.code, close.reason)})",
                     close.code,
                     close.reason,
                 )
@@ -383,6 +383,10 @@ class WebSocket:
             for waiter in self._pongs.values():
                 waiter.cancel()
             self._pongs.clear()
+
+
+def _close_text(code: int, reason: str) -> str:
+    return f"{code} {reason}" if reason else str(code)
 
 
 async def _write_all(stream: ByteStream, protocol: ClientProtocol) -> None:
