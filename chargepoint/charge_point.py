@@ -82,7 +82,6 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         self.answer_requests = True  # False while Rejected
         self._boot_request_id: str | None = None
         self.last_sent = asyncio.get_running_loop().time()
-        self.call_errors_sent = 0
 
     async def request(self, payload: Any) -> Any:
         """Send a request and return the CSMS's answer; a CallError raises its OCPPError."""
@@ -183,7 +182,6 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
     async def _send_call_error(
         self, unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
     ) -> None:
-        self.call_errors_sent += 1
         await self._send(CallError(unique_id, code, description, details or {}).to_json())
 
     async def _send(self, message: str) -> None:

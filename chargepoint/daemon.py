@@ -50,7 +50,6 @@ STABLE_SESSION = 60.0  # a connection that lasted this long resets back-off and 
 class Blame(enum.Enum):
     LINK = "link"  # counts towards module recovery
     CSMS = "csms"  # retried, but the module is not to blame
-    NONE = "none"  # an orderly end
 
 
 @dataclass(frozen=True, slots=True)

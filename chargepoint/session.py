@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,7 +73,6 @@ class Registration:
     status: RegistrationStatus | None = None
     clock_offset: float | None = None  # CSMS time minus ours, seconds
     boots_sent: int = 0
-    heartbeats_sent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +82,6 @@ class SessionSettings:
     call_timeout: float
     boot_retry: float = DEFAULT_BOOT_RETRY
     error_retry: float = 30.0  # after a timeout or CallError on BootNotification
-
-
-@dataclass
-class SessionEvents:
-    """What happened, for logs and tests: the requests the charge point made, in order."""
-
-    sent: list[str] = field(default_factory=list)
 
 
 class Session:
@@ -110,7 +102,6 @@ class Session:
             call_timeout=settings.call_timeout,
             data_transfer=data_transfer,
         )
-        self.events = SessionEvents()
 
     async def run(self) -> WebSocketClosed:
         """Serve the connection until it ends; return how it ended."""
@@ -207,11 +198,9 @@ class Session:
                 # The WebSocket ping notices a dead link; a Heartbeat failure alone is logged.
                 log.warning("Heartbeat failed: %s", _describe(exc))
                 continue
-            self._registration.heartbeats_sent += 1
             self._note_clock(conf.current_time)
 
     async def _request(self, payload: Any) -> Any:
-        self.events.sent.append(type(payload).__name__)
         return await self.charge_point.request(payload)
 
     def _note_clock(self, current_time: str) -> None:

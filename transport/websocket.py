@@ -128,8 +128,6 @@ class WebSocket:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing_by_us = False
         self.subprotocol = protocol.subprotocol
-        self.messages_received = 0
-        self.messages_sent = 0
 
     # -- opening --
 
@@ -226,7 +224,6 @@ class WebSocket:
         if self._closed is not None:
             raise self._closed
         self._protocol.send_text(message.encode())
-        self.messages_sent += 1
         try:
             await self._flush()
         except StreamClosed as exc:
@@ -344,7 +341,6 @@ class WebSocket:
             self._protocol.fail(1007, "invalid UTF-8 in a text message")
             self._mark_closed(WebSocketClosed(f"the CSMS sent invalid UTF-8: {exc}", 1007))
             return
-        self.messages_received += 1
         self._messages.append(text)
         self._wake_reader()
 

@@ -870,7 +870,7 @@ class QuectelLink:
     async def recover(self, step: RecoveryStep) -> None:
         if step is RecoveryStep.REOPEN:
             return
-        modem = self._modem_on_port()
+        modem = await self._modem_on_port()
         try:
             if step is RecoveryStep.REACTIVATE_PDP:
                 log.warning("recovery: re-activating the PDP context")
@@ -888,21 +888,19 @@ class QuectelLink:
     async def close(self) -> None:
         await self._drop_channel()
 
-    def _modem_on_port(self) -> QuectelModem:
+    async def _modem_on_port(self) -> QuectelModem:
         if self._channel is not None and self._channel.failed:
-            # The port died under us (USB modem re-enumerated, pty gone): start afresh.
-            self._channel = self._modem = None
+            # The port died under us (USB modem re-enumerated, pty gone): start afresh,
+            # closing the dead one so its descriptor is not leaked.
+            await self._drop_channel()
         if self._modem is None:
-            port = SerialPort.open(self._path, self._baudrate)
-            channel = AtChannel(
-                port, QuectelModem.parser(), default_timeout=self._settings.command_timeout
-            )
+            channel = quectel_channel(self._path, self._baudrate, self._settings)
             channel.start()
             self._channel, self._modem = channel, QuectelModem(channel, self._settings)
         return self._modem
 
     async def _modem_brought_up(self) -> QuectelModem:
-        modem = self._modem_on_port()
+        modem = await self._modem_on_port()
         if not modem.link_up:
             try:
                 self._info = await modem.bring_up()
@@ -923,10 +921,14 @@ async def open_quectel(
 ) -> AsyncIterator[QuectelModem]:
     """Open the serial port and an AT channel on it, and give a driver (not yet brought up)."""
     settings = settings or QuectelSettings()
-    port = SerialPort.open(path, baudrate)
-    channel = AtChannel(port, QuectelModem.parser(), default_timeout=settings.command_timeout)
-    async with channel:
+    async with quectel_channel(path, baudrate, settings) as channel:
         yield QuectelModem(channel, settings)
+
+
+def quectel_channel(path: str, baudrate: int, settings: QuectelSettings) -> AtChannel:
+    """An AT channel (not started) on ``path`` that knows Quectel's URCs and payloads."""
+    port = SerialPort.open(path, baudrate)
+    return AtChannel(port, QuectelModem.parser(), default_timeout=settings.command_timeout)
 
 
 # --- response parsing ----------------------------------------------------------------------
