@@ -23,20 +23,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Coroutine, MutableMapping
 from typing import Any, Protocol
 
 import ocpp.messages
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult
-from ocpp.routing import on
+from ocpp.messages import Call, CallError, CallResult, validate_payload
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as LibraryChargePoint
 from ocpp.v16 import call_result
-from ocpp.v16.enums import Action
+from ocpp.v16.datatypes import KeyValue
+from ocpp.v16.enums import (
+    Action,
+    AvailabilityType,
+    ClearCacheStatus,
+    ConfigurationStatus,
+    MessageTrigger,
+    RemoteStartStopStatus,
+    ResetStatus,
+    ResetType,
+    TriggerMessageStatus,
+)
 
 from chargepoint.data_transfer import DataTransferVendors
+from chargepoint.station import Station
 from chargepoint.validation import FORMATION, MAX_MESSAGE_ID, message_id_of, validate_call_payload
+from config.ocpp_keys import AUTHORIZATION_KEY
 
 ocpp.messages.ASYNC_VALIDATION = False
 
@@ -51,11 +65,40 @@ class OcppConnection(Protocol):
     async def send(self, message: str) -> None: ...
 
 
+class SessionHooks(Protocol):
+    """What a CSMS request can ask of the session around the charge point."""
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None: ...
+
+    async def boot(self) -> None: ...
+
+    async def heartbeat(self) -> None: ...
+
+    async def reconnect(self, why: str) -> None: ...
+
+
+_SECRET_VALUE = re.compile(r'("value"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
+def redact(frame: str) -> str:
+    """The frame with an AuthorizationKey's value hidden (security whitepaper A01.FR.12)."""
+    if AUTHORIZATION_KEY not in frame:
+        return frame
+    return _SECRET_VALUE.sub(r'\1"***"', frame)
+
+
 class _FrameLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """The library logs each frame at info; on a charger that is debug material."""
+    """The library logs each frame at info; on a charger that is debug material. Secrets in
+    frames are hidden."""
 
     def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
-        self.debug(msg, *args, **kwargs)
+        self.debug(msg, *(redact(a) if isinstance(a, str) else a for a in args), **kwargs)
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().warning(msg, *(redact(str(a)) for a in args), **kwargs)
+
+    def exception(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().exception(msg, *(redact(str(a)) for a in args), **kwargs)
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
@@ -71,6 +114,8 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         *,
         call_timeout: float,
         data_transfer: DataTransferVendors,
+        station: Station,
+        hooks: SessionHooks,
     ) -> None:
         super().__init__(
             charge_point_id,
@@ -79,6 +124,8 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
             logger=_FrameLog(logging.getLogger("chargepoint.frames"), {}),
         )
         self.data_transfer = data_transfer
+        self.station = station
+        self.hooks = hooks
         self.answer_requests = True  # False while Rejected
         self._boot_request_id: str | None = None
         self.last_sent = asyncio.get_running_loop().time()
@@ -89,6 +136,24 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         if type(payload).__name__ == "BootNotification":
             self._boot_request_id = unique_id
         return await self.call(payload, suppress=False, unique_id=unique_id)
+
+    async def send_request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a CALL given as JSON and return the CSMS's answer as JSON.
+
+        Both are checked against the OCPP 1.6 schemas; a CallError, or an answer that breaks
+        the schema, raises its OCPPError (for the outbox: the CSMS failed to process it).
+        """
+        message = Call(str(uuid.uuid4()), action, payload)
+        await validate_payload(message, self._ocpp_version)
+        async with self._call_lock:
+            await self._send(message.to_json())
+            response = await self._get_specific_response(message.unique_id, self._response_timeout)
+        if isinstance(response, CallError):
+            raise response.to_exception()
+        response.action = action
+        await validate_payload(response, self._ocpp_version)
+        answer: dict[str, Any] = response.payload
+        return answer
 
     async def _get_specific_response(self, unique_id: str, timeout: float) -> Any:
         # The library waits with asyncio.wait_for, which on Python 3.11 can swallow a
@@ -190,9 +255,111 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
 
     # -- operations (thin: the work is in the model services) --
 
+    @on(Action.change_availability)  # type: ignore[untyped-decorator]
+    def _on_change_availability(
+        self, connector_id: int, type: str
+    ) -> call_result.ChangeAvailability:
+        operative = AvailabilityType(type) is AvailabilityType.operative
+        return call_result.ChangeAvailability(
+            self.station.change_availability(connector_id, operative)
+        )
+
+    @on(Action.get_configuration)  # type: ignore[untyped-decorator]
+    def _on_get_configuration(self, key: list[str] | None = None) -> call_result.GetConfiguration:
+        known, unknown = self.station.keys.read(key)
+        return call_result.GetConfiguration(
+            configuration_key=[KeyValue(k.key, k.readonly, k.value) for k in known] or None,
+            unknown_key=unknown or None,
+        )
+
+    @on(Action.change_configuration)  # type: ignore[untyped-decorator]
+    def _on_change_configuration(self, key: str, value: str) -> call_result.ChangeConfiguration:
+        return call_result.ChangeConfiguration(self.station.keys.change(key, value))
+
+    @after(Action.change_configuration)  # type: ignore[untyped-decorator]
+    def _after_change_configuration(self, key: str, value: str) -> None:
+        if key == AUTHORIZATION_KEY and self.station.keys.get(AUTHORIZATION_KEY) == value:
+            # Whitepaper A01: disconnect, and connect again with the new password.
+            self.hooks.spawn(
+                self.hooks.reconnect("the CSMS changed the AuthorizationKey"), "new password"
+            )
+
+    @on(Action.clear_cache)  # type: ignore[untyped-decorator]
+    def _on_clear_cache(self) -> call_result.ClearCache:
+        self.station.clear_cache()
+        return call_result.ClearCache(ClearCacheStatus.accepted)
+
+    @on(Action.remote_start_transaction)  # type: ignore[untyped-decorator]
+    def _on_remote_start(
+        self,
+        id_tag: str,
+        connector_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
+    ) -> call_result.RemoteStartTransaction:
+        if charging_profile is not None:
+            log.info(
+                "RemoteStartTransaction with a charging profile: not applied (no smart charging)"
+            )
+        return call_result.RemoteStartTransaction(self.station.remote_start(id_tag, connector_id))
+
+    @on(Action.remote_stop_transaction)  # type: ignore[untyped-decorator]
+    def _on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:
+        return call_result.RemoteStopTransaction(self.station.remote_stop(transaction_id))
+
+    @on(Action.unlock_connector)  # type: ignore[untyped-decorator]
+    async def _on_unlock_connector(self, connector_id: int) -> call_result.UnlockConnector:
+        return call_result.UnlockConnector(await self.station.unlock(connector_id))
+
+    @on(Action.reset)  # type: ignore[untyped-decorator]
+    def _on_reset(self, type: str) -> call_result.Reset:
+        return call_result.Reset(ResetStatus.accepted)
+
+    @after(Action.reset)  # type: ignore[untyped-decorator]
+    def _after_reset(self, type: str) -> None:
+        self.station.reset(ResetType(type))
+
+    @on(Action.trigger_message)  # type: ignore[untyped-decorator]
+    def _on_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> call_result.TriggerMessage:
+        return call_result.TriggerMessage(
+            self.station.trigger(MessageTrigger(requested_message), connector_id)
+        )
+
+    @after(Action.trigger_message)  # type: ignore[untyped-decorator]
+    def _after_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> None:
+        requested = MessageTrigger(requested_message)
+        if self.station.trigger(requested, connector_id) is not TriggerMessageStatus.accepted:
+            return
+        station = self.station
+        work: Coroutine[Any, Any, None]
+        match requested:
+            case MessageTrigger.boot_notification:
+                work = self.hooks.boot()
+            case MessageTrigger.heartbeat:
+                work = self.hooks.heartbeat()
+            case MessageTrigger.meter_values:
+                work = station.send_triggered_meter_values(connector_id)
+            case MessageTrigger.status_notification:
+                work = station.send_triggered_status(connector_id)
+            case MessageTrigger.diagnostics_status_notification:
+                work = _discard(station.send("DiagnosticsStatusNotification", {"status": "Idle"}))
+            case MessageTrigger.firmware_status_notification:
+                work = _discard(station.send("FirmwareStatusNotification", {"status": "Idle"}))
+        self.hooks.spawn(work, f"triggered {requested.value}")
+
     @on(Action.data_transfer, skip_schema_validation=True)  # type: ignore[untyped-decorator]
     def _on_data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
     ) -> call_result.DataTransfer:
         reply = self.data_transfer.handle(vendor_id, message_id, data)
         return call_result.DataTransfer(status=reply.status, data=reply.data)
+
+
+async def _discard(work: Coroutine[Any, Any, object]) -> None:
+    await work
+
+
+__all__ = ["ChargePoint", "ConfigurationStatus", "OcppConnection", "RemoteStartStopStatus"]

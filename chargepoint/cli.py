@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
+import os
 import signal
+import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
+from typing import Any
 
-from chargepoint import demo
+from ocpp.v16.enums import ResetType
+
+from chargepoint import control, demo
 from chargepoint.daemon import Daemon, link_for
 from chargepoint.logs import configure_logging
 from config.loader import Config, ConfigError, load_config
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = Path("/var/lib/chargepoint/control.sock")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,31 +51,126 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="override logging.level of the file (debug: every AT command and OCPP frame)",
     )
+    _ctl_parser(sub)
     return parser
+
+
+def _ctl_parser(sub: Any) -> None:
+    ctl = sub.add_parser(
+        "ctl",
+        help="drive the running charge point: cables, cards, faults; print its status",
+        description="Talk to a running daemon over its control socket (JSON lines). "
+        "Prints the answer as JSON; exit code 1 when the daemon refuses the request.",
+    )
+    where = ctl.add_mutually_exclusive_group()
+    where.add_argument("--config", metavar="FILE", help="find the socket from this config file")
+    where.add_argument(
+        "--socket", metavar="PATH", help=f"the control socket (default {DEFAULT_SOCKET})"
+    )
+    actions = ctl.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", help="connectors, transactions and link state as JSON")
+    for name, text in (("plug", "plug the EV's cable in"), ("unplug", "pull the cable out")):
+        actions.add_parser(name, help=text).add_argument("connector", type=int)
+    present = actions.add_parser("present", help="present an idTag on the RFID reader")
+    present.add_argument("id_tag", metavar="ID_TAG")
+    present.add_argument("--connector", type=int, help="the connector the card is meant for")
+    for name, text in (
+        ("lock-fails", "make the cable lock fail (--off: work again)"),
+        ("unlock-fails", "make unlocking fail (--off: work again)"),
+    ):
+        parser = actions.add_parser(name, help=text)
+        parser.add_argument("connector", type=int)
+        parser.add_argument("--off", action="store_true")
+    fault = actions.add_parser("fault", help="raise a connector fault with an OCPP error code")
+    fault.add_argument("connector", type=int)
+    fault.add_argument("code", help="a ChargePointErrorCode, e.g. GroundFailure")
+    fault.add_argument("--info", help="free text sent as StatusNotification.info")
+    actions.add_parser("clear-fault", help="clear a connector fault").add_argument(
+        "connector", type=int
+    )
+    actions.add_parser("suspend", help="the EV pauses charging").add_argument("connector", type=int)
+    actions.add_parser("resume", help="the EV resumes charging").add_argument("connector", type=int)
+    actions.add_parser("power-fail", help="mains power lost (running on back-up power)")
+
+
+def _ctl_message(args: argparse.Namespace) -> dict[str, Any]:
+    action = args.action
+    if action in ("suspend", "resume"):
+        return {"cmd": "suspend", "connector": args.connector, "suspended": action == "suspend"}
+    message: dict[str, Any] = {"cmd": action}
+    for name in ("connector", "id_tag", "code", "info"):
+        if getattr(args, name, None) is not None:
+            message[name] = getattr(args, name)
+    if action in ("lock-fails", "unlock-fails"):
+        message["fails"] = not args.off
+    return message
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    if args.socket:
+        path = Path(args.socket)
+    elif args.config:
+        try:
+            path = load_config(args.config).control_path
+        except ConfigError as error:
+            print(error.report(), file=sys.stderr)
+            return 1
+    else:
+        path = DEFAULT_SOCKET
+    try:
+        answer = asyncio.run(control.request(path, _ctl_message(args)))
+    except (OSError, TimeoutError, control.ControlError) as exc:
+        print(f"chargepoint ctl: cannot reach the daemon at {path}: {exc}", file=sys.stderr)
+        return 1
+    if not answer.pop("ok", False):
+        print(f"chargepoint ctl: {answer.get('error')}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return demo.main()
+    if args.command == "ctl":
+        return _ctl(args)
     if args.command == "run":
         try:
             config = load_config(args.config)
+            configure_logging(args.log_level or config.log_level)
+            reset = asyncio.run(_run(config))
         except ConfigError as error:
             print(error.report(), file=sys.stderr)
             return 1
-        configure_logging(args.log_level or config.log_level)
-        asyncio.run(_run(config))
+        if reset is not None:
+            _restart(config, reset, argv if argv is not None else sys.argv[1:])
         return 0
     return 2
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config) -> ResetType | None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await Daemon(config, link_for(config)).run(stop)
+    daemon = Daemon(config, link_for(config))
+    await daemon.run(stop)
+    return daemon.reset_requested
+
+
+def _restart(config: Config, kind: ResetType, argv: list[str]) -> None:
+    """Carry out a CSMS Reset once transactions are stopped and the state is on disk."""
+    command = config.charge_point.reset_command
+    if command is not None:
+        log.warning("%s reset: running %s", kind.value, " ".join(command))
+        # The command (e.g. "systemctl reboot") is run as it is, without a shell.
+        result = subprocess.run(command, check=False)
+        if result.returncode != 0:
+            log.error("reset command exited with %d", result.returncode)
+        return
+    log.warning("%s reset: restarting the charge point software", kind.value)
+    os.execv(sys.executable, [sys.executable, "-m", "chargepoint.cli", *argv])
 
 
 if __name__ == "__main__":

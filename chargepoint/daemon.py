@@ -13,18 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import random
-from collections.abc import Coroutine
+import sqlite3
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC
 from importlib.metadata import version
 from typing import Any, TypeVar
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from ocpp.v16.enums import ResetType
+
 from chargepoint.backoff import Backoff
+from chargepoint.charger import Charger
+from chargepoint.control import ControlServer
 from chargepoint.data_transfer import DataTransferVendors
 from chargepoint.session import BootFields, Registration, Session, SessionSettings
-from config.loader import Config
+from chargepoint.simulated_charger import SimulatedCharger
+from chargepoint.station import PowerLossPolicy, Station
+from chargepoint.storage import open_state
+from config.loader import Config, ConfigError
+from config.ocpp_keys import AUTHORIZATION_KEY, ConfigurationKeys, core_keys
 from transport.errors import TransportError
 from transport.link import Link, RecoveryStep
 from transport.modems.host import HostLink
@@ -92,6 +104,35 @@ def link_for(config: Config) -> Link:
     return QuectelLink(modem.port, modem.baudrate, settings)
 
 
+def configuration_keys(
+    config: Config, charger: Charger, db: sqlite3.Connection
+) -> ConfigurationKeys:
+    """The OCPP keys, with the defaults the configuration file gives (``[ocpp_keys]``)."""
+    csms = config.csms
+    specs = core_keys(
+        connectors=config.charge_point.connectors,
+        measurands=charger.measurands,
+        heartbeat_interval=csms.heartbeat_interval,
+        ping_interval=csms.ping_interval,
+        authorization_key=csms.password
+        if csms.password is not None and 16 <= len(csms.password) <= 20
+        else None,
+    )
+    by_name = {spec.name: spec for spec in specs}
+    problems = []
+    for name, value in config.ocpp_keys:
+        spec = by_name.get(name)
+        if spec is None:
+            problems.append(f"ocpp_keys.{name}: not a configuration key this charge point has")
+        elif (problem := spec.problem(value)) is not None:
+            problems.append(f"ocpp_keys.{name}: {problem}")
+        else:
+            by_name[name] = dataclasses.replace(spec, default=value)
+    if problems:
+        raise ConfigError(str(config.source), problems)
+    return ConfigurationKeys(db, list(by_name.values()))
+
+
 def recovery_step(consecutive_link_failures: int) -> RecoveryStep:
     """Every third link failure in a row escalates one step: 3 → PDP, 6 → CFUN, 9+ → restart."""
     failures = consecutive_link_failures
@@ -106,13 +147,33 @@ class Daemon:
         config: Config,
         link: Link,
         *,
+        charger: Charger | None = None,
         data_transfer: DataTransferVendors | None = None,
         rng: random.Random | None = None,
+        reset_hook: Callable[[ResetType], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.link = link
         self.data_transfer = data_transfer or DataTransferVendors()
-        self.registration = Registration(heartbeat_interval=config.csms.heartbeat_interval)
+        self.db = open_state(config.storage_directory)
+        self.charger: Charger = charger or SimulatedCharger(
+            config.charge_point.connectors, self.db, fixed_cable=config.charger.fixed_cable
+        )
+        self.keys = configuration_keys(config, self.charger, self.db)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.station = Station(
+            charger=self.charger,
+            keys=self.keys,
+            db=self.db,
+            scheduler=self.scheduler,
+            power_loss=PowerLossPolicy(config.charge_point.power_loss),
+            reset_hook=self._on_reset,
+            no_answer_retry=config.csms.call_timeout,
+        )
+        self.reset_requested: ResetType | None = None
+        self._reset_hook = reset_hook
+        self._stop: asyncio.Event | None = None
+        self.registration = Registration()
         self.session: Session | None = None
         self.sessions_started = 0
         self.attempts = 0
@@ -122,10 +183,22 @@ class Daemon:
         )
         self._link_failures = 0
 
+    async def _on_reset(self, kind: ResetType) -> None:
+        self.reset_requested = kind
+        if self._reset_hook is not None:
+            await self._reset_hook(kind)
+        if self._stop is not None:
+            self._stop.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         cp, csms = self.config.charge_point, self.config.csms
         log.info("charge point %s: CSMS %s through %s", cp.id, csms.url, self.link.description)
+        self._stop = stop
+        self.scheduler.start()
+        control = ControlServer(self.config.control_path, self)
         try:
+            await control.start()
+            await self.station.start()
             while not stop.is_set():
                 self.attempts += 1
                 # A bring-up can wait minutes for the network, a recovery step for the module:
@@ -141,8 +214,18 @@ class Daemon:
                     async with asyncio.timeout(delay):
                         await stop.wait()
         finally:
+            await control.stop()
+            await self.station.close()
+            self.scheduler.shutdown(wait=False)
             await self.link.close()
+            self.db.close()
             log.info("charge point %s stopped", cp.id)
+
+    @property
+    def password(self) -> bytes | None:
+        """The Basic-auth password: the AuthorizationKey the CSMS set, else the file's."""
+        key = self.keys.get(AUTHORIZATION_KEY)
+        return bytes.fromhex(key) if key else self.config.csms.password
 
     async def _attempt(self, stop: asyncio.Event) -> Outcome:
         try:
@@ -167,9 +250,9 @@ class Daemon:
                 stream,
                 url,
                 user=self.config.charge_point.id,
-                password=csms.password,
+                password=self.password,
                 settings=WebSocketSettings(
-                    ping_interval=csms.ping_interval,
+                    ping_interval=self.keys.integer("WebSocketPingInterval"),
                     pong_timeout=csms.pong_timeout,
                     max_message_size=csms.max_message_size,
                     handshake_timeout=csms.call_timeout,
@@ -192,16 +275,19 @@ class Daemon:
         cp = self.config.charge_point
         session = Session(
             ws,
-            SessionSettings(cp.id, cp.connectors, self.config.csms.call_timeout),
+            SessionSettings(cp.id, self.config.csms.call_timeout),
             self.registration,
             self._boot_fields(),
             self.data_transfer,
+            self.station,
         )
+        ping = self.keys.subscribe_to("WebSocketPingInterval", ws.set_ping_interval)
         self.session = session
         self.sessions_started += 1
         try:
             closed = await session.run()
         finally:
+            ping.cancel()
             # Cancelled by a stop: say goodbye properly (1001 going away).
             await ws.close(
                 1001 if stop.is_set() else 1000,

@@ -6,9 +6,10 @@ Per OCPP 1.6 §4.2 and OCPP-J 1.6 §5.4:
   Pending. After Pending or Rejected the next BootNotification waits ``interval`` seconds (or
   our own retry delay when the CSMS gives 0). While Pending, CSMS requests are answered;
   while Rejected they are not.
-* After Accepted: the heartbeat interval is the CSMS's; a StatusNotification for connector 0
-  and every connector (errata v4.0 §3.22); then a Heartbeat whenever nothing was sent for a
-  heartbeat interval (§4.6 lets a charge point skip it when other PDUs went out).
+* After Accepted: the heartbeat interval is the CSMS's (stored as HeartbeatInterval); the
+  station reports every connector's status (errata v4.0 §3.22) and delivers its outbox; a
+  Heartbeat goes out whenever nothing was sent for a heartbeat interval (§4.6 lets a charge
+  point skip it when other PDUs went out).
 * On a reconnect, BootNotification is not sent again unless one of its fields changed
   (OCPP-J 1.6 §5.4): the CSMS already knows the charge point by its connection.
 
@@ -18,17 +19,20 @@ The session ends when the connection does: :meth:`Session.run` returns the reaso
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
-from ocpp.v16.enums import ChargePointErrorCode, ChargePointStatus, RegistrationStatus
+from ocpp.v16.enums import RegistrationStatus
 
 from chargepoint.charge_point import ChargePoint, OcppConnection
 from chargepoint.data_transfer import DataTransferVendors
+from chargepoint.station import Station
 from transport.websocket import WebSocketClosed
 
 log = logging.getLogger(__name__)
@@ -68,7 +72,6 @@ class BootFields:
 class Registration:
     """What the charge point knows about its standing with the CSMS, across connections."""
 
-    heartbeat_interval: int
     accepted_with: BootFields | None = None  # the fields of the last Accepted BootNotification
     status: RegistrationStatus | None = None
     clock_offset: float | None = None  # CSMS time minus ours, seconds
@@ -78,10 +81,13 @@ class Registration:
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     charge_point_id: str
-    connectors: int
     call_timeout: float
     boot_retry: float = DEFAULT_BOOT_RETRY
     error_retry: float = 30.0  # after a timeout or CallError on BootNotification
+
+
+class Reconnect(WebSocketClosed):
+    """The charge point ends the connection on purpose, to connect again (new password)."""
 
 
 class Session:
@@ -92,15 +98,21 @@ class Session:
         registration: Registration,
         fields: BootFields,
         data_transfer: DataTransferVendors,
+        station: Station,
     ) -> None:
         self._settings = settings
         self._registration = registration
         self._fields = fields
+        self._station = station
+        self._keys = station.keys
+        self._tasks: asyncio.TaskGroup | None = None
         self.charge_point = ChargePoint(
             settings.charge_point_id,
             connection,
             call_timeout=settings.call_timeout,
             data_transfer=data_transfer,
+            station=station,
+            hooks=self,
         )
 
     async def run(self) -> WebSocketClosed:
@@ -108,25 +120,66 @@ class Session:
         ended: list[WebSocketClosed] = []
         try:
             async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
                 tasks.create_task(self.charge_point.start(), name="ocpp receive")
                 tasks.create_task(self._lifecycle(), name="ocpp lifecycle")
         except* WebSocketClosed as group:
-            # The connection ended; the TaskGroup has already cancelled the other task, and
-            # with it any request still waiting for an answer: it fails at once, not after
+            # The connection ended; the TaskGroup has already cancelled the other tasks, and
+            # with them any request still waiting for an answer: it fails at once, not after
             # its timeout.
             ended += [exc for exc in group.exceptions if isinstance(exc, WebSocketClosed)]
+        finally:
+            self._tasks = None
         if not ended:
             raise AssertionError("an OCPP session only ends with its connection")
         return ended[0]
 
+    # -- SessionHooks: what CSMS requests may ask of the session --
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        if self._tasks is None:
+            work.close()
+            return
+        self._tasks.create_task(work, name=name)
+
+    async def boot(self) -> None:
+        """A BootNotification on request (TriggerMessage)."""
+        try:
+            conf = await self._request(self._fields.request())
+        except (OCPPError, TimeoutError) as exc:
+            log.warning("triggered BootNotification failed: %s", _describe(exc))
+            return
+        self._note_clock(conf.current_time)
+        if conf.status == RegistrationStatus.accepted and conf.interval > 0:
+            self._keys.store("HeartbeatInterval", str(conf.interval))
+
+    async def heartbeat(self) -> None:
+        try:
+            conf = await self._request(call.Heartbeat())
+        except (OCPPError, TimeoutError) as exc:
+            # The WebSocket ping notices a dead link; a Heartbeat failure alone is logged.
+            log.warning("Heartbeat failed: %s", _describe(exc))
+            return
+        self._note_clock(conf.current_time)
+
+    async def reconnect(self, why: str) -> None:
+        raise Reconnect(f"reconnecting: {why}", 1000)
+
+    # -- the life of a connection --
+
     async def _lifecycle(self) -> None:
         registration = self._registration
-        if registration.accepted_with == self._fields:
-            log.info("reconnected; already accepted, so no BootNotification (OCPP-J 1.6 §5.4)")
-        else:
+        booted = registration.accepted_with != self._fields
+        if booted:
             await self._boot()
-            await self._report_connector_status()
-        await self._heartbeats()
+        else:
+            log.info("reconnected; already accepted, so no BootNotification (OCPP-J 1.6 §5.4)")
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(
+                self._station.serve(self.charge_point.send_request, booted=booted),
+                name="station online",
+            )
+            tasks.create_task(self._heartbeats(), name="heartbeats")
 
     async def _boot(self) -> None:
         registration = self._registration
@@ -147,12 +200,12 @@ class Session:
             self._note_clock(conf.current_time)
             if registration.status is RegistrationStatus.accepted:
                 if conf.interval > 0:
-                    registration.heartbeat_interval = conf.interval
+                    self._keys.store("HeartbeatInterval", str(conf.interval))
                 registration.accepted_with = self._fields
                 charge_point.answer_requests = True
                 log.info(
                     "CSMS accepted the charge point; heartbeat every %d s",
-                    registration.heartbeat_interval,
+                    self._keys.integer("HeartbeatInterval"),
                 )
                 return
             wait = float(conf.interval) if conf.interval > 0 else self._settings.boot_retry
@@ -169,36 +222,18 @@ class Session:
             await asyncio.sleep(wait)
             charge_point.answer_requests = True
 
-    async def _report_connector_status(self) -> None:
-        for connector_id in range(self._settings.connectors + 1):
-            request = call.StatusNotification(
-                connector_id=connector_id,
-                error_code=ChargePointErrorCode.no_error,
-                status=ChargePointStatus.available,
-                timestamp=_now(),
-            )
-            try:
-                await self._request(request)
-            except (OCPPError, TimeoutError) as exc:
-                log.warning(
-                    "StatusNotification for connector %d failed: %s", connector_id, _describe(exc)
-                )
-
     async def _heartbeats(self) -> None:
         loop = asyncio.get_running_loop()
         charge_point = self.charge_point
         while True:
-            due = charge_point.last_sent + self._registration.heartbeat_interval
+            due = charge_point.last_sent + self._keys.integer("HeartbeatInterval")
             if loop.time() < due:
-                await asyncio.sleep(due - loop.time())
+                # HeartbeatInterval takes effect at once when the CSMS changes it.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due - loop.time()):
+                        await self._keys.changed()
                 continue
-            try:
-                conf = await self._request(call.Heartbeat())
-            except (OCPPError, TimeoutError) as exc:
-                # The WebSocket ping notices a dead link; a Heartbeat failure alone is logged.
-                log.warning("Heartbeat failed: %s", _describe(exc))
-                continue
-            self._note_clock(conf.current_time)
+            await self.heartbeat()
 
     async def _request(self, payload: Any) -> Any:
         return await self.charge_point.request(payload)
@@ -218,10 +253,6 @@ class Session:
         ):
             log.info("CSMS clock is %+.1f s from ours", offset)
         self._registration.clock_offset = offset
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _describe(exc: BaseException) -> str:

@@ -47,6 +47,8 @@ class ChargePointConfig:
     meter_type: str | None
     meter_serial_number: str | None
     connectors: int
+    power_loss: str = "stop"
+    reset_command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,12 @@ class ModemConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChargerConfig:
+    type: str = "simulated"
+    fixed_cable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     charge_point: ChargePointConfig
     csms: CsmsConfig
@@ -90,6 +98,13 @@ class Config:
     storage_directory: Path
     log_level: str
     source: Path
+    charger: ChargerConfig = ChargerConfig()
+    control_socket: Path | None = None
+    ocpp_keys: tuple[tuple[str, str], ...] = ()  # initial OCPP key values, as OCPP strings
+
+    @property
+    def control_path(self) -> Path:
+        return self.control_socket or self.storage_directory / "control.sock"
 
 
 def load_config(path: str | Path) -> Config:
@@ -141,6 +156,8 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             meter_type=cp.get("meter_type"),
             meter_serial_number=cp.get("meter_serial_number"),
             connectors=cp["connectors"],
+            power_loss=cp["power_loss"],
+            reset_command=tuple(cp["reset_command"]) if "reset_command" in cp else None,
         ),
         csms=CsmsConfig(
             url=csms["url"],
@@ -168,7 +185,16 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
         storage_directory=Path(data["storage"]["directory"]),
         log_level=data["logging"]["level"],
         source=source,
+        charger=ChargerConfig(data["charger"]["type"], data["charger"]["fixed_cable"]),
+        control_socket=Path(data["control"]["socket"]) if "socket" in data["control"] else None,
+        ocpp_keys=tuple((name, _ocpp_string(value)) for name, value in data["ocpp_keys"].items()),
     )
+
+
+def _ocpp_string(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _csms_password(csms: dict[str, Any], source: Path, problems: list[str]) -> bytes | None:

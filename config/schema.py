@@ -49,7 +49,50 @@ SCHEMA: dict[str, Any] = {
                 "meter_type": _text(25, "meterType"),
                 "meter_serial_number": _text(25, "meterSerialNumber"),
                 "connectors": {"type": "integer", "minimum": 1, "maximum": 32, "default": 1},
+                "power_loss": {
+                    "enum": ["stop", "resume"],
+                    "default": "stop",
+                    "description": "after a restart with a transaction open: stop it (reason "
+                    "PowerLoss) or resume it if the EV is still plugged in",
+                },
+                "reset_command": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1},
+                    "minItems": 1,
+                    "description": "run (no shell) for a Reset from the CSMS after transactions "
+                    "are stopped; default: the daemon restarts itself",
+                },
             },
+        },
+        "charger": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "type": {
+                    "enum": ["simulated"],
+                    "default": "simulated",
+                    "x-message": 'must be "simulated" (the only charger driver so far)',
+                },
+                "fixed_cable": {"type": "boolean", "default": False},
+            },
+        },
+        "control": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "socket": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "UNIX socket for chargepoint ctl; default: "
+                    "<storage.directory>/control.sock",
+                },
+            },
+        },
+        "ocpp_keys": {
+            "type": "object",
+            "description": "initial values of OCPP configuration keys (a value the CSMS sets "
+            "later wins, and is kept across restarts)",
+            "additionalProperties": {"type": ["string", "integer", "boolean"]},
         },
         "csms": {
             "type": "object",

@@ -11,6 +11,7 @@ from ocpp.v16 import call
 
 from chargepoint.charge_point import ChargePoint
 from chargepoint.data_transfer import DataTransferVendors
+from tests.harness import NoSession, make_station
 
 
 class MemoryConnection:
@@ -35,7 +36,12 @@ async def heartbeat_in_flight(
     """A charge point with a Heartbeat sent and its answer not yet in; the request's id."""
     connection = MemoryConnection()
     charge_point = ChargePoint(
-        "CP", connection, call_timeout=call_timeout, data_transfer=DataTransferVendors()
+        "CP",
+        connection,
+        call_timeout=call_timeout,
+        data_transfer=DataTransferVendors(),
+        station=make_station(),
+        hooks=NoSession(),
     )
     request = asyncio.create_task(charge_point.request(call.Heartbeat()))
     await connection.got_one.wait()

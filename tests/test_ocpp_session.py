@@ -5,12 +5,9 @@ host TCP: OCPP 1.6 §4.2 (boot), §4.6 (heartbeat), errata §3.22 (status after 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,99 +15,20 @@ from ocpp.v16.enums import DataTransferStatus
 
 from chargepoint.daemon import Blame, Daemon
 from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
-from config.loader import Config, parse_config
-from tests.conftest import FAST, TcpProxy, fast
-from tests.peers import Csms, NodeCsms, PythonCsms
-from transport.link import Link
+from tests.conftest import TcpProxy, fast
+from tests.harness import (
+    PASSWORD,
+    csms_peer,
+    make_config,
+    network,
+    running,
+    statuses,
+    strict_failures,
+)
+from tests.peers import Csms, PythonCsms
 from transport.modems.host import HostLink
 from transport.modems.quectel import QuectelLink
 from transport.simulator import SimulatorShell
-
-PASSWORD = bytes.fromhex("00112233445566778899aabbccddeeff00112233")
-
-
-def make_config(url: str, *, password: bytes | None = PASSWORD, **csms: Any) -> Config:
-    settings = {
-        "call_timeout": 5,
-        "ping_interval": 0,
-        "pong_timeout": 1,
-        "reconnect_delay_min": 0.05,
-        "reconnect_delay_max": 0.2,
-        **csms,
-    }
-    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
-    secret = f'password = "{password.hex()}"\npassword_format = "hex"' if password else ""
-    return parse_config(
-        f"""
-[charge_point]
-id = "CP-TEST/1"
-vendor = "TestVendor"
-model = "TestModel"
-serial_number = "SN-42"
-connectors = 2
-
-[csms]
-url = "{url}"
-{secret}
-{lines}
-
-[modem]
-type = "host"
-"""
-    )
-
-
-@contextlib.asynccontextmanager
-async def csms_peer(kind: str, **options: Any) -> AsyncIterator[Csms]:
-    peer: Csms = PythonCsms(**options) if kind == "python" else NodeCsms(**options)
-    await peer.start()
-    try:
-        yield peer
-    finally:
-        await peer.stop()
-
-
-@dataclass
-class Network:
-    """How the charge point reaches 127.0.0.1: straight, or through the simulated module."""
-
-    link: Link
-    sim: SimulatorShell | None
-
-
-@contextlib.asynccontextmanager
-async def network(kind: str, **sim_options: Any) -> AsyncIterator[Network]:
-    if kind == "host":
-        yield Network(HostLink(connect_timeout=5), None)
-        return
-    async with SimulatorShell(**sim_options) as sim:
-        link = QuectelLink(sim.path, 115200, FAST)
-        yield Network(link, sim)
-
-
-@contextlib.asynccontextmanager
-async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop))
-    try:
-        yield daemon
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task
-
-
-def statuses(peer: Csms) -> list[tuple[int, str, str]]:
-    return [
-        (c["params"]["connectorId"], c["params"]["status"], c["params"]["errorCode"])
-        for c in peer.calls("StatusNotification")
-    ]
-
-
-def strict_failures(peer: Csms) -> list[Any]:
-    """What ocpp-rpc in strict mode found wrong with our messages (always empty for Python)."""
-    return [e for e in peer.events if e["event"] in ("invalid", "bad_message")]
-
 
 PEERS = ["python", "node"]
 LINKS = ["host", "quectel"]
@@ -158,7 +76,7 @@ async def test_boot_accepted_then_status_then_heartbeats(peer_kind: str, link_ki
             "StatusNotification",
         ]
         assert strict_failures(peer) == []
-        assert daemon.registration.heartbeat_interval == 1
+        assert daemon.keys.integer("HeartbeatInterval") == 1
 
 
 async def test_pending_then_accepted_answers_csms_requests_meanwhile() -> None:

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ class WebSocket:
         self._pongs: dict[bytes, asyncio.Future[None]] = {}
         self._write_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._pinger: asyncio.Task[None] | None = None
         self._closing_by_us = False
         self.subprotocol = protocol.subprotocol
 
@@ -199,7 +201,20 @@ class WebSocket:
     def _start(self) -> None:
         self._tasks = [asyncio.create_task(self._receive_loop(), name="websocket receive")]
         if self._settings.ping_interval > 0:
-            self._tasks.append(asyncio.create_task(self._ping_loop(), name="websocket ping"))
+            self._pinger = asyncio.create_task(self._ping_loop(), name="websocket ping")
+            self._tasks.append(self._pinger)
+
+    def set_ping_interval(self, seconds: float) -> None:
+        """Change how often we ping (WebSocketPingInterval takes effect at once); 0: never."""
+        self._settings = dataclasses.replace(self._settings, ping_interval=seconds)
+        if self._pinger is not None:
+            self._pinger.cancel()
+            self._tasks.remove(self._pinger)
+            self._pinger = None
+        if seconds > 0 and self._closed is None:
+            self._pinger = asyncio.create_task(self._ping_loop(), name="websocket ping")
+            self._tasks.append(self._pinger)
+        log.info("WebSocket ping interval now %g s", seconds)
 
     # -- the OCPP connection interface --
 

@@ -1,0 +1,158 @@
+"""The local control interface: JSON lines on a UNIX socket.
+
+``chargepoint ctl`` speaks it, and so can a charger's HMI process: one JSON object per line
+in, one per line out. Every request has ``cmd``; the answer has ``ok`` and either the result
+or ``error`` (a sentence for a person). Commands:
+
+=================  ==========================================================
+``status``         connectors, transactions, link state
+``plug``           ``connector``: the EV's cable goes in
+``unplug``         ``connector``: the cable comes out
+``present``        ``id_tag`` (and optionally ``connector``): a card on the reader
+``lock-fails``     ``connector``, ``fails``: make the cable lock fail (or work again)
+``unlock-fails``   ``connector``, ``fails``: make unlocking fail (or work again)
+``fault``          ``connector``, ``code`` (an OCPP ChargePointErrorCode), ``info``
+``clear-fault``    ``connector``
+``suspend``        ``connector``, ``suspended``: the EV pauses or resumes charging
+``power-fail``     mains power lost, running on the back-up supply
+=================  ==========================================================
+
+The socket is created with mode 0660 in the state directory: the daemon's group may use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chargepoint.simulated_charger import SimulatedCharger
+
+if TYPE_CHECKING:
+    from chargepoint.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST = 4096
+
+
+class ControlError(Exception):
+    """A control request that cannot be carried out; the message is for the person asking."""
+
+
+class ControlServer:
+    def __init__(self, path: Path, daemon: Daemon) -> None:
+        self.path = path
+        self._daemon = daemon
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by a daemon that did not stop cleanly
+        self._server = await asyncio.start_unix_server(
+            self._serve, path=str(self.path), limit=MAX_REQUEST
+        )
+        os.chmod(self.path, 0o660)
+        log.info("control socket %s", self.path)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                answer = self.handle(line)
+                writer.write(json.dumps(answer).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, ValueError):
+            pass  # a client that went away, or a line over MAX_REQUEST
+        finally:
+            writer.close()
+
+    def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return {"ok": False, "error": "not a JSON object"}
+        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+            return {"ok": False, "error": 'a request is a JSON object with "cmd"'}
+        try:
+            result = self._dispatch(request)
+        except ControlError as exc:
+            return {"ok": False, "error": str(exc)}
+        except (ValueError, TypeError, KeyError) as exc:
+            return {"ok": False, "error": f"{request['cmd']}: {exc}"}
+        return {"ok": True, **result}
+
+    def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request["cmd"]
+        station = self._daemon.station
+        if command == "status":
+            return {
+                "charge_point": self._daemon.config.charge_point.id,
+                "link": self._daemon.link.description,
+                **station.describe(),
+            }
+        charger = self._daemon.charger
+        if not isinstance(charger, SimulatedCharger):
+            raise ControlError(f"{command}: only the simulated charger takes this command")
+        connector = request.get("connector")
+        if connector is not None and not isinstance(connector, int):
+            raise ControlError("connector must be a number")
+        match command:
+            case "plug":
+                charger.plug(_need(connector))
+            case "unplug":
+                charger.unplug(_need(connector))
+            case "present":
+                id_tag = request.get("id_tag")
+                if not isinstance(id_tag, str):
+                    raise ControlError("present needs id_tag")
+                charger.present(id_tag, connector)
+            case "lock-fails":
+                charger.connector(_need(connector)).lock_fails = bool(request.get("fails", True))
+            case "unlock-fails":
+                charger.connector(_need(connector)).unlock_fails = bool(request.get("fails", True))
+            case "fault":
+                charger.raise_fault(_need(connector), str(request.get("code")), request.get("info"))
+            case "clear-fault":
+                charger.clear_fault(_need(connector))
+            case "suspend":
+                charger.suspend(_need(connector), bool(request.get("suspended", True)))
+            case "power-fail":
+                charger.power_failing()
+            case _:
+                raise ControlError(f"unknown command {command!r}")
+        return {}
+
+
+def _need(connector: int | None) -> int:
+    if connector is None:
+        raise ControlError("this command needs a connector number")
+    return connector
+
+
+async def request(path: Path, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Send one request to a running daemon; the answer as a dict."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        try:
+            writer.write(json.dumps(message).encode() + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+    if not line:
+        raise ControlError("the daemon closed the connection without an answer")
+    answer: dict[str, Any] = json.loads(line)
+    return answer

@@ -1,0 +1,191 @@
+"""The durable outbox of transaction-related messages (OCPP 1.6 §3.7, §4.10).
+
+StartTransaction, StopTransaction and transaction MeterValues are written to SQLite before
+anything is sent (``synchronous=FULL``: on disk when :meth:`Outbox.put` returns), delivered
+in order with one CALL outstanding, and removed only when the CSMS has answered. A
+StopTransaction or MeterValues is stored without its transactionId: the CSMS's id is filled
+in when the message is sent, so a transaction started offline works unchanged; the id is
+written in the same SQLite transaction that removes the StartTransaction from the outbox.
+
+What counts as a failure (§3.7.1, OCPP-J 1.6 §4.2.3): a CallError answer. The message is
+sent again after TransactionMessageRetryInterval times the attempts so far and, after
+TransactionMessageAttempts failures, dropped with an error in the log: never silently. No
+answer at all (a timeout, a lost connection) is not the CSMS refusing the message: it is sent
+again, unchanged, until it is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ocpp.exceptions import OCPPError
+
+from chargepoint.storage import atomic
+from chargepoint.transactions import TransactionStore
+
+log = logging.getLogger(__name__)
+
+# StopTransaction and MeterValues need the CSMS's transactionId, filled in when sent.
+NEEDS_TRANSACTION_ID = ("StopTransaction", "MeterValues")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    seq: int
+    action: str
+    payload: dict[str, Any]
+    local_tx: int | None
+    attempts: int
+
+
+Send = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+Answered = Callable[[Item, dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int  # TransactionMessageAttempts
+    interval: float  # TransactionMessageRetryInterval, seconds
+    no_answer_retry: float  # after a timeout on a connection that is still up
+
+
+class Outbox:
+    def __init__(self, db: sqlite3.Connection, transactions: TransactionStore) -> None:
+        self._db = db
+        self._transactions = transactions
+        self._changed = asyncio.Event()
+        self._removed = asyncio.Event()
+        self.delivered = 0
+        self.dropped = 0
+
+    def put(self, action: str, payload: dict[str, Any], local_tx: int | None = None) -> int:
+        """Queue a message durably; returns its sequence number."""
+        cursor = self._db.execute(
+            "INSERT INTO outbox (action, payload, local_tx, created) VALUES (?, ?, ?, ?)",
+            (action, json.dumps(payload, separators=(",", ":")), local_tx, _now()),
+        )
+        self._changed.set()
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def head(self) -> Item | None:
+        row = self._db.execute(
+            "SELECT seq, action, payload, local_tx, attempts FROM outbox ORDER BY seq LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return Item(row[0], row[1], json.loads(row[2]), row[3], row[4])
+
+    def pending(self) -> list[Item]:
+        rows = self._db.execute(
+            "SELECT seq, action, payload, local_tx, attempts FROM outbox ORDER BY seq"
+        ).fetchall()
+        return [Item(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+    async def wait_empty(self) -> None:
+        while len(self):
+            self._removed.clear()
+            await self._removed.wait()
+
+    async def wait_for_work(self) -> None:
+        while self.head() is None:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _resolve(self, item: Item) -> dict[str, Any] | None:
+        """The payload as sent: with the CSMS's transactionId where one is needed."""
+        if item.action not in NEEDS_TRANSACTION_ID or item.local_tx is None:
+            return item.payload
+        transaction_id = self._transactions.csms_id(item.local_tx)
+        if transaction_id is None:
+            return None
+        return {**item.payload, "transactionId": transaction_id}
+
+    def _remove(self, item: Item, answer: dict[str, Any] | None) -> None:
+        self._removed.set()
+        with atomic(self._db):
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (item.seq,))
+            if item.local_tx is None:
+                return
+            if item.action == "StartTransaction":
+                if answer is not None:
+                    status = answer["idTagInfo"]["status"]
+                    self._transactions.set_csms_id(item.local_tx, answer["transactionId"], status)
+            elif item.action == "StopTransaction":
+                self._transactions.forget(item.local_tx)
+
+    def _count_failure(self, item: Item) -> int:
+        self._db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (item.seq,))
+        return item.attempts + 1
+
+    async def deliver(
+        self, send: Send, policy: Callable[[], RetryPolicy], answered: Answered
+    ) -> None:
+        """Deliver queued messages for as long as the connection lasts (cancel to stop)."""
+        while True:
+            await self.wait_for_work()
+            item = self.head()
+            assert item is not None
+            payload = self._resolve(item)
+            if payload is None:
+                self.dropped += 1
+                log.error(
+                    "dropping %s of local transaction %s: the CSMS never accepted its "
+                    "StartTransaction, so it has no transactionId",
+                    item.action,
+                    item.local_tx,
+                )
+                self._remove(item, None)
+                continue
+            rules = policy()
+            try:
+                answer = await send(item.action, payload)
+            except OCPPError as error:
+                failures = self._count_failure(item)
+                if failures >= rules.attempts:
+                    self.dropped += 1
+                    log.error(
+                        "dropping %s (queued #%d) after %d failed attempts; the CSMS answered "
+                        "CallError %s: %s (OCPP 1.6 §3.7.1)",
+                        item.action,
+                        item.seq,
+                        failures,
+                        error.code,
+                        error.description,
+                    )
+                    self._remove(item, None)
+                    continue
+                delay = rules.interval * failures
+                log.warning(
+                    "CSMS failed to process %s (CallError %s); attempt %d of %d in %g s",
+                    item.action,
+                    error.code,
+                    failures + 1,
+                    rules.attempts,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            except TimeoutError:
+                log.warning(
+                    "no answer to %s; sending it again in %g s", item.action, rules.no_answer_retry
+                )
+                await asyncio.sleep(rules.no_answer_retry)
+                continue
+            self._remove(item, answer)
+            self.delivered += 1
+            answered(item, answer)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,91 @@
+"""The charge point's durable state: one SQLite database in the state directory.
+
+Transaction messages, transactions, configuration keys, the authorization cache and connector
+availability live here, so that a power cut loses none of them. The database runs in WAL mode
+with ``synchronous=FULL``: a write has reached the disk when the call returns (architecture
+notes, "Durable state"), which is what "written before the message is sent" needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    action     TEXT NOT NULL,
+    payload    TEXT NOT NULL,          -- JSON; transactionId filled in at sending time
+    local_tx   INTEGER,                -- the transaction it belongs to, if any
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    created    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transactions (
+    local_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    connector       INTEGER NOT NULL,
+    id_tag          TEXT NOT NULL,
+    parent_id_tag   TEXT,
+    meter_start     INTEGER NOT NULL,
+    start_time      TEXT NOT NULL,
+    transaction_id  INTEGER,           -- the CSMS's id, once StartTransaction is answered
+    id_tag_status   TEXT,              -- from StartTransaction.conf
+    stopped         INTEGER NOT NULL DEFAULT 0,
+    meter_last      INTEGER NOT NULL,  -- the last register value seen, for a stop after a power cut
+    last_seen       TEXT NOT NULL,     -- when meter_last was read
+    stop_data       TEXT NOT NULL DEFAULT '[]'  -- JSON MeterValue list for StopTransaction
+);
+CREATE TABLE IF NOT EXISTS configuration (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS auth_cache (
+    id_tag      TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    expiry      TEXT,
+    parent      TEXT
+);
+CREATE TABLE IF NOT EXISTS availability (
+    connector   INTEGER PRIMARY KEY,
+    operative   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS simulated_connectors (
+    connector   INTEGER PRIMARY KEY,  -- the simulated charger's meter and cable survive a restart
+    wh          REAL NOT NULL,
+    plugged     INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class StateError(Exception):
+    """The state database cannot be opened or is not ours."""
+
+
+def open_state(directory: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) ``state.db`` in ``directory``."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path / "state.db", isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+    except (OSError, sqlite3.Error) as exc:
+        raise StateError(f"cannot use the state database in {path}: {exc}") from exc
+    return db
+
+
+@contextlib.contextmanager
+def atomic(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One SQLite transaction: all of the block's writes reach the disk, or none."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
