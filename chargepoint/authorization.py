@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ocpp.exceptions import OCPPError
 from ocpp.v16.enums import AuthorizationStatus
 
+from chargepoint.request import REQUEST_FAILURES, Request
 from config.ocpp_keys import ConfigurationKeys
 
 log = logging.getLogger(__name__)
@@ -86,9 +85,6 @@ class AuthorizationCache:
         return int(self._db.execute("SELECT COUNT(*) FROM auth_cache").fetchone()[0])
 
 
-Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
 class Authorizer:
     def __init__(self, keys: ConfigurationKeys, cache: AuthorizationCache) -> None:
         self._keys = keys
@@ -115,8 +111,12 @@ class Authorizer:
                 return cached
             try:
                 answer = await request("Authorize", {"idTag": id_tag})
-            except (OCPPError, TimeoutError) as exc:
-                log.warning("Authorize for %s failed (%s); deciding as if offline", id_tag, exc)
+            except REQUEST_FAILURES as exc:
+                log.warning(
+                    "Authorize for %s failed (%s); deciding as if offline",
+                    id_tag,
+                    exc or type(exc).__name__,
+                )
             else:
                 info = IdTagInfo.from_json(answer["idTagInfo"])
                 self.remember(id_tag, info)

@@ -48,6 +48,7 @@ from ocpp.v16.enums import (
 )
 
 from chargepoint.data_transfer import DataTransferVendors
+from chargepoint.request import ConnectionEnded
 from chargepoint.station import Station
 from chargepoint.validation import FORMATION, MAX_MESSAGE_ID, message_id_of, validate_call_payload
 from config.ocpp_keys import AUTHORIZATION_KEY
@@ -126,6 +127,7 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         self.data_transfer = data_transfer
         self.station = station
         self.hooks = hooks
+        self._ended: ConnectionEnded | None = None
         self.answer_requests = True  # False while Rejected
         self._boot_request_id: str | None = None
         self.last_sent = asyncio.get_running_loop().time()
@@ -162,10 +164,19 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         # does. asyncio.timeout() has no such race (architecture notes, "Timeouts").
         async with asyncio.timeout(timeout):
             while True:
+                if self._ended is not None:
+                    raise self._ended
                 response = await self._response_queue.get()
+                if response is _ENDED:
+                    continue
                 if response.unique_id == unique_id:
                     return response
                 log.warning("ignoring an answer to no request of ours: %s", response)
+
+    def connection_ended(self, why: str) -> None:
+        """Fail every request still waiting for an answer, at once (architecture notes)."""
+        self._ended = ConnectionEnded(why)
+        self._response_queue.put_nowait(_ENDED)
 
     # -- receiving --
 
@@ -356,6 +367,9 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
     ) -> call_result.DataTransfer:
         reply = self.data_transfer.handle(vendor_id, message_id, data)
         return call_result.DataTransfer(status=reply.status, data=reply.data)
+
+
+_ENDED = object()  # wakes a request waiting for its answer when the connection ends
 
 
 async def _discard(work: Coroutine[Any, Any, object]) -> None:

@@ -74,6 +74,13 @@ def meter_value(
     return {"timestamp": timestamp(when), "sampledValue": sampled}
 
 
+def aligned_at_or_before(now: datetime, interval: int) -> datetime:
+    """The last clock-aligned instant at or before ``now``."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    elapsed = (now - midnight).total_seconds()
+    return midnight + timedelta(seconds=int(elapsed // interval) * interval)
+
+
 def aligned_after(now: datetime, interval: int) -> datetime:
     """The first clock-aligned instant strictly after ``now`` (intervals restart at midnight)."""
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)

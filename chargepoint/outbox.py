@@ -57,8 +57,14 @@ class RetryPolicy:
 
 
 class Outbox:
-    def __init__(self, db: sqlite3.Connection, transactions: TransactionStore) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        transactions: TransactionStore,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self._db = db
+        self._on_change = on_change
         self._transactions = transactions
         self._changed = asyncio.Event()
         self._removed = asyncio.Event()
@@ -72,6 +78,8 @@ class Outbox:
             (action, json.dumps(payload, separators=(",", ":")), local_tx, _now()),
         )
         self._changed.set()
+        if self._on_change is not None:
+            self._on_change()
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -113,6 +121,8 @@ class Outbox:
 
     def _remove(self, item: Item, answer: dict[str, Any] | None) -> None:
         self._removed.set()
+        if self._on_change is not None:
+            self._on_change()
         with atomic(self._db):
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (item.seq,))
             if item.local_tx is None:

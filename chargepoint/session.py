@@ -130,6 +130,7 @@ class Session:
             ended += [exc for exc in group.exceptions if isinstance(exc, WebSocketClosed)]
         finally:
             self._tasks = None
+            self.charge_point.connection_ended(str(ended[0]) if ended else "session ended")
         if not ended:
             raise AssertionError("an OCPP session only ends with its connection")
         return ended[0]

@@ -22,12 +22,11 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from ocpp.exceptions import OCPPError
 from ocpp.v16.enums import (
     AvailabilityStatus,
     ChargePointErrorCode,
@@ -53,14 +52,14 @@ from chargepoint.charger import (
     PowerFailing,
     Unplugged,
 )
-from chargepoint.metering import ClockAlignedTrigger, meter_value
+from chargepoint.metering import ClockAlignedTrigger, aligned_at_or_before, meter_value
 from chargepoint.outbox import Item, Outbox, RetryPolicy
+from chargepoint.request import REQUEST_FAILURES, Request
 from chargepoint.transactions import Transaction, TransactionStore, timestamp
 from config.ocpp_keys import ConfigurationKeys
 
 log = logging.getLogger(__name__)
 
-Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 ResetHook = Callable[[ResetType], Awaitable[None]]
 
 STATUS_RETRY = 5.0  # after a StatusNotification that got no answer
@@ -131,8 +130,9 @@ class Station:
         self.power_loss = power_loss
         self.reset_hook = reset_hook
         self.no_answer_retry = no_answer_retry
+        self._changed = asyncio.Event()
         self.transactions = TransactionStore(db)
-        self.outbox = Outbox(db, self.transactions)
+        self.outbox = Outbox(db, self.transactions, on_change=self._changed.set)
         self.authorizer = Authorizer(keys, AuthorizationCache(db))
         self.connectors = [
             ConnectorState(n, hardware) for n, hardware in enumerate(charger.connectors, start=1)
@@ -151,6 +151,12 @@ class Station:
     @property
     def online(self) -> bool:
         return self._request is not None
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; it is checked after every change of state."""
+        while not predicate():
+            self._changed.clear()
+            await self._changed.wait()
 
     async def start(self) -> None:
         """Load what the last run left and pick up interrupted transactions."""
@@ -225,6 +231,7 @@ class Station:
                 )
         finally:
             self._request = None
+            self._changed.set()
 
     def _retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -241,8 +248,8 @@ class Station:
             return None
         try:
             return await request(action, payload)
-        except (OCPPError, TimeoutError) as exc:
-            log.warning("%s failed: %s", action, exc)
+        except REQUEST_FAILURES as exc:
+            log.warning("%s failed: %s", action, exc or type(exc).__name__)
             return None
 
     # -- status (§4.9) --
@@ -265,7 +272,9 @@ class Station:
         if tx is not None:
             if tx.deauthorized or connector.energy_cap is not None:
                 return Status(ChargePointStatus.suspended_evse)
-            if not hardware.plugged or hardware.ev_suspended:
+            if not hardware.plugged:
+                return Status(ChargePointStatus.suspended_ev, info="EV side disconnected")
+            if hardware.ev_suspended:
                 return Status(ChargePointStatus.suspended_ev)
             return Status(ChargePointStatus.charging)
         if not (connector.operative and self.operative0) or self.resetting is not None:
@@ -286,6 +295,7 @@ class Station:
                 reported.since = loop.time()
                 reported.since_wall = datetime.now(UTC)
         self._status_wake.set()
+        self._changed.set()
 
     async def _report_statuses(self, *, until_idle: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -393,7 +403,10 @@ class Station:
             return self.connectors[number - 1]
         for connector in self.connectors:
             tx = connector.transaction
-            if tx is not None and tx.id_tag == id_tag:
+            authorized = connector.authorized
+            if (tx is not None and tx.id_tag == id_tag) or (
+                authorized is not None and authorized.id_tag == id_tag
+            ):
                 return connector
         free = [c for c in self.connectors if c.transaction is None and c.authorized is None]
         plugged = [c for c in free if c.hardware.plugged and not c.finishing]
@@ -418,6 +431,17 @@ class Station:
         tx = connector.transaction
         if tx is not None:
             await self._on_stop_tag(connector, tx, id_tag)
+            return
+        authorized = connector.authorized
+        if authorized is not None and authorized.id_tag == id_tag:
+            # The same card again before the cable: the driver changed their mind.
+            async with self._lock:
+                if connector.authorized is authorized:
+                    log.info("idTag %s presented again: authorization withdrawn", id_tag)
+                    if authorized.expires is not None:
+                        authorized.expires.cancel()
+                    connector.authorized = None
+                    self._refresh()
             return
         if not self._can_start(connector):
             log.info(
@@ -570,6 +594,7 @@ class Station:
 
     def _on_delivered(self, item: Item, answer: dict[str, Any]) -> None:
         """The CSMS answered a queued message (the outbox has stored the id already)."""
+        self._changed.set()
         if item.local_tx is None or "idTagInfo" not in answer:
             return
         info = IdTagInfo.from_json(answer["idTagInfo"])
@@ -693,7 +718,12 @@ class Station:
             )
 
     async def _aligned(self) -> None:
-        now = datetime.now(UTC)
+        # §9.1.5: sent at the end of each interval, "bearing the interval start time timestamp".
+        interval = self.keys.integer("ClockAlignedDataInterval")
+        if interval <= 0:
+            return
+        end = aligned_at_or_before(datetime.now(UTC), interval)
+        now = end - timedelta(seconds=interval)
         for connector in self.connectors:
             async with self._lock:
                 reading = connector.hardware.read_meter()

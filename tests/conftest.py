@@ -103,6 +103,7 @@ class TcpProxy:
         self.server: asyncio.Server | None = None
         self.from_client = bytearray()
         self.stalled = False  # every connection, new ones too
+        self.refusing = False  # new connections are closed at once: the CSMS is unreachable
         self._silenced: set[int] = set()  # connections stalled by stall_existing()
         self.connections = 0
         self._writers: list[asyncio.StreamWriter] = []
@@ -113,6 +114,9 @@ class TcpProxy:
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         self.connections += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._writers += [writer, up_writer]

@@ -23,7 +23,7 @@ from chargepoint.station import Station
 from chargepoint.storage import open_state
 from config.loader import Config, parse_config
 from config.ocpp_keys import ConfigurationKeys, core_keys
-from tests.conftest import FAST
+from tests.conftest import FAST, TcpProxy
 from tests.peers import Csms, NodeCsms, PythonCsms
 from transport.link import Link
 from transport.modems.host import HostLink
@@ -186,3 +186,185 @@ class NoSession:
 
     async def reconnect(self, why: str) -> None:
         pass
+
+
+class Rig:
+    """A charge point on the simulated Quectel module, a CSMS peer, and a proxy in between
+    that can cut the CSMS off (a coverage hole) while the module itself stays up."""
+
+    def __init__(
+        self,
+        peer: Csms,
+        sim: SimulatorShell,
+        proxy: TcpProxy,
+        config: Config,
+    ) -> None:
+        self.peer = peer
+        self.sim = sim
+        self.proxy = proxy
+        self.config = config
+        self.daemon = self._new_daemon()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def _new_daemon(self) -> Daemon:
+        return Daemon(self.config, QuectelLink(self.sim.path, 115200, FAST))
+
+    @property
+    def charger(self) -> SimulatedCharger:
+        charger = self.daemon.charger
+        assert isinstance(charger, SimulatedCharger)
+        return charger
+
+    @property
+    def station(self) -> Station:
+        return self.daemon.station
+
+    def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self.daemon.run(self._stop))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            async with asyncio.timeout(30):
+                await self._task
+            self._task = None
+
+    async def restart(self) -> None:
+        """Power off and on: the process ends without stopping anything; state stays on disk."""
+        await self.stop()
+        self.daemon = self._new_daemon()
+        self.start()
+
+    async def wait_stopped(self) -> None:
+        """Wait for the daemon to end by itself (after a Reset)."""
+        assert self._task is not None
+        async with asyncio.timeout(30):
+            await self._task
+        self._task = None
+
+    # -- what the CSMS saw --
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        return [c["params"] for c in self.peer.calls(method)]
+
+    async def wait_calls(self, method: str, count: int = 1, timeout: float = 30) -> list[Any]:
+        await self.peer.wait_for(lambda _: len(self.calls(method)) >= count, timeout)
+        return self.calls(method)
+
+    async def wait_status(self, connector: int, status: str, timeout: float = 30) -> dict[str, Any]:
+        """The first StatusNotification of ``connector`` with ``status`` not seen before."""
+
+        def found(_: Any) -> Any:
+            for params in self.calls("StatusNotification"):
+                if params["connectorId"] == connector and params["status"] == status:
+                    return params
+            return None
+
+        result: dict[str, Any] = await self.peer.wait_for(found, timeout)
+        return result
+
+    def csms_transaction_ids(self) -> list[int]:
+        """The transactionIds the CSMS gave out, in order (from its StartTransaction.conf)."""
+        ids = []
+        for event in self.peer.events:
+            if event["event"] == "frame" and event["outbound"]:
+                frame = json.loads(event["text"])
+                if frame[0] == 3 and isinstance(frame[2], dict) and "transactionId" in frame[2]:
+                    ids.append(frame[2]["transactionId"])
+        return ids
+
+    def status_sequence(self, connector: int) -> list[str]:
+        return [
+            p["status"] for p in self.calls("StatusNotification") if p["connectorId"] == connector
+        ]
+
+    async def booted(self, count: int = 1) -> None:
+        """Wait for BootNotification number ``count`` and the status reports after it."""
+        connectors = self.config.charge_point.connectors
+
+        def reported(events: list[dict[str, Any]]) -> bool:
+            calls = [e for e in events if e["event"] == "call"]
+            boots = [i for i, c in enumerate(calls) if c["method"] == "BootNotification"]
+            if len(boots) < count:
+                return False
+            after = calls[boots[count - 1] :]
+            numbers = {
+                c["params"]["connectorId"] for c in after if c["method"] == "StatusNotification"
+            }
+            return numbers == set(range(connectors + 1))
+
+        await self.peer.wait_for(reported)
+
+    # -- the coverage hole --
+
+    def offline(self) -> None:
+        self.proxy.refusing = True
+        self.proxy.drop_all()
+
+    def online(self) -> None:
+        self.proxy.refusing = False
+
+    async def wait_offline(self) -> None:
+        async with asyncio.timeout(30):
+            await self.station.wait_until(lambda: not self.station.online)
+
+    async def wait_online(self) -> None:
+        async with asyncio.timeout(60):
+            await self.station.wait_until(lambda: self.station.online)
+
+    # -- charging --
+
+    async def charging(self, connector: int = 1, id_tag: str = "TAG-1") -> int:
+        """Plug in, present ``id_tag``: a running transaction; returns its transactionId."""
+        before = len(self.calls("StartTransaction"))
+        self.charger.plug(connector)
+        self.charger.present(id_tag, connector)
+        await self.wait_calls("StartTransaction", before + 1)
+        tx = await self.transaction_id(connector)
+        return tx
+
+    async def transaction_id(self, connector: int) -> int:
+        state = self.station.connectors[connector - 1]
+
+        def known() -> bool:
+            return state.transaction is not None and state.transaction.transaction_id is not None
+
+        async with asyncio.timeout(30):
+            await self.station.wait_until(known)
+        assert state.transaction is not None and state.transaction.transaction_id is not None
+        return state.transaction.transaction_id
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    peer_kind: str,
+    *,
+    keys: dict[str, Any] | None = None,
+    boots: str = "Accepted:300",
+    connectors: int = 2,
+    **config: Any,
+) -> AsyncIterator[Rig]:
+    """A booted charge point (statuses reported) against ``peer_kind``."""
+    async with csms_peer(peer_kind, password=PASSWORD, boots=boots) as peer:
+        proxy = TcpProxy(peer.port)
+        await proxy.start()
+        try:
+            async with SimulatorShell() as sim:
+                settings = make_config(
+                    f"ws://127.0.0.1:{proxy.port}/ocpp",
+                    keys={"MeterValueSampleInterval": 0, **(keys or {})},
+                    connectors=connectors,
+                    **config,
+                )
+                the_rig = Rig(peer, sim, proxy, settings)
+                the_rig.start()
+                try:
+                    if boots.startswith("Accepted"):
+                        await the_rig.booted()
+                    yield the_rig
+                finally:
+                    await the_rig.stop()
+        finally:
+            await proxy.stop()

@@ -73,6 +73,40 @@ class PeerLog:
         return None
 
 
+class CsmsBehaviour:
+    """How a test CSMS answers the charge point's transaction requests.
+
+    ``id_tags``: idTagInfo per idTag (anything else is Accepted); ``fail``: how many of the
+    next requests of an action get a CallError InternalError (OCPP-J "failed to process").
+    """
+
+    def __init__(self) -> None:
+        self.id_tags: dict[str, dict[str, Any]] = {}
+        self.fail: dict[str, int] = {}
+        self.next_transaction_id = 1000
+
+    def configure(
+        self, id_tags: dict[str, dict[str, Any]] | None, fail: dict[str, int] | None
+    ) -> None:
+        self.id_tags.update(id_tags or {})
+        self.fail.update(fail or {})
+
+    def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer, or None for a CallError."""
+        if self.fail.get(method, 0) > 0:
+            self.fail[method] -= 1
+            return None
+        info = self.id_tags.get(params.get("idTag", ""), {"status": "Accepted"})
+        if method == "Authorize":
+            return {"idTagInfo": info}
+        if method == "StartTransaction":
+            self.next_transaction_id += 1
+            return {"transactionId": self.next_transaction_id, "idTagInfo": info}
+        if method == "StopTransaction":
+            return {"idTagInfo": info} if "idTag" in params else {}
+        return {}
+
+
 class PythonCsms(PeerLog):
     """A CSMS on `websockets` and the `ocpp` library; checks HTTP Basic auth."""
 
@@ -84,6 +118,15 @@ class PythonCsms(PeerLog):
         self.server: Server | None = None
         self.connection: ServerConnection | None = None
         self.port = 0
+        self.behaviour = CsmsBehaviour()
+
+    async def configure(
+        self,
+        *,
+        id_tags: dict[str, dict[str, Any]] | None = None,
+        fail: dict[str, int] | None = None,
+    ) -> None:
+        self.behaviour.configure(id_tags, fail)
 
     @property
     def url(self) -> str:
@@ -159,7 +202,16 @@ class PythonCsms(PeerLog):
             reply: Any = {"status": status, "interval": interval, "currentTime": _now()}
         elif method == "Heartbeat":
             reply = {"currentTime": _now()}
-        elif method == "StatusNotification":
+        elif method in ("Authorize", "StartTransaction", "StopTransaction", "MeterValues"):
+            reply = self.behaviour.answer(method, params)
+            if reply is None:
+                await self._send(connection, json.dumps([4, message_id, "InternalError", "", {}]))
+                return
+        elif method in (
+            "StatusNotification",
+            "DiagnosticsStatusNotification",
+            "FirmwareStatusNotification",
+        ):
             reply = {}
         else:
             await self._send(connection, json.dumps([4, message_id, "NotImplemented", "", {}]))
@@ -265,6 +317,23 @@ class NodeCsms(PeerLog):
 
     async def send_raw(self, text: str) -> None:
         await self._command({"cmd": "raw", "data": text})
+
+    async def configure(
+        self,
+        *,
+        id_tags: dict[str, dict[str, Any]] | None = None,
+        fail: dict[str, int] | None = None,
+    ) -> None:
+        self._next_id += 1
+        command_id = self._next_id
+        await self._command(
+            {"cmd": "configure", "id": command_id, "idTags": id_tags or {}, "fail": fail or {}}
+        )
+        await self.wait_for(
+            lambda events: any(
+                e["event"] == "configured" and e.get("id") == command_id for e in events
+            )
+        )
 
     async def close_connection(self, code: int = 1000, reason: str = "") -> None:
         await self._command({"cmd": "close", "code": code, "reason": reason})

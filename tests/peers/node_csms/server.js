@@ -35,6 +35,25 @@ const boots = option('--boot', 'Accepted:300').split(',').map((entry) => {
 });
 let bootCount = 0;
 let current = null;
+// How transaction requests are answered (see tests/peers CsmsBehaviour).
+const idTags = {};
+const fail = {};
+let nextTransactionId = 1000;
+
+function transactionAnswer(method, params) {
+  if ((fail[method] || 0) > 0) {
+    fail[method] -= 1;
+    throw createRPCError('InternalError', 'told to fail');
+  }
+  const info = idTags[params.idTag] || { status: 'Accepted' };
+  if (method === 'Authorize') return { idTagInfo: info };
+  if (method === 'StartTransaction') {
+    nextTransactionId += 1;
+    return { transactionId: nextTransactionId, idTagInfo: info };
+  }
+  if (method === 'StopTransaction') return params.idTag !== undefined ? { idTagInfo: info } : {};
+  return {};
+}
 
 const server = new RPCServer({
   protocols: ['ocpp1.6'],
@@ -81,10 +100,18 @@ server.on('client', (client) => {
     record('Heartbeat', params);
     return { currentTime: new Date().toISOString() };
   });
-  client.handle('StatusNotification', ({ params }) => {
-    record('StatusNotification', params);
-    return {};
-  });
+  for (const method of ['StatusNotification', 'DiagnosticsStatusNotification', 'FirmwareStatusNotification']) {
+    client.handle(method, ({ params }) => {
+      record(method, params);
+      return {};
+    });
+  }
+  for (const method of ['Authorize', 'StartTransaction', 'StopTransaction', 'MeterValues']) {
+    client.handle(method, ({ params }) => {
+      record(method, params);
+      return transactionAnswer(method, params);
+    });
+  }
   client.handle(({ method, params }) => {
     record(method, params);
     throw createRPCError('NotImplemented');
@@ -97,6 +124,12 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
     command = JSON.parse(line);
   } catch (err) {
     emit({ event: 'command_error', error: `not JSON: ${line}` });
+    return;
+  }
+  if (command.cmd === 'configure') {
+    Object.assign(idTags, command.idTags || {});
+    Object.assign(fail, command.fail || {});
+    emit({ event: 'configured', id: command.id });
     return;
   }
   if (!current) {
