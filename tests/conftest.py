@@ -105,6 +105,7 @@ class TcpProxy:
         self.stalled = False  # every connection, new ones too
         self.refusing = False  # new connections are closed at once: the CSMS is unreachable
         self._silenced: set[int] = set()  # connections stalled by stall_existing()
+        self._deafened: set[int] = set()  # connections whose answers vanish (deafen_existing)
         self.connections = 0
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -141,6 +142,8 @@ class TcpProxy:
             while data := await reader.read(65536):
                 if self.stalled or number in self._silenced:
                     continue  # the bytes vanish, as on a dead radio link
+                if not record and number in self._deafened:
+                    continue  # requests get through, answers are lost
                 if record:
                     self.from_client += data
                 writer.write(data)
@@ -153,6 +156,10 @@ class TcpProxy:
     def stall_existing(self) -> None:
         """The connections open now go silent for good; new ones work."""
         self._silenced.update(range(1, self.connections + 1))
+
+    def deafen_existing(self) -> None:
+        """The connections open now lose everything the server sends; new ones work."""
+        self._deafened.update(range(1, self.connections + 1))
 
     def drop_all(self) -> None:
         for writer in self._writers:

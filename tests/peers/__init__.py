@@ -78,12 +78,15 @@ class CsmsBehaviour:
 
     ``id_tags``: idTagInfo per idTag (anything else is Accepted); ``fail``: how many of the
     next requests of an action get a CallError InternalError (OCPP-J "failed to process").
+    A StartTransaction sent again unchanged (its answer was lost) gets the same transactionId,
+    as a careful CSMS does: it is the same transaction.
     """
 
     def __init__(self) -> None:
         self.id_tags: dict[str, dict[str, Any]] = {}
         self.fail: dict[str, int] = {}
         self.next_transaction_id = 1000
+        self.started: dict[str, int] = {}
 
     def configure(
         self, id_tags: dict[str, dict[str, Any]] | None, fail: dict[str, int] | None
@@ -100,8 +103,11 @@ class CsmsBehaviour:
         if method == "Authorize":
             return {"idTagInfo": info}
         if method == "StartTransaction":
-            self.next_transaction_id += 1
-            return {"transactionId": self.next_transaction_id, "idTagInfo": info}
+            key = json.dumps(params, sort_keys=True)
+            if key not in self.started:
+                self.next_transaction_id += 1
+                self.started[key] = self.next_transaction_id
+            return {"transactionId": self.started[key], "idTagInfo": info}
         if method == "StopTransaction":
             return {"idTagInfo": info} if "idTag" in params else {}
         return {}

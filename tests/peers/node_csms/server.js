@@ -39,6 +39,7 @@ let current = null;
 const idTags = {};
 const fail = {};
 let nextTransactionId = 1000;
+const started = new Map(); // a StartTransaction sent again unchanged is the same transaction
 
 function transactionAnswer(method, params) {
   if ((fail[method] || 0) > 0) {
@@ -48,8 +49,12 @@ function transactionAnswer(method, params) {
   const info = idTags[params.idTag] || { status: 'Accepted' };
   if (method === 'Authorize') return { idTagInfo: info };
   if (method === 'StartTransaction') {
-    nextTransactionId += 1;
-    return { transactionId: nextTransactionId, idTagInfo: info };
+    const key = JSON.stringify(Object.keys(params).sort().map((k) => [k, params[k]]));
+    if (!started.has(key)) {
+      nextTransactionId += 1;
+      started.set(key, nextTransactionId);
+    }
+    return { transactionId: started.get(key), idTagInfo: info };
   }
   if (method === 'StopTransaction') return params.idTag !== undefined ? { idTagInfo: info } : {};
   return {};
