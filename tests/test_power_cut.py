@@ -1,0 +1,164 @@
+"""Power cuts (OCPP 1.6 §3.7, §4.10; OCTT 2.13): the daemon runs as its own process on the
+simulated Quectel module and is killed with SIGKILL at random points of 100 transactions:
+right after a card is presented, while charging, right after the stop. After each cut it is
+started again, as systemd would. In the end the CSMS has every transaction the charge point
+started, each with its StopTransaction (reason PowerLoss where the cut ended it), and nothing
+is left open."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from chargepoint import control
+from tests.harness import PASSWORD, csms_peer
+from tests.peers import Csms
+from tests.transaction_log import TransactionLog, check_transactions
+from transport.simulator import SimulatorShell
+
+TRANSACTIONS = 100
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(url: str, modem: str, state: Path) -> str:
+    return f"""
+[charge_point]
+id = "CP-POWER"
+vendor = "TestVendor"
+model = "TestModel"
+connectors = 1
+power_loss = "stop"
+
+[csms]
+url = "{url}"
+password = "{PASSWORD.hex()}"
+password_format = "hex"
+call_timeout = 5
+ping_interval = 0
+reconnect_delay_min = 0.05
+reconnect_delay_max = 0.2
+
+[modem]
+type = "quectel"
+port = "{modem}"
+apn = "internet"
+registration_timeout = 5
+
+[storage]
+directory = "{state}"
+
+[ocpp_keys]
+MeterValueSampleInterval = 1
+TransactionMessageRetryInterval = 1
+"""
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, log: Path, peer: Csms, socket: Path) -> None:
+        self.config = config
+        self.log = log
+        self.peer = peer
+        self.socket = socket
+        self.process: asyncio.subprocess.Process | None = None
+        self.boots = 0
+
+    async def start(self) -> None:
+        with self.log.open("ab") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "chargepoint.cli",
+                "run",
+                "--config",
+                str(self.config),
+                cwd=ROOT,
+                stdout=output,
+                stderr=output,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        self.boots += 1
+        boots = self.boots
+        # Up when it has booted and reported its connectors.
+        await self.peer.wait_for(
+            lambda _: (
+                len(self.peer.calls("BootNotification")) >= boots
+                and len(self.peer.calls("StatusNotification")) >= 2 * boots
+            ),
+            timeout=60,
+        )
+
+    async def power_cut(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            async with asyncio.timeout(30):
+                await self.process.wait()
+
+    async def ctl(self, command: str, **args: Any) -> None:
+        answer = await control.request(self.socket, {"cmd": command, **args})
+        assert answer["ok"], answer
+
+
+def _started_tags(peer: Csms) -> set[str]:
+    return {p["params"]["idTag"] for p in peer.calls("StartTransaction")}
+
+
+async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    async with csms_peer("python", password=PASSWORD) as peer, SimulatorShell() as sim:
+        state = tmp_path / "state"
+        config = tmp_path / "chargepoint.toml"
+        config.write_text(_config(peer.url, sim.path, state))
+        daemon = DaemonProcess(config, tmp_path / "daemon.log", peer, state / "control.sock")
+        await daemon.start()
+        cuts = 0
+        try:
+            for n in range(TRANSACTIONS):
+                tag = f"PC-{n:03d}"
+                cut = rng.choices(["none", "presented", "charging", "stopped"], [6, 1, 2, 1])[0]
+                await daemon.ctl("plug", connector=1)
+                await daemon.ctl("present", id_tag=tag, connector=1)
+                if cut == "presented":
+                    await asyncio.sleep(rng.uniform(0.0, 0.05))
+                else:
+                    await peer.wait_for(lambda _, tag=tag: tag in _started_tags(peer))
+                    await asyncio.sleep(rng.uniform(0.05, 1.3))  # charging
+                    if cut != "charging":
+                        await daemon.ctl("present", id_tag=tag, connector=1)  # stop
+                        if cut == "stopped":
+                            await asyncio.sleep(rng.uniform(0.0, 0.05))
+                if cut != "none":
+                    cuts += 1
+                    await daemon.power_cut()
+                    await daemon.start()
+                await daemon.ctl("unplug", connector=1)
+            # Let the last queued messages go out.
+            await peer.wait_for(
+                lambda _: len(peer.calls("StopTransaction")) >= len(_started_tags(peer)),
+                timeout=60,
+            )
+        finally:
+            await daemon.stop()
+
+        log = TransactionLog.of(peer)
+        started = _started_tags(peer)
+        check_transactions(log, sorted(started))
+        # Every transaction the charge point said it started (after writing it to disk)
+        # reached the CSMS; the ones a cut interrupted were stopped with reason PowerLoss.
+        logged = set(
+            re.findall(r"transaction started on connector 1 for (PC-\d+)", daemon.log.read_text())
+        )
+        assert logged <= started
+        assert len(started) >= TRANSACTIONS * 0.85
+        reasons = [p["params"].get("reason") for p in peer.calls("StopTransaction")]
+        assert "PowerLoss" in reasons and "Local" in reasons
+        assert cuts >= 20
