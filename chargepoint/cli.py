@@ -19,6 +19,7 @@ from ocpp.v16.enums import ResetType
 from chargepoint import control, demo
 from chargepoint.daemon import Daemon, link_for
 from chargepoint.logs import configure_logging
+from chargepoint.storage import StateError
 from config.loader import Config, ConfigError, load_config
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             reset = asyncio.run(_run(config))
         except ConfigError as error:
             print(error.report(), file=sys.stderr)
+            return 1
+        except StateError as error:
+            print(f"chargepoint: {error}", file=sys.stderr)
             return 1
         if reset is not None:
             _restart(config, reset, argv if argv is not None else sys.argv[1:])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import signal
 import sys
 from pathlib import Path
@@ -54,6 +55,9 @@ port = "{link}"
 apn = "internet"
 password = "apn-secret"
 
+[storage]
+directory = "{tmp_path / "state"}"
+
 [logging]
 level = "debug"
 """
@@ -62,6 +66,22 @@ level = "debug"
             str(CHARGEPOINT), "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
         )
         await csms.wait_for(lambda _: csms.calls("Heartbeat"), timeout=60)
+
+        # Drive the simulated charger as a person (or the charger's HMI) would.
+        assert (await ctl(config, "plug", "1"))[0] == 0
+        assert (await ctl(config, "present", "CARD-1", "--connector", "1"))[0] == 0
+        await csms.wait_for(lambda _: csms.calls("StartTransaction"), timeout=30)
+        code, out, _ = await ctl(config, "status")
+        status = json.loads(out)
+        assert code == 0 and status["online"] is True
+        connector = status["connectors"][0]
+        assert (connector["status"], connector["plugged"]) == ("Charging", True)
+        assert connector["transaction"]["id_tag"] == "CARD-1"
+        code, _, err = await ctl(config, "plug", "7")
+        assert code == 1 and "no connector 7" in err
+        code, _, err = await ctl(config, "fault", "1", "Melted")
+        assert code == 1 and "unknown OCPP error code 'Melted'" in err
+
         daemon.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             _, stderr = await daemon.communicate()
@@ -73,6 +93,8 @@ level = "debug"
         simulator.terminate()
         await simulator.wait()
 
+    code, _, err = await ctl(config, "status")  # the daemon is gone
+    assert code == 1 and "cannot reach the daemon" in err
     assert [c["method"] for c in csms.calls()][:3] == [
         "BootNotification",
         "StatusNotification",
@@ -91,6 +113,21 @@ level = "debug"
     # ...and keeps the secrets.
     for secret in (SECRET.decode(), base64.b64encode(b"CP-CLI:" + SECRET).decode(), "apn-secret"):
         assert secret not in log
+
+
+async def ctl(config: Path, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(CHARGEPOINT),
+        "ctl",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 async def test_run_with_a_broken_config_says_what_is_wrong(tmp_path: Path) -> None:

@@ -1,0 +1,260 @@
+"""The charge point's parts on their own, on a real SQLite file: configuration keys (OCPP 1.6
+ch. 9), the outbox (§3.7), the authorization rules (§3.5), meter values (§3.16), frame-log
+redaction (security whitepaper A01.FR.12) and the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from ocpp.exceptions import InternalError
+from ocpp.v16.enums import AuthorizationStatus, ConfigurationStatus
+
+from chargepoint.authorization import AuthorizationCache, Authorizer, IdTagInfo
+from chargepoint.charge_point import redact
+from chargepoint.charger import MEASURANDS, MeterReading
+from chargepoint.metering import ClockAlignedTrigger, aligned_after, meter_value
+from chargepoint.outbox import Outbox, RetryPolicy
+from chargepoint.storage import open_state
+from chargepoint.transactions import TransactionStore
+from config.ocpp_keys import ConfigurationKeys, core_keys
+from tests.harness import fresh_state
+
+
+def keys_on(db: sqlite3.Connection, **stored: str) -> ConfigurationKeys:
+    specs = core_keys(
+        connectors=2,
+        measurands=MEASURANDS,
+        heartbeat_interval=300,
+        ping_interval=60,
+        authorization_key=None,
+    )
+    keys = ConfigurationKeys(db, specs)
+    for name, value in stored.items():
+        keys.store(name, value)
+    return keys
+
+
+# -- configuration keys --
+
+
+def test_keys_change_validate_and_persist() -> None:
+    directory = fresh_state()
+    keys = keys_on(open_state(directory))
+    assert keys.change("HeartbeatInterval", "120") is ConfigurationStatus.accepted
+    assert keys.change("HeartbeatInterval", "0") is ConfigurationStatus.rejected
+    assert keys.change("HeartbeatInterval", "2 minutes") is ConfigurationStatus.rejected
+    assert keys.change("NumberOfConnectors", "4") is ConfigurationStatus.rejected  # read-only
+    assert keys.change("LightIntensity", "50") is ConfigurationStatus.not_supported
+    assert keys.change("LocalPreAuthorize", "TRUE") is ConfigurationStatus.accepted
+    assert keys.change("MeterValuesSampledData", "SoC, Voltage") is ConfigurationStatus.accepted
+    # Errata §3.14.4: one unsupported measurand rejects the whole list, nothing changes.
+    assert keys.change("MeterValuesSampledData", "SoC,Frequency") is ConfigurationStatus.rejected
+    again = keys_on(open_state(directory))  # a restart
+    assert again.integer("HeartbeatInterval") == 120
+    assert again.boolean("LocalPreAuthorize") is True
+    assert again.items("MeterValuesSampledData") == ["SoC", "Voltage"]
+
+
+def test_authorization_key_is_write_only() -> None:
+    keys = keys_on(open_state(fresh_state()))
+    assert keys.change("AuthorizationKey", "too short") is ConfigurationStatus.rejected
+    key = "00112233445566778899aabbccddeeff"
+    assert keys.change("AuthorizationKey", key) is ConfigurationStatus.accepted
+    known, unknown = keys.read(None)
+    assert "AuthorizationKey" not in {k.key for k in known} and unknown == []
+    known, unknown = keys.read(["AuthorizationKey", "HeartbeatInterval"])
+    assert [k.key for k in known] == ["HeartbeatInterval"] and unknown == ["AuthorizationKey"]
+    assert keys.get("AuthorizationKey") == key
+
+
+def test_frame_log_hides_the_authorization_key() -> None:
+    frame = json.dumps(
+        [2, "1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "00ff" * 8}]
+    )
+    assert "00ff" not in redact(frame)
+    assert '"***"' in redact(frame)
+    other = json.dumps([2, "1", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "9"}])
+    assert redact(other) == other
+
+
+async def test_a_listener_hears_a_change_at_once() -> None:
+    keys = keys_on(open_state(fresh_state()))
+    heard: list[int] = []
+    subscription = keys.subscribe_to("WebSocketPingInterval", heard.append)
+    waiting = asyncio.create_task(keys.changed())
+    await asyncio.sleep(0)
+    keys.change("WebSocketPingInterval", "15")
+    assert await waiting == "WebSocketPingInterval"
+    subscription.cancel()
+    keys.change("WebSocketPingInterval", "20")
+    assert heard == [15]
+
+
+# -- the outbox --
+
+
+class Csms:
+    """Answers the outbox's requests from a script: a dict, or an exception to raise."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script = list(script)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.sent.append((action, payload))
+        step = self.script.pop(0) if self.script else {}
+        if isinstance(step, Exception):
+            raise step
+        assert isinstance(step, dict)
+        return step
+
+
+START_ANSWER = {"transactionId": 77, "idTagInfo": {"status": "Accepted"}}
+
+
+async def deliver_all(outbox: Outbox, csms: Csms, attempts: int = 3) -> None:
+    policy = RetryPolicy(attempts=attempts, interval=0.0, no_answer_retry=0.0)
+    task = asyncio.create_task(outbox.deliver(csms, lambda: policy, lambda item, answer: None))
+    try:
+        async with asyncio.timeout(5):
+            await outbox.wait_empty()
+    finally:
+        task.cancel()
+
+
+async def test_outbox_fills_in_the_csms_transaction_id_and_survives_a_restart() -> None:
+    directory = fresh_state()
+    db = open_state(directory)
+    transactions = TransactionStore(db)
+    outbox = Outbox(db, transactions)
+    tx = transactions.start(1, "TAG", None, 100, datetime.now(UTC))
+    outbox.put("StartTransaction", {"connectorId": 1, "idTag": "TAG"}, tx.local_id)
+    outbox.put("MeterValues", {"connectorId": 1, "meterValue": []}, tx.local_id)
+    outbox.put("StopTransaction", {"meterStop": 200}, tx.local_id)
+    db.close()  # the power goes: nothing was sent
+
+    db = open_state(directory)
+    transactions = TransactionStore(db)
+    outbox = Outbox(db, transactions)
+    assert [item.action for item in outbox.pending()] == [
+        "StartTransaction",
+        "MeterValues",
+        "StopTransaction",
+    ]
+    csms = Csms(START_ANSWER, {}, {})
+    await deliver_all(outbox, csms)
+    assert csms.sent[1][1]["transactionId"] == 77
+    assert csms.sent[2] == ("StopTransaction", {"meterStop": 200, "transactionId": 77})
+    assert transactions.count() == 0  # forgotten once its StopTransaction was answered
+
+
+async def test_outbox_retries_call_errors_then_drops_loudly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = open_state(fresh_state())
+    outbox = Outbox(db, TransactionStore(db))
+    outbox.put("MeterValues", {"connectorId": 1, "meterValue": [], "n": 1})
+    outbox.put("MeterValues", {"connectorId": 1, "meterValue": [], "n": 2})
+    csms = Csms(InternalError(), InternalError(), InternalError(), {})
+    await deliver_all(outbox, csms)
+    assert [payload["n"] for _, payload in csms.sent] == [1, 1, 1, 2]
+    assert outbox.dropped == 1 and outbox.delivered == 1
+    assert "dropping MeterValues" in caplog.text
+
+
+async def test_outbox_resends_unanswered_messages_without_counting_them() -> None:
+    db = open_state(fresh_state())
+    outbox = Outbox(db, TransactionStore(db))
+    outbox.put("MeterValues", {"connectorId": 1, "meterValue": []})
+    csms = Csms(TimeoutError(), TimeoutError(), TimeoutError(), TimeoutError(), {})
+    await deliver_all(outbox, csms, attempts=1)
+    assert len(csms.sent) == 5 and outbox.dropped == 0
+
+
+# -- authorization --
+
+
+async def test_authorization_rules_online_and_offline() -> None:
+    db = open_state(fresh_state())
+    keys = keys_on(db)
+    authorizer = Authorizer(keys, AuthorizationCache(db))
+    csms = Csms({"idTagInfo": {"status": "Accepted", "parentIdTag": "P"}})
+    info = await authorizer.authorize("CARD", csms)
+    assert info.accepted and info.parent_id_tag == "P"
+    # Offline: from the cache (LocalAuthorizeOffline), unknown ones refused by default.
+    assert (await authorizer.authorize("CARD", None)).accepted
+    assert not (await authorizer.authorize("STRANGER", None)).accepted
+    keys.change("AllowOfflineTxForUnknownId", "true")
+    assert (await authorizer.authorize("STRANGER", None)).accepted
+    keys.change("LocalAuthorizeOffline", "false")
+    assert not (await authorizer.authorize("CARD", None)).accepted
+    # LocalPreAuthorize: online, a cached Accepted card needs no Authorize.req.
+    keys.change("LocalPreAuthorize", "true")
+    silent = Csms()
+    assert (await authorizer.authorize("CARD", silent)).accepted and silent.sent == []
+    # An expired cache entry is not good enough.
+    authorizer.remember("OLD", IdTagInfo(AuthorizationStatus.accepted, "2020-01-01T00:00:00Z"))
+    asked = Csms({"idTagInfo": {"status": "Blocked"}})
+    assert (await authorizer.authorize("OLD", asked)).status is AuthorizationStatus.blocked
+    assert len(asked.sent) == 1
+    # No answer from the CSMS: decided as if offline.
+    keys.change("LocalAuthorizeOffline", "true")
+    assert (await authorizer.authorize("CARD", Csms(TimeoutError()))).accepted
+
+
+# -- meter values --
+
+
+def test_meter_value_fields() -> None:
+    reading = MeterReading(
+        energy_wh=1234.6,
+        power_w=11040.0,
+        current_a=16.0,
+        current_offered_a=16.0,
+        voltage_v=230.0,
+        soc_percent=None,
+    )
+    when = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+    value = meter_value(
+        reading, ["Energy.Active.Import.Register", "SoC", "Voltage"], "Trigger", when
+    )
+    assert value == {
+        "timestamp": "2026-11-22T12:00:00.000Z",
+        "sampledValue": [
+            {
+                "value": "1234",
+                "context": "Trigger",
+                "measurand": "Energy.Active.Import.Register",
+                "unit": "Wh",
+                "location": "Outlet",
+                "format": "Raw",
+            },
+            {
+                "value": "230.0",
+                "context": "Trigger",
+                "measurand": "Voltage",
+                "unit": "V",
+                "location": "Outlet",
+            },
+        ],
+    }
+    assert meter_value(reading, ["SoC"], "Trigger", when) is None  # no EV data: no value
+
+
+def test_clock_aligned_instants_restart_at_midnight() -> None:
+    late = datetime(2026, 11, 22, 23, 50, 0, tzinfo=UTC)
+    # 7 minutes does not divide a day: the last interval of the day is cut short at midnight.
+    assert aligned_after(late, 420) == datetime(2026, 11, 22, 23, 55, 0, tzinfo=UTC)
+    assert aligned_after(datetime(2026, 11, 22, 23, 58, tzinfo=UTC), 420) == datetime(
+        2026, 11, 23, 0, 0, tzinfo=UTC
+    )
+    trigger = ClockAlignedTrigger(900)
+    now = datetime(2026, 11, 22, 10, 7, 30, tzinfo=UTC)
+    first = trigger.get_next_fire_time(None, now)
+    assert first == datetime(2026, 11, 22, 10, 15, tzinfo=UTC)
+    assert trigger.get_next_fire_time(first, first) == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
