@@ -124,6 +124,7 @@ async def measure(path: str, count: int, *, callgrind: bool = False) -> dict[str
             config = parse_config(
                 f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
                 f'[csms]\nurl = "{url}"\nping_interval = 0\n[modem]\ntype = "host"\n'
+                f'[storage]\ndirectory = "{tmp}/state"\n'
             )
             meter = CpuMeter()
             vendors = DataTransferVendors()

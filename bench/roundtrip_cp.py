@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 
 from ocpp.v16.enums import DataTransferStatus
 
@@ -37,11 +38,13 @@ async def serve(url: str, count: int, modem: str | None, baud: int) -> None:
     vendors = DataTransferVendors()
     vendors.register("org.example.bench", handle)
     link: Link = QuectelLink(modem, baud, QuectelSettings(apn="internet")) if modem else HostLink()
-    config = parse_config(
-        f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
-        f'[csms]\nurl = "{url}"\nping_interval = 0\n[modem]\ntype = "host"\n'
-    )
-    await Daemon(config, link, data_transfer=vendors).run(stop)
+    with tempfile.TemporaryDirectory() as state:
+        config = parse_config(
+            f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
+            f'[csms]\nurl = "{url}"\nping_interval = 0\n[modem]\ntype = "host"\n'
+            f'[storage]\ndirectory = "{state}"\n'
+        )
+        await Daemon(config, link, data_transfer=vendors).run(stop)
 
 
 def main() -> int:

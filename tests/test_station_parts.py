@@ -18,7 +18,7 @@ from chargepoint.authorization import AuthorizationCache, Authorizer, IdTagInfo
 from chargepoint.charge_point import redact
 from chargepoint.charger import MEASURANDS, MeterReading
 from chargepoint.metering import ClockAlignedTrigger, aligned_after, meter_value
-from chargepoint.outbox import Outbox, RetryPolicy
+from chargepoint.outbox import BATCH_BYTES, Outbox, RetryPolicy
 from chargepoint.storage import open_state
 from chargepoint.transactions import TransactionStore
 from config.ocpp_keys import ConfigurationKeys, core_keys
@@ -104,10 +104,16 @@ class Csms:
     def __init__(self, *script: Any) -> None:
         self.script = list(script)
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.waiting = asyncio.Event()  # a request is waiting on an asyncio.Event step
 
     async def __call__(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         self.sent.append((action, payload))
         step = self.script.pop(0) if self.script else {}
+        if isinstance(step, asyncio.Event):
+            # No answer until the test says so; then it times out.
+            self.waiting.set()
+            await step.wait()
+            raise TimeoutError
         if isinstance(step, Exception):
             raise step
         assert isinstance(step, dict)
@@ -174,6 +180,57 @@ async def test_outbox_resends_unanswered_messages_without_counting_them() -> Non
     csms = Csms(TimeoutError(), TimeoutError(), TimeoutError(), TimeoutError(), {})
     await deliver_all(outbox, csms, attempts=1)
     assert len(csms.sent) == 5 and outbox.dropped == 0
+
+
+async def test_a_backlog_of_meter_values_goes_out_in_few_messages() -> None:
+    db = open_state(fresh_state())
+    transactions = TransactionStore(db)
+    outbox = Outbox(db, transactions)
+    tx = transactions.start(1, "TAG", None, 0, datetime.now(UTC))
+    transactions.set_csms_id(tx.local_id, 5, "Accepted")
+    for n in range(100):
+        value = {
+            "timestamp": f"2026-11-22T10:00:{n % 60:02d}Z",
+            "sampledValue": [{"value": str(n)}],
+        }
+        outbox.put("MeterValues", {"connectorId": 1, "meterValue": [value]}, tx.local_id)
+    outbox.put("StopTransaction", {"meterStop": 100}, tx.local_id)
+    csms = Csms(*[{}] * 100)
+    await deliver_all(outbox, csms)
+    meter_values = [payload for action, payload in csms.sent if action == "MeterValues"]
+    assert 1 < len(meter_values) < 20
+    assert all(len(json.dumps(p, separators=(",", ":"))) <= BATCH_BYTES for p in meter_values)
+    samples = [int(v["sampledValue"][0]["value"]) for p in meter_values for v in p["meterValue"]]
+    assert samples == list(range(100))  # each once, in order
+    assert {p["transactionId"] for p in meter_values} == {5}
+    assert csms.sent[-1][0] == "StopTransaction"
+    assert outbox.delivered == 101
+
+
+async def test_an_unanswered_batch_is_sent_again_unchanged() -> None:
+    db = open_state(fresh_state())
+    transactions = TransactionStore(db)
+    outbox = Outbox(db, transactions)
+    tx = transactions.start(1, "TAG", None, 0, datetime.now(UTC))
+    transactions.set_csms_id(tx.local_id, 5, "Accepted")
+    for n in range(3):
+        outbox.put("MeterValues", {"connectorId": 1, "meterValue": [{"n": n}]}, tx.local_id)
+    release = asyncio.Event()
+    csms = Csms(release, {})
+    policy = RetryPolicy(attempts=3, interval=0.0, no_answer_retry=0.0)
+    task = asyncio.create_task(outbox.deliver(csms, lambda: policy, lambda item, answer: None))
+    async with asyncio.timeout(5):
+        await csms.waiting.wait()
+    # While the first batch waits for its answer, more samples are queued...
+    outbox.put("MeterValues", {"connectorId": 1, "meterValue": [{"n": 3}]}, tx.local_id)
+    release.set()
+    async with asyncio.timeout(5):
+        await outbox.wait_empty()
+    task.cancel()
+    # ...but the resend is the same message; the new sample follows on its own.
+    assert csms.sent[0] == csms.sent[1]
+    assert [v["n"] for v in csms.sent[1][1]["meterValue"]] == [0, 1, 2]
+    assert [v["n"] for v in csms.sent[2][1]["meterValue"]] == [3]
 
 
 # -- authorization --
