@@ -86,6 +86,7 @@ class Authorized:
     id_tag: str
     parent_id_tag: str | None
     expires: asyncio.TimerHandle | None = None
+    confirmed: bool = True  # False: a remote start still waiting for its Authorize
 
 
 @dataclass
@@ -381,7 +382,7 @@ class Station:
         if connector.transaction is not None:
             log.info("connector %d: EV plugged in again", connector.number)
             return
-        if connector.authorized is not None:
+        if connector.authorized is not None and connector.authorized.confirmed:
             await self._start(connector, connector.authorized)
 
     async def _on_unplugged(self, connector: ConnectorState) -> None:
@@ -772,7 +773,7 @@ class Station:
         if not self._can_start(connector) or connector.authorized is not None:
             return RemoteStartStopStatus.rejected
         # Claim the connector now, so a second request for it is rejected.
-        claim = Authorized(id_tag, None)
+        claim = Authorized(id_tag, None, confirmed=False)
         connector.authorized = claim
         self._refresh()
         self._spawn(self._remote_start(connector, claim), "remote start")

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from chargepoint.daemon import Daemon
 from config.loader import ConfigError, load_config, parse_config
+from tests.harness import make_config
+from transport.modems.host import HostLink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,3 +167,19 @@ def test_password_and_password_file_together() -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_ocpp_keys_in_the_file_are_checked_like_change_configuration() -> None:
+    config = make_config(
+        "ws://127.0.0.1:1/ocpp",
+        keys={"MeterValueSampleInterval": -5, "NoSuchKey": 1, "LocalPreAuthorize": "maybe"},
+    )
+    with pytest.raises(ConfigError) as caught:
+        Daemon(config, HostLink())
+    assert sorted(caught.value.problems) == [
+        "ocpp_keys.LocalPreAuthorize: must be true or false",
+        "ocpp_keys.MeterValueSampleInterval: must be at least 0",
+        "ocpp_keys.NoSuchKey: not a configuration key this charge point has",
+    ]
+    good = make_config("ws://127.0.0.1:1/ocpp", keys={"MeterValueSampleInterval": 15})
+    assert Daemon(good, HostLink()).keys.integer("MeterValueSampleInterval") == 15

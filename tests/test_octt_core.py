@@ -32,8 +32,8 @@ def no_strict_failures(r: Rig) -> None:
 
 async def settle(r: Rig) -> None:
     """Let the charge point send what it has to send (a Heartbeat round trip is the marker)."""
-    await r.peer.call("TriggerMessage", {"requestedMessage": "Heartbeat"})
     before = len(r.calls("Heartbeat"))
+    await r.peer.call("TriggerMessage", {"requestedMessage": "Heartbeat"})
     await r.wait_calls("Heartbeat", before + 1)
 
 
