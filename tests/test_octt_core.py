@@ -10,6 +10,7 @@ simulated charger. Cases that need hardware we do not have are noted where they 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -851,3 +852,50 @@ async def test_authorization_key_change_reconnects_with_the_new_password(
         answer = await r.peer.call("GetConfiguration", {"key": ["AuthorizationKey"]})
         assert answer == {"unknownKey": ["AuthorizationKey"]}  # write-only
         assert new_key not in caplog.text.lower()  # not even in the debug frame log
+
+
+async def test_stop_transaction_carries_the_configured_transaction_data(peer_kind: str) -> None:
+    # §3.16.6 (errata v4.0): Transaction.Begin, the samples, Transaction.End.
+    keys = {"MeterValueSampleInterval": 1, "StopTxnSampledData": "Energy.Active.Import.Register"}
+    async with rig(peer_kind, keys=keys) as r:
+        await r.charging(1)
+        await r.wait_calls("MeterValues", 2)
+        r.charger.present("TAG-1", 1)
+        stop = (await r.wait_calls("StopTransaction"))[0]
+        data = stop["transactionData"]
+        contexts = [value["sampledValue"][0]["context"] for value in data]
+        assert contexts[0] == "Transaction.Begin" and contexts[-1] == "Transaction.End"
+        assert contexts.count("Sample.Periodic") >= 2
+        energies = [int(value["sampledValue"][0]["value"]) for value in data]
+        assert energies == sorted(energies) and energies[-1] == stop["meterStop"]
+        no_strict_failures(r)
+
+
+async def test_no_transaction_data_when_the_stop_keys_are_empty(peer_kind: str) -> None:
+    # Errata v3.0 §3.14.5.
+    async with rig(peer_kind, keys={"MeterValueSampleInterval": 1}) as r:
+        await r.charging(1)
+        await r.wait_calls("MeterValues", 1)
+        r.charger.present("TAG-1", 1)
+        stop = (await r.wait_calls("StopTransaction"))[0]
+        assert "transactionData" not in stop
+
+
+async def test_heartbeat_interval_takes_effect_at_once(peer_kind: str) -> None:
+    async with rig(peer_kind) as r:  # the CSMS said 300 s at boot
+        answer = await r.peer.call(
+            "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "1"}
+        )
+        assert answer == {"status": "Accepted"}
+        await r.wait_calls("Heartbeat", 2, timeout=10)
+
+
+async def test_minimum_status_duration_hides_a_flicker(peer_kind: str) -> None:
+    async with rig(peer_kind, keys={"MinimumStatusDuration": 1}) as r:
+        r.charger.plug(1)
+        await asyncio.sleep(0.3)  # Preparing for less than MinimumStatusDuration...
+        r.charger.unplug(1)  # ...so neither it nor the way back is reported
+        await asyncio.sleep(0.3)
+        r.charger.plug(1)
+        await r.wait_status(1, "Preparing")
+        assert r.status_sequence(1) == ["Available", "Preparing"]
