@@ -55,6 +55,7 @@ from chargepoint.charger import (
 from chargepoint.metering import ClockAlignedTrigger, aligned_at_or_before, meter_value
 from chargepoint.outbox import Item, Outbox, RetryPolicy
 from chargepoint.request import REQUEST_FAILURES, Request
+from chargepoint.storage import atomic
 from chargepoint.transactions import Transaction, TransactionStore, timestamp
 from config.ocpp_keys import ConfigurationKeys
 
@@ -145,7 +146,6 @@ class Station:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reported = {n: Reported() for n in range(len(self.connectors) + 1)}
         self._status_wake = asyncio.Event()
-        self._started = False
 
     # -- life cycle --
 
@@ -172,7 +172,6 @@ class Station:
         async with self._lock:
             for tx in self.transactions.open():
                 await self._recover(tx)
-        self._started = True
         self._refresh()
 
     async def close(self) -> None:
@@ -181,10 +180,13 @@ class Station:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _recover(self, tx: Transaction) -> None:
+        last = datetime.fromisoformat(tx.last_seen.replace("Z", "+00:00"))
         if not 1 <= tx.connector <= len(self.connectors):
+            # The configuration lost a connector since: stop the transaction all the same.
             log.error(
                 "transaction %d on unknown connector %d: stopping it", tx.local_id, tx.connector
             )
+            self._queue_stop(tx, Reason.other, tx.meter_last, last)
             return
         connector = self.connectors[tx.connector - 1]
         connector.transaction = tx
@@ -206,7 +208,6 @@ class Station:
             tx.transaction_id or f"(local {tx.local_id})",
             tx.connector,
         )
-        last = datetime.fromisoformat(tx.last_seen.replace("Z", "+00:00"))
         self._stop(connector, Reason.power_loss, meter=tx.meter_last, when=last)
 
     # -- the connection --
@@ -521,20 +522,21 @@ class Station:
         now = datetime.now(UTC)
         reading = hardware.read_meter()
         meter_start = int(reading.energy_wh)
-        tx = self.transactions.start(
-            connector.number, authorized.id_tag, authorized.parent_id_tag, meter_start, now
-        )
-        self._add_stop_value(tx, "Transaction.Begin", now)
-        self.outbox.put(
-            "StartTransaction",
-            {
-                "connectorId": connector.number,
-                "idTag": authorized.id_tag,
-                "meterStart": meter_start,
-                "timestamp": timestamp(now),
-            },
-            tx.local_id,
-        )
+        with atomic(self.db):  # a transaction on disk always has its StartTransaction queued
+            tx = self.transactions.start(
+                connector.number, authorized.id_tag, authorized.parent_id_tag, meter_start, now
+            )
+            self._add_stop_value(tx, "Transaction.Begin", now)
+            self.outbox.put(
+                "StartTransaction",
+                {
+                    "connectorId": connector.number,
+                    "idTag": authorized.id_tag,
+                    "meterStart": meter_start,
+                    "timestamp": timestamp(now),
+                },
+                tx.local_id,
+            )
         connector.transaction = tx
         connector.finishing = False
         hardware.start_energy()
@@ -564,6 +566,26 @@ class Station:
             meter = int(hardware.read_meter().energy_wh)
             self._add_stop_value(tx, "Transaction.End", when)
         self._cancel_sampling(connector)
+        self._queue_stop(tx, reason, meter, when, id_tag)
+        connector.transaction = None
+        connector.energy_cap = None
+        connector.finishing = hardware.plugged
+        log.info(
+            "transaction %s on connector %d stopped (%s), %d Wh",
+            tx.transaction_id or f"(local {tx.local_id})",
+            connector.number,
+            reason.value,
+            meter - tx.meter_start,
+        )
+
+    def _queue_stop(
+        self,
+        tx: Transaction,
+        reason: Reason,
+        meter: int,
+        when: datetime,
+        id_tag: str | None = None,
+    ) -> None:
         payload: dict[str, Any] = {
             "meterStop": meter,
             "timestamp": timestamp(when),
@@ -575,18 +597,9 @@ class Station:
             self.keys.items("StopTxnSampledData") or self.keys.items("StopTxnAlignedData")
         ):
             payload["transactionData"] = tx.stop_data
-        self.transactions.mark_stopped(tx)
-        self.outbox.put("StopTransaction", payload, tx.local_id)
-        connector.transaction = None
-        connector.energy_cap = None
-        connector.finishing = hardware.plugged
-        log.info(
-            "transaction %s on connector %d stopped (%s), %d Wh",
-            tx.transaction_id or f"(local {tx.local_id})",
-            connector.number,
-            reason.value,
-            meter - tx.meter_start,
-        )
+        with atomic(self.db):
+            self.transactions.mark_stopped(tx)
+            self.outbox.put("StopTransaction", payload, tx.local_id)
 
     def _stop_all(self, reason: Reason) -> None:
         for connector in self.connectors:
