@@ -108,6 +108,17 @@ class DaemonProcess:
         assert answer["ok"], answer
 
 
+def _open_at_csms(peer: Csms) -> set[int]:
+    log = TransactionLog.of(peer)
+    given = {
+        m.answer["transactionId"]
+        for m in log.messages
+        if m.action == "StartTransaction" and m.answer is not None
+    }
+    stopped = {m.payload["transactionId"] for m in log.messages if m.action == "StopTransaction"}
+    return given - stopped
+
+
 def _started_tags(peer: Csms) -> set[str]:
     return {p["params"]["idTag"] for p in peer.calls("StartTransaction")}
 
@@ -141,11 +152,9 @@ async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path) -
                     await daemon.power_cut()
                     await daemon.start()
                 await daemon.ctl("unplug", connector=1)
-            # Let the last queued messages go out.
-            await peer.wait_for(
-                lambda _: len(peer.calls("StopTransaction")) >= len(_started_tags(peer)),
-                timeout=60,
-            )
+            # Let the last queued messages go out: a StopTransaction for every transactionId
+            # the CSMS gave (counting calls would count resends).
+            await peer.wait_for(lambda _: _open_at_csms(peer) == set(), timeout=60)
         finally:
             await daemon.stop()
 
