@@ -83,14 +83,21 @@ class DaemonProcess:
             )
         self.boots += 1
         boots = self.boots
-        # Up when it has booted and reported its connectors.
-        await self.peer.wait_for(
-            lambda _: (
-                len(self.peer.calls("BootNotification")) >= boots
-                and len(self.peer.calls("StatusNotification")) >= 2 * boots
-            ),
-            timeout=60,
-        )
+
+        # Up when it has booted and reported its connectors after that boot: a card presented
+        # earlier would be decided offline (and, unknown, refused), as it should be.
+        def reported(events: list[dict[str, Any]]) -> bool:
+            calls = [e for e in events if e["event"] == "call"]
+            boot = [i for i, c in enumerate(calls) if c["method"] == "BootNotification"]
+            if len(boot) < boots:
+                return False
+            after = calls[boot[boots - 1] :]
+            numbers = {
+                c["params"]["connectorId"] for c in after if c["method"] == "StatusNotification"
+            }
+            return numbers == {0, 1}
+
+        await self.peer.wait_for(reported, timeout=60)
 
     async def power_cut(self) -> None:
         assert self.process is not None
