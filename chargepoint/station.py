@@ -696,16 +696,19 @@ class Station:
             value = meter_value(
                 reading, self.keys.items("MeterValuesSampledData"), "Sample.Periodic", now
             )
-            if value is not None:
-                self.outbox.put(
-                    "MeterValues", {"connectorId": number, "meterValue": [value]}, tx.local_id
-                )
             stop_value = meter_value(
                 reading, self.keys.items("StopTxnSampledData"), "Sample.Periodic", now
             )
             if stop_value is not None:
                 self.transactions.add_stop_value(tx, stop_value)
-            self.transactions.note_meter(tx, int(reading.energy_wh), now)
+            # The sample and the transaction's "last seen" together: a StopTransaction after a
+            # power cut is then never older than a MeterValues already queued.
+            with atomic(self.db):
+                if value is not None:
+                    self.outbox.put(
+                        "MeterValues", {"connectorId": number, "meterValue": [value]}, tx.local_id
+                    )
+                self.transactions.note_meter(tx, int(reading.energy_wh), now)
             self._enforce_energy_cap(connector, reading.energy_wh)
 
     def _add_stop_value(self, tx: Transaction, context: str, when: datetime) -> None:
@@ -747,14 +750,15 @@ class Station:
                 )
                 payload = {"connectorId": connector.number, "meterValue": [value]}
                 if tx is not None:
-                    if value is not None:
-                        self.outbox.put("MeterValues", payload, tx.local_id)
                     stop_value = meter_value(
                         reading, self.keys.items("StopTxnAlignedData"), "Sample.Clock", now
                     )
                     if stop_value is not None:
                         self.transactions.add_stop_value(tx, stop_value)
-                    self.transactions.note_meter(tx, int(reading.energy_wh), now)
+                    with atomic(self.db):
+                        if value is not None:
+                            self.outbox.put("MeterValues", payload, tx.local_id)
+                        self.transactions.note_meter(tx, int(reading.energy_wh), end)
                     continue
             if value is not None and self.online:
                 # Outside a transaction, clock-aligned values are not transaction-related.

@@ -4,6 +4,7 @@ when its answer was lost; in order; with the transactionId the CSMS gave)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,8 +91,11 @@ def check_transactions(log: TransactionLog, tags: list[str]) -> dict[str, int]:
         if message.action == "StopTransaction":
             stopped.add(tag)
     assert stopped == set(tags), f"left open at the CSMS: {sorted(set(tags) - stopped)}"
-    stamps = [_timestamp(m) for m in messages]
-    assert stamps == sorted(stamps), "transaction messages out of chronological order"
+    for before, after in itertools.pairwise(messages):
+        assert _timestamp(before) <= _timestamp(after), (
+            "transaction messages out of chronological order: "
+            f"{before.action} {before.payload} then {after.action} {after.payload}"
+        )
     return ids
 
 
