@@ -39,9 +39,7 @@ from ocpp.v16.enums import (
     Action,
     AvailabilityType,
     ClearCacheStatus,
-    ConfigurationStatus,
     MessageTrigger,
-    RemoteStartStopStatus,
     ResetStatus,
     ResetType,
     TriggerMessageStatus,
@@ -374,6 +372,3 @@ _ENDED = object()  # wakes a request waiting for its answer when the connection 
 
 async def _discard(work: Coroutine[Any, Any, object]) -> None:
     await work
-
-
-__all__ = ["ChargePoint", "ConfigurationStatus", "OcppConnection", "RemoteStartStopStatus"]
