@@ -101,6 +101,7 @@ class ConnectorState:
     lock_failure: bool = False
     energy_cap: float | None = None  # MaxEnergyOnInvalidId reached at this register value
     sample_job: str | None = None
+    starting: asyncio.Future[None] | None = None  # a start waiting for the cable lock
 
 
 @dataclass
@@ -513,6 +514,15 @@ class Station:
         if authorized.expires is not None:
             authorized.expires.cancel()
         connector.authorized = None
+        starting = asyncio.get_running_loop().create_future()
+        connector.starting = starting
+        try:
+            await self._start_locked(connector, authorized)
+        finally:
+            connector.starting = None
+            starting.set_result(None)
+
+    async def _start_locked(self, connector: ConnectorState, authorized: Authorized) -> None:
         hardware = connector.hardware
         if not hardware.fixed_cable and not await hardware.lock():
             # TC_024_CS: no transaction; the connector is Faulted (ConnectorLockFailure).
@@ -855,6 +865,10 @@ class Station:
         connector = self.connectors[connector_id - 1]
         if connector.hardware.fixed_cable:
             return UnlockStatus.not_supported
+        if connector.starting is not None:
+            # A start is locking the cable right now: let it finish, then stop what it began.
+            # (It sends nothing, so waiting here cannot wait for the reader.)
+            await asyncio.shield(connector.starting)
         if connector.transaction is not None:
             self._stop(connector, Reason.unlock_command)
         unlocked = await connector.hardware.unlock()

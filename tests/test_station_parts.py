@@ -12,17 +12,18 @@ from typing import Any
 
 import pytest
 from ocpp.exceptions import InternalError
-from ocpp.v16.enums import AuthorizationStatus, ConfigurationStatus
+from ocpp.v16.enums import AuthorizationStatus, ConfigurationStatus, UnlockStatus
 
 from chargepoint.authorization import AuthorizationCache, Authorizer, IdTagInfo
 from chargepoint.charge_point import redact
 from chargepoint.charger import MEASURANDS, MeterReading
 from chargepoint.metering import ClockAlignedTrigger, aligned_after, meter_value
 from chargepoint.outbox import BATCH_BYTES, Outbox, RetryPolicy
+from chargepoint.simulated_charger import SimulatedCharger
 from chargepoint.storage import open_state
 from chargepoint.transactions import TransactionStore
 from config.ocpp_keys import ConfigurationKeys, core_keys
-from tests.harness import fresh_state
+from tests.harness import fresh_state, make_station
 
 
 def keys_on(db: sqlite3.Connection, **stored: str) -> ConfigurationKeys:
@@ -315,3 +316,33 @@ def test_clock_aligned_instants_restart_at_midnight() -> None:
     first = trigger.get_next_fire_time(None, now)
     assert first == datetime(2026, 11, 22, 10, 15, tzinfo=UTC)
     assert trigger.get_next_fire_time(first, first) == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+
+
+async def test_unlock_during_a_start_stops_the_transaction_it_began() -> None:
+    station = make_station(AllowOfflineTxForUnknownId="true")
+    charger = station.charger
+    assert isinstance(charger, SimulatedCharger)
+    connector = charger.connector(1)
+    locking, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_lock() -> bool:  # a real lock motor takes its time
+        locking.set()
+        await release.wait()
+        connector.locked = True
+        return True
+
+    connector.lock = slow_lock  # type: ignore[method-assign]
+    await station.start()
+    charger.plug(1)
+    charger.present("CARD", 1)
+    async with asyncio.timeout(5):
+        await locking.wait()
+    unlocking = asyncio.create_task(station.unlock(1))
+    release.set()
+    async with asyncio.timeout(5):
+        assert await unlocking is UnlockStatus.unlocked
+    assert not connector.locked
+    assert station.connectors[0].transaction is None
+    queued = [(item.action, item.payload.get("reason")) for item in station.outbox.pending()]
+    assert queued == [("StartTransaction", None), ("StopTransaction", "UnlockCommand")]
+    await station.close()
