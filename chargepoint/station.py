@@ -729,7 +729,6 @@ class Station:
         value = meter_value(connector.hardware.read_meter(), measurands, context, when)
         if value is not None:
             self.transactions.add_stop_value(tx, value)
-            self.transactions.note_meter(tx, tx.meter_last, datetime.now(UTC))
 
     def _schedule_aligned(self) -> None:
         if self.scheduler.get_job("aligned") is not None:

@@ -105,9 +105,8 @@ class TransactionStore:
     def note_meter(self, tx: Transaction, meter: int, when: datetime) -> None:
         tx.meter_last, tx.last_seen = meter, timestamp(when)
         self._db.execute(
-            "UPDATE transactions SET meter_last = ?, last_seen = ?, stop_data = ?"
-            " WHERE local_id = ?",
-            (tx.meter_last, tx.last_seen, json.dumps(tx.stop_data), tx.local_id),
+            "UPDATE transactions SET meter_last = ?, last_seen = ? WHERE local_id = ?",
+            (tx.meter_last, tx.last_seen, tx.local_id),
         )
 
     def add_stop_value(self, tx: Transaction, meter_value: dict[str, Any]) -> None:
@@ -115,6 +114,10 @@ class TransactionStore:
         if len(tx.stop_data) > MAX_STOP_VALUES:
             # Errata v4.0 §3.89: drop intermediate values, keep the first (Transaction.Begin).
             del tx.stop_data[1]
+        self._db.execute(
+            "UPDATE transactions SET stop_data = ? WHERE local_id = ?",
+            (json.dumps(tx.stop_data), tx.local_id),
+        )
 
     def mark_stopped(self, tx: Transaction) -> None:
         tx.stopped = True

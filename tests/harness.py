@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import json
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from chargepoint.charger import MEASURANDS
 from chargepoint.daemon import Daemon
 from chargepoint.simulated_charger import SimulatedCharger
 from chargepoint.station import Station
@@ -147,23 +149,38 @@ def strict_failures(peer: Csms) -> list[Any]:
     return [e for e in peer.events if e["event"] in ("invalid", "bad_message")]
 
 
+def keys_on(db: sqlite3.Connection, connectors: int = 2, **stored: str) -> ConfigurationKeys:
+    """The Core keys on ``db`` for a simulated charger, with ``stored`` set as by the CSMS."""
+    specs = core_keys(
+        connectors=connectors,
+        measurands=MEASURANDS,
+        heartbeat_interval=300,
+        ping_interval=60,
+        authorization_key=None,
+    )
+    keys = ConfigurationKeys(db, specs)
+    for name, value in stored.items():
+        keys.store(name, value)
+    return keys
+
+
+def reported_after_boot(events: list[dict[str, Any]], count: int, connectors: int) -> bool:
+    """BootNotification number ``count`` came, and a status for every connector after it."""
+    calls = [e for e in events if e["event"] == "call"]
+    boots = [i for i, c in enumerate(calls) if c["method"] == "BootNotification"]
+    if len(boots) < count:
+        return False
+    after = calls[boots[count - 1] :]
+    numbers = {c["params"]["connectorId"] for c in after if c["method"] == "StatusNotification"}
+    return numbers == set(range(connectors + 1))
+
+
 def make_station(connectors: int = 2, **keys: str) -> Station:
     """A station on a simulated charger with a fresh state database (scheduler not started)."""
     db = open_state(fresh_state())
-    charger = SimulatedCharger(connectors, db)
-    specs = core_keys(
-        connectors=connectors,
-        measurands=charger.measurands,
-        heartbeat_interval=300,
-        ping_interval=0,
-        authorization_key=None,
-    )
-    configuration = ConfigurationKeys(db, specs)
-    for name, value in keys.items():
-        configuration.store(name, value)
     return Station(
-        charger=charger,
-        keys=configuration,
+        charger=SimulatedCharger(connectors, db),
+        keys=keys_on(db, connectors, **keys),
         db=db,
         scheduler=AsyncIOScheduler(timezone=UTC),
     )
@@ -283,19 +300,7 @@ class Rig:
     async def booted(self, count: int = 1) -> None:
         """Wait for BootNotification number ``count`` and the status reports after it."""
         connectors = self.config.charge_point.connectors
-
-        def reported(events: list[dict[str, Any]]) -> bool:
-            calls = [e for e in events if e["event"] == "call"]
-            boots = [i for i, c in enumerate(calls) if c["method"] == "BootNotification"]
-            if len(boots) < count:
-                return False
-            after = calls[boots[count - 1] :]
-            numbers = {
-                c["params"]["connectorId"] for c in after if c["method"] == "StatusNotification"
-            }
-            return numbers == set(range(connectors + 1))
-
-        await self.peer.wait_for(reported)
+        await self.peer.wait_for(lambda events: reported_after_boot(events, count, connectors))
 
     # -- the coverage hole --
 

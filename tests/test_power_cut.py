@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chargepoint import control
-from tests.harness import PASSWORD, csms_peer
+from tests.harness import PASSWORD, csms_peer, reported_after_boot
 from tests.peers import Csms
 from tests.transaction_log import TransactionLog, check_transactions
 from transport.simulator import SimulatorShell
@@ -86,18 +86,7 @@ class DaemonProcess:
 
         # Up when it has booted and reported its connectors after that boot: a card presented
         # earlier would be decided offline (and, unknown, refused), as it should be.
-        def reported(events: list[dict[str, Any]]) -> bool:
-            calls = [e for e in events if e["event"] == "call"]
-            boot = [i for i, c in enumerate(calls) if c["method"] == "BootNotification"]
-            if len(boot) < boots:
-                return False
-            after = calls[boot[boots - 1] :]
-            numbers = {
-                c["params"]["connectorId"] for c in after if c["method"] == "StatusNotification"
-            }
-            return numbers == {0, 1}
-
-        await self.peer.wait_for(reported, timeout=60)
+        await self.peer.wait_for(lambda events: reported_after_boot(events, boots, 1), timeout=60)
 
     async def power_cut(self) -> None:
         assert self.process is not None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,29 +15,13 @@ from ocpp.v16.enums import AuthorizationStatus, ConfigurationStatus, UnlockStatu
 
 from chargepoint.authorization import AuthorizationCache, Authorizer, IdTagInfo
 from chargepoint.charge_point import redact
-from chargepoint.charger import MEASURANDS, MeterReading
+from chargepoint.charger import MeterReading
 from chargepoint.metering import ClockAlignedTrigger, aligned_after, meter_value
 from chargepoint.outbox import BATCH_BYTES, Outbox, RetryPolicy
 from chargepoint.simulated_charger import SimulatedCharger
 from chargepoint.storage import open_state
 from chargepoint.transactions import TransactionStore
-from config.ocpp_keys import ConfigurationKeys, core_keys
-from tests.harness import fresh_state, make_station
-
-
-def keys_on(db: sqlite3.Connection, **stored: str) -> ConfigurationKeys:
-    specs = core_keys(
-        connectors=2,
-        measurands=MEASURANDS,
-        heartbeat_interval=300,
-        ping_interval=60,
-        authorization_key=None,
-    )
-    keys = ConfigurationKeys(db, specs)
-    for name, value in stored.items():
-        keys.store(name, value)
-    return keys
-
+from tests.harness import fresh_state, keys_on, make_station
 
 # -- configuration keys --
 
