@@ -198,6 +198,9 @@ class AtParser:
         self._pending: Line | Urc | Connect | None = None
         self._payload = bytearray()
         self._payload_left = 0
+        self._armed: int | None = None
+        self._armed_sink: Callable[[bytes], None] | None = None
+        self._sink: Callable[[bytes], None] | None = None
 
     def reset(self) -> None:
         """Forget any partial line or payload (after a timeout or a module reboot)."""
@@ -207,6 +210,23 @@ class AtParser:
         self._pending = None
         self._payload.clear()
         self._payload_left = 0
+        self.disarm()
+        self._sink = None
+
+    def arm_connect(self, length: int, sink: Callable[[bytes], None] | None = None) -> None:
+        """The next bare ``CONNECT`` line is followed by exactly ``length`` raw bytes.
+
+        For data-mode reads whose output carries no length of its own (``AT+QHTTPREAD``: the
+        body ends with ``<CR><LF>OK``, which a binary body may contain too) but whose length
+        the host knows from elsewhere (the ``Content-Length`` of ``+QHTTPGET``). With ``sink``
+        the bytes are handed over as they come instead of being collected.
+        """
+        self._armed = length
+        self._armed_sink = sink
+
+    def disarm(self) -> None:
+        self._armed = None
+        self._armed_sink = None
 
     @property
     def in_payload(self) -> bool:
@@ -225,7 +245,10 @@ class AtParser:
                     continue
             if self._payload_left:
                 take = min(self._payload_left, n - i)
-                self._payload += data[i : i + take]
+                if self._sink is not None:
+                    self._sink(data[i : i + take])
+                else:
+                    self._payload += data[i : i + take]
                 i += take
                 self._payload_left -= take
                 if not self._payload_left:
@@ -267,11 +290,19 @@ class AtParser:
         if not text:
             return
         event = self._classify(text)
-        if isinstance(event, Line | Urc | Connect):
-            length = self._announced_length(text)
+        if isinstance(event, Connect) and event.length is None and self._armed is not None:
+            length, self._sink = self._armed, self._armed_sink
+            self.disarm()
             if length:
                 self._pending = event
                 self._payload_left = length
+                return
+            self._sink = None
+        elif isinstance(event, Line | Urc | Connect):
+            announced = self._announced_length(text)
+            if announced:
+                self._pending = event
+                self._payload_left = announced
                 return
         events.append(event)
 
@@ -309,6 +340,7 @@ class AtParser:
         payload = bytes(self._payload)
         self._payload.clear()
         self._pending = None
+        self._sink = None
         if isinstance(header, Line):
             return Line(header.text, payload)
         if isinstance(header, Urc):
@@ -377,6 +409,8 @@ class _Request:
     expect: tuple[str, ...]
     log_as: str | None
     check: bool
+    read_length: int | None = None  # raw bytes announced by a bare CONNECT
+    sink: Callable[[bytes], None] | None = None
 
     @property
     def shown(self) -> str:
@@ -533,6 +567,25 @@ class AtChannel:
         """
         return await self._run(_Request(command, data, timeout, (), log_as, False))
 
+    async def command_reading(
+        self,
+        command: str,
+        length: int,
+        *,
+        sink: Callable[[bytes], None] | None = None,
+        timeout: float | None = None,
+        expect: tuple[str, ...] = (),
+    ) -> Response:
+        """Send ``command``, whose answer is ``CONNECT`` and then exactly ``length`` raw bytes
+        (see :meth:`AtParser.arm_connect`), and wait for its final result.
+
+        The bytes are the payload of the response (or go to ``sink``). The time they take on the
+        wire is added to ``timeout``. An error result raises :class:`AtCommandFailed`.
+        """
+        return await self._run(
+            _Request(command, None, timeout, expect, None, True, read_length=length, sink=sink)
+        )
+
     async def probe(self) -> None:
         """Check the module answers ``AT``; raise :class:`ModemNotResponding` if it does not."""
         await self._lock.acquire()
@@ -622,6 +675,8 @@ class AtChannel:
         limit = self._default_timeout if request.timeout is None else request.timeout
         if request.data is not None:
             limit += self.wire_time(len(request.data))
+        if request.read_length is not None:
+            limit += self.wire_time(request.read_length)
         deadline = loop.time() + limit
         pending = _Pending(request, loop.create_future(), owns_lock)
         self._pending = pending
@@ -631,6 +686,8 @@ class AtChannel:
             extra = f" [+{len(request.data)} bytes]" if request.data is not None else ""
             log.debug("→ %s%s", shown, extra)
         try:
+            if request.read_length is not None:
+                self._parser.arm_connect(request.read_length, request.sink)
             self._write(request.command.encode() + b"\r")
             async with asyncio.timeout_at(deadline):
                 result = await pending.result
@@ -664,6 +721,8 @@ class AtChannel:
         if pending.settled:
             return
         pending.settled = True
+        if pending.request.read_length is not None:
+            self._parser.disarm()  # an error came instead of CONNECT
         if pending.expiry is not None:
             pending.expiry.cancel()
         if self._pending is pending:

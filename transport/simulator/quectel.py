@@ -9,7 +9,8 @@ a misreading in one shows up as a failing test instead of cancelling out.
 Behaviour follows docs/at-protocol.md (§n): V.25ter framing with echo on at boot (§1.1), the
 ``> `` prompt and fixed/variable-length QISEND (§2.7), buffer-mode QIRD with one "recv" URC
 until the buffer is drained (§2.8, §9.2), "closed"/"pdpdeact" URCs (§2.13), socket error codes
-kept for AT+QIGETERROR (§2.12), +CME ERROR per AT+CMEE (§1.1, §7), boot URCs (§7).
+kept for AT+QIGETERROR (§2.12), +CME ERROR per AT+CMEE (§1.1, §7), boot URCs (§7); the FILE,
+SSL-configuration and HTTP(S) commands are in :mod:`transport.simulator.quectel_http`.
 What it does not model says so with an ERROR and a comment, never silently.
 """
 
@@ -20,6 +21,9 @@ import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from transport.simulator.module_storage import ModuleStorage
+from transport.simulator.quectel_http import HttpCommands, HttpRequest
 
 CTRL_Z = 0x1A
 ESC = 0x1B
@@ -95,6 +99,8 @@ class ModuleProfile:
     send_buffer: int = 10240  # EC200U's send buffer (<Freesize> range, §2.7)
     receive_buffer: int = 64 * 1024
     send_input_timeout: float = 5.0  # EC200U "qisend/timeout" default (§2.11)
+    ufs_size: int = 14 * 1024 * 1024  # UFS capacity (AT+QFLDS="UFS", §4.1)
+    ram_size: int = 512 * 1024  # RAM disk capacity
 
 
 # Status URCs real modules volunteer (§7 boot URCs, +QIND indications) that answer no command
@@ -139,7 +145,7 @@ class CloseTcp:
     abort: bool  # True: vanish (reboot, PDP loss); False: orderly FIN
 
 
-Action = OpenTcp | SendTcp | CloseTcp
+Action = OpenTcp | SendTcp | CloseTcp | HttpRequest
 
 
 class SocketState(enum.IntEnum):
@@ -193,7 +199,7 @@ class _SendInput:
     data: bytearray = field(default_factory=bytearray)
 
 
-class QuectelModule:
+class QuectelModule(HttpCommands):
     """The command interpreter. Feed it with :meth:`receive` and the network event methods;
     collect :meth:`take_output` (units of bytes never to be split by injected noise) and
     :meth:`take_actions`; call :meth:`tick` at :meth:`next_deadline`."""
@@ -219,6 +225,7 @@ class QuectelModule:
         self._reply_raw: bytes | None = None
         self._extra_delay = 0.0
         self._after_reply: Callable[[float], None] | None = None
+        self._init_http(ModuleStorage(self.profile.ufs_size, self.profile.ram_size))
         self._power_on(now)
 
     # -- power --
@@ -242,6 +249,7 @@ class QuectelModule:
         self.last_error = 0
         self._inbuf = bytearray()
         self._input: _SendInput | None = None
+        self._reset_http()
         self._busy_until = now
         self._booting = True
         self._powered = True
@@ -298,6 +306,8 @@ class QuectelModule:
             callback(now)
         if self._input is not None and now >= self._input.deadline:
             self._input_timed_out()
+        if self.data_input is not None and now >= self.data_input.deadline:
+            self.data_input_timed_out()
         self._process(now)
 
     def next_deadline(self) -> float | None:
@@ -305,6 +315,8 @@ class QuectelModule:
         times = [t for t, _, _ in self._timers[:1]]
         if self._input is not None:
             times.append(self._input.deadline)
+        if self.data_input is not None:
+            times.append(self.data_input.deadline)
         return min(times) if times else None
 
     def take_output(self) -> list[bytes]:
@@ -312,7 +324,8 @@ class QuectelModule:
         return [] if self.muted else out
 
     def take_actions(self) -> list[Action]:
-        actions, self._actions = self._actions, []
+        actions: list[Action] = [*self._actions, *self.http_actions]
+        self._actions, self.http_actions = [], []
         return actions
 
     def _at(self, when: float, callback: Callable[[float], None]) -> None:
@@ -323,6 +336,9 @@ class QuectelModule:
         while self._inbuf and now >= self._busy_until and self._powered and not self._booting:
             if self._input is not None:
                 self._take_send_data(now)
+                continue
+            if self.data_input is not None:
+                self.take_data_input(self._inbuf, now)
                 continue
             cr = self._inbuf.find(b"\r")
             if cr < 0:
@@ -618,6 +634,10 @@ class QuectelModule:
         return self._cme(50)
 
     # -- PDP contexts (§2.1-§2.3) --
+
+    def _context_active(self, context_id: int) -> bool:
+        ctx = self.contexts.get(context_id)
+        return ctx is not None and ctx.active
 
     def _context_id(self, value: str) -> int | None:
         if value.isdigit() and 1 <= int(value) <= self.profile.max_context:

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transport.fd_ready import wait_readable, wait_writable
+from transport.simulator.http_exchange import HttpFailure, exchange
 from transport.simulator.quectel import CloseTcp, OpenTcp, QuectelModule, SendTcp
+from transport.simulator.quectel_http import HttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +301,8 @@ class SimulatorShell:
                 if conn is not None:
                     conn.outgoing.append((self._now() + self.latency, action.data))
                     conn.wake_sender.set()
+            elif isinstance(action, HttpRequest):
+                self._spawn(self._http(action), f"sim http {action.request_id}")
             elif isinstance(action, CloseTcp):
                 opening = self._opening.pop(action.socket_id, None)
                 if opening is not None:
@@ -345,6 +349,30 @@ class SimulatorShell:
             self.module.tcp_opened(action.socket_id, local_port)
         finally:
             self._opening.pop(action.socket_id, None)
+        self._service()
+
+    async def _http(self, request: HttpRequest) -> None:
+        try:
+            result = await exchange(
+                request,
+                hosts=self.hosts,
+                dns_failures=self.dns_failures,
+                latency=self.latency,
+                connect_timeout=self.connect_timeout,
+            )
+        except HttpFailure as failure:
+            log.info(
+                "simulated HTTP request to %s failed (%d): %s", request.url, failure.code, failure
+            )
+            self.module.http_failed(request.request_id, failure.code)
+        else:
+            self.module.http_response(
+                request.request_id,
+                result.status,
+                result.header,
+                result.body,
+                result.content_length,
+            )
         self._service()
 
     def _resolve_check(self, name: str) -> None:
