@@ -114,3 +114,35 @@ class SendStalled(StreamClosed):
 
 class StreamBroken(StreamClosed):
     """The stream failed because the AT conversation under it failed."""
+
+
+# --- file transfers (firmware downloads, diagnostics uploads) ------------------------------
+
+
+class TransferError(TransportError):
+    """A download or upload failed. ``retry_now`` says whether trying again at once (the same
+    request) is what the module's manual advises; otherwise wait for the next attempt."""
+
+    retry_now = False
+
+
+class HttpStatusError(TransferError):
+    """The server answered, but not with what was asked for (404, 403, 500, ...)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"{url}: the server answered HTTP {status}")
+        self.status = status
+
+
+class TransferInterrupted(TransferError):
+    """The transfer stopped part-way (connection dropped, short read); what arrived is kept."""
+
+    retry_now = True
+
+
+class TransferCorrupt(TransferError):
+    """The bytes received do not add up: wrong size, bad checksum, inconsistent ranges."""
+
+
+class UnsupportedLocation(TransferError):
+    """The location's scheme (ftp://, ...) is one this charge point cannot use."""

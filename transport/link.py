@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Protocol
 
+from transport.http import HttpClient
 from transport.modem import ModemIdentity
 from transport.stream import ByteStream
 
@@ -35,6 +36,10 @@ class Link(Protocol):
         ...
 
     async def open(self, host: str, port: int, *, tls: bool) -> ByteStream: ...
+
+    async def http_client(self) -> HttpClient:
+        """The HTTP(S) client for file transfers (firmware, diagnostics) on this link."""
+        ...
 
     async def recover(self, step: RecoveryStep) -> None: ...
 

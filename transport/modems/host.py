@@ -10,6 +10,7 @@ import ssl
 from transport.errors import PeerClosed, SocketOpenError, StreamBroken, StreamClosed
 from transport.link import RecoveryStep
 from transport.modem import ModemIdentity
+from transport.modems.host_http import HostHttp
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,12 @@ class HostLink:
     description = "host TCP/IP"
     identity: ModemIdentity | None = None
 
-    def __init__(self, connect_timeout: float = 30.0) -> None:
+    def __init__(self, connect_timeout: float = 30.0, http: HostHttp | None = None) -> None:
         self._connect_timeout = connect_timeout
+        self._http = http or HostHttp()
+
+    async def http_client(self) -> HostHttp:
+        return self._http
 
     async def open(self, host: str, port: int, *, tls: bool) -> HostTcpStream:
         context = ssl.create_default_context() if tls else None

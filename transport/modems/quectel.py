@@ -47,6 +47,7 @@ from transport.modem import (
     RegistrationStatus,
     SignalQuality,
 )
+from transport.modems.quectel_http import HTTP_URCS, HttpSettings, QuectelHttp
 from transport.serial_port import SerialPort
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,14 @@ CONNECT_IDS = range(12)  # <connectID> 0-11 (§2.4)
 
 # Status URCs the driver only logs: boot progress (§7), SIM, registration.
 STATUS_URCS = ("APP RDY", "+CPIN:", "+CFUN:", "+QUSIM:", "+QIND:", "+CREG:", "+CGREG:", "+CEREG:")
-URC_PREFIXES = ("+QIURC:", "+QIOPEN:", "RDY", "POWERED DOWN", *STATUS_URCS)
+URC_PREFIXES = ("+QIURC:", "+QIOPEN:", "RDY", "POWERED DOWN", *STATUS_URCS, *HTTP_URCS)
 
 PAYLOAD_RULES = (
     # +QIRD: <n> then exactly n bytes (TCP); +QIRD: <n>,"<ip>",<port> then n bytes (UDP service).
     # The query form "+QIRD: <total>,<read>,<unread>" announces nothing and matches neither.
     PayloadRule(re.compile(r'\+QIRD: (?P<length>\d+)(,"[^"]*",\d+)?')),
+    # AT+QFREAD: CONNECT <n> then exactly n bytes of the file (§4.7).
+    PayloadRule(re.compile(r"CONNECT (?P<length>\d+)")),
 )
 
 # Socket error codes of §2.12, with what to check where there is something to check.
@@ -164,6 +167,7 @@ class QuectelModem:
         self._opening: dict[int, asyncio.Future[int]] = {}
         self._booted = asyncio.Event()
         self._link_up = False
+        self._http: QuectelHttp | None = None
         self.reboots = 0
         channel.subscribe("+QIURC:", self._on_qiurc)
         channel.subscribe("+QIOPEN:", self._on_qiopen)
@@ -184,6 +188,12 @@ class QuectelModem:
     @property
     def settings(self) -> QuectelSettings:
         return self._settings
+
+    def http(self, settings: HttpSettings | None = None) -> QuectelHttp:
+        """The module's HTTP(S) client (for firmware and diagnostics), on this channel."""
+        if self._http is None:
+            self._http = QuectelHttp(self._at, settings)
+        return self._http
 
     @property
     def link_up(self) -> bool:
@@ -832,11 +842,16 @@ class QuectelLink:
     """
 
     def __init__(
-        self, path: str, baudrate: int = 115200, settings: QuectelSettings | None = None
+        self,
+        path: str,
+        baudrate: int = 115200,
+        settings: QuectelSettings | None = None,
+        http: HttpSettings | None = None,
     ) -> None:
         self._path = path
         self._baudrate = baudrate
         self._settings = settings or QuectelSettings()
+        self._http_settings = http or HttpSettings(context_id=self._settings.context_id)
         self._channel: AtChannel | None = None
         self._modem: QuectelModem | None = None
         self._info: LinkInfo | None = None
@@ -866,6 +881,10 @@ class QuectelLink:
             )
         modem = await self._modem_brought_up()
         return await modem.open_tcp(host, port)
+
+    async def http_client(self) -> QuectelHttp:
+        modem = await self._modem_brought_up()
+        return modem.http(self._http_settings)
 
     async def recover(self, step: RecoveryStep) -> None:
         if step is RecoveryStep.REOPEN:
