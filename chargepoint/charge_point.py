@@ -26,10 +26,11 @@ import logging
 import re
 import uuid
 from collections.abc import Coroutine, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import ocpp.messages
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import NotSupportedError, OCPPError
 from ocpp.messages import Call, CallError, CallResult, validate_payload
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as LibraryChargePoint
@@ -39,6 +40,8 @@ from ocpp.v16.enums import (
     Action,
     AvailabilityType,
     ClearCacheStatus,
+    DiagnosticsStatus,
+    FirmwareStatus,
     MessageTrigger,
     ResetStatus,
     ResetType,
@@ -46,6 +49,7 @@ from ocpp.v16.enums import (
 )
 
 from chargepoint.data_transfer import DataTransferVendors
+from chargepoint.frame_trace import FrameTrace
 from chargepoint.request import ConnectionEnded
 from chargepoint.station import Station
 from chargepoint.validation import FORMATION, MAX_MESSAGE_ID, message_id_of, validate_call_payload
@@ -115,6 +119,7 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         data_transfer: DataTransferVendors,
         station: Station,
         hooks: SessionHooks,
+        trace: FrameTrace | None = None,
     ) -> None:
         super().__init__(
             charge_point_id,
@@ -125,9 +130,11 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         self.data_transfer = data_transfer
         self.station = station
         self.hooks = hooks
+        self.trace = trace
         self._ended: ConnectionEnded | None = None
         self.answer_requests = True  # False while Rejected
         self._boot_request_id: str | None = None
+        self._diagnostics_name = ""
         self.last_sent = asyncio.get_running_loop().time()
 
     async def request(self, payload: Any) -> Any:
@@ -179,6 +186,8 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
     # -- receiving --
 
     async def route_message(self, raw_msg: str) -> None:
+        if self.trace is not None:
+            self.trace.record("in", raw_msg)
         try:
             msg = json.loads(raw_msg)
         except ValueError:
@@ -259,6 +268,8 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         await self._send(CallError(unique_id, code, description, details or {}).to_json())
 
     async def _send(self, message: str) -> None:
+        if self.trace is not None:
+            self.trace.record("out", message)
         self.last_sent = asyncio.get_running_loop().time()
         await super()._send(message)
 
@@ -354,10 +365,80 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
             case MessageTrigger.status_notification:
                 work = station.send_triggered_status(connector_id)
             case MessageTrigger.diagnostics_status_notification:
-                work = _discard(station.send("DiagnosticsStatusNotification", {"status": "Idle"}))
+                diagnostics = station.diagnostics
+                status = diagnostics.trigger_status() if diagnostics else DiagnosticsStatus.idle
+                work = _discard(
+                    station.send("DiagnosticsStatusNotification", {"status": status.value})
+                )
             case MessageTrigger.firmware_status_notification:
-                work = _discard(station.send("FirmwareStatusNotification", {"status": "Idle"}))
+                firmware = station.firmware
+                fw_status = firmware.trigger_status() if firmware else FirmwareStatus.idle
+                work = _discard(
+                    station.send("FirmwareStatusNotification", {"status": fw_status.value})
+                )
         self.hooks.spawn(work, f"triggered {requested.value}")
+
+    @on(Action.update_firmware)  # type: ignore[untyped-decorator]
+    def _on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> call_result.UpdateFirmware:
+        if self.station.firmware is None:
+            raise NotSupportedError("firmware updates are not configured")
+        return call_result.UpdateFirmware()
+
+    @after(Action.update_firmware)  # type: ignore[untyped-decorator]
+    def _after_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> None:
+        # After the answer, so Downloading never overtakes UpdateFirmware.conf (§5.19).
+        if self.station.firmware is not None:
+            self.station.firmware.update(
+                location,
+                _datetime(retrieve_date),
+                DEFAULT_RETRIES if retries is None else retries,
+                DEFAULT_RETRY_INTERVAL if retry_interval is None else retry_interval,
+            )
+
+    @on(Action.get_diagnostics)  # type: ignore[untyped-decorator]
+    def _on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> call_result.GetDiagnostics:
+        if self.station.diagnostics is None:
+            raise NotSupportedError("diagnostics uploads are not configured")
+        self._diagnostics_name = self.station.diagnostics.file_name()
+        return call_result.GetDiagnostics(file_name=self._diagnostics_name)
+
+    @after(Action.get_diagnostics)  # type: ignore[untyped-decorator]
+    def _after_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> None:
+        if self.station.diagnostics is not None:
+            self.station.diagnostics.request(
+                location,
+                DEFAULT_RETRIES if retries is None else retries,
+                DEFAULT_RETRY_INTERVAL if retry_interval is None else retry_interval,
+                _datetime(start_time) if start_time else None,
+                _datetime(stop_time) if stop_time else None,
+                self._diagnostics_name,
+            )
 
     @on(Action.data_transfer, skip_schema_validation=True)  # type: ignore[untyped-decorator]
     def _on_data_transfer(
@@ -365,6 +446,16 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
     ) -> call_result.DataTransfer:
         reply = self.data_transfer.handle(vendor_id, message_id, data)
         return call_result.DataTransfer(status=reply.status, data=reply.data)
+
+
+DEFAULT_RETRIES = 2  # when UpdateFirmware/GetDiagnostics leave it to the charge point
+DEFAULT_RETRY_INTERVAL = 60  # seconds
+
+
+def _datetime(text: str) -> datetime:
+    """An OCPP dateTime; one without an offset is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 _ENDED = object()  # wakes a request waiting for its answer when the connection ends

@@ -28,9 +28,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from ocpp.v16.enums import ResetType
 
 from chargepoint.backoff import Backoff
+from chargepoint.charge_point import redact
 from chargepoint.charger import Charger
 from chargepoint.control import ControlServer
 from chargepoint.data_transfer import DataTransferVendors
+from chargepoint.diagnostics import DiagnosticsSettings, DiagnosticsUploader
+from chargepoint.firmware import FirmwareSettings, FirmwareUpdater, read_version
+from chargepoint.frame_trace import FrameTrace
 from chargepoint.session import BootFields, Registration, Session, SessionSettings
 from chargepoint.simulated_charger import SimulatedCharger
 from chargepoint.station import PowerLossPolicy, Station
@@ -40,7 +44,9 @@ from config.ocpp_keys import AUTHORIZATION_KEY, ConfigurationKeys, core_keys
 from transport.errors import TransportError
 from transport.link import Link, RecoveryStep
 from transport.modems.host import HostLink
+from transport.modems.host_http import HostHttp
 from transport.modems.quectel import PdpAuth, QuectelLink, QuectelSettings
+from transport.modems.quectel_http import HttpSettings
 from transport.websocket import (
     HandshakeRejected,
     NotAnOcppServer,
@@ -87,8 +93,9 @@ async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T
 def link_for(config: Config) -> Link:
     """The link the configuration asks for."""
     modem = config.modem
+    fw = config.firmware
     if modem.type == "host":
-        return HostLink()
+        return HostLink(http=HostHttp(ca_file=fw.ca_file, piece_size=fw.piece_size))
     assert modem.port is not None  # the loader insists on it for a module
     settings = QuectelSettings(
         apn=modem.apn,
@@ -101,7 +108,14 @@ def link_for(config: Config) -> Link:
         sim_pin=modem.sim_pin,
         registration_timeout=modem.registration_timeout,
     )
-    return QuectelLink(modem.port, modem.baudrate, settings)
+    http = HttpSettings(
+        context_id=modem.context_id,
+        ca_file=fw.ca_file,
+        piece_size=fw.piece_size,
+        chunk=fw.chunk_size,
+        scratch_drive=fw.scratch_drive,
+    )
+    return QuectelLink(modem.port, modem.baudrate, settings, http)
 
 
 def configuration_keys(
@@ -170,6 +184,35 @@ class Daemon:
             reset_hook=self._on_reset,
             no_answer_retry=config.csms.call_timeout,
         )
+        storage = config.storage_directory
+        self.trace = FrameTrace(storage / "ocpp-frames.jsonl", redact=redact)
+        self.firmware = FirmwareUpdater(
+            station=self.station,
+            db=self.db,
+            scheduler=self.scheduler,
+            http=self.link.http_client,
+            settings=FirmwareSettings(
+                directory=storage / "firmware",
+                install_command=config.firmware.install_command,
+                reboot_command=config.firmware.reboot_command,
+                install_timeout=config.firmware.install_timeout,
+            ),
+            reboot=self._firmware_reboot,
+        )
+        self.diagnostics = DiagnosticsUploader(
+            charge_point_id=config.charge_point.id,
+            station=self.station,
+            http=self.link.http_client,
+            settings=DiagnosticsSettings(
+                log_files=config.diagnostics.log_files,
+                config_file=config.source if config.source.is_file() else None,
+                max_log_bytes=config.diagnostics.max_log_bytes,
+            ),
+            trace=self.trace,
+            identity=self._identity,
+        )
+        self.station.firmware = self.firmware
+        self.station.diagnostics = self.diagnostics
         self.reset_requested: ResetType | None = None
         self._reset_hook = reset_hook
         self._stop: asyncio.Event | None = None
@@ -190,6 +233,33 @@ class Daemon:
         if self._stop is not None:
             self._stop.set()
 
+    async def _firmware_reboot(self) -> None:
+        command = self.config.firmware.reboot_command
+        if command is None:
+            await self._on_reset(ResetType.hard)  # the daemon restarts itself
+            return
+        log.warning("firmware installed: running %s", " ".join(command))
+        try:
+            process = await asyncio.create_subprocess_exec(*command)
+            code = await process.wait()
+        except OSError as error:
+            log.error("reboot command %s could not be started: %s", command[0], error)
+            await self._on_reset(ResetType.hard)
+            return
+        if code != 0:
+            log.error("reboot command exited with %d: restarting the daemon instead", code)
+            await self._on_reset(ResetType.hard)
+
+    def _identity(self) -> dict[str, Any]:
+        identity = self.link.identity
+        return {
+            "charge_point": self.config.charge_point.id,
+            "software": version("chargepoint-at"),
+            "firmware": self._boot_fields().firmware_version,
+            "link": self.link.description,
+            "module": dataclasses.asdict(identity) if identity is not None else None,
+        }
+
     async def run(self, stop: asyncio.Event) -> None:
         cp, csms = self.config.charge_point, self.config.csms
         log.info("charge point %s: CSMS %s through %s", cp.id, csms.url, self.link.description)
@@ -199,6 +269,7 @@ class Daemon:
         try:
             await control.start()
             await self.station.start()
+            self.firmware.start()
             while not stop.is_set():
                 self.attempts += 1
                 # A bring-up can wait minutes for the network, a recovery step for the module:
@@ -215,6 +286,8 @@ class Daemon:
                         await stop.wait()
         finally:
             await control.stop()
+            await self.firmware.close()
+            await self.diagnostics.close()
             await self.station.close()
             self.scheduler.shutdown(wait=False)
             await self.link.close()
@@ -280,6 +353,7 @@ class Daemon:
             self._boot_fields(),
             self.data_transfer,
             self.station,
+            trace=self.trace,
         )
         ping = self.keys.subscribe_to("WebSocketPingInterval", ws.set_ping_interval)
         self.session = session
@@ -331,7 +405,9 @@ class Daemon:
             model=cp.model,
             serial_number=cp.serial_number,
             charge_box_serial_number=cp.charge_box_serial_number,
-            firmware_version=cp.firmware_version or version("chargepoint-at"),
+            firmware_version=read_version(self.config.firmware.version_file)
+            or cp.firmware_version
+            or version("chargepoint-at"),
             # BootNotification limits these to 20 characters (CiString20).
             iccid=identity.iccid[:20] if identity and identity.iccid else None,
             imsi=identity.imsi[:20] if identity and identity.imsi else None,

@@ -32,6 +32,7 @@ from ocpp.v16.enums import RegistrationStatus
 
 from chargepoint.charge_point import ChargePoint, OcppConnection
 from chargepoint.data_transfer import DataTransferVendors
+from chargepoint.frame_trace import FrameTrace
 from chargepoint.station import Station
 from transport.websocket import WebSocketClosed
 
@@ -99,6 +100,7 @@ class Session:
         fields: BootFields,
         data_transfer: DataTransferVendors,
         station: Station,
+        trace: FrameTrace | None = None,
     ) -> None:
         self._settings = settings
         self._registration = registration
@@ -113,6 +115,7 @@ class Session:
             data_transfer=data_transfer,
             station=station,
             hooks=self,
+            trace=trace,
         )
 
     async def run(self) -> WebSocketClosed:

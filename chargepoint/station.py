@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -58,6 +58,10 @@ from chargepoint.request import REQUEST_FAILURES, Request
 from chargepoint.storage import atomic
 from chargepoint.transactions import Transaction, TransactionStore, timestamp
 from config.ocpp_keys import ConfigurationKeys
+
+if TYPE_CHECKING:
+    from chargepoint.diagnostics import DiagnosticsUploader
+    from chargepoint.firmware import FirmwareUpdater
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,10 @@ class Station:
         ]
         self.operative0 = True
         self.resetting: ResetType | None = None
+        self.updating_firmware = False  # an update waits to install: nothing new may start
+        self.firmware: FirmwareUpdater | None = None  # set by the daemon
+        self.diagnostics: DiagnosticsUploader | None = None
+        self._after_boot: list[Callable[[], None]] = []
         self._request: Request | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -226,6 +234,10 @@ class Station:
         self._refresh()
         try:
             await self._report_statuses(until_idle=True)
+            if booted:
+                hooks, self._after_boot = self._after_boot, []
+                for hook in hooks:
+                    hook()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._report_statuses(until_idle=False), name="status reports")
                 tasks.create_task(
@@ -235,6 +247,20 @@ class Station:
         finally:
             self._request = None
             self._changed.set()
+
+    def after_boot(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once, when the next accepted boot has reported the connectors."""
+        self._after_boot.append(hook)
+
+    def set_updating_firmware(self, updating: bool) -> None:
+        """While a downloaded firmware waits to install, free connectors are Unavailable and no
+        transaction starts (§5.19); running ones go on to their end."""
+        self.updating_firmware = updating
+        self._refresh()
+        self._changed.set()
+
+    def charging_connectors(self) -> list[int]:
+        return [c.number for c in self.connectors if c.transaction is not None]
 
     def _retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -280,7 +306,11 @@ class Station:
             if hardware.ev_suspended:
                 return Status(ChargePointStatus.suspended_ev)
             return Status(ChargePointStatus.charging)
-        if not (connector.operative and self.operative0) or self.resetting is not None:
+        if (
+            not (connector.operative and self.operative0)
+            or self.resetting is not None
+            or self.updating_firmware
+        ):
             return Status(ChargePointStatus.unavailable)
         if hardware.plugged and connector.finishing:
             return Status(ChargePointStatus.finishing)
@@ -422,6 +452,7 @@ class Station:
             and connector.operative
             and self.operative0
             and self.resetting is None
+            and not self.updating_firmware
             and connector.hardware.fault is None
             and not connector.lock_failure
         )

@@ -53,6 +53,16 @@ CREATE TABLE IF NOT EXISTS availability (
     connector   INTEGER PRIMARY KEY,
     operative   INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS firmware_update (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),  -- one update at a time
+    location       TEXT NOT NULL,
+    retrieve_date  TEXT NOT NULL,
+    retries        INTEGER NOT NULL,
+    retry_interval INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    phase          TEXT NOT NULL,  -- waiting | downloaded | installed | failed (see firmware.py)
+    image          TEXT
+);
 CREATE TABLE IF NOT EXISTS simulated_connectors (
     connector   INTEGER PRIMARY KEY,  -- the simulated charger's meter and cable survive a restart
     wh          REAL NOT NULL,

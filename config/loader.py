@@ -91,6 +91,24 @@ class ChargerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FirmwareConfig:
+    install_command: tuple[str, ...] | None = None
+    reboot_command: tuple[str, ...] | None = None
+    version_file: Path | None = None
+    install_timeout: float = 600.0
+    ca_file: Path | None = None
+    piece_size: int = 65536
+    chunk_size: int = 4096
+    scratch_drive: str = "RAM"
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosticsConfig:
+    log_files: tuple[str, ...] = ()
+    max_log_bytes: int = 2097152
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     charge_point: ChargePointConfig
     csms: CsmsConfig
@@ -101,6 +119,8 @@ class Config:
     charger: ChargerConfig = ChargerConfig()
     control_socket: Path | None = None
     ocpp_keys: tuple[tuple[str, str], ...] = ()  # initial OCPP key values, as OCPP strings
+    firmware: FirmwareConfig = FirmwareConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
 
     @property
     def control_path(self) -> Path:
@@ -138,6 +158,9 @@ def parse_config(text: str, source: Path = Path("<config>")) -> Config:
 
 def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | None:
     cp, csms, modem = data["charge_point"], data["csms"], data["modem"]
+    fw = data["firmware"]
+    if "ca_file" in fw and not Path(fw["ca_file"]).is_file():
+        problems.append(f"firmware.ca_file: {fw['ca_file']} is not a readable file")
     password = _csms_password(csms, source, problems)
     if modem["type"] == "quectel" and "port" not in modem:
         problems.append('modem.port: required when modem.type is "quectel" (e.g. "/dev/ttyUSB2")')
@@ -188,7 +211,25 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
         charger=ChargerConfig(data["charger"]["type"], data["charger"]["fixed_cable"]),
         control_socket=Path(data["control"]["socket"]) if "socket" in data["control"] else None,
         ocpp_keys=tuple((name, _ocpp_string(value)) for name, value in data["ocpp_keys"].items()),
+        firmware=FirmwareConfig(
+            install_command=_argv(fw.get("install_command")),
+            reboot_command=_argv(fw.get("reboot_command")),
+            version_file=Path(fw["version_file"]) if "version_file" in fw else None,
+            install_timeout=float(fw["install_timeout"]),
+            ca_file=Path(fw["ca_file"]) if "ca_file" in fw else None,
+            piece_size=fw["piece_size"],
+            chunk_size=fw["chunk_size"],
+            scratch_drive=fw["scratch_drive"],
+        ),
+        diagnostics=DiagnosticsConfig(
+            log_files=tuple(data["diagnostics"]["log_files"]),
+            max_log_bytes=data["diagnostics"]["max_log_bytes"],
+        ),
     )
+
+
+def _argv(value: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(value) if value is not None else None
 
 
 def _ocpp_string(value: object) -> str:

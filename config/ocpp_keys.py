@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 AUTHORIZATION_KEY = "AuthorizationKey"
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
-PROFILES = "Core,RemoteTrigger"
+PROFILES = "Core,FirmwareManagement,RemoteTrigger"
 MAX_CSL_ITEMS = 8
 GET_CONFIGURATION_MAX_KEYS = 64
 
@@ -171,6 +171,8 @@ def core_keys(
         KeySpec("StopTxnSampledData", c, rw, "", check=measurand_list),
         KeySpec("StopTxnSampledDataMaxLength", i, r, str(MAX_CSL_ITEMS)),
         KeySpec("SupportedFeatureProfiles", c, r, PROFILES),
+        # §8: the protocols of UpdateFirmware / GetDiagnostics locations.
+        KeySpec("SupportedFileTransferProtocols", c, r, "HTTP,HTTPS"),
         KeySpec("TransactionMessageAttempts", i, rw, "3", 1, 100, "times"),
         KeySpec("TransactionMessageRetryInterval", i, rw, "60", 0, 86400, "seconds"),
         KeySpec("UnlockConnectorOnEVSideDisconnect", b, rw, "true"),

@@ -24,6 +24,13 @@ def _at_string() -> dict[str, Any]:
     }
 
 
+_ARGV: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string", "minLength": 1},
+    "minItems": 1,
+}
+
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -74,6 +81,69 @@ SCHEMA: dict[str, Any] = {
                     "x-message": 'must be "simulated" (the only charger driver so far)',
                 },
                 "fixed_cable": {"type": "boolean", "default": False},
+            },
+        },
+        "firmware": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "UpdateFirmware: how an image is fetched and installed",
+            "properties": {
+                "install_command": {
+                    **_ARGV,
+                    "description": "installer, run without a shell; the image path replaces an "
+                    'argument "{image}" or is appended; exit 0 means installed (without it, '
+                    "installation fails with InstallationFailed)",
+                },
+                "reboot_command": {
+                    **_ARGV,
+                    "description": "run after a successful install; default: the daemon "
+                    "restarts itself",
+                },
+                "version_file": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "file whose first line is the firmware version reported in "
+                    "BootNotification (the installer updates it); default: "
+                    "charge_point.firmware_version",
+                },
+                "install_timeout": {"type": "number", "minimum": 1, "default": 600},
+                "ca_file": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "PEM CA certificate(s) to verify https:// file servers "
+                    "(uploaded to the module); without it https is not verified",
+                },
+                "piece_size": {
+                    "type": "integer",
+                    "minimum": 4096,
+                    "maximum": 1048576,
+                    "default": 65536,
+                    "description": "bytes per HTTP Range request (must fit the module's RAM disk)",
+                },
+                "chunk_size": {
+                    "type": "integer",
+                    "minimum": 512,
+                    "maximum": 16384,
+                    "default": 4096,
+                    "description": "bytes per AT+QFREAD/AT+QFWRITE: the longest OCPP waits for the "
+                    "serial line during a transfer (4096 B = 0.36 s at 115200 baud)",
+                },
+                "scratch_drive": {"enum": ["RAM", "UFS"], "default": "RAM"},
+            },
+        },
+        "diagnostics": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "GetDiagnostics: what goes into the archive",
+            "properties": {
+                "log_files": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1},
+                    "default": [],
+                    "description": "glob patterns of log files to include (lines filtered by "
+                    "startTime/stopTime)",
+                },
+                "max_log_bytes": {"type": "integer", "minimum": 1024, "default": 2097152},
             },
         },
         "control": {

@@ -30,6 +30,7 @@ from tests.peers import Csms, NodeCsms, PythonCsms
 from transport.link import Link
 from transport.modems.host import HostLink
 from transport.modems.quectel import QuectelLink
+from transport.modems.quectel_http import HttpSettings
 from transport.simulator import SimulatorShell
 
 PASSWORD = bytes.fromhex("00112233445566778899aabbccddeeff00112233")
@@ -52,6 +53,8 @@ def make_config(
     charge_point: dict[str, Any] | None = None,
     charger: dict[str, Any] | None = None,
     connectors: int = 2,
+    firmware: dict[str, Any] | None = None,
+    diagnostics: dict[str, Any] | None = None,
     **csms: Any,
 ) -> Config:
     settings = {
@@ -83,6 +86,12 @@ type = "host"
 
 [charger]
 {_table(charger or {})}
+
+[firmware]
+{_table(firmware or {})}
+
+[diagnostics]
+{_table(diagnostics or {})}
 
 [storage]
 directory = "{state or fresh_state()}"
@@ -225,7 +234,9 @@ class Rig:
         self._task: asyncio.Task[None] | None = None
 
     def _new_daemon(self) -> Daemon:
-        return Daemon(self.config, QuectelLink(self.sim.path, 115200, FAST))
+        fw = self.config.firmware
+        http = HttpSettings(ca_file=fw.ca_file, piece_size=fw.piece_size, chunk=fw.chunk_size)
+        return Daemon(self.config, QuectelLink(self.sim.path, 115200, FAST, http))
 
     @property
     def charger(self) -> SimulatedCharger:
@@ -349,6 +360,7 @@ async def rig(
     keys: dict[str, Any] | None = None,
     boots: str = "Accepted:300",
     connectors: int = 2,
+    sim_options: dict[str, Any] | None = None,
     **config: Any,
 ) -> AsyncIterator[Rig]:
     """A booted charge point (statuses reported) against ``peer_kind``."""
@@ -356,7 +368,7 @@ async def rig(
         proxy = TcpProxy(peer.port)
         await proxy.start()
         try:
-            async with SimulatorShell() as sim:
+            async with SimulatorShell(**(sim_options or {})) as sim:
                 settings = make_config(
                     f"ws://127.0.0.1:{proxy.port}/ocpp",
                     keys={"MeterValueSampleInterval": 0, **(keys or {})},

@@ -368,7 +368,11 @@ async def test_tc_019_cs_retrieve_configuration(peer_kind: str) -> None:
         answer = await r.peer.call("GetConfiguration", {"key": ["SupportedFeatureProfiles"]})
         assert "unknownKey" not in answer
         assert answer["configurationKey"] == [
-            {"key": "SupportedFeatureProfiles", "readonly": True, "value": "Core,RemoteTrigger"}
+            {
+                "key": "SupportedFeatureProfiles",
+                "readonly": True,
+                "value": "Core,FirmwareManagement,RemoteTrigger",
+            }
         ]
         everything = (await r.peer.call("GetConfiguration", {}))["configurationKey"]
         readonly = {k["key"]: k["readonly"] for k in everything}

@@ -1,0 +1,254 @@
+"""GetDiagnostics (OCPP 1.6 §5.9, §4.4, errata §3.31; OCTT TC_045_1/2): one archive, uploaded.
+
+The archive (tar.gz) holds what a support engineer asks for first:
+
+* ``logs/``: the daemon's log files (``diagnostics.log_files`` globs), only the lines between
+  ``startTime`` and ``stopTime`` when given (a line without a timestamp goes with the one
+  before it), the newest ``max_log_bytes`` of each;
+* ``ocpp-frames.jsonl``: the OCPP frame trace for the same window;
+* ``configuration.toml`` with every secret replaced by ``***``, and ``ocpp-keys.json`` (the
+  keys GetConfiguration shows: AuthorizationKey never);
+* ``module.json``: the module's identity (manufacturer, model, firmware, IMEI, ICCID, IMSI).
+
+It is uploaded as multipart/form-data through the link's HTTP client (through the module on a
+cellular charger), with ``retries`` more attempts ``retryInterval`` apart: DiagnosticsStatus-
+Notification Uploading, then Uploaded or UploadFailed. ``ftp://`` locations are refused with
+UploadFailed and a log line saying so (SupportedFileTransferProtocols is HTTP,HTTPS).
+TriggerMessage(DiagnosticsStatusNotification) gets Uploading while busy, otherwise Idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import io
+import json
+import logging
+import re
+import tarfile
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ocpp.v16.enums import DiagnosticsStatus
+
+from chargepoint.frame_trace import FrameTrace
+from chargepoint.station import Station
+from transport.errors import TransferError, UnsupportedLocation
+from transport.http import HttpClient, Location
+
+log = logging.getLogger(__name__)
+
+_LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)")
+_SECRET_LINE = re.compile(
+    r"^(\s*[\"']?[A-Za-z0-9_]*(?:password|passwd|secret|token|sim_pin|pin|key)[\"']?\s*=\s*).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosticsSettings:
+    log_files: tuple[str, ...] = ()  # glob patterns
+    config_file: Path | None = None
+    max_log_bytes: int = 2 * 1024 * 1024
+
+
+def redact_config(text: str) -> str:
+    """The configuration file with every secret's value replaced (passwords, PIN, keys)."""
+    return _SECRET_LINE.sub(lambda m: m.group(1) + '"***"', text)
+
+
+def _line_time(line: str) -> datetime | None:
+    match = _LOG_TIME.match(line)
+    if match is None:
+        return None
+    try:
+        local = datetime.fromisoformat(match.group(1).replace(" ", "T"))
+    except ValueError:
+        return None
+    return local.astimezone(UTC)  # log lines are written in local time
+
+
+def select_lines(lines: Iterable[str], start: datetime | None, stop: datetime | None) -> list[str]:
+    """The lines stamped between ``start`` and ``stop``; unstamped lines follow their stamped
+    predecessor (a traceback stays with its message)."""
+    kept: list[str] = []
+    keep = start is None
+    for line in lines:
+        stamp = _line_time(line)
+        if stamp is not None:
+            keep = (start is None or stamp >= start) and (stop is None or stamp <= stop)
+        if keep:
+            kept.append(line)
+    return kept
+
+
+class DiagnosticsUploader:
+    def __init__(
+        self,
+        *,
+        charge_point_id: str,
+        station: Station,
+        http: Callable[[], Awaitable[HttpClient]],
+        settings: DiagnosticsSettings,
+        trace: FrameTrace | None,
+        identity: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.charge_point_id = charge_point_id
+        self.station = station
+        self.http = http
+        self.settings = settings
+        self.trace = trace
+        self.identity = identity
+        self.status: DiagnosticsStatus | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def file_name(self) -> str:
+        """The name of the archive a request now will upload (GetDiagnostics.conf)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"diagnostics-{self.charge_point_id}-{stamp}.tar.gz"
+
+    def request(
+        self,
+        location: str,
+        retries: int,
+        retry_interval: int,
+        start: datetime | None,
+        stop: datetime | None,
+        name: str,
+    ) -> None:
+        """Start collecting and uploading (after GetDiagnostics.conf has gone out)."""
+        if self._task is not None and not self._task.done():
+            log.warning("GetDiagnostics replaces the upload in progress")
+            self._task.cancel()
+        self._task = asyncio.create_task(
+            self._run(location, retries, retry_interval, start, stop, name), name="diagnostics"
+        )
+
+    def trigger_status(self) -> DiagnosticsStatus:
+        return self.status or DiagnosticsStatus.idle
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(
+        self,
+        location: str,
+        retries: int,
+        retry_interval: int,
+        start: datetime | None,
+        stop: datetime | None,
+        name: str,
+    ) -> None:
+        self.status = DiagnosticsStatus.uploading
+        try:
+            await self.station.send("DiagnosticsStatusNotification", {"status": "Uploading"})
+            uploaded = await self._upload(location, retries, retry_interval, start, stop, name)
+        except Exception:
+            log.exception("diagnostics upload failed unexpectedly")
+            uploaded = False
+        finally:
+            self.status = None
+        final = DiagnosticsStatus.uploaded if uploaded else DiagnosticsStatus.upload_failed
+        await self.station.send("DiagnosticsStatusNotification", {"status": final.value})
+
+    async def _upload(
+        self,
+        location: str,
+        retries: int,
+        retry_interval: int,
+        start: datetime | None,
+        stop: datetime | None,
+        name: str,
+    ) -> bool:
+        try:
+            Location.parse(location)
+        except UnsupportedLocation as error:
+            log.error("diagnostics not uploaded: %s", error)
+            return False
+        identity = self.identity()
+        data = await asyncio.to_thread(self.archive, start, stop, identity)
+        log.info("diagnostics archive %s: %d bytes", name, len(data))
+        for attempt in range(1, retries + 2):
+            try:
+                client = await self.http()
+                status = await client.upload(location, name, data)
+            except (TransferError, OSError) as error:
+                left = retries + 1 - attempt
+                log.error(
+                    "diagnostics upload attempt %d failed: %s%s",
+                    attempt,
+                    error,
+                    f"; {left} more in {retry_interval} s" if left else "; giving up",
+                )
+                if left:
+                    await asyncio.sleep(retry_interval)
+                continue
+            log.info("diagnostics %s uploaded to %s (HTTP %d)", name, location, status)
+            return True
+        return False
+
+    def archive(
+        self, start: datetime | None, stop: datetime | None, identity: dict[str, Any]
+    ) -> bytes:
+        """The tar.gz (see the module docstring)."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for pattern in self.settings.log_files:
+                for name in sorted(glob.glob(pattern)):
+                    path = Path(name)
+                    _add(tar, f"logs/{path.name}", self._log_excerpt(path, start, stop))
+            if self.trace is not None:
+                frames: list[str] = []
+                for path in self.trace.files():
+                    frames += _frames_between(path, start, stop)
+                _add(tar, "ocpp-frames.jsonl", "".join(frames).encode())
+            if self.settings.config_file is not None:
+                try:
+                    text = self.settings.config_file.read_text(encoding="utf-8")
+                except OSError as error:
+                    text = f"# cannot read {self.settings.config_file}: {error}\n"
+                _add(tar, "configuration.toml", redact_config(text).encode())
+            keys = {kv.key: kv.value for kv in self.station.keys.read(None)[0]}
+            _add(tar, "ocpp-keys.json", json.dumps(keys, indent=2).encode())
+            _add(tar, "module.json", json.dumps(identity, indent=2).encode())
+        return buffer.getvalue()
+
+    def _log_excerpt(self, path: Path, start: datetime | None, stop: datetime | None) -> bytes:
+        try:
+            with path.open(encoding="utf-8", errors="replace") as f:
+                lines = select_lines(f, start, stop)
+        except OSError as error:
+            return f"cannot read {path}: {error}\n".encode()
+        data = "".join(lines).encode()
+        limit = self.settings.max_log_bytes
+        return data[-limit:] if len(data) > limit else data
+
+
+def _frames_between(path: Path, start: datetime | None, stop: datetime | None) -> list[str]:
+    kept = []
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    when = datetime.fromisoformat(json.loads(line)["time"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if (start is None or when >= start) and (stop is None or when <= stop):
+                    kept.append(line)
+    except OSError:
+        pass
+    return kept
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(time.time())
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))

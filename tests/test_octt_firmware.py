@@ -1,0 +1,312 @@
+"""Firmware Management and Diagnostics end to end (OCPP 1.6 §5.9, §5.19, §4.4-4.5; OCTT 2.18
+TC_044_1/2/3 and 2.19 TC_045_1/2), named by case id, against both CSMS peers: the daemon on
+the simulated Quectel module, files through the module's HTTP commands from a real HTTP server
+(tests/file_server.py), a real installer process."""
+
+from __future__ import annotations
+
+import io
+import random
+import sys
+import tarfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.file_server import FileServer
+from tests.harness import Rig, rig, strict_failures
+
+KIB = 1024
+NOW = "2020-01-01T00:00:00Z"  # a retrieveDate in the past: start at once
+
+INSTALLER = """
+import shutil, sys
+image, target, version_file, verdict = sys.argv[1:5]
+print("installing", image)
+if verdict != "ok":
+    print("image rejected: bad signature")
+    sys.exit(3)
+shutil.copyfile(image, target)
+open(version_file, "w").write("2.0.0-test\\n")
+"""
+
+
+@pytest.fixture(params=["python", "node"])
+def peer_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def server() -> Iterator[FileServer]:
+    with FileServer() as s:
+        yield s
+
+
+def firmware_config(tmp_path: Path, verdict: str = "ok", **extra: Any) -> dict[str, Any]:
+    script = tmp_path / "install.py"
+    script.write_text(INSTALLER)
+    return {
+        "install_command": [
+            sys.executable,
+            str(script),
+            "{image}",
+            str(tmp_path / "installed.bin"),
+            str(tmp_path / "version"),
+            verdict,
+        ],
+        "version_file": str(tmp_path / "version"),
+        "piece_size": 32 * KIB,
+        **extra,
+    }
+
+
+def statuses(r: Rig, action: str) -> list[str]:
+    return [c["status"] for c in r.calls(action)]
+
+
+async def wait_status(r: Rig, action: str, status: str, timeout: float = 60) -> None:
+    def seen(_: Any) -> bool:
+        return status in statuses(r, action)
+
+    await r.peer.wait_for(seen, timeout)
+
+
+def no_strict_failures(r: Rig) -> None:
+    assert strict_failures(r.peer) == []
+
+
+# -- 2.18 Firmware Management --
+
+
+async def test_tc_044_1_cs_firmware_update_download_and_install(
+    peer_kind: str, server: FileServer, tmp_path: Path
+) -> None:
+    image = random.Random(1).randbytes(200 * KIB)
+    server.files["/fw/cp-2.0.0.bin"] = image
+    async with rig(peer_kind, firmware=firmware_config(tmp_path)) as r:
+        boots_before = len(r.calls("BootNotification"))
+        assert (
+            await r.peer.call(
+                "UpdateFirmware", {"location": server.url("/fw/cp-2.0.0.bin"), "retrieveDate": NOW}
+            )
+            == {}
+        )
+        # Installed, the daemon restarts itself (the reboot hook's default).
+        await r.wait_stopped()
+        assert statuses(r, "FirmwareStatusNotification") == [
+            "Downloading",
+            "Downloaded",
+            "Installing",
+        ]
+        assert (tmp_path / "installed.bin").read_bytes() == image
+        await r.restart()
+        await wait_status(r, "FirmwareStatusNotification", "Installed")
+        boot = r.calls("BootNotification")[-1]
+        assert len(r.calls("BootNotification")) == boots_before + 1
+        assert boot["firmwareVersion"] == "2.0.0-test"
+        # Steps 9-13: BootNotification, StatusNotification Available, then Installed.
+        frames = [
+            (c["method"], c["params"])
+            for c in r.peer.calls()
+            if c["method"]
+            in ("BootNotification", "StatusNotification", "FirmwareStatusNotification")
+        ]
+        last_boot = max(i for i, (m, _) in enumerate(frames) if m == "BootNotification")
+        after = frames[last_boot:]
+        installed = after.index(("FirmwareStatusNotification", {"status": "Installed"}))
+        assert any(
+            m == "StatusNotification" and p["status"] == "Available" for m, p in after[:installed]
+        )
+        # The update is over: a trigger now answers Idle (§4.5).
+        await r.peer.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+        await wait_status(r, "FirmwareStatusNotification", "Idle")
+        no_strict_failures(r)
+
+
+async def test_tc_044_2_cs_firmware_update_download_failed(peer_kind: str, tmp_path: Path) -> None:
+    async with rig(peer_kind, firmware=firmware_config(tmp_path)) as r:
+        await r.peer.call(
+            "UpdateFirmware",
+            {
+                "location": "ftp://127.0.0.1:21/download_fail.fwi",
+                "retrieveDate": NOW,
+                "retries": 0,
+            },
+        )
+        await wait_status(r, "FirmwareStatusNotification", "DownloadFailed")
+        assert statuses(r, "FirmwareStatusNotification") == ["Downloading", "DownloadFailed"]
+        # The old firmware stays, the charge point is Available for charging.
+        await r.charging(1)
+        assert not (tmp_path / "installed.bin").exists()
+        no_strict_failures(r)
+
+
+async def test_download_failed_after_retries_on_404(
+    peer_kind: str, server: FileServer, tmp_path: Path
+) -> None:
+    async with rig(peer_kind, firmware=firmware_config(tmp_path)) as r:
+        await r.peer.call(
+            "UpdateFirmware",
+            {
+                "location": server.url("/fw/missing.bin"),
+                "retrieveDate": NOW,
+                "retries": 2,
+                "retryInterval": 0,
+            },
+        )
+        await wait_status(r, "FirmwareStatusNotification", "DownloadFailed")
+        assert len(server.gets()) == 3  # the first attempt and two retries
+
+
+async def test_tc_044_3_cs_firmware_update_installation_failed(
+    peer_kind: str, server: FileServer, tmp_path: Path
+) -> None:
+    server.files["/fw/bad.bin"] = b"not a firmware image" * 100
+    async with rig(peer_kind, firmware=firmware_config(tmp_path, verdict="bad")) as r:
+        await r.peer.call(
+            "UpdateFirmware", {"location": server.url("/fw/bad.bin"), "retrieveDate": NOW}
+        )
+        await wait_status(r, "FirmwareStatusNotification", "InstallationFailed")
+        assert statuses(r, "FirmwareStatusNotification") == [
+            "Downloading",
+            "Downloaded",
+            "Installing",
+            "InstallationFailed",
+        ]
+        await r.wait_status(1, "Available")
+        await r.charging(1)  # the charge point goes on with its old firmware
+        no_strict_failures(r)
+
+
+async def test_installation_waits_for_the_running_transaction(
+    server: FileServer, tmp_path: Path
+) -> None:
+    server.files["/fw/fw.bin"] = random.Random(2).randbytes(40 * KIB)
+    async with rig("node", firmware=firmware_config(tmp_path)) as r:
+        await r.charging(1)
+        await r.peer.call(
+            "UpdateFirmware", {"location": server.url("/fw/fw.bin"), "retrieveDate": NOW}
+        )
+        await wait_status(r, "FirmwareStatusNotification", "Downloaded")
+        # The free connector goes Unavailable, the charging one goes on (§5.19).
+        await r.wait_status(2, "Unavailable")
+        assert "Installing" not in statuses(r, "FirmwareStatusNotification")
+        await r.peer.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+        await r.wait_calls("FirmwareStatusNotification", 3)
+        assert statuses(r, "FirmwareStatusNotification")[-1] == "Downloaded"
+        r.charger.unplug(1)
+        await r.wait_stopped()
+        assert statuses(r, "FirmwareStatusNotification")[-1] == "Installing"
+        assert len(r.calls("StopTransaction")) == 1
+
+
+async def test_two_mib_download_while_the_csms_keeps_calling(
+    server: FileServer, tmp_path: Path
+) -> None:
+    # At 921600 baud (a fast UART; bench.firmware does 115200), every call the CSMS makes
+    # during the download is answered within its timeout.
+    image = random.Random(3).randbytes(2 * 1024 * KIB)
+    server.files["/fw/big.bin"] = image
+    config = firmware_config(tmp_path, piece_size=64 * KIB)
+    async with rig("python", firmware=config, sim_options={"baud": 921600}) as r:
+        await r.peer.call(
+            "UpdateFirmware", {"location": server.url("/fw/big.bin"), "retrieveDate": NOW}
+        )
+        await wait_status(r, "FirmwareStatusNotification", "Downloading")
+        answered = 0
+        while "Downloaded" not in statuses(r, "FirmwareStatusNotification"):
+            # Each call raises if it is not answered within 5 s.
+            reply = await r.peer.call("GetConfiguration", {"key": ["HeartbeatInterval"]}, timeout=5)
+            assert reply["configurationKey"][0]["key"] == "HeartbeatInterval"
+            answered += 1
+        assert answered >= 10
+        await r.wait_stopped()
+        assert (tmp_path / "installed.bin").read_bytes() == image
+
+
+async def test_an_interrupted_download_resumes_on_the_next_update(
+    server: FileServer, tmp_path: Path
+) -> None:
+    image = random.Random(4).randbytes(160 * KIB)
+    server.files["/fw/fw.bin"] = image
+    async with rig("python", firmware=firmware_config(tmp_path)) as r:
+        # Two pieces arrive, then the server cuts every response: the attempt fails.
+        server.drop_after = [None, None, 0, 0, 0, 0]
+        update = {"location": server.url("/fw/fw.bin"), "retrieveDate": NOW, "retries": 0}
+        await r.peer.call("UpdateFirmware", update)
+        await wait_status(r, "FirmwareStatusNotification", "DownloadFailed")
+        server.requests.clear()
+        await r.peer.call("UpdateFirmware", update)
+        await r.wait_stopped()
+    assert server.gets()[0][1] == f"bytes={64 * KIB}-{96 * KIB - 1}"
+    assert (tmp_path / "installed.bin").read_bytes() == image
+
+
+# -- 2.19 Diagnostics --
+
+
+def archive_members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {
+            m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+        }
+
+
+async def test_tc_045_1_cs_get_diagnostics(
+    peer_kind: str, server: FileServer, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "chargepoint.log"
+    old = (datetime.now() - timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
+    new = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    log_file.write_text(
+        f"{old},000 INFO old line\n{new},000 ERROR new line\nTraceback: with its message\n"
+    )
+    async with rig(peer_kind, diagnostics={"log_files": [str(tmp_path / "*.log")]}) as r:
+        start = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+        answer = await r.peer.call(
+            "GetDiagnostics", {"location": server.url("/upload/diag"), "startTime": start}
+        )
+        name = answer["fileName"]
+        assert name.startswith("diagnostics-CP-TEST") and name.endswith(".tar.gz")
+        await wait_status(r, "DiagnosticsStatusNotification", "Uploaded")
+        assert statuses(r, "DiagnosticsStatusNotification") == ["Uploading", "Uploaded"]
+        no_strict_failures(r)
+    [upload] = server.uploads
+    assert upload.file_name == name
+    members = archive_members(upload.data)
+    assert members["logs/chargepoint.log"] == b"" + (
+        f"{new},000 ERROR new line\nTraceback: with its message\n".encode()
+    )
+    frames = members["ocpp-frames.jsonl"].decode()
+    assert "GetDiagnostics" in frames and "BootNotification" not in frames  # after startTime
+    assert b"password" not in members["ocpp-keys.json"]
+    assert b"EC200U" in members["module.json"]
+
+
+async def test_tc_045_2_cs_get_diagnostics_upload_failed(peer_kind: str) -> None:
+    async with rig(peer_kind) as r:
+        answer = await r.peer.call(
+            "GetDiagnostics",
+            {"location": "ftp://127.0.0.1:21/files/failedLocation", "retries": 0},
+        )
+        assert "fileName" in answer
+        await wait_status(r, "DiagnosticsStatusNotification", "UploadFailed")
+        assert statuses(r, "DiagnosticsStatusNotification") == ["Uploading", "UploadFailed"]
+        await r.charging(1)  # normal operation goes on
+        no_strict_failures(r)
+
+
+async def test_a_failed_upload_is_retried(server: FileServer) -> None:
+    server.fail_uploads = 1
+    async with rig("node") as r:
+        await r.peer.call(
+            "GetDiagnostics",
+            {"location": server.url("/upload/diag"), "retries": 1, "retryInterval": 1},
+        )
+        await wait_status(r, "DiagnosticsStatusNotification", "Uploaded")
+    assert [m for m, _, _ in server.requests] == ["POST", "POST"]
+    assert len(server.uploads) == 1
