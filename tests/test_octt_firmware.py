@@ -261,12 +261,13 @@ async def test_tc_045_1_cs_get_diagnostics(
 ) -> None:
     log_file = tmp_path / "chargepoint.log"
     old = (datetime.now() - timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
-    new = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    new = (datetime.now() + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
     log_file.write_text(
         f"{old},000 INFO old line\n{new},000 ERROR new line\nTraceback: with its message\n"
     )
     async with rig(peer_kind, diagnostics={"log_files": [str(tmp_path / "*.log")]}) as r:
-        start = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+        # The window starts now: the log's old line and the boot's frames are outside it.
+        start = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         answer = await r.peer.call(
             "GetDiagnostics", {"location": server.url("/upload/diag"), "startTime": start}
         )
