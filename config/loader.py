@@ -97,7 +97,7 @@ class FirmwareConfig:
     version_file: Path | None = None
     install_timeout: float = 600.0
     ca_file: Path | None = None
-    piece_size: int = 65536
+    piece_size: int = 131072
     chunk_size: int = 4096
     scratch_drive: str = "RAM"
 

@@ -117,7 +117,7 @@ SCHEMA: dict[str, Any] = {
                     "type": "integer",
                     "minimum": 4096,
                     "maximum": 1048576,
-                    "default": 65536,
+                    "default": 131072,
                     "description": "bytes per HTTP Range request (must fit the module's RAM disk)",
                 },
                 "chunk_size": {

@@ -18,6 +18,8 @@ seen on a BG96 in the ST trace of at-protocol.md §9.22).
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import enum
 import logging
 import re
@@ -400,6 +402,12 @@ class Response:
 
 UrcHandler = Callable[[Urc], None]
 
+# Set in a task that moves bulk data (a firmware download) through the channel: its commands
+# wait while any other command is waiting, so the OCPP socket's AT+QIRD/AT+QISEND are never
+# queued behind more than the one bulk command on the line.
+BULK: contextvars.ContextVar[bool] = contextvars.ContextVar("at_bulk", default=False)
+BULK_GRACE = 0.015  # seconds
+
 
 @dataclass(frozen=True, slots=True)
 class _Request:
@@ -411,6 +419,7 @@ class _Request:
     check: bool
     read_length: int | None = None  # raw bytes announced by a bare CONNECT
     sink: Callable[[bytes], None] | None = None
+    bulk: bool = False
 
     @property
     def shown(self) -> str:
@@ -475,6 +484,9 @@ class AtChannel:
         self._quiet_time = quiet_time
         self._last_rx = 0.0
         self._lock = asyncio.Lock()
+        self._interactive_waiting = 0  # commands not marked BULK waiting for the lock
+        self._no_interactive = asyncio.Event()
+        self._last_interactive = 0.0
         self._pending: _Pending | None = None
         self._handlers: list[tuple[str, UrcHandler]] = []
         self._started = False
@@ -616,13 +628,48 @@ class AtChannel:
         asyncio.get_running_loop().call_later(grace, expire)
 
     async def _run(self, request: _Request) -> Response:
-        await self._lock.acquire()  # cancelled here: nothing was sent
+        request = dataclasses.replace(request, bulk=BULK.get())
+        if request.bulk:
+            await self._acquire_bulk()
+        else:
+            self._interactive_waiting += 1
+            try:
+                await self._lock.acquire()  # cancelled here: nothing was sent
+            finally:
+                self._interactive_waiting -= 1
+                if not self._interactive_waiting:
+                    self._no_interactive.set()
         try:
             await self._ensure_synced()
         except BaseException:
             self._lock.release()
             raise
         return await self._exchange(request, owns_lock=True)
+
+    async def _acquire_bulk(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._after_interactive()
+            await self._lock.acquire()
+            # Queued before the interactive command that just ended: check again now.
+            if not self._interactive_waiting and loop.time() >= self._last_interactive + BULK_GRACE:
+                return
+            self._lock.release()
+
+    async def _after_interactive(self) -> None:
+        """A bulk command lets every interactive command waiting go first, and leaves the line
+        free for ``BULK_GRACE`` after one: the next step of an exchange (AT+QIRD until empty,
+        then the answer's AT+QISEND) follows within milliseconds and must not wait a chunk."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._interactive_waiting:
+                self._no_interactive.clear()
+                await self._no_interactive.wait()
+                continue
+            remaining = self._last_interactive + BULK_GRACE - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(remaining)
 
     async def _ensure_synced(self) -> None:
         if self._failure is not None:
@@ -721,6 +768,8 @@ class AtChannel:
         if pending.settled:
             return
         pending.settled = True
+        if not pending.request.bulk:
+            self._last_interactive = asyncio.get_running_loop().time()
         if pending.request.read_length is not None:
             self._parser.disarm()  # an error came instead of CONNECT
         if pending.expiry is not None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from transport.at import AtChannel, Response, Urc
+from transport.at import BULK, AtChannel, Response, Urc
 from transport.errors import (
     AtCommandFailed,
     HttpStatusError,
@@ -67,7 +67,7 @@ class HttpSettings:
     context_id: int = 1  # the PDP context the module's HTTP client uses
     ssl_context_id: int = 1
     ca_file: Path | None = None  # PEM; uploaded to the module, then servers are verified
-    piece_size: int = 64 * 1024  # bytes per Range request
+    piece_size: int = 128 * 1024  # bytes per Range request
     chunk: int = 4096  # bytes per AT+QFREAD / AT+QFWRITE: the longest the line is held
     scratch_drive: str = "RAM"  # where pieces land ("UFS" on modules without a RAM disk)
     response_time: int = 60  # <rsptime> of GET/POST, seconds
@@ -101,11 +101,27 @@ class QuectelHttp:
     async def fetch(
         self, url: str, dest: Path, *, sha256: str | None = None, progress: Progress | None = None
     ) -> FetchResult:
-        return await fetch_in_pieces(
-            self, url, dest, piece_size=self.settings.piece_size, sha256=sha256, progress=progress
-        )
+        token = BULK.set(True)  # this task's commands let OCPP's go first
+        try:
+            return await fetch_in_pieces(
+                self,
+                url,
+                dest,
+                piece_size=self.settings.piece_size,
+                sha256=sha256,
+                progress=progress,
+            )
+        finally:
+            BULK.reset(token)
 
     async def upload(self, url: str, file_name: str, data: bytes, *, field: str = "file") -> int:
+        token = BULK.set(True)
+        try:
+            return await self._upload(url, file_name, data, field)
+        finally:
+            BULK.reset(token)
+
+    async def _upload(self, url: str, file_name: str, data: bytes, field: str) -> int:
         where = Location.parse(url)
         request = multipart_request(where, field, file_name, data)
         async with self._busy:
