@@ -89,7 +89,17 @@ TABLE = [
     ),
     ("boot URCs", b"\r\nRDY\r\n\r\n+CFUN: 1\r\n", [Urc("RDY"), Urc("+CFUN: 1")]),
     ("CONNECT", b"\r\nCONNECT\r\n", [Connect("CONNECT", None)]),
-    ("CONNECT with length", b"\r\nCONNECT 10\r\n", [Connect("CONNECT 10", 10)]),
+    # AT+QFREAD (at-protocol.md §4.7): CONNECT <n>, exactly n bytes whatever they hold, OK.
+    (
+        "CONNECT with length",
+        b"\r\nCONNECT 10\r\nOK\r\n\r\n>ABC\r\nOK\r\n",
+        [Connect("CONNECT 10", 10, b"OK\r\n\r\n>ABC"), OK],
+    ),
+    (
+        "CONNECT 0 at the end of a file",
+        b"\r\nCONNECT 0\r\n\r\nOK\r\n",
+        [Connect("CONNECT 0", 0), OK],
+    ),
     (
         "QIRD payload",
         b"\r\n+QIRD: 5\r\nhello\r\n\r\nOK\r\n",

@@ -407,6 +407,7 @@ UrcHandler = Callable[[Urc], None]
 # queued behind more than the one bulk command on the line.
 BULK: contextvars.ContextVar[bool] = contextvars.ContextVar("at_bulk", default=False)
 BULK_GRACE = 0.015  # seconds
+BULK_MAX_YIELD = 0.1  # seconds
 
 
 @dataclass(frozen=True, slots=True)
