@@ -37,7 +37,8 @@ from ocpp.v16.enums import DiagnosticsStatus
 
 from chargepoint.frame_trace import FrameTrace
 from chargepoint.station import Station
-from transport.errors import TransferError, UnsupportedLocation
+from chargepoint.transfer_retries import with_retries
+from transport.errors import UnsupportedLocation
 from transport.http import HttpClient, Location
 
 log = logging.getLogger(__name__)
@@ -174,24 +175,16 @@ class DiagnosticsUploader:
         identity = self.identity()
         data = await asyncio.to_thread(self.archive, start, stop, identity)
         log.info("diagnostics archive %s: %d bytes", name, len(data))
-        for attempt in range(1, retries + 2):
-            try:
-                client = await self.http()
-                status = await client.upload(location, name, data)
-            except (TransferError, OSError) as error:
-                left = retries + 1 - attempt
-                log.error(
-                    "diagnostics upload attempt %d failed: %s%s",
-                    attempt,
-                    error,
-                    f"; {left} more in {retry_interval} s" if left else "; giving up",
-                )
-                if left:
-                    await asyncio.sleep(retry_interval)
-                continue
-            log.info("diagnostics %s uploaded to %s (HTTP %d)", name, location, status)
-            return True
-        return False
+
+        async def attempt(_number: int) -> int:
+            client = await self.http()
+            return await client.upload(location, name, data)
+
+        status = await with_retries("diagnostics upload", retries, retry_interval, attempt)
+        if status is None:
+            return False
+        log.info("diagnostics %s uploaded to %s (HTTP %d)", name, location, status)
+        return True
 
     def archive(
         self, start: datetime | None, stop: datetime | None, identity: dict[str, Any]

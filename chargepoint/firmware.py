@@ -35,8 +35,9 @@ from apscheduler.triggers.date import DateTrigger
 from ocpp.v16.enums import FirmwareStatus
 
 from chargepoint.station import Station
-from transport.errors import TransferError, UnsupportedLocation
-from transport.http import HttpClient, Location
+from chargepoint.transfer_retries import with_retries
+from transport.errors import UnsupportedLocation
+from transport.http import FetchResult, HttpClient, Location
 
 log = logging.getLogger(__name__)
 
@@ -195,32 +196,24 @@ class FirmwareUpdater:
             log.error("firmware download impossible: %s", error)
             return None
         dest = self.settings.directory / name
-        for attempt in range(1, retries + 2):
-            self.db.execute("UPDATE firmware_update SET attempts = ? WHERE id = 1", (attempt,))
-            try:
-                client = await self.http()
-                result = await client.fetch(location, dest, sha256=self.settings.sha256)
-            except (TransferError, OSError) as error:
-                left = retries + 1 - attempt
-                log.error(
-                    "firmware download attempt %d failed: %s%s",
-                    attempt,
-                    error,
-                    f"; {left} more in {retry_interval} s" if left else "; giving up",
-                )
-                if left:
-                    await asyncio.sleep(retry_interval)
-                continue
-            log.info(
-                "firmware %s downloaded: %d bytes in %d requests, SHA-256 %s%s",
-                dest.name,
-                result.size,
-                result.pieces,
-                result.sha256,
-                f" (resumed at byte {result.resumed_from})" if result.resumed_from else "",
-            )
-            return dest
-        return None
+
+        async def attempt(number: int) -> FetchResult:
+            self.db.execute("UPDATE firmware_update SET attempts = ? WHERE id = 1", (number,))
+            client = await self.http()
+            return await client.fetch(location, dest, sha256=self.settings.sha256)
+
+        result = await with_retries("firmware download", retries, retry_interval, attempt)
+        if result is None:
+            return None
+        log.info(
+            "firmware %s downloaded: %d bytes in %d requests, SHA-256 %s%s",
+            dest.name,
+            result.size,
+            result.pieces,
+            result.sha256,
+            f" (resumed at byte {result.resumed_from})" if result.resumed_from else "",
+        )
+        return dest
 
     async def _install_when_free(self, image: Path) -> None:
         self.status = FirmwareStatus.downloaded

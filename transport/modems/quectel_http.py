@@ -356,10 +356,7 @@ class QuectelHttp:
         finally:
             await body.aclose()
 
-    def _read_stream(self, length: int) -> AsyncGenerator[bytes, None]:
-        return self._stream(length)
-
-    async def _stream(self, length: int) -> AsyncGenerator[bytes, None]:
+    async def _read_stream(self, length: int) -> AsyncGenerator[bytes, None]:
         """AT+QHTTPREAD of ``length`` body bytes, handed on as they arrive."""
         chunks: deque[bytes] = deque()
         arrived = asyncio.Event()
