@@ -11,7 +11,9 @@ Two ways to fetch the same image with the same daemon:
 
 ``download_line_rate_ratio`` is payload bytes per second over the UART's 11,520 B/s (1.0: the
 line carries nothing but image bytes); ``call_p50_s``/``call_p99_s_during_download`` are the
-CSMS's waits for its answers.
+CSMS's waits for its answers. The CSMS sends no WebSocket pings of its own: with the usual
+20 s keepalive it closes the connection during the naive read (seen in this bench), and the
+waits of the naive way could not be measured.
 
     python -m bench.firmware [--quick]
 """
@@ -128,7 +130,9 @@ async def run(size: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-firmware-"))
     csms = Csms()
     with FileServer(files={"/fw.bin": image}) as files:
-        async with serve(csms.serve, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:  # type: ignore[list-item]
+        async with serve(
+            csms.serve, "127.0.0.1", 0, subprotocols=["ocpp1.6"], ping_interval=None
+        ) as server:  # type: ignore[list-item]
             port = server.sockets[0].getsockname()[1]
             config = parse_config(
                 f"""
