@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import Subprotocol
 
 from chargepoint.daemon import Daemon
 from config.loader import parse_config
@@ -131,8 +132,12 @@ async def run(size: int) -> None:
     csms = Csms()
     with FileServer(files={"/fw.bin": image}) as files:
         async with serve(
-            csms.serve, "127.0.0.1", 0, subprotocols=["ocpp1.6"], ping_interval=None
-        ) as server:  # type: ignore[list-item]
+            csms.serve,
+            "127.0.0.1",
+            0,
+            subprotocols=[Subprotocol("ocpp1.6")],
+            ping_interval=None,
+        ) as server:
             port = server.sockets[0].getsockname()[1]
             config = parse_config(
                 f"""
