@@ -38,7 +38,7 @@ from websockets.typing import Subprotocol
 
 from chargepoint.daemon import Daemon
 from config.loader import parse_config
-from tests.file_server import FileServer
+from transport.simulator.file_server import FileServer
 from transport.modems.quectel import QuectelLink, QuectelSettings
 from transport.modems.quectel_http import HttpSettings, QuectelHttp
 from transport.simulator import SimulatorShell

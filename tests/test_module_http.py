@@ -1,5 +1,5 @@
 """File transfers through the module: driver ⇄ real pty ⇄ simulator ⇄ real HTTP(S) server on
-127.0.0.1 (tests/file_server.py). Firmware-sized downloads in Range pieces, resumes, servers
+127.0.0.1 (transport/simulator/file_server.py). Firmware-sized downloads in Range pieces, resumes, servers
 without Range, uploads, and each failure ending in its specific, advising error."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import trustme
 
 from tests.conftest import FAST
-from tests.file_server import FileServer
+from transport.simulator.file_server import FileServer
 from transport.errors import HttpStatusError, TransferCorrupt, TransferError
 from transport.modems.host_http import HostHttp
 from transport.modems.quectel import QuectelModem, open_quectel

@@ -1,7 +1,7 @@
 """Firmware Management and Diagnostics end to end (OCPP 1.6 §5.9, §5.19, §4.4-4.5; OCTT 2.18
 TC_044_1/2/3 and 2.19 TC_045_1/2), named by case id, against both CSMS peers: the daemon on
 the simulated Quectel module, files through the module's HTTP commands from a real HTTP server
-(tests/file_server.py), a real installer process."""
+(transport/simulator/file_server.py), a real installer process."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.file_server import FileServer
+from transport.simulator.file_server import FileServer
 from tests.harness import Rig, rig, strict_failures
 
 KIB = 1024

@@ -305,6 +305,20 @@ def test_network_pdp_deactivation() -> None:
     assert say(module, b"AT+QIACT?\r") == b"\r\nOK\r\n"
 
 
+def test_coverage_hole_loses_registration_and_the_pdp_context_until_the_cell_is_back() -> None:
+    module = connected()
+    say(module, b"AT+CREG=2\r")
+    module.set_coverage(False, now=2.0)
+    assert module.take_actions() == [CloseTcp(0, abort=True)]
+    assert b"".join(module.take_output()) == b'\r\n+CREG: 2\r\n\r\n+QIURC: "pdpdeact",1\r\n'
+    assert say(module, b"AT+CREG?\r", now=3.0) == b"\r\n+CREG: 2,2\r\n\r\nOK\r\n"
+    assert say(module, b"AT+QICLOSE=0\r", now=3.0) == b"\r\nOK\r\n"
+    assert say(module, b"AT+QIACT=1\r", now=3.0) == b"\r\nERROR\r\n"  # no network to attach to
+    module.set_coverage(True, now=4.0)
+    assert b"".join(module.take_output()) == b'\r\n+CREG: 1,"1A2B","0C3D4E5",7\r\n'
+    assert say(module, b"AT+QIACT=1\r", now=5.0) == b"\r\nOK\r\n"
+
+
 def test_reboot_forgets_everything_and_says_rdy() -> None:
     module = connected()
     module.profile.boot_time = 2.0

@@ -242,6 +242,7 @@ class QuectelModule(HttpCommands):
         self.recvind = False
         self.cfun = 1
         self.reg_urc = {"CREG": 0, "CGREG": 0, "CEREG": 0}
+        self.in_coverage = True  # False: a coverage hole (tunnel, basement car park)
         self.sim_state = self.profile.sim
         self.pin_attempts = 3
         self.contexts: dict[int, _Context] = {}
@@ -551,8 +552,8 @@ class QuectelModule(HttpCommands):
     def _registration(self, now: float) -> int:
         if self.cfun != 1 or self.sim_state is not SimState.READY:
             return 0
-        if now < self._radio_on_at + self.profile.registered_after:
-            return 2
+        if now < self._radio_on_at + self.profile.registered_after or not self.in_coverage:
+            return 2  # not registered, searching
         return self.profile.registration_stat
 
     def _registered(self, now: float) -> bool:
@@ -1024,6 +1025,23 @@ class QuectelModule(HttpCommands):
         if sock is not None and sock.state is SocketState.CONNECTED:
             self._actions.append(CloseTcp(socket_id, abort=True))
             self.tcp_closed(socket_id)
+
+    def set_coverage(self, covered: bool, now: float) -> None:
+        """Drive into (or out of) a coverage hole: registration is lost ("searching", with the
+        +CxREG URCs the host enabled), the network drops the PDP contexts and their sockets
+        ("pdpdeact"), and AT+QIACT fails until the cell is back."""
+        if covered == self.in_coverage:
+            return
+        self.in_coverage = covered
+        stat = self._registration(now)
+        for name, n in self.reg_urc.items():
+            if n == 2 and stat in (1, 5):
+                self._urc(f'+{name}: {stat},"1A2B","0C3D4E5",{self.profile.access_technology}')
+            elif n:
+                self._urc(f"+{name}: {stat}")
+        if not covered:
+            for context_id in list(self.contexts):
+                self.network_deactivates_pdp(context_id)
 
     def network_deactivates_pdp(self, context_id: int) -> None:
         ctx = self.contexts.get(context_id)

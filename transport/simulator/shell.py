@@ -201,6 +201,11 @@ class SimulatorShell:
         self.module.network_deactivates_pdp(context_id)
         self._service()
 
+    def set_coverage(self, covered: bool) -> None:
+        """Into a coverage hole (registration lost, PDP deactivated) or out of it."""
+        self.module.set_coverage(covered, self._now())
+        self._service()
+
     def reboot(self) -> None:
         """The module resets by itself (brown-out, watchdog) and comes back with RDY."""
         self.module.reboot(self._now())

@@ -1,6 +1,7 @@
-"""A real HTTP(S) file server for the transfer tests and benchmarks: serves files from memory
-with or without ``Range`` support (RFC 9110 §14), takes multipart/form-data uploads, and can
-be told to fail: drop a response part-way, answer uploads with 500.
+"""A real HTTP(S) file server, the peer of the module's HTTP commands in the demo, the tests and
+the benchmarks: serves files from memory with or without ``Range`` support (RFC 9110 §14),
+takes multipart/form-data uploads, and can be told to fail: drop a response part-way, answer
+uploads with 500.
 
 It runs in its own thread (``http.server``), so the event loop under test never serves it.
 """
