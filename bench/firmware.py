@@ -38,10 +38,10 @@ from websockets.typing import Subprotocol
 
 from chargepoint.daemon import Daemon
 from config.loader import parse_config
-from transport.simulator.file_server import FileServer
 from transport.modems.quectel import QuectelLink, QuectelSettings
 from transport.modems.quectel_http import HttpSettings, QuectelHttp
 from transport.simulator import SimulatorShell
+from transport.simulator.file_server import FileServer
 
 NAME = "firmware"
 BAUD = 115200

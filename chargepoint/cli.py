@@ -36,10 +36,18 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {version('chargepoint-at')}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
+    demo_parser = sub.add_parser(
         "demo",
-        help="run the self-contained demo (simulated module on a pty, local server)",
-        description="Bring up a simulated Quectel module at 115200 baud and send data through it.",
+        help="run the self-contained demo: simulated module, local CSMS and file server",
+        description="Start a simulated Quectel module on a pty, a CSMS and an HTTP file server "
+        "on 127.0.0.1 and the charge point daemon; play boot, RFID charging, a coverage hole, "
+        "remote start/stop, a firmware update and a diagnostics upload; print the timeline and "
+        "a summary. Exit code 0 when every step happened. Nothing leaves this machine.",
+    )
+    demo_parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the script, leave everything up for `chargepoint ctl` until Ctrl-C",
     )
     run = sub.add_parser(
         "run",
@@ -133,7 +141,7 @@ def _ctl(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        return demo.main()
+        return demo.main(keep_running=args.keep_running)
     if args.command == "ctl":
         return _ctl(args)
     if args.command == "run":

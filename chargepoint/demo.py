@@ -1,131 +1,603 @@
-"""``chargepoint demo``: what the project does, on this machine, with nothing attached.
+"""``chargepoint demo``: the whole charge point on this machine, with nothing attached.
 
-For now (the OCPP session comes with the next issues) it shows the layer everything rides on:
-a simulated Quectel EC200U on a pseudo-terminal at 115200 baud with 50 ms of network latency,
-the driver bringing it up, bytes going through its TCP socket commands to a server on
-127.0.0.1 and back, the network dropping the connection, and the driver recovering.
-It prints a timeline of the AT conversation and a summary, and exits 0 when every byte came
-back intact.
+Four parts start on loopback and a pseudo-terminal: a simulated Quectel EC200U on a pty at
+115200 baud with 50 ms of network latency each way, a CSMS (`websockets` + the `ocpp` library),
+an HTTP file server holding a firmware image and taking diagnostics uploads, and the charge
+point daemon, configured by a TOML file written for it exactly as an installer would. A script
+then plays a day at the charger: boot, cable in, RFID card, charging with meter values, a
+coverage hole while charging (the module loses the cell; meter values queue on disk and are
+delivered when it is back), stop, a remote start and stop from the CSMS, a firmware update
+(download through AT+QHTTPGET, install, restart, "Installed") and a diagnostics upload.
+
+It prints one timeline of what crossed the serial line (AT commands with their results; the
+data-moving commands only counted), the WebSocket and OCPP, then a summary; exit code 0 when
+every step happened. ``--keep-running`` leaves everything up for ``chargepoint ctl``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import json
 import logging
-import os
+import shutil
+import signal
 import sys
+import tarfile
+import tempfile
 import time
-from typing import TextIO
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
 
-from transport.errors import StreamClosed
-from transport.modems.quectel import QuectelSettings, QuectelTcpStream, open_quectel
+from ocpp.v16 import call
+
+from chargepoint import control
+from chargepoint.daemon import Daemon, link_for
+from chargepoint.demo_csms import DemoCsms
+from chargepoint.logs import FORMAT
+from config.loader import load_config
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
+from transport.simulator.file_server import FileServer
 
 BAUD = 115200
 LATENCY = 0.05
+IDENTITY = "CP-DEMO-1"
+PASSWORD = "demo-secret-0123"
+CARD = "04A2B3C4D5"
+REMOTE_CARD = "APP-USER-42"
+OLD_VERSION, NEW_VERSION = "1.0.0", "1.1.0"
+FIRMWARE_PATH = f"/firmware/cp-{NEW_VERSION}.bin"
+FIRMWARE_SIZE = 64 * 1024
+STEP_TIMEOUT = 90.0
+# Commands that move bulk data (payload on the UART): counted, not printed one by one.
+DATA_COMMANDS = ("AT+QISEND", "AT+QIRD", "AT+QFREAD", "AT+QFWRITE")
+WIDTH = 160
+MODULE_STATUS = ("module status: ", "module on ")  # the driver's words for URCs shown anyway
+
+INSTALLER = """\
+# The demo's firmware installer: takes the image, "installs" it by recording its version.
+import pathlib, sys
+image, version_file = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+version = image.read_bytes().split(b"\\n", 1)[0].split()[-1].decode()
+version_file.write_text(version + "\\n")
+"""
+
+
+class StepFailed(Exception):
+    pass
 
 
 class Timeline(logging.Handler):
-    """Prints the transport's log records as one timeline: seconds since start, layer, text."""
+    """One timeline: seconds since start, the layer, what happened.
+
+    ``transport.at`` debug records become one line per AT command with its result, except the
+    data-moving commands, which are counted and shown as totals at each step of the script.
+    """
 
     def __init__(self, out: TextIO, start: float) -> None:
         super().__init__(logging.DEBUG)
         self.out = out
         self.start = start
+        self.commands = 0
+        self.urcs = 0
+        self.data_commands: Counter[str] = Counter()
+        self._command: str | None = None
+        self._data_command = False
+        self._names: dict[str, str] = {}  # OCPP message id -> action
+        self.frames: Counter[str] = Counter()  # per direction
+
+    def line(self, layer: str, text: str, when: float | None = None) -> None:
+        at = (time.time() if when is None else when) - self.start
+        text = f"{at:8.3f}s  {layer:<5} {text}"
+        if len(text) > WIDTH and layer != "ocpp":  # OCPP is shown whole
+            text = text[: WIDTH - 1] + "…"
+        print(text, file=self.out, flush=True)
 
     def emit(self, record: logging.LogRecord) -> None:
-        layer = {"transport.at": "uart"}.get(record.name, record.name.rsplit(".", 1)[-1])
-        print(
-            f"{record.created - self.start:8.3f}s  {layer:<8} {record.getMessage()}", file=self.out
+        try:
+            message = record.getMessage()
+            if record.name == "transport.at" and record.levelno == logging.DEBUG:
+                self._at(message, record.created)
+                return
+            if record.levelno == logging.INFO and message.startswith(MODULE_STATUS):
+                return  # the URC itself is on the timeline
+            layer = {
+                "transport.websocket": "ws",
+                "transport.at": "uart",
+            }.get(record.name, "modem" if record.name.startswith("transport.") else "cp")
+            mark = "" if record.levelno < logging.WARNING else f"{record.levelname}: "
+            self.line(layer, mark + message, record.created)
+        except Exception:
+            self.handleError(record)
+
+    def _at(self, message: str, when: float) -> None:
+        if message.startswith("→ "):
+            self.commands += 1
+            command = message[2:].split(" [+", 1)[0]
+            self._data_command = command.startswith(DATA_COMMANDS)
+            if self._data_command:
+                self.data_commands[command.split("=", 1)[0]] += 1
+                self._command = command
+            else:
+                self._command = command
+        elif message.startswith("← ") and self._command is not None:
+            result = message[2:]
+            failed = "ERROR" in result
+            if not self._data_command or failed:
+                self.line("uart", f"{self._command}  ⇒  {result}", when)
+            self._command = None
+        elif message.startswith("urc "):
+            self.urcs += 1
+            if '"recv"' not in message:  # data waiting: the driver reads it, counted above
+                self.line("uart", message, when)
+
+    def data_totals(self) -> str:
+        counts = ", ".join(f"{n} {name[3:]}" for name, n in sorted(self.data_commands.items()))
+        self.data_commands.clear()
+        return counts
+
+    def frame(self, direction: str, text: str) -> None:
+        self.frames[direction] += 1
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            self.line("ocpp", f"{direction} unreadable: {text[:60]}")
+            return
+        arrow = "CP → CSMS" if direction == "cp>csms" else "CSMS → CP"
+        if frame[0] == 2:
+            self._names[frame[1]] = frame[2]
+            self.line("ocpp", f"{arrow}  {frame[2]}  {_describe(frame[2], frame[3])}")
+        elif frame[0] == 3:
+            name = self._names.pop(frame[1], "?")
+            self.line("ocpp", f"{arrow}  {name}.conf  {_describe(name, frame[2])}")
+        else:
+            name = self._names.pop(frame[1], "?")
+            self.line("ocpp", f"{arrow}  {name} CALLERROR {frame[2]} {frame[3]}")
+
+
+def _describe(action: str, payload: dict[str, Any]) -> str:
+    """A payload in one short line: scalars as key=value, meter values as readings."""
+    if action == "MeterValues" and "meterValue" in payload:
+        readings = []
+        for value in payload["meterValue"]:
+            for sample in value["sampledValue"]:
+                name = sample.get("measurand", "Energy.Active.Import.Register")
+                readings.append(f"{name}={sample['value']} {sample.get('unit', 'Wh')}")
+            readings.append(f"@{value['timestamp'][11:19]}")
+        return f"connector {payload['connectorId']} tx {payload.get('transactionId')}: " + " ".join(
+            readings
+        )
+    parts = []
+    for key, value in payload.items():
+        shown = value
+        if isinstance(value, dict):
+            shown = value.get("status", "{…}")
+        elif isinstance(value, list):
+            shown = f"[{len(value)}]"
+        parts.append(f"{key}={shown}")
+    return " ".join(parts)
+
+
+@dataclass
+class Parts:
+    csms: DemoCsms
+    files: FileServer
+    sim: SimulatorShell
+    directory: Path
+    config_path: Path
+    version_file: Path
+
+
+class Demo:
+    def __init__(self, out: TextIO, *, keep_running: bool = False) -> None:
+        self.out = out
+        self.keep_running = keep_running
+        self.start = time.time()
+        self.timeline = Timeline(out, self.start)
+        self.daemon: Daemon | None = None
+        self._daemon_stop = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._uart_seen = (0, 0)
+        self.delivered_after_hole = 0
+
+    # -- narration --
+
+    def say(self, text: str) -> None:
+        self.timeline.line("demo", f"── {text}")
+
+    def _uart_totals(self, sim: SimulatorShell) -> None:
+        up, down = sim.bytes_from_host, sim.bytes_to_host
+        seen_up, seen_down = self._uart_seen
+        data = self.timeline.data_totals()
+        if up != seen_up or down != seen_down:
+            self.timeline.line(
+                "uart",
+                f"since the last step: {up - seen_up} bytes to the module, "
+                f"{down - seen_down} from it" + (f"; data commands: {data}" if data else ""),
+            )
+        self._uart_seen = (up, down)
+
+    # -- the parts --
+
+    @contextlib.contextmanager
+    def _logging(self, log_file: Path) -> Iterator[None]:
+        root = logging.getLogger()
+        saved = (root.level, list(root.handlers))
+        levels = {
+            "transport.at": logging.DEBUG,
+            "chargepoint.frames": logging.WARNING,  # OCPP is shown as the CSMS saw it
+            "websockets": logging.WARNING,
+            "ocpp": logging.WARNING,
+            "asyncio": logging.WARNING,
+            "apscheduler": logging.WARNING,
+        }
+        saved_levels = {name: logging.getLogger(name).level for name in levels}
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_file)
+        to_file.setFormatter(logging.Formatter(FORMAT))
+        to_file.setLevel(logging.INFO)
+        self.timeline.setLevel(logging.DEBUG)
+        root.handlers[:] = [self.timeline, to_file]
+        root.setLevel(logging.INFO)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        try:
+            yield
+        finally:
+            root.setLevel(saved[0])
+            root.handlers[:] = saved[1]
+            to_file.close()
+            for name, level in saved_levels.items():
+                logging.getLogger(name).setLevel(level)
+
+    def _write_config(self, directory: Path, csms: DemoCsms, sim_path: str) -> Path:
+        version_file = directory / "firmware-version"
+        version_file.write_text(OLD_VERSION + "\n")
+        installer = directory / "install-firmware.py"
+        installer.write_text(INSTALLER)
+        (directory / "csms-password").write_text(PASSWORD + "\n")
+        install = [sys.executable, str(installer), "{image}", str(version_file)]
+        config = directory / "chargepoint.toml"
+        config.write_text(
+            f"""\
+# Written by `chargepoint demo`: the charge point on a simulated Quectel module.
+[charge_point]
+id = "{IDENTITY}"
+vendor = "DemoVendor"
+model = "AT-1"
+serial_number = "DEMO-0001"
+connectors = 1
+
+[csms]
+url = "{csms.url}"
+password_file = "csms-password"
+reconnect_delay_min = 1
+reconnect_delay_max = 4
+
+[modem]
+type = "quectel"
+port = "{sim_path}"
+baudrate = {BAUD}
+apn = "internet"
+
+[firmware]
+install_command = {json.dumps(install)}
+version_file = "{version_file}"
+
+[diagnostics]
+log_files = ["{directory / "log"}/*.log"]
+
+[ocpp_keys]
+MeterValueSampleInterval = 5
+MeterValuesSampledData = "Energy.Active.Import.Register,Power.Active.Import"
+
+[storage]
+directory = "{directory / "state"}"
+"""
+        )
+        return config
+
+    async def _daemon_loop(self, config_path: Path) -> None:
+        """The daemon as the service runs it: after a restart it asks for (a firmware update's
+        reboot, a Reset), a new one starts from the same configuration and state."""
+        config = load_config(config_path)
+        while True:
+            self._daemon_stop = asyncio.Event()
+            self.daemon = Daemon(config, link_for(config))
+            await self.daemon.run(self._daemon_stop)
+            if self.daemon.reset_requested is None or self._finished.is_set():
+                return
+            self.say("the daemon restarts (as the service manager would start it again)")
+
+    # -- the script --
+
+    async def run(self) -> int:
+        directory = Path(tempfile.mkdtemp(prefix="chargepoint-demo-"))
+        try:
+            with self._logging(directory / "log" / "chargepoint.log"):
+                return await self._run(directory)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    async def _run(self, directory: Path) -> int:
+        csms = DemoCsms(IDENTITY, PASSWORD.encode(), self.timeline.frame)
+        image = f"DEMO-FIRMWARE {NEW_VERSION}\n".encode()
+        image += bytes(i * 7 % 251 for i in range(FIRMWARE_SIZE - len(image)))
+        files = FileServer(files={FIRMWARE_PATH: image})
+        await csms.start()
+        files.start()
+        daemon_task: asyncio.Task[None] | None = None
+        try:
+            async with SimulatorShell(
+                QuectelModule(ModuleProfile()), baud=BAUD, latency=LATENCY
+            ) as sim:
+                config_path = self._write_config(directory, csms, sim.path)
+                parts = Parts(
+                    csms, files, sim, directory, config_path, directory / "firmware-version"
+                )
+                self.say(f"CSMS (ocpp library) on {csms.url}")
+                self.say(f"HTTP file server on {files.url('/')} with {FIRMWARE_PATH}")
+                self.say(
+                    f"simulated Quectel EC200U on {sim.path}, {BAUD} baud, "
+                    f"{LATENCY * 1000:g} ms network latency each way"
+                )
+                self.say(f"charge point daemon with {config_path}")
+                daemon_task = asyncio.create_task(self._daemon_loop(config_path))
+                try:
+                    await self._script(parts, daemon_task)
+                except (StepFailed, TimeoutError) as failure:
+                    self.say(f"FAILED: {failure or 'a step timed out'}")
+                    ok = False
+                else:
+                    ok = True
+                if ok and self.keep_running:
+                    self._summary(parts, ok=ok)
+                    await self._keep_running(parts)
+                self.say("stopping the daemon (as SIGTERM does): WebSocket closed with 1001")
+                await self._stop_daemon(daemon_task)
+                if not self.keep_running or not ok:
+                    self._summary(parts, ok=ok)
+                return 0 if ok else 1
+        finally:
+            await self._stop_daemon(daemon_task)
+            files.stop()
+            await csms.stop()
+
+    async def _stop_daemon(self, task: asyncio.Task[None] | None) -> None:
+        self._finished.set()
+        self._daemon_stop.set()
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(30):
+                    await task
+
+    async def _ctl(self, parts: Parts, *words: str) -> None:
+        """Drive the charger as `chargepoint ctl` does: a request on the control socket."""
+        assert self.daemon is not None
+        message: dict[str, Any] = {"cmd": words[0]}
+        if words[0] == "present":
+            message["id_tag"] = words[1]
+        elif len(words) > 1:
+            message["connector"] = int(words[1])
+        self.timeline.line("ctl", f"chargepoint ctl {' '.join(words)}")
+        answer = await control.request(self.daemon.config.control_path, message)
+        if not answer.get("ok"):
+            raise StepFailed(f"ctl {' '.join(words)}: {answer.get('error')}")
+
+    async def _wait(
+        self, parts: Parts, what: str, predicate: Callable[[], Any], timeout: float = STEP_TIMEOUT
+    ) -> Any:
+        try:
+            return await parts.csms.wait_for(predicate, timeout)
+        except TimeoutError:
+            raise StepFailed(f"no {what} within {timeout:g} s") from None
+
+    def _status(self, parts: Parts, mark: int, status: str) -> Callable[[], bool]:
+        def seen() -> bool:
+            return any(
+                action == "StatusNotification" and payload["status"] == status
+                for action, payload in parts.csms.calls[mark:]
+            )
+
+        return seen
+
+    def _called(self, parts: Parts, mark: int, action: str, **fields: Any) -> Callable[[], Any]:
+        def seen() -> Any:
+            for name, payload in parts.csms.calls[mark:]:
+                if name == action and all(payload.get(k) == v for k, v in fields.items()):
+                    return payload
+            return None
+
+        return seen
+
+    async def _script(self, parts: Parts, daemon_task: asyncio.Task[None]) -> None:
+        csms, sim = parts.csms, parts.sim
+
+        def step(text: str) -> int:
+            self._uart_totals(sim)
+            self.say(text)
+            if daemon_task.done():
+                raise StepFailed(f"the daemon stopped: {daemon_task.exception()!r}")
+            return len(csms.calls)
+
+        mark = step("1. power on: the module comes up, the WebSocket opens, BootNotification")
+        await self._wait(parts, "BootNotification", self._called(parts, mark, "BootNotification"))
+        await self._wait(parts, "Available status", self._status(parts, mark, "Available"))
+
+        mark = step("2. a driver plugs in and presents an RFID card")
+        await self._ctl(parts, "plug", "1")
+        await self._wait(parts, "Preparing", self._status(parts, mark, "Preparing"))
+        await self._ctl(parts, "present", CARD)
+        await self._wait(parts, "StartTransaction", self._called(parts, mark, "StartTransaction"))
+        first = csms.transaction_ids[-1]
+        await self._wait(parts, "Charging", self._status(parts, mark, "Charging"))
+
+        mark = step("3. charging: a meter value every 5 s (MeterValueSampleInterval)")
+        await self._wait(
+            parts,
+            "two MeterValues",
+            lambda: [a for a, _ in csms.calls[mark:]].count("MeterValues") >= 2,
+            30,
         )
 
+        mark = step("4. coverage hole: the module loses the cell while the car charges")
+        sim.set_coverage(False)
+        station = self._station()
+        async with asyncio.timeout(STEP_TIMEOUT):
+            await station.wait_until(lambda: not station.online)
+            await station.wait_until(lambda: len(station.outbox) >= 3)
+        queued = len(station.outbox)
+        mark = step(f"5. back in coverage, with {queued} messages waiting in the outbox on disk")
+        sim.set_coverage(True)
+        async with asyncio.timeout(STEP_TIMEOUT):
+            await station.wait_until(lambda: station.online)
+            await station.outbox.wait_empty()
+        messages = [p for a, p in csms.calls[mark:] if a == "MeterValues"]
+        readings = sum(len(p["meter_value"]) for p in messages)
+        if readings < queued:
+            raise StepFailed(f"{queued} meter values queued, {readings} delivered")
+        self.delivered_after_hole = queued
+        self.say(
+            f"   all {queued} delivered in {len(messages)} MeterValues, in order, "
+            "each with the time it was measured"
+        )
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
+        mark = step("6. the driver ends the session with the same card and unplugs")
+        await self._ctl(parts, "present", CARD)
+        await self._wait(
+            parts,
+            "StopTransaction",
+            self._called(parts, mark, "StopTransaction", transaction_id=first),
+        )
+        await self._ctl(parts, "unplug", "1")
+        await self._wait(parts, "Available", self._status(parts, mark, "Available"))
 
+        mark = step("7. remote start from the CSMS (an app user), then remote stop")
+        await self._ctl(parts, "plug", "1")
+        await self._wait(parts, "Preparing", self._status(parts, mark, "Preparing"))
+        answer = await csms.call(call.RemoteStartTransaction(id_tag=REMOTE_CARD, connector_id=1))
+        if answer.status != "Accepted":
+            raise StepFailed(f"RemoteStartTransaction {answer.status}")
+        await self._wait(parts, "StartTransaction", self._called(parts, mark, "StartTransaction"))
+        transaction_id = csms.transaction_ids[-1]
+        await self._wait(parts, "a MeterValues", self._called(parts, mark, "MeterValues"), 30)
+        answer = await csms.call(call.RemoteStopTransaction(transaction_id=transaction_id))
+        if answer.status != "Accepted":
+            raise StepFailed(f"RemoteStopTransaction {answer.status}")
+        await self._wait(
+            parts,
+            "StopTransaction",
+            self._called(parts, mark, "StopTransaction", transaction_id=transaction_id),
+        )
+        await self._ctl(parts, "unplug", "1")
+        await self._wait(parts, "Available", self._status(parts, mark, "Available"))
 
-async def _exchange(stream: QuectelTcpStream, message: bytes) -> bool:
-    await stream.write(message)
-    echoed = bytearray()
-    while len(echoed) < len(message):
-        echoed += await stream.read()
-    return bytes(echoed) == message
-
-
-async def run(out: TextIO) -> int:
-    start = time.time()
-
-    def say(text: str) -> None:
-        print(f"{time.time() - start:8.3f}s  {'demo':<8} {text}", file=out)
-
-    timeline = Timeline(out, start)
-    logger = logging.getLogger("transport")
-    logger.addHandler(timeline)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    intact = True
-    try:
-        say(f"echo server on 127.0.0.1:{port} stands in for the CSMS")
-        module = QuectelModule(ModuleProfile())
-        async with SimulatorShell(module, baud=BAUD, latency=LATENCY) as sim:
-            say(
-                f"simulated Quectel EC200U on {sim.path}, {BAUD} baud, "
-                f"{LATENCY * 1000:g} ms network latency"
+        mark = step(f"8. firmware update {OLD_VERSION} → {NEW_VERSION} through AT+QHTTPGET")
+        await csms.call(
+            call.UpdateFirmware(
+                location=parts.files.url(FIRMWARE_PATH), retrieve_date=_utc_now(), retries=2
             )
-            async with open_quectel(sim.path, BAUD, QuectelSettings(apn="internet")) as modem:
-                info = await modem.bring_up()
-                say(
-                    f"link up: IMEI {info.identity.imei}, ICCID {info.identity.iccid}, "
-                    f"signal {info.signal.describe()}, address {info.ip_address}"
-                )
-                stream = await modem.open_tcp("127.0.0.1", port)
-                for message in (
-                    b'[2,"19223201","BootNotification",'
-                    b'{"chargePointVendor":"Demo","chargePointModel":"AT-1"}]',
-                    b'[2,"19223202","Heartbeat",{}]',
-                    os.urandom(
-                        3000
-                    ),  # larger than one AT+QISEND (1460 bytes) and one AT+QIRD (1500)
-                ):
-                    ok = await _exchange(stream, message)
-                    intact &= ok
-                    say(f"{len(message)} bytes there and back: {'intact' if ok else 'CORRUPTED'}")
-                say("the network drops the connection")
-                sim.drop_connection(stream.connect_id)
-                try:
-                    while True:
-                        await stream.read()
-                except StreamClosed as exc:
-                    say(f"driver reports: {exc}")
-                await stream.close()
-                stream = await modem.open_tcp("127.0.0.1", port)
-                ok = await _exchange(stream, b'[2,"19223203","Heartbeat",{}]')
-                intact &= ok
-                say(f"reconnected on socket {stream.connect_id}: {'intact' if ok else 'CORRUPTED'}")
-                await stream.close()
-                stats = modem.channel.stats
-            elapsed = time.time() - start
-            print(file=out)
-            print("summary", file=out)
-            print(f"  AT commands            {stats.commands}", file=out)
-            print(f"  URCs                   {stats.urcs}", file=out)
-            print(f"  UART host -> module    {sim.bytes_from_host} bytes", file=out)
-            print(f"  UART module -> host    {sim.bytes_to_host} bytes", file=out)
-            print(f"  noise lines ignored    {stats.noise_lines}", file=out)
-            print(f"  elapsed                {elapsed:.2f} s", file=out)
-            verdict = "every byte came back intact" if intact else "DATA WAS CORRUPTED"
-            print(f"  result                 {verdict}", file=out)
-    finally:
-        server.close()
-        logger.removeHandler(timeline)
-        logger.propagate = True
-    return 0 if intact else 1
+        )
+        await self._wait(
+            parts,
+            "FirmwareStatusNotification Installed",
+            self._called(parts, mark, "FirmwareStatusNotification", status="Installed"),
+            180,
+        )
+        boot = self._called(parts, mark, "BootNotification")()
+        if boot is None or boot.get("firmware_version") != NEW_VERSION:
+            raise StepFailed(f"BootNotification after the update reports {boot}")
+
+        mark = step("9. diagnostics upload: logs, frame trace and configuration, as a tar.gz")
+        await csms.call(call.GetDiagnostics(location=parts.files.url("/diagnostics/"), retries=2))
+        await self._wait(
+            parts,
+            "DiagnosticsStatusNotification Uploaded",
+            self._called(parts, mark, "DiagnosticsStatusNotification", status="Uploaded"),
+            120,
+        )
+        assert self.daemon is not None
+        async with asyncio.timeout(STEP_TIMEOUT):  # its answer is on the way back
+            await self.daemon.diagnostics.wait_done()
+        self._uart_totals(sim)
+
+    def _station(self) -> Any:
+        assert self.daemon is not None
+        return self.daemon.station
+
+    # -- the end --
+
+    def _summary(self, parts: Parts, *, ok: bool) -> None:
+        csms, sim = parts.csms, parts.sim
+        sent = Counter(action for action, _ in csms.calls)
+        upload = parts.files.uploads[-1] if parts.files.uploads else None
+        print(file=self.out)
+        print("summary", file=self.out)
+        rows = [
+            ("OCPP calls CP → CSMS", f"{sum(sent.values())}  " + _counts(sent)),
+            (
+                "OCPP messages",
+                f"{self.timeline.frames['cp>csms']} sent by the charge point, "
+                f"{self.timeline.frames['csms>cp']} received",
+            ),
+            ("UART host → module", f"{sim.bytes_from_host} bytes"),
+            ("UART module → host", f"{sim.bytes_to_host} bytes"),
+            ("AT commands", f"{self.timeline.commands} ({self.timeline.urcs} URCs)"),
+            ("transactions", f"{len(csms.seen('StopTransaction'))} stopped"),
+            ("coverage hole", f"{self.delivered_after_hole} queued messages delivered after it"),
+            ("energy charged", f"{csms.energy_wh} Wh (meterStop - meterStart, as the CSMS bills)"),
+            ("firmware", _firmware_line(parts)),
+            ("diagnostics", _diagnostics_line(upload.data if upload else None)),
+            ("elapsed", f"{time.time() - self.start:.1f} s"),
+            ("result", "every step completed" if ok else "FAILED (see the timeline)"),
+        ]
+        for name, value in rows:
+            print(f"  {name:<22} {value}", file=self.out)
+        self.out.flush()
+
+    async def _keep_running(self, parts: Parts) -> None:
+        assert self.daemon is not None
+        socket = self.daemon.config.control_path
+        print(
+            f"\nStill running (Ctrl-C to stop). In another terminal:\n"
+            f"  chargepoint ctl --socket {socket} status\n"
+            f"  chargepoint ctl --socket {socket} plug 1\n"
+            f"  chargepoint ctl --socket {socket} present MY-CARD\n"
+            f"  configuration: {parts.config_path}\n",
+            file=self.out,
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
 
 
-def main(out: TextIO = sys.stdout) -> int:
-    return asyncio.run(run(out))
+def _counts(counter: Counter[str]) -> str:
+    return "(" + ", ".join(f"{name} {n}" for name, n in counter.most_common()) + ")"
+
+
+def _firmware_line(parts: Parts) -> str:
+    versions = [p.get("firmware_version") for p in parts.csms.seen("BootNotification")]
+    return f"BootNotification firmwareVersion {' → '.join(dict.fromkeys(map(str, versions)))}"
+
+
+def _diagnostics_line(archive: bytes | None) -> str:
+    if archive is None:
+        return "nothing uploaded"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        names = tar.getnames()
+    return f"{len(archive)} bytes uploaded, {len(names)} files: {', '.join(names)}"
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def main(out: TextIO = sys.stdout, *, keep_running: bool = False) -> int:
+    return asyncio.run(Demo(out, keep_running=keep_running).run())

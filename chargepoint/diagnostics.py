@@ -132,6 +132,11 @@ class DiagnosticsUploader:
     def trigger_status(self) -> DiagnosticsStatus:
         return self.status or DiagnosticsStatus.idle
 
+    async def wait_done(self) -> None:
+        """Wait until the request in hand (upload and its final status) is over."""
+        if self._task is not None:
+            await asyncio.gather(asyncio.shield(self._task), return_exceptions=True)
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -21,5 +21,5 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries speak only when something is wrong; our own layers say what happened.
-    for library in ("websockets", "ocpp", "asyncio"):
+    for library in ("websockets", "ocpp", "asyncio", "apscheduler"):
         logging.getLogger(library).setLevel(max(logging.WARNING, root.level))

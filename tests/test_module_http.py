@@ -1,6 +1,7 @@
 """File transfers through the module: driver ⇄ real pty ⇄ simulator ⇄ real HTTP(S) server on
-127.0.0.1 (transport/simulator/file_server.py). Firmware-sized downloads in Range pieces, resumes, servers
-without Range, uploads, and each failure ending in its specific, advising error."""
+127.0.0.1 (transport/simulator/file_server.py). Firmware-sized downloads in Range pieces,
+resumes, servers without Range, uploads, and each failure ending in its specific, advising
+error."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import pytest
 import trustme
 
 from tests.conftest import FAST
-from transport.simulator.file_server import FileServer
 from transport.errors import HttpStatusError, TransferCorrupt, TransferError
 from transport.modems.host_http import HostHttp
 from transport.modems.quectel import QuectelModem, open_quectel
@@ -29,6 +29,7 @@ from transport.modems.quectel_http_errors import (
     ModuleHttpError,
 )
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
+from transport.simulator.file_server import FileServer
 
 KIB = 1024
 

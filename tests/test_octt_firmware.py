@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from transport.simulator.file_server import FileServer
 from tests.harness import Rig, rig, strict_failures
+from transport.simulator.file_server import FileServer
 
 KIB = 1024
 NOW = "2020-01-01T00:00:00Z"  # a retrieveDate in the past: start at once

@@ -228,6 +228,21 @@ async def test_module_reboot_ends_the_stream_and_bring_up_recovers(echo_server: 
         await again.close()
 
 
+async def test_serial_port_gone_ends_the_stream_at_once_and_close_still_works(
+    echo_server: EchoServer,
+) -> None:
+    # A USB module re-enumerating (or its pty closing): a session must end now, not at its
+    # next keepalive, and closing the dead socket must not raise.
+    async with session(echo_server) as s:
+        reading = asyncio.create_task(s.stream.read())
+        await s.sim.stop()
+        async with asyncio.timeout(10):
+            with pytest.raises(StreamClosed, match=r"serial port \S+ is gone"):
+                await reading
+        await s.stream.close()
+        assert not s.modem.link_up
+
+
 async def test_deliberate_restart_waits_for_rdy(echo_server: EchoServer) -> None:
     async with session(echo_server) as s:
         s.sim.module.profile.boot_time = 0.3

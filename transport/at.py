@@ -490,6 +490,7 @@ class AtChannel:
         self._last_interactive = 0.0
         self._pending: _Pending | None = None
         self._handlers: list[tuple[str, UrcHandler]] = []
+        self._lost_listeners: list[Callable[[Exception], None]] = []
         self._started = False
         self._failure: BaseException | None = None
         self._desynced = False
@@ -801,10 +802,16 @@ class AtChannel:
         for event in self._parser.feed(data):
             self._dispatch(event)
 
+    def when_lost(self, listener: Callable[[Exception], None]) -> None:
+        """Call ``listener(error)`` if the port goes away (EOF, I/O error, USB unplugged)."""
+        self._lost_listeners.append(listener)
+
     def _on_lost(self, error: Exception) -> None:
         log.error("%s", error)
         self._failure = error
         self._fail_pending(error)
+        for listener in self._lost_listeners:
+            listener(error)
 
     def _dispatch(self, event: AtEvent) -> None:
         pending = self._pending

@@ -38,6 +38,7 @@ from transport.errors import (
     SocketOpenError,
     StreamBroken,
     StreamClosed,
+    TransportError,
 )
 from transport.link import RecoveryStep
 from transport.modem import (
@@ -173,6 +174,7 @@ class QuectelModem:
         channel.subscribe("+QIOPEN:", self._on_qiopen)
         channel.subscribe("RDY", self._on_ready)
         channel.subscribe("POWERED DOWN", self._on_powered_down)
+        channel.when_lost(self._on_port_lost)
         for prefix in STATUS_URCS:
             channel.subscribe(prefix, self._on_status)
 
@@ -576,6 +578,12 @@ class QuectelModem:
         log.error("module on %s powered down", self._at.port_name)
         self._lost_everything(ModuleRebooted(f"the module on {self._at.port_name} powered down"))
 
+    def _on_port_lost(self, error: Exception) -> None:
+        # Without a port no socket can be read or closed: every session ends now, not at
+        # its next keepalive.
+        self._link_up = False
+        self._lost_everything(StreamClosed(f"the serial port {self._at.port_name} is gone"))
+
     def _lost_everything(self, error: StreamClosed) -> None:
         self._at.abort(error)
         for stream in list(self._streams.values()):
@@ -678,7 +686,7 @@ class QuectelTcpStream:
                     timeout=self._s.close_timeout + 5.0,
                     check=False,
                 )
-            except AtError as exc:
+            except TransportError as exc:  # an AT error, or the port is gone
                 log.warning("closing socket %d: %s", self.connect_id, exc)
         self._modem._release(self.connect_id)
         self.fail(StreamClosed(f"socket {self.connect_id} to {self.where} was closed locally"))
