@@ -35,6 +35,7 @@ from chargepoint.data_transfer import DataTransferVendors
 from chargepoint.diagnostics import DiagnosticsSettings, DiagnosticsUploader
 from chargepoint.firmware import FirmwareSettings, FirmwareUpdater, read_version
 from chargepoint.frame_trace import FrameTrace
+from chargepoint.service import ServiceNotifier
 from chargepoint.session import BootFields, Registration, Session, SessionSettings
 from chargepoint.simulated_charger import SimulatedCharger
 from chargepoint.station import PowerLossPolicy, Station
@@ -165,8 +166,10 @@ class Daemon:
         data_transfer: DataTransferVendors | None = None,
         rng: random.Random | None = None,
         reset_hook: Callable[[ResetType], Awaitable[None]] | None = None,
+        notifier: ServiceNotifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier or ServiceNotifier.from_environment()
         self.link = link
         self.data_transfer = data_transfer or DataTransferVendors()
         self.db = open_state(config.storage_directory)
@@ -266,6 +269,12 @@ class Daemon:
         self._stop = stop
         self.scheduler.start()
         control = ControlServer(self.config.control_path, self)
+        service = [
+            asyncio.create_task(self.notifier.watchdog(), name="systemd watchdog"),
+            asyncio.create_task(
+                self.notifier.ready_after(self.config.ready_timeout), name="systemd ready"
+            ),
+        ]
         try:
             await control.start()
             await self.station.start()
@@ -285,6 +294,11 @@ class Daemon:
                     async with asyncio.timeout(delay):
                         await stop.wait()
         finally:
+            self.notifier.stopping()
+            for task in service:
+                task.cancel()
+            await asyncio.gather(*service, return_exceptions=True)
+            self.notifier.close()
             await control.stop()
             await self.firmware.close()
             await self.diagnostics.close()
@@ -358,6 +372,7 @@ class Daemon:
         ping = self.keys.subscribe_to("WebSocketPingInterval", ws.set_ping_interval)
         self.session = session
         self.sessions_started += 1
+        self.notifier.mark_ready(f"connected to {self.config.csms.url}")
         try:
             closed = await session.run()
         finally:
@@ -369,6 +384,7 @@ class Daemon:
             )
         duration = loop.time() - opened
         log.warning("OCPP session ended after %.0f s: %s", duration, closed)
+        self.notifier.status(f"offline: {closed}")
         # A CSMS that closes the WebSocket on purpose sends a close frame with its code; a
         # dead link (1006) or a missing pong is the network's doing.
         blame = (

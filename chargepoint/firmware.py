@@ -55,10 +55,14 @@ class FirmwareSettings:
 
 
 def install_argv(command: tuple[str, ...], image: Path) -> list[str]:
-    """The installer's argv: ``{image}`` elements replaced by the image path, else the path
-    appended. Each is one argument; nothing is ever interpreted by a shell."""
-    if "{image}" in command:
-        return [str(image) if part == "{image}" else part for part in command]
+    """The installer's argv: ``{image}`` replaced by the image path and ``{image_name}`` by its
+    file name (e.g. ``chargepoint-firmware@{image_name}.service``), else the path appended.
+    Each is one argument; nothing is ever interpreted by a shell."""
+    if any("{image}" in part or "{image_name}" in part for part in command):
+        return [
+            part.replace("{image_name}", image.name).replace("{image}", str(image))
+            for part in command
+        ]
     return [*command, str(image)]
 
 

@@ -121,6 +121,7 @@ class Config:
     ocpp_keys: tuple[tuple[str, str], ...] = ()  # initial OCPP key values, as OCPP strings
     firmware: FirmwareConfig = FirmwareConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    ready_timeout: float = 120.0  # [service]: READY=1 at the latest after this many seconds
 
     @property
     def control_path(self) -> Path:
@@ -225,6 +226,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             log_files=tuple(data["diagnostics"]["log_files"]),
             max_log_bytes=data["diagnostics"]["max_log_bytes"],
         ),
+        ready_timeout=float(data["service"]["ready_timeout"]),
     )
 
 

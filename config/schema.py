@@ -90,9 +90,10 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "install_command": {
                     **_ARGV,
-                    "description": "installer, run without a shell; the image path replaces an "
-                    'argument "{image}" or is appended; exit 0 means installed (without it, '
-                    "installation fails with InstallationFailed)",
+                    "description": "installer, run without a shell; the image path replaces "
+                    '"{image}" and its file name "{image_name}" in the arguments, else the path '
+                    "is appended; exit 0 means installed (without it, installation fails with "
+                    "InstallationFailed)",
                 },
                 "reboot_command": {
                     **_ARGV,
@@ -230,6 +231,21 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "level": {"enum": ["debug", "info", "warning", "error"], "default": "info"},
+            },
+        },
+        "service": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "running under systemd (Type=notify)",
+            "properties": {
+                "ready_timeout": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 120,
+                    "description": "seconds after which READY=1 is sent even if no OCPP session "
+                    "is up yet, so that boot is not held up by an unreachable CSMS (keep it "
+                    "below the unit's TimeoutStartSec)",
+                },
             },
         },
     },
