@@ -9,7 +9,7 @@ NODE_CSMS := tests/peers/node_csms
 NODE_STAMP := $(NODE_CSMS)/node_modules/.installed-stamp
 BENCHES := serial_throughput roundtrip outbox firmware
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean systemd-tool
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required; set PYTHON=/path/to/python3.11")'
@@ -24,6 +24,15 @@ $(NODE_STAMP): $(NODE_CSMS)/package-lock.json
 	cd $(NODE_CSMS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# systemd-analyze, for the unit-file tests: Debian's systemd package (only the tool is used;
+# nothing is started). Installed when missing, with sudo unless we are root.
+systemd-tool:
+	@command -v systemd-analyze >/dev/null || { \
+	  echo "installing Debian's systemd package for systemd-analyze"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends systemd; }
+
 demo: $(STAMP)
 	$(BIN)/chargepoint demo
 
@@ -34,7 +43,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(NODE_STAMP)
+unit: $(STAMP) $(NODE_STAMP) systemd-tool
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
