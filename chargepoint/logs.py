@@ -1,22 +1,55 @@
-"""Logging for the daemon: readable lines on stderr, one logger per layer.
+"""Logging for the daemon: one logger per layer, to stderr.
 
 ``transport.at`` shows the AT conversation, ``transport.websocket`` the connection,
 ``chargepoint.frames`` every OCPP frame (debug), ``chargepoint.*`` the charge point's own
 decisions. Secrets never reach a record: the APN password, the SIM PIN and the Basic-auth
 header are redacted or never logged at the source.
+
+On a terminal each line has its time and level. Under systemd, when stderr is the journal
+(``$JOURNAL_STREAM`` names it, sd-daemon(3)), each line starts with its syslog priority
+``<3>``..``<7>`` instead and has no time of its own: journald stamps it and filters on it
+(``journalctl -u chargepoint -p warning``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
+# syslog priorities (sd-daemon(3)): err 3, warning 4, notice 5, info 6, debug 7.
+PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6}
+
+
+class JournalFormatter(logging.Formatter):
+    """``<priority>logger: message``, the prefix on every line of a multi-line record (a
+    traceback) so that journald files each line at the record's priority."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in PRIORITIES.items() if record.levelno >= level), 7)
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is the stream systemd connected to journald for this service."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        status = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return (status.st_dev, status.st_ino) == (int(device), int(inode))
+
 
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(JournalFormatter() if stderr_is_journal() else logging.Formatter(FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
