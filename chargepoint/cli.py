@@ -16,7 +16,7 @@ from typing import Any
 
 from ocpp.v16.enums import ResetType
 
-from chargepoint import control, demo
+from chargepoint import commands, control, demo
 from chargepoint.daemon import Daemon, link_for
 from chargepoint.logs import configure_logging
 from chargepoint.storage import StateError
@@ -60,8 +60,66 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="override logging.level of the file (debug: every AT command and OCPP frame)",
     )
+    check = sub.add_parser(
+        "check-config",
+        help="validate a configuration file and its OCPP keys",
+        description="Check the TOML file against the schema and the [ocpp_keys] against the "
+        "keys this charge point has. Prints every problem and exits 1, or a summary (and "
+        "warnings about this machine, such as a missing serial port) and exits 0.",
+    )
+    check.add_argument("--config", required=True, metavar="FILE")
+    _modem_parser(sub)
+    fetch = sub.add_parser(
+        "fetch",
+        help="download a file through the module's HTTP client (a manual firmware fetch)",
+        description="Fetch URL through the link as UpdateFirmware does: Range pieces, resumed "
+        "from the partial file when run again. Progress is shown on a terminal only. "
+        "Stop the service first: the serial port is the daemon's while it runs.",
+    )
+    fetch.add_argument("--config", required=True, metavar="FILE")
+    fetch.add_argument("url", metavar="URL")
+    fetch.add_argument(
+        "--output", "-o", metavar="PATH", help="where to store it (default: the URL's file name)"
+    )
     _ctl_parser(sub)
     return parser
+
+
+def _modem_parser(sub: Any) -> None:
+    modem = sub.add_parser(
+        "modem",
+        help="wiring checks: talk to the module directly (stop the service first)",
+        description="Talk to the module on modem.port. The port is locked while the daemon "
+        "runs: stop it first (systemctl stop chargepoint).",
+    )
+    actions = modem.add_subparsers(dest="action", required=True)
+    info = actions.add_parser(
+        "info",
+        help="bring the module up; print identity, SIM, registration, signal, address",
+        description="Bring the module up as the daemon does (SIM, registration, PDP context) "
+        "and print module, firmware, IMEI, ICCID, IMSI, registration, signal and PDP address.",
+    )
+    info.add_argument("--config", required=True, metavar="FILE")
+    info.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning"],
+        default="warning",
+        help="debug shows every AT command on stderr",
+    )
+    at = actions.add_parser(
+        "at",
+        help="send one AT command, or an interactive AT console",
+        description="With COMMAND: send it, print the answer, exit 0 on OK and 1 otherwise. "
+        "Without: read commands from stdin, one per line, and print answers and URCs as they "
+        "come. Commands with a data phase (AT+QISEND, AT+QFUPL, ...) are refused.",
+    )
+    at.add_argument("--config", required=True, metavar="FILE")
+    at.add_argument(
+        "at_command", nargs="?", metavar="COMMAND", help='e.g. "AT+CSQ" (quote it for the shell)'
+    )
+    at.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)"
+    )
 
 
 def _ctl_parser(sub: Any) -> None:
@@ -144,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         return demo.main(keep_running=args.keep_running)
     if args.command == "ctl":
         return _ctl(args)
+    if args.command == "check-config":
+        return commands.check_config(args.config)
+    if args.command in ("modem", "fetch"):
+        return _module_command(args)
     if args.command == "run":
         try:
             config = load_config(args.config)
@@ -159,6 +221,21 @@ def main(argv: list[str] | None = None) -> int:
             _restart(config, reset, argv if argv is not None else sys.argv[1:])
         return 0
     return 2
+
+
+def _module_command(args: argparse.Namespace) -> int:
+    config = commands.load(args.config)
+    if config is None:
+        return 1
+    if args.command == "fetch":
+        configure_logging("warning")
+        output = Path(args.output or args.url.rsplit("/", 1)[-1] or "download")
+        return asyncio.run(commands.fetch(config, args.url, output))
+    if args.action == "info":
+        configure_logging(args.log_level)
+        return asyncio.run(commands.modem_info(config))
+    configure_logging("warning")
+    return asyncio.run(commands.modem_at(config, args.at_command, args.timeout))
 
 
 async def _run(config: Config) -> ResetType | None:

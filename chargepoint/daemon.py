@@ -41,7 +41,7 @@ from chargepoint.simulated_charger import SimulatedCharger
 from chargepoint.station import PowerLossPolicy, Station
 from chargepoint.storage import open_state
 from config.loader import Config, ConfigError
-from config.ocpp_keys import AUTHORIZATION_KEY, ConfigurationKeys, core_keys
+from config.ocpp_keys import AUTHORIZATION_KEY, ConfigurationKeys, KeySpec, core_keys
 from transport.errors import TransportError
 from transport.link import Link, RecoveryStep
 from transport.modems.host import HostLink
@@ -91,14 +91,10 @@ async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T
     return None
 
 
-def link_for(config: Config) -> Link:
-    """The link the configuration asks for."""
+def quectel_settings(config: Config) -> QuectelSettings:
+    """The module driver's settings from ``[modem]``."""
     modem = config.modem
-    fw = config.firmware
-    if modem.type == "host":
-        return HostLink(http=HostHttp(ca_file=fw.ca_file, piece_size=fw.piece_size))
-    assert modem.port is not None  # the loader insists on it for a module
-    settings = QuectelSettings(
+    return QuectelSettings(
         apn=modem.apn,
         username=modem.username,
         password=modem.password,
@@ -109,6 +105,15 @@ def link_for(config: Config) -> Link:
         sim_pin=modem.sim_pin,
         registration_timeout=modem.registration_timeout,
     )
+
+
+def link_for(config: Config) -> Link:
+    """The link the configuration asks for."""
+    modem = config.modem
+    fw = config.firmware
+    if modem.type == "host":
+        return HostLink(http=HostHttp(ca_file=fw.ca_file, piece_size=fw.piece_size))
+    assert modem.port is not None  # the loader insists on it for a module
     http = HttpSettings(
         context_id=modem.context_id,
         ca_file=fw.ca_file,
@@ -116,17 +121,16 @@ def link_for(config: Config) -> Link:
         chunk=fw.chunk_size,
         scratch_drive=fw.scratch_drive,
     )
-    return QuectelLink(modem.port, modem.baudrate, settings, http)
+    return QuectelLink(modem.port, modem.baudrate, quectel_settings(config), http)
 
 
-def configuration_keys(
-    config: Config, charger: Charger, db: sqlite3.Connection
-) -> ConfigurationKeys:
-    """The OCPP keys, with the defaults the configuration file gives (``[ocpp_keys]``)."""
+def key_specs(config: Config, measurands: tuple[str, ...]) -> list[KeySpec]:
+    """The OCPP keys, with the defaults the configuration file gives (``[ocpp_keys]``); a
+    ConfigError names every key the file gets wrong."""
     csms = config.csms
     specs = core_keys(
         connectors=config.charge_point.connectors,
-        measurands=charger.measurands,
+        measurands=measurands,
         heartbeat_interval=csms.heartbeat_interval,
         ping_interval=csms.ping_interval,
         authorization_key=csms.password
@@ -145,7 +149,13 @@ def configuration_keys(
             by_name[name] = dataclasses.replace(spec, default=value)
     if problems:
         raise ConfigError(str(config.source), problems)
-    return ConfigurationKeys(db, list(by_name.values()))
+    return list(by_name.values())
+
+
+def configuration_keys(
+    config: Config, charger: Charger, db: sqlite3.Connection
+) -> ConfigurationKeys:
+    return ConfigurationKeys(db, key_specs(config, charger.measurands))
 
 
 def recovery_step(consecutive_link_failures: int) -> RecoveryStep:

@@ -1,0 +1,250 @@
+"""The operator's commands as a technician runs them, each in its own process: check-config,
+modem info, modem at (one command and the console), fetch. The module is the simulator in its
+own process on a linked pty (`python -m transport.simulator quectel --link`), the file server
+a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import os
+import pty
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chargepoint.commands import ProgressLine
+from transport.serial_port import SerialPort
+from transport.simulator.file_server import FileServer
+
+CHARGEPOINT = Path(sys.executable).parent / "chargepoint"
+
+
+def write_config(tmp_path: Path, port: Path, extra: str = "") -> Path:
+    config = tmp_path / "chargepoint.toml"
+    config.write_text(
+        f"""
+[charge_point]
+id = "CP-TECH"
+vendor = "TestVendor"
+model = "TestModel"
+connectors = 2
+
+[csms]
+url = "ws://127.0.0.1:9/ocpp"
+
+[modem]
+type = "quectel"
+port = "{port}"
+apn = "internet"
+
+[storage]
+directory = "{tmp_path / "state"}"
+{extra}
+"""
+    )
+    return config
+
+
+@contextlib.asynccontextmanager
+async def simulator(tmp_path: Path) -> AsyncIterator[Path]:
+    link = tmp_path / "modem"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "transport.simulator",
+        "quectel",
+        "--link",
+        str(link),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        await process.stdout.readline()  # the module is up
+        yield link
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def chargepoint(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(CHARGEPOINT),
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(120):
+        out, err = await process.communicate(stdin)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_check_config_summarises_a_good_file_and_warns_about_this_machine(
+    tmp_path: Path,
+) -> None:
+    config = write_config(
+        tmp_path,
+        tmp_path / "no-such-tty",
+        '[firmware]\ninstall_command = ["/opt/vendor/flash-it", "{image}"]\n'
+        "[ocpp_keys]\nMeterValueSampleInterval = 30\n",
+    )
+    code, out, err = await chargepoint("check-config", "--config", str(config))
+    assert (code, err) == (0, "")
+    assert f"{config}: OK" in out
+    assert "CSMS           ws://127.0.0.1:9/ocpp" in out
+    assert "(1 set by the file)" in out
+    assert f"warning: modem.port: {tmp_path / 'no-such-tty'} does not exist here" in out
+    assert "warning: firmware.install_command: /opt/vendor/flash-it is not an executable" in out
+
+
+async def test_check_config_prints_the_exact_error_and_exits_1(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tmp_path / "tty", '[logging]\nlevel = "loud"\n')
+    code, out, err = await chargepoint("check-config", "--config", str(config))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"{config}: 1 problem(s):\n"
+        '  logging.level: must be one of "debug", "info", "warning", "error"\n'
+    )
+
+
+async def test_check_config_reports_the_ocpp_keys_once_the_file_is_valid(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, tmp_path / "tty", "[ocpp_keys]\nMeterValueSampleInterval = -5\nNoSuchKey = 1\n"
+    )
+    code, _, err = await chargepoint("check-config", "--config", str(config))
+    assert code == 1
+    assert err.splitlines()[1:] == [
+        "  ocpp_keys.MeterValueSampleInterval: must be at least 0",
+        "  ocpp_keys.NoSuchKey: not a configuration key this charge point has",
+    ]
+
+
+async def test_modem_info_brings_the_module_up_and_prints_what_it_is(tmp_path: Path) -> None:
+    async with simulator(tmp_path) as link:
+        code, out, err = await chargepoint(
+            "modem", "info", "--config", str(write_config(tmp_path, link))
+        )
+    assert code == 0, err
+    lines = dict(line.split(None, 1) for line in out.replace("SIM ", "SIM_").splitlines())
+    assert lines["module"] == f"Quectel EC200U on {link}"
+    assert lines["IMEI"] == "869710030002906"
+    assert lines["SIM_ICCID"] == "89860025128306012474"
+    assert lines["signal"] == "-65 dBm (CSQ 24)"
+    assert lines["PDP"] == "context   1, APN 'internet', address 10.64.23.7"
+
+
+async def test_modem_at_one_command_and_its_exit_code(tmp_path: Path) -> None:
+    async with simulator(tmp_path) as link:
+        config = str(write_config(tmp_path, link))
+        assert await chargepoint("modem", "at", "--config", config, "AT+CSQ") == (
+            0,
+            "+CSQ: 24,99\nOK\n",
+            "",
+        )
+        code, out, _ = await chargepoint("modem", "at", "--config", config, "AT+QIACT=9")
+        assert (code, out) == (1, "ERROR\n")
+        code, out, _ = await chargepoint("modem", "at", "--config", config, "AT+QISEND=0,5")
+        assert code == 1 and "needs a data phase" in out
+
+
+async def test_modem_at_console_shows_urcs_as_they_come(tmp_path: Path) -> None:
+    async with simulator(tmp_path) as link:
+        process = await asyncio.create_subprocess_exec(
+            str(CHARGEPOINT),
+            "modem",
+            "at",
+            "--config",
+            str(write_config(tmp_path, link)),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        seen: list[str] = []
+
+        async def until(text: str) -> None:
+            assert process.stdout is not None
+            async with asyncio.timeout(30):
+                while text not in seen:
+                    seen.append((await process.stdout.readline()).decode().rstrip("\n"))
+
+        process.stdin.write(b"AT+CFUN=1,1\n")  # the module restarts: RDY comes by itself
+        await until("urc: RDY")
+        process.stdin.write(b"AT+CGREG?\n")
+        await until("+CGREG: 0,1")
+        process.stdin.close()
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0
+
+
+async def test_modem_at_refuses_a_port_someone_else_holds(tmp_path: Path) -> None:
+    async with simulator(tmp_path) as link:
+        held = SerialPort.open(str(link), 115200)  # as the running daemon holds it
+        try:
+            code, _, err = await chargepoint(
+                "modem", "at", "--config", str(write_config(tmp_path, link)), "AT"
+            )
+        finally:
+            held.close()
+    assert code == 1
+    assert f"cannot open serial port {link}" in err and "no other program holds the port" in err
+
+
+async def test_fetch_downloads_through_the_module_quietly_off_a_terminal(tmp_path: Path) -> None:
+    image = os.urandom(40_000)
+    with FileServer(files={"/fw/image.bin": image}) as files:
+        async with simulator(tmp_path) as link:
+            output = tmp_path / "image.bin"
+            code, out, err = await chargepoint(
+                "fetch",
+                "--config",
+                str(write_config(tmp_path, link)),
+                files.url("/fw/image.bin"),
+                "--output",
+                str(output),
+            )
+    assert (code, err) == (0, "")  # no progress lines in a pipe
+    assert output.read_bytes() == image
+    assert out == (
+        f"{output}: 40000 bytes in 1 request(s), SHA-256 {hashlib.sha256(image).hexdigest()}\n"
+    )
+
+
+def test_progress_is_redrawn_on_a_terminal_only() -> None:
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        progress = ProgressLine(terminal, every=0)
+        progress(0, 2048)
+        progress(1024, 2048)
+        progress(2048, 2048)
+        progress.finish()
+    shown = os.read(leader, 4096).decode()
+    os.close(leader)
+    assert "\r1.0 KiB / 2.0 KiB   50.0%" in shown and "100.0%" in shown
+    pipe = io.StringIO()
+    quiet = ProgressLine(pipe, every=0)
+    quiet(1024, 2048)
+    quiet.finish()
+    assert pipe.getvalue() == ""
+
+
+@pytest.mark.parametrize("command", [["modem", "info"], ["modem", "at"], ["fetch", "http://x/y"]])
+async def test_module_commands_refuse_a_host_link(tmp_path: Path, command: list[str]) -> None:
+    config = write_config(tmp_path, tmp_path / "tty").read_text()
+    path = tmp_path / "host.toml"
+    path.write_text(config.replace('type = "quectel"', 'type = "host"'))
+    args = (
+        [*command[:2], "--config", str(path), *command[2:]]
+        if command[0] == "modem"
+        else ["fetch", "--config", str(path), command[1]]
+    )
+    code, _, err = await chargepoint(*args)
+    if command[0] == "modem":
+        assert code == 1 and "there is no module to talk to" in err
+    else:
+        assert code == 1 and "chargepoint fetch:" in err  # the host stack cannot reach x
