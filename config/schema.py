@@ -39,10 +39,13 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "charge_point": {
             "type": "object",
+            "description": "who the charge point is (BootNotification) and how it behaves",
             "additionalProperties": False,
             "required": ["id", "vendor", "model"],
             "properties": {
                 "id": {
+                    "description": "the charge point identity: the last part of the CSMS URL and "
+                    "the Basic-auth user",
                     "type": "string",
                     "pattern": "^[^:\\x00-\\x1f\\x7f]{1,48}$",
                     "x-message": "must be 1 to 48 characters, without ':' or control characters "
@@ -55,7 +58,13 @@ SCHEMA: dict[str, Any] = {
                 "firmware_version": _text(50, "firmwareVersion; default: this software's version"),
                 "meter_type": _text(25, "meterType"),
                 "meter_serial_number": _text(25, "meterSerialNumber"),
-                "connectors": {"type": "integer", "minimum": 1, "maximum": 32, "default": 1},
+                "connectors": {
+                    "description": "number of connectors (NumberOfConnectors)",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 32,
+                    "default": 1,
+                },
                 "power_loss": {
                     "enum": ["stop", "resume"],
                     "default": "stop",
@@ -73,14 +82,20 @@ SCHEMA: dict[str, Any] = {
         },
         "charger": {
             "type": "object",
+            "description": "the charger hardware behind OCPP",
             "additionalProperties": False,
             "properties": {
                 "type": {
+                    "description": "the charger driver; simulated is driven with chargepoint ctl",
                     "enum": ["simulated"],
                     "default": "simulated",
                     "x-message": 'must be "simulated" (the only charger driver so far)',
                 },
-                "fixed_cable": {"type": "boolean", "default": False},
+                "fixed_cable": {
+                    "description": "the cable is fixed to the charger (no lock to drive)",
+                    "type": "boolean",
+                    "default": False,
+                },
             },
         },
         "firmware": {
@@ -107,7 +122,12 @@ SCHEMA: dict[str, Any] = {
                     "BootNotification (the installer updates it); default: "
                     "charge_point.firmware_version",
                 },
-                "install_timeout": {"type": "number", "minimum": 1, "default": 600},
+                "install_timeout": {
+                    "description": "seconds the installer may run before it counts as failed",
+                    "type": "number",
+                    "minimum": 1,
+                    "default": 600,
+                },
                 "ca_file": {
                     "type": "string",
                     "minLength": 1,
@@ -129,7 +149,12 @@ SCHEMA: dict[str, Any] = {
                     "description": "bytes per AT+QFREAD/AT+QFWRITE: the longest OCPP waits for the "
                     "serial line during a transfer (4096 B = 0.36 s at 115200 baud)",
                 },
-                "scratch_drive": {"enum": ["RAM", "UFS"], "default": "RAM"},
+                "scratch_drive": {
+                    "description": "module drive for downloaded pieces: RAM, or UFS on modules "
+                    "without a RAM disk (BG95/BG96)",
+                    "enum": ["RAM", "UFS"],
+                    "default": "RAM",
+                },
             },
         },
         "diagnostics": {
@@ -144,11 +169,17 @@ SCHEMA: dict[str, Any] = {
                     "description": "glob patterns of log files to include (lines filtered by "
                     "startTime/stopTime)",
                 },
-                "max_log_bytes": {"type": "integer", "minimum": 1024, "default": 2097152},
+                "max_log_bytes": {
+                    "description": "at most this many bytes of each log file (the newest lines)",
+                    "type": "integer",
+                    "minimum": 1024,
+                    "default": 2097152,
+                },
             },
         },
         "control": {
             "type": "object",
+            "description": "the local control socket",
             "additionalProperties": False,
             "properties": {
                 "socket": {
@@ -167,70 +198,158 @@ SCHEMA: dict[str, Any] = {
         },
         "csms": {
             "type": "object",
+            "description": "the CSMS and the WebSocket to it",
             "additionalProperties": False,
             "required": ["url"],
             "properties": {
                 "url": {
+                    "description": "the CSMS endpoint; the charge point id is appended (OCPP-J "
+                    "1.6 §3.1)",
                     "type": "string",
                     "pattern": "^wss?://[^/?#\\s]+",
                     "x-message": "must start with ws:// or wss:// followed by the CSMS host",
                 },
-                "password": {"type": "string", "minLength": 1},
-                "password_file": {"type": "string", "minLength": 1},
+                "password": {
+                    "description": "Basic-auth password (security profile 1); or password_file",
+                    "type": "string",
+                    "minLength": 1,
+                },
+                "password_file": {
+                    "description": "file holding the password (first line), relative to this file",
+                    "type": "string",
+                    "minLength": 1,
+                },
                 "password_format": {
                     "enum": ["text", "hex"],
                     "default": "text",
                     "description": "hex: an OCPP AuthorizationKey, sent as the bytes it encodes",
                 },
-                "call_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 60},
-                "heartbeat_interval": {"type": "integer", "minimum": 1, "default": 300},
-                "ping_interval": {"type": "integer", "minimum": 0, "default": 60},
-                "pong_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 30},
-                "max_message_size": {"type": "integer", "minimum": 4096, "default": 524288},
-                "reconnect_delay_min": {"type": "number", "exclusiveMinimum": 0, "default": 1},
-                "reconnect_delay_max": {"type": "number", "exclusiveMinimum": 0, "default": 300},
+                "call_timeout": {
+                    "description": "seconds to wait for the CSMS's answer to a CALL",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 60,
+                },
+                "heartbeat_interval": {
+                    "description": "HeartbeatInterval until the CSMS's BootNotification answer "
+                    "sets it",
+                    "type": "integer",
+                    "minimum": 1,
+                    "default": 300,
+                },
+                "ping_interval": {
+                    "description": "WebSocketPingInterval at first: seconds between our pings, 0 "
+                    "= off",
+                    "type": "integer",
+                    "minimum": 0,
+                    "default": 60,
+                },
+                "pong_timeout": {
+                    "description": "seconds without a pong before the connection counts as dead",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 30,
+                },
+                "max_message_size": {
+                    "description": "largest WebSocket message accepted, in bytes",
+                    "type": "integer",
+                    "minimum": 4096,
+                    "default": 524288,
+                },
+                "reconnect_delay_min": {
+                    "description": "first reconnect delay in seconds (doubles, with jitter)",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 1,
+                },
+                "reconnect_delay_max": {
+                    "description": "longest reconnect delay in seconds",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 300,
+                },
             },
         },
         "modem": {
             "type": "object",
+            "description": "the link to the network",
             "additionalProperties": False,
             "required": ["type"],
             "properties": {
                 "type": {
+                    "description": "quectel: a Quectel module on a serial port; host: this "
+                    "computer's own network",
                     "enum": ["quectel", "host"],
                     "x-message": 'must be "quectel" (a Quectel module on a serial port) or '
                     '"host" (this computer\'s own network)',
                 },
-                "port": {"type": "string", "minLength": 1},
+                "port": {
+                    "description": "the module's AT port, best by its stable name under "
+                    "/dev/serial/by-id/",
+                    "type": "string",
+                    "minLength": 1,
+                },
                 "baudrate": {
+                    "description": "UART speed (USB modules ignore it)",
                     "enum": [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600],
                     "default": 115200,
                 },
-                "apn": _at_string(),
-                "username": _at_string(),
-                "password": _at_string(),
-                "auth": {"enum": ["none", "pap", "chap", "pap_or_chap"], "default": "none"},
-                "context_id": {"type": "integer", "minimum": 1, "maximum": 16, "default": 1},
+                "apn": {
+                    **_at_string(),
+                    "description": "the APN of the SIM's data plan (AT+QICSGP)",
+                },
+                "username": {**_at_string(), "description": "APN user name"},
+                "password": {**_at_string(), "description": "APN password (never logged)"},
+                "auth": {
+                    "description": "APN authentication",
+                    "enum": ["none", "pap", "chap", "pap_or_chap"],
+                    "default": "none",
+                },
+                "context_id": {
+                    "description": "PDP context id (AT+QIACT)",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 16,
+                    "default": 1,
+                },
                 "sim_pin": {
+                    "description": "SIM PIN, if the SIM asks for one (never logged)",
                     "type": "string",
                     "pattern": "^[0-9]{4,8}$",
                     "x-message": "must be 4 to 8 digits",
                 },
-                "registration_timeout": {"type": "number", "exclusiveMinimum": 0, "default": 90},
+                "registration_timeout": {
+                    "description": "seconds to wait for network registration at bring-up",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 90,
+                },
             },
         },
         "storage": {
             "type": "object",
+            "description": "where the state lives",
             "additionalProperties": False,
             "properties": {
-                "directory": {"type": "string", "minLength": 1, "default": "/var/lib/chargepoint"},
+                "directory": {
+                    "description": "the state: SQLite database, firmware downloads, frame trace, "
+                    "control socket",
+                    "type": "string",
+                    "minLength": 1,
+                    "default": "/var/lib/chargepoint",
+                },
             },
         },
         "logging": {
             "type": "object",
+            "description": "what goes to stderr (the journal under systemd)",
             "additionalProperties": False,
             "properties": {
-                "level": {"enum": ["debug", "info", "warning", "error"], "default": "info"},
+                "level": {
+                    "description": "debug adds every AT command and OCPP frame",
+                    "enum": ["debug", "info", "warning", "error"],
+                    "default": "info",
+                },
             },
         },
         "service": {
