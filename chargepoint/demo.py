@@ -39,6 +39,7 @@ from chargepoint import control
 from chargepoint.daemon import Daemon, link_for
 from chargepoint.demo_csms import DemoCsms
 from chargepoint.logs import FORMAT
+from chargepoint.station import Station
 from config.loader import load_config
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
 from transport.simulator.file_server import FileServer
@@ -187,9 +188,7 @@ class Parts:
     csms: DemoCsms
     files: FileServer
     sim: SimulatorShell
-    directory: Path
     config_path: Path
-    version_file: Path
 
 
 class Demo:
@@ -336,9 +335,7 @@ directory = "{directory / "state"}"
                 QuectelModule(ModuleProfile()), baud=BAUD, latency=LATENCY
             ) as sim:
                 config_path = self._write_config(directory, csms, sim.path)
-                parts = Parts(
-                    csms, files, sim, directory, config_path, directory / "firmware-version"
-                )
+                parts = Parts(csms, files, sim, config_path)
                 self.say(f"CSMS (ocpp library) on {csms.url}")
                 self.say(f"HTTP file server on {files.url('/')} with {FIRMWARE_PATH}")
                 self.say(
@@ -525,7 +522,7 @@ directory = "{directory / "state"}"
             await self.daemon.diagnostics.wait_done()
         self._uart_totals(sim)
 
-    def _station(self) -> Any:
+    def _station(self) -> Station:
         assert self.daemon is not None
         return self.daemon.station
 
