@@ -39,6 +39,7 @@ from chargepoint import control
 from chargepoint.daemon import Daemon, link_for
 from chargepoint.demo_csms import DemoCsms
 from chargepoint.logs import FORMAT
+from chargepoint.service import ServiceNotifier
 from chargepoint.station import Station
 from config.loader import load_config
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
@@ -306,7 +307,8 @@ directory = "{directory / "state"}"
         config = load_config(config_path)
         while True:
             self._daemon_stop = asyncio.Event()
-            self.daemon = Daemon(config, link_for(config))
+            # The demo is not the service: systemd is not told anything even if it runs under it.
+            self.daemon = Daemon(config, link_for(config), notifier=ServiceNotifier(None, None))
             await self.daemon.run(self._daemon_stop)
             if self.daemon.reset_requested is None or self._finished.is_set():
                 return

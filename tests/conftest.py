@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import AsyncIterator
 
 import pytest
 
 from transport.modems.quectel import QuectelModem, QuectelSettings, open_quectel
 from transport.simulator import SimulatorShell
+
+# A CI runner that is itself a systemd service passes its NOTIFY_SOCKET down: the daemons these
+# tests start must not tell the runner's service manager that they are ready or alive.
+for _variable in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+    os.environ.pop(_variable, None)
 
 # The manual's time limits (150 s for QIACT, 90 s for registration...) scaled down so a
 # failing case fails in seconds; what is tested is the behaviour, not the numbers.
