@@ -120,12 +120,10 @@ class Timeline(logging.Handler):
         if message.startswith("→ "):
             self.commands += 1
             command = message[2:].split(" [+", 1)[0]
+            self._command = command
             self._data_command = command.startswith(DATA_COMMANDS)
             if self._data_command:
                 self.data_commands[command.split("=", 1)[0]] += 1
-                self._command = command
-            else:
-                self._command = command
         elif message.startswith("← ") and self._command is not None:
             result = message[2:]
             failed = "ERROR" in result
@@ -395,23 +393,12 @@ directory = "{directory / "state"}"
         except TimeoutError:
             raise StepFailed(f"no {what} within {timeout:g} s") from None
 
-    def _status(self, parts: Parts, mark: int, status: str) -> Callable[[], bool]:
-        def seen() -> bool:
-            return any(
-                action == "StatusNotification" and payload["status"] == status
-                for action, payload in parts.csms.calls[mark:]
-            )
-
-        return seen
+    def _status(self, parts: Parts, mark: int, status: str) -> Callable[[], Any]:
+        return self._called(parts, mark, "StatusNotification", status=status)
 
     def _called(self, parts: Parts, mark: int, action: str, **fields: Any) -> Callable[[], Any]:
-        def seen() -> Any:
-            for name, payload in parts.csms.calls[mark:]:
-                if name == action and all(payload.get(k) == v for k, v in fields.items()):
-                    return payload
-            return None
-
-        return seen
+        """A predicate: the first ``action`` CALL since ``mark`` that carries ``fields``."""
+        return lambda: next(iter(parts.csms.seen(action, since=mark, **fields)), None)
 
     async def _script(self, parts: Parts, daemon_task: asyncio.Task[None]) -> None:
         csms, sim = parts.csms, parts.sim
@@ -439,7 +426,7 @@ directory = "{directory / "state"}"
         await self._wait(
             parts,
             "two MeterValues",
-            lambda: [a for a, _ in csms.calls[mark:]].count("MeterValues") >= 2,
+            lambda: len(csms.seen("MeterValues", since=mark)) >= 2,
             30,
         )
 
@@ -455,7 +442,7 @@ directory = "{directory / "state"}"
         async with asyncio.timeout(STEP_TIMEOUT):
             await station.wait_until(lambda: station.online)
             await station.outbox.wait_empty()
-        messages = [p for a, p in csms.calls[mark:] if a == "MeterValues"]
+        messages = csms.seen("MeterValues", since=mark)
         readings = sum(len(p["meter_value"]) for p in messages)
         if readings < queued:
             raise StepFailed(f"{queued} meter values queued, {readings} delivered")

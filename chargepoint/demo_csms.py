@@ -172,21 +172,18 @@ class DemoCsms:
             if self._session is session:
                 self._session = None
 
-    @property
-    def connected(self) -> bool:
-        return self._session is not None
-
     async def call(self, payload: Any) -> Any:
         """Send a CALL to the charge point and return its CALLRESULT payload."""
         if self._session is None:
             raise RuntimeError("no charge point is connected")
         return await self._session.call(payload)
 
-    def seen(self, action: str, **fields: Any) -> list[dict[str, Any]]:
-        """The payloads of ``action`` CALLs that carry ``fields`` (snake_case names)."""
+    def seen(self, action: str, *, since: int = 0, **fields: Any) -> list[dict[str, Any]]:
+        """The payloads of ``action`` CALLs, from call number ``since`` on, that carry
+        ``fields`` (snake_case names)."""
         return [
             payload
-            for name, payload in self.calls
+            for name, payload in self.calls[since:]
             if name == action and all(payload.get(k) == v for k, v in fields.items())
         ]
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import shutil
 import sqlite3
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -385,3 +386,45 @@ async def rig(
                     await the_rig.stop()
         finally:
             await proxy.stop()
+
+
+# -- the daemon and the simulator as separate processes, as an operator runs them --
+
+CHARGEPOINT = Path(sys.executable).parent / "chargepoint"
+
+
+@contextlib.asynccontextmanager
+async def simulator_process(link: Path, *options: str) -> AsyncIterator[Path]:
+    """``python -m transport.simulator quectel --link LINK``, up once it says so."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "transport.simulator",
+        "quectel",
+        "--link",
+        str(link),
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        await process.stdout.readline()  # the module is up
+        yield link
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def chargepoint(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """Run the ``chargepoint`` command; its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        str(CHARGEPOINT),
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(120):
+        out, err = await process.communicate(stdin)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -7,37 +7,23 @@ import asyncio
 import base64
 import json
 import signal
-import sys
 from pathlib import Path
 
+from tests.harness import CHARGEPOINT, chargepoint, simulator_process
 from tests.peers import NodeCsms
 
-CHARGEPOINT = Path(sys.executable).parent / "chargepoint"
 SECRET = b"correct horse battery"
 
 
 async def test_run_connects_through_the_simulator_and_stops_cleanly(tmp_path: Path) -> None:
-    link = tmp_path / "modem"
-    simulator = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "transport.simulator",
-        "quectel",
-        "--link",
-        str(link),
-        "--baud",
-        "115200",
-        stdout=asyncio.subprocess.PIPE,
-    )
     csms = NodeCsms(password=SECRET, boots="Accepted:1")
     await csms.start()
     try:
-        assert simulator.stdout is not None
-        await simulator.stdout.readline()  # the module is up
-        (tmp_path / "csms-password").write_text(SECRET.decode() + "\n")
-        config = tmp_path / "chargepoint.toml"
-        config.write_text(
-            f"""
+        async with simulator_process(tmp_path / "modem", "--baud", "115200") as link:
+            (tmp_path / "csms-password").write_text(SECRET.decode() + "\n")
+            config = tmp_path / "chargepoint.toml"
+            config.write_text(
+                f"""
 [charge_point]
 id = "CP-CLI"
 vendor = "TestVendor"
@@ -61,37 +47,35 @@ directory = "{tmp_path / "state"}"
 [logging]
 level = "debug"
 """
-        )
-        daemon = await asyncio.create_subprocess_exec(
-            str(CHARGEPOINT), "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
-        )
-        await csms.wait_for(lambda _: csms.calls("Heartbeat"), timeout=60)
+            )
+            daemon = await asyncio.create_subprocess_exec(
+                str(CHARGEPOINT), "run", "--config", str(config), stderr=asyncio.subprocess.PIPE
+            )
+            await csms.wait_for(lambda _: csms.calls("Heartbeat"), timeout=60)
 
-        # Drive the simulated charger as a person (or the charger's HMI) would.
-        assert (await ctl(config, "plug", "1"))[0] == 0
-        assert (await ctl(config, "present", "CARD-1", "--connector", "1"))[0] == 0
-        await csms.wait_for(lambda _: csms.calls("StartTransaction"), timeout=30)
-        code, out, _ = await ctl(config, "status")
-        status = json.loads(out)
-        assert code == 0 and status["online"] is True
-        connector = status["connectors"][0]
-        assert (connector["status"], connector["plugged"]) == ("Charging", True)
-        assert connector["transaction"]["id_tag"] == "CARD-1"
-        code, _, err = await ctl(config, "plug", "7")
-        assert code == 1 and "no connector 7" in err
-        code, _, err = await ctl(config, "fault", "1", "Melted")
-        assert code == 1 and "unknown OCPP error code 'Melted'" in err
+            # Drive the simulated charger as a person (or the charger's HMI) would.
+            assert (await ctl(config, "plug", "1"))[0] == 0
+            assert (await ctl(config, "present", "CARD-1", "--connector", "1"))[0] == 0
+            await csms.wait_for(lambda _: csms.calls("StartTransaction"), timeout=30)
+            code, out, _ = await ctl(config, "status")
+            status = json.loads(out)
+            assert code == 0 and status["online"] is True
+            connector = status["connectors"][0]
+            assert (connector["status"], connector["plugged"]) == ("Charging", True)
+            assert connector["transaction"]["id_tag"] == "CARD-1"
+            code, _, err = await ctl(config, "plug", "7")
+            assert code == 1 and "no connector 7" in err
+            code, _, err = await ctl(config, "fault", "1", "Melted")
+            assert code == 1 and "unknown OCPP error code 'Melted'" in err
 
-        daemon.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            _, stderr = await daemon.communicate()
-        assert daemon.returncode == 0
-        log = stderr.decode()
-        await csms.wait_for(lambda _: csms.count("close") >= 1)
+            daemon.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                _, stderr = await daemon.communicate()
+            assert daemon.returncode == 0
+            log = stderr.decode()
+            await csms.wait_for(lambda _: csms.count("close") >= 1)
     finally:
         await csms.stop()
-        simulator.terminate()
-        await simulator.wait()
 
     code, _, err = await ctl(config, "status")  # the daemon is gone
     assert code == 1 and "cannot reach the daemon" in err
@@ -116,18 +100,7 @@ level = "debug"
 
 
 async def ctl(config: Path, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        str(CHARGEPOINT),
-        "ctl",
-        "--config",
-        str(config),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await chargepoint("ctl", "--config", str(config), *args)
 
 
 async def test_run_with_a_broken_config_says_what_is_wrong(tmp_path: Path) -> None:

@@ -6,22 +6,18 @@ a real HTTP server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import os
 import pty
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from chargepoint.commands import ProgressLine
+from tests.harness import CHARGEPOINT, chargepoint, simulator_process
 from transport.serial_port import SerialPort
 from transport.simulator.file_server import FileServer
-
-CHARGEPOINT = Path(sys.executable).parent / "chargepoint"
 
 
 def write_config(tmp_path: Path, port: Path, extra: str = "") -> Path:
@@ -48,41 +44,6 @@ directory = "{tmp_path / "state"}"
 """
     )
     return config
-
-
-@contextlib.asynccontextmanager
-async def simulator(tmp_path: Path) -> AsyncIterator[Path]:
-    link = tmp_path / "modem"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "transport.simulator",
-        "quectel",
-        "--link",
-        str(link),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        await process.stdout.readline()  # the module is up
-        yield link
-    finally:
-        process.terminate()
-        await process.wait()
-
-
-async def chargepoint(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        str(CHARGEPOINT),
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(120):
-        out, err = await process.communicate(stdin)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_check_config_summarises_a_good_file_and_warns_about_this_machine(
@@ -126,7 +87,7 @@ async def test_check_config_reports_the_ocpp_keys_once_the_file_is_valid(tmp_pat
 
 
 async def test_modem_info_brings_the_module_up_and_prints_what_it_is(tmp_path: Path) -> None:
-    async with simulator(tmp_path) as link:
+    async with simulator_process(tmp_path / "modem") as link:
         code, out, err = await chargepoint(
             "modem", "info", "--config", str(write_config(tmp_path, link))
         )
@@ -140,7 +101,7 @@ async def test_modem_info_brings_the_module_up_and_prints_what_it_is(tmp_path: P
 
 
 async def test_modem_at_one_command_and_its_exit_code(tmp_path: Path) -> None:
-    async with simulator(tmp_path) as link:
+    async with simulator_process(tmp_path / "modem") as link:
         config = str(write_config(tmp_path, link))
         assert await chargepoint("modem", "at", "--config", config, "AT+CSQ") == (
             0,
@@ -154,7 +115,7 @@ async def test_modem_at_one_command_and_its_exit_code(tmp_path: Path) -> None:
 
 
 async def test_modem_at_console_shows_urcs_as_they_come(tmp_path: Path) -> None:
-    async with simulator(tmp_path) as link:
+    async with simulator_process(tmp_path / "modem") as link:
         process = await asyncio.create_subprocess_exec(
             str(CHARGEPOINT),
             "modem",
@@ -183,7 +144,7 @@ async def test_modem_at_console_shows_urcs_as_they_come(tmp_path: Path) -> None:
 
 
 async def test_modem_at_refuses_a_port_someone_else_holds(tmp_path: Path) -> None:
-    async with simulator(tmp_path) as link:
+    async with simulator_process(tmp_path / "modem") as link:
         held = SerialPort.open(str(link), 115200)  # as the running daemon holds it
         try:
             code, _, err = await chargepoint(
@@ -198,7 +159,7 @@ async def test_modem_at_refuses_a_port_someone_else_holds(tmp_path: Path) -> Non
 async def test_fetch_downloads_through_the_module_quietly_off_a_terminal(tmp_path: Path) -> None:
     image = os.urandom(40_000)
     with FileServer(files={"/fw/image.bin": image}) as files:
-        async with simulator(tmp_path) as link:
+        async with simulator_process(tmp_path / "modem") as link:
             output = tmp_path / "image.bin"
             code, out, err = await chargepoint(
                 "fetch",

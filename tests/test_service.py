@@ -8,14 +8,13 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from chargepoint.service import ServiceNotifier
+from tests.harness import CHARGEPOINT
 from tests.peers import PythonCsms
 
-CHARGEPOINT = Path(sys.executable).parent / "chargepoint"
 SECRET = "notify-test-secret"
 
 
