@@ -172,9 +172,11 @@ def test_qiopen_reports_connect_result_by_urc() -> None:
     assert module.take_actions() == [OpenTcp(0, "example.org", 80)]
     module.tcp_open_failed(0, 565)
     assert b"".join(module.take_output()) == b"\r\n+QIOPEN: 0,565\r\n"
-    # The failed id stays taken until AT+QICLOSE.
-    assert say(module, b'AT+QIOPEN=1,0,"TCP","example.org",80,0,0\r') == b"\r\nERROR\r\n"
-    assert b"563" in say(module, b"AT+QIGETERROR\r")
+    # The failed id stays taken until AT+QICLOSE: a new open is refused by URC.
+    assert say(module, b'AT+QIOPEN=1,0,"TCP","example.org",80,0,0\r') == (
+        b"\r\nOK\r\n\r\n+QIOPEN: 0,563\r\n"
+    )
+    assert module.take_actions() == []
     say(module, b"AT+QICLOSE=0\r")
     assert say(module, b'AT+QIOPEN=1,0,"TCP","example.org",80,0,0\r') == b"\r\nOK\r\n"
 
@@ -281,6 +283,44 @@ def test_peer_close_keeps_unread_data_until_qiclose() -> None:
     assert say(module, b"AT+QICLOSE=0\r") == b"\r\nOK\r\n"
     assert module.take_actions() == []  # the peer already closed
     assert say(module, b"AT+QIRD=0,1500\r") == b"\r\nERROR\r\n"
+
+
+def test_an_id_closed_by_the_peer_stays_taken_until_qiclose() -> None:
+    module = connected()
+    module.tcp_closed(0)
+    module.take_output()
+    # Listed as Closing (4) and refused to a new open by URC, as field logs show (§2.5, §2.6).
+    assert b'+QISTATE: 0,"TCP","127.0.0.1",8080,40000,4,' in say(module, b"AT+QISTATE?\r")
+    assert say(module, b'AT+QIOPEN=1,0,"TCP","127.0.0.1",8081,0,0\r') == (
+        b"\r\nOK\r\n\r\n+QIOPEN: 0,563\r\n"
+    )
+    assert module.take_actions() == []
+    say(module, b"AT+QICLOSE=0,10\r")
+    assert say(module, b"AT+QISTATE?\r") == b"\r\nOK\r\n"
+    assert say(module, b'AT+QIOPEN=1,0,"TCP","127.0.0.1",8081,0,0\r') == b"\r\nOK\r\n"
+    assert module.take_actions() == [OpenTcp(0, "127.0.0.1", 8081)]
+    assert module.most_sockets_held == 1
+
+
+def test_refused_sends_fail_until_the_socket_is_closed() -> None:
+    module = connected()
+    module.refused_sends.add(0)
+    assert say(module, b"AT+QISEND=0,2\r") == b"\r\n> "
+    assert say(module, b"hi") == b"\r\nSEND FAIL\r\n"
+    say(module, b"AT+QICLOSE=0\r")
+    assert module.refused_sends == set()
+
+
+def test_a_delayed_send_result_holds_the_module_once() -> None:
+    module = connected()
+    module.send_result_delay = 3.0
+    say(module, b"AT+QISEND=0,2\r", now=1.0)
+    assert say(module, b"hi", now=1.0) == b""
+    assert say(module, b"AT\r", now=2.0) == b""  # busy: the command waits
+    module.tick(4.0)
+    assert b"".join(module.take_output()) == b"\r\nSEND OK\r\n\r\nOK\r\n"
+    say(module, b"AT+QISEND=0,2\r", now=5.0)
+    assert say(module, b"hi", now=5.0) == b"\r\nSEND OK\r\n"  # once only
 
 
 def test_qiclose_closes_the_connection() -> None:

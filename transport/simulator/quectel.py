@@ -216,6 +216,9 @@ class QuectelModule(HttpCommands):
         self.pdp_failures = 0
         self.chatter = 0.0  # chance of a status URC between a command's echo and its answer
         self.chatter_urcs = CHATTER_URCS
+        self.refused_sends: set[int] = set()  # sockets whose every QISEND gets SEND FAIL
+        self.send_result_delay = 0.0  # the next QISEND's result comes this much later (once)
+        self.most_sockets_held = 0  # the most socket ids taken at one time, ever
         self.log: list[str] = []  # commands as received, for transcripts
         self._output: list[bytes] = []
         self._actions: list[Action] = []
@@ -247,6 +250,7 @@ class QuectelModule(HttpCommands):
         self.pin_attempts = 3
         self.contexts: dict[int, _Context] = {}
         self.sockets: dict[int, _Socket] = {}
+        self.refused_sends.clear()
         self.last_error = 0
         self._inbuf = bytearray()
         self._input: _SendInput | None = None
@@ -726,6 +730,7 @@ class QuectelModule(HttpCommands):
         # AT+QIDEACT "closes all sockets of that context" (§2.3).
         for sock_id in [s.socket_id for s in self.sockets.values() if s.context_id == ctx_id]:
             sock = self.sockets.pop(sock_id)
+            self.refused_sends.discard(sock_id)
             if sock.state in (SocketState.OPENING, SocketState.CONNECTED):
                 self._actions.append(CloseTcp(sock_id, abort=True))
 
@@ -755,13 +760,19 @@ class QuectelModule(HttpCommands):
         mode = args[6] if len(args) == 7 else "0"
         if mode not in ("0", "1"):
             return self._qi_error(555)  # transparent mode is not modelled
-        if sock_id in self.sockets:
-            return self._qi_error(563)
         ctx = self.contexts.get(ctx_id)
         if ctx is None or not ctx.active:
             return self._qi_error(572)
+        if sock_id in self.sockets:
+            # The id is still taken (open, or closed by the peer but not yet by AT+QICLOSE):
+            # real modules accept the command and refuse by URC (field logs of EC2x/BG9x
+            # drivers match "OK" then "+QIOPEN: <id>,563").
+            self.last_error = 563
+            self._after_reply = lambda _t: self._urc(f"+QIOPEN: {sock_id},563")
+            return "OK"
         sock = _Socket(sock_id, ctx_id, args[3], int(args[4]), int(mode))
         self.sockets[sock_id] = sock
+        self.most_sockets_held = max(self.most_sockets_held, len(self.sockets))
         self.last_error = 0
         self._after_reply = lambda _t: self._actions.append(
             OpenTcp(sock_id, sock.host, sock.remote_port)
@@ -780,6 +791,7 @@ class QuectelModule(HttpCommands):
         sock = self.sockets.pop(sock_id, None)
         if sock is not None and sock.state in (SocketState.OPENING, SocketState.CONNECTED):
             self._actions.append(CloseTcp(sock_id, abort=False))
+        self.refused_sends.discard(sock_id)
         self.last_error = 0
         return "OK"
 
@@ -909,20 +921,21 @@ class QuectelModule(HttpCommands):
         if sock is None or sock.state is not SocketState.CONNECTED:
             self.last_error = 567
             result = "ERROR"
-        elif sock.unacked + len(data) > self.profile.send_buffer or (
-            self.send_fail_rate and self.rng.random() < self.send_fail_rate
+        elif (
+            sock.unacked + len(data) > self.profile.send_buffer
+            or sock.socket_id in self.refused_sends
+            or (self.send_fail_rate and self.rng.random() < self.send_fail_rate)
         ):
             result = "SEND FAIL"
         else:
             sock.total_sent += len(data)
             self._actions.append(SendTcp(sock.socket_id, data))
             result = "SEND OK"
-        if self.response_delay > 0:
-            self._busy_until = now + self.response_delay
-            self._at(
-                now + self.response_delay,
-                lambda _t: self._output.append(f"\r\n{result}\r\n".encode()),
-            )
+        delay = self.response_delay + self.send_result_delay
+        self.send_result_delay = 0.0
+        if delay > 0:
+            self._busy_until = now + delay
+            self._at(now + delay, lambda _t: self._output.append(f"\r\n{result}\r\n".encode()))
         else:
             self._output.append(f"\r\n{result}\r\n".encode())
 

@@ -147,6 +147,11 @@ class HttpCommands:
         self._http_seq = 0
         self._http_response: _Response | None = None
 
+    @property
+    def http_busy(self) -> bool:
+        """A request is out and the module waits for the server (a new request gets 703)."""
+        return self._http_op is not None
+
     def _error(self, code: int) -> str:
         if self.cmee == 0:
             return "ERROR"

@@ -211,6 +211,16 @@ class SimulatorShell:
         self.module.reboot(self._now())
         self._service()
 
+    def refuse_sends(self, socket_id: int) -> None:
+        """The radio takes nothing more for this socket: every AT+QISEND gets SEND FAIL until
+        the socket is closed (§9.4)."""
+        self.module.refused_sends.add(socket_id)
+
+    def delay_next_send_result(self, seconds: float) -> None:
+        """The next AT+QISEND's SEND OK (or SEND FAIL) comes ``seconds`` late, the module busy
+        meanwhile: longer than the host's command timeout, it is an AT timeout mid-QISEND."""
+        self.module.send_result_delay = seconds
+
     def blackhole(self, socket_id: int) -> None:
         """The radio link goes silent for this socket: nothing arrives, nothing leaves, and
         neither end is told (no FIN, no RST): a half-open connection."""
