@@ -38,8 +38,9 @@ from websockets.typing import Subprotocol
 
 from chargepoint.daemon import Daemon
 from config.loader import parse_config
-from transport.modems.quectel import QuectelLink, QuectelSettings
+from transport.modems.quectel import QuectelLink
 from transport.modems.quectel_http import HttpSettings, QuectelHttp
+from transport.modems.quectel_settings import QuectelSettings
 from transport.simulator import SimulatorShell
 from transport.simulator.file_server import FileServer
 

@@ -31,7 +31,8 @@ from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
 from config.loader import parse_config
 from transport.link import Link
 from transport.modems.host import HostLink
-from transport.modems.quectel import QuectelLink, QuectelSettings
+from transport.modems.quectel import QuectelLink
+from transport.modems.quectel_settings import QuectelSettings
 
 NAME = "roundtrip"
 BAUD = 115200

@@ -21,7 +21,8 @@ from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
 from config.loader import parse_config
 from transport.link import Link
 from transport.modems.host import HostLink
-from transport.modems.quectel import QuectelLink, QuectelSettings
+from transport.modems.quectel import QuectelLink
+from transport.modems.quectel_settings import QuectelSettings
 
 
 async def serve(url: str, count: int, modem: str | None, baud: int) -> None:

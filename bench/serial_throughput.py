@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from transport.modems.quectel import MAX_SEND, QuectelSettings, open_quectel
+from transport.modems.quectel import open_quectel
+from transport.modems.quectel_settings import MAX_SEND, QuectelSettings
 
 NAME = "serial_throughput"
 

@@ -5,8 +5,8 @@ It opens a stream through the link, performs the WebSocket handshake and runs a
 exponential back-off with jitter) and tries again. When failures are the link's (no socket,
 a dead module, a silent connection), every third one in a row escalates recovery one step:
 re-activate the PDP context, then cycle the radio, then restart the module. Failures that are
-the CSMS's (HTTP 401, wrong subprotocol) are retried with back-off but never blamed on the
-module.
+the CSMS's (HTTP 401, wrong subprotocol) or our own (a driver fault, an unexpected error) are
+retried with back-off but never blamed on the module.
 """
 
 from __future__ import annotations
@@ -42,12 +42,13 @@ from chargepoint.station import PowerLossPolicy, Station
 from chargepoint.storage import open_state
 from config.loader import Config, ConfigError
 from config.ocpp_keys import AUTHORIZATION_KEY, ConfigurationKeys, KeySpec, core_keys
-from transport.errors import TransportError
+from transport.errors import DriverFault, TransportError
 from transport.link import Link, RecoveryStep
 from transport.modems.host import HostLink
 from transport.modems.host_http import HostHttp
-from transport.modems.quectel import PdpAuth, QuectelLink, QuectelSettings
+from transport.modems.quectel import QuectelLink
 from transport.modems.quectel_http import HttpSettings
+from transport.modems.quectel_settings import PdpAuth, QuectelSettings
 from transport.websocket import (
     HandshakeRejected,
     NotAnOcppServer,
@@ -69,6 +70,7 @@ STABLE_SESSION = 60.0  # a connection that lasted this long resets back-off and 
 class Blame(enum.Enum):
     LINK = "link"  # counts towards module recovery
     CSMS = "csms"  # retried, but the module is not to blame
+    DRIVER = "driver"  # our own bookkeeping failed: retried, and resetting the module won't help
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,13 +333,16 @@ class Daemon:
             # A bug must not take the charger off the network for good: say so loudly and
             # try again, without blaming (and cycling) the module for it.
             log.exception("unexpected failure in the OCPP session; reconnecting")
-            return Outcome(Blame.CSMS, 0.0, f"unexpected {type(exc).__name__}: {exc}")
+            return Outcome(Blame.DRIVER, 0.0, f"unexpected {type(exc).__name__}: {exc}")
 
     async def _connect(self, stop: asyncio.Event) -> Outcome:
         csms = self.config.csms
         uri = parse_endpoint(csms.url)
         try:
             stream = await self.link.open(uri.host, uri.port, tls=uri.secure)
+        except DriverFault as exc:
+            log.error("cannot reach the CSMS, and the fault is the driver's: %s", exc)
+            return Outcome(Blame.DRIVER, 0.0, str(exc))
         except TransportError as exc:
             log.warning("cannot reach the CSMS: %s", exc)
             return Outcome(Blame.LINK, 0.0, str(exc))

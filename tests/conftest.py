@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from transport.modems.quectel import QuectelModem, QuectelSettings, open_quectel
+from transport.modems.quectel import QuectelModem, open_quectel
+from transport.modems.quectel_settings import QuectelSettings
 from transport.simulator import SimulatorShell
 
 # A CI runner that is itself a systemd service passes its NOTIFY_SOCKET down: the daemons these

@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import FAST, fast
 from transport.errors import PdpActivationError, RegistrationError, SimError, SocketOpenError
 from transport.modem import RegistrationStatus
-from transport.modems.quectel import QuectelModem, QuectelSettings, open_quectel
+from transport.modems.quectel import QuectelModem, open_quectel
+from transport.modems.quectel_settings import QuectelSettings
 from transport.simulator import ModuleProfile, QuectelModule, SimState, SimulatorShell
 
 

@@ -25,7 +25,9 @@ from transport.errors import (
     StreamBroken,
     StreamClosed,
 )
-from transport.modems.quectel import QuectelModem, QuectelSettings, QuectelTcpStream, open_quectel
+from transport.modems.quectel import QuectelModem, open_quectel
+from transport.modems.quectel_settings import QuectelSettings
+from transport.modems.quectel_sockets import QuectelTcpStream
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
 
 MIB = 1 << 20

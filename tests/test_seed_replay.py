@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import fast
-from transport.modems.quectel import PdpAuth, open_quectel
+from transport.modems.quectel import open_quectel
+from transport.modems.quectel_settings import PdpAuth
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
 
 # The server's bytes as the log shows them (lengths 216, 103 and 107 match its +QIRD lines).

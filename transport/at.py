@@ -400,6 +400,23 @@ class Response:
         return b""
 
 
+def split_fields(text: str) -> list[str]:
+    """Split an AT parameter list on commas outside quotes; quotes are removed."""
+    fields: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            fields.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current).strip())
+    return fields
+
+
 UrcHandler = Callable[[Urc], None]
 
 # Set in a task that moves bulk data (a firmware download) through the channel: its commands

@@ -89,6 +89,15 @@ class SocketOpenError(ModemError):
         self.code = code
 
 
+class DriverFault(TransportError):
+    """The driver's own bookkeeping went wrong: a bug to report, not a fault of the network or
+    the module, so no reason to reset the module."""
+
+
+class SocketsExhausted(DriverFault):
+    """Every socket id of the module is held by this driver, and the module agrees."""
+
+
 # --- byte streams --------------------------------------------------------------------------
 
 

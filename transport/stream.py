@@ -11,7 +11,10 @@ implementing these three coroutines. The contract:
   and the amount still waiting is below the stream's high-water mark, so a fast writer is
   slowed to the speed of the link. A failure of an earlier write is raised here.
 * ``close()`` sends what is still queued (bounded by a timeout), releases the connection and
-  is safe to call more than once and after a failure.
+  is safe to call more than once and after a failure. It runs to its end even when its caller
+  is cancelled (the caller's cancellation is raised afterwards), and a second or concurrent
+  call waits for the first to finish rather than returning early: whoever opens next can rely
+  on the old connection being gone.
 """
 
 from __future__ import annotations

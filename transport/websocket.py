@@ -258,22 +258,32 @@ class WebSocket:
         return self._closed
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Run the closing handshake (bounded by ``close_timeout``) and close the stream."""
-        if self._protocol.state is State.OPEN:
-            self._closing_by_us = True
-            self._protocol.send_close(code, reason)
-            with contextlib.suppress(TransportError):
-                await self._flush()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.close_timeout):
-                    await self._closed_event.wait()
-        self._mark_closed(
-            WebSocketClosed(f"WebSocket closed by us ({_close_text(code, reason)})", code, reason)
-        )
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._stream.close()
+        """Run the closing handshake (bounded by ``close_timeout``) and close the stream.
+
+        The owner of the WebSocket calls this, and only this closes the stream: the
+        WebSocket's own tasks never do, so cancelling them here never cuts a stream's close
+        short. A connection already over (the stream ended, a pong missing) gets no close
+        frame: nothing would read it.
+        """
+        try:
+            if self._protocol.state is State.OPEN and self._closed is None:
+                self._closing_by_us = True
+                self._protocol.send_close(code, reason)
+                with contextlib.suppress(TransportError):
+                    await self._flush()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._settings.close_timeout):
+                        await self._closed_event.wait()
+            self._mark_closed(
+                WebSocketClosed(
+                    f"WebSocket closed by us ({_close_text(code, reason)})", code, reason
+                )
+            )
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            await self._stream.close()
 
     # -- pumping --
 
@@ -373,14 +383,14 @@ class WebSocket:
                     await waiter
             except TimeoutError:
                 self._pongs.pop(payload, None)
+                # Nothing will come back on a dead link: the owner, woken from recv(), closes
+                # the stream at once (no closing handshake).
                 self._mark_closed(
                     PingTimeout(
                         f"no pong within {settings.pong_timeout:g} s of a ping: the link is dead",
                         1006,
                     )
                 )
-                # Nothing will come back on a dead link: drop it at once.
-                await self._stream.close()
                 return
             except TransportError:
                 return
@@ -402,12 +412,11 @@ def _close_text(code: int, reason: str) -> str:
 
 async def _write_all(stream: ByteStream, protocol: ClientProtocol) -> None:
     for data in protocol.data_to_send():
+        # b"" asks for the end of the TCP stream (RFC 6455 §7.1.1: after the closing
+        # handshake the client closes its side too). That is WebSocket.close()'s to do, which
+        # the owner calls once recv() has said the connection is over.
         if data:
             await stream.write(data)
-        else:
-            # b"" asks for the end of the TCP stream: after the server's FIN at the end of
-            # the closing handshake, the client closes its side too (RFC 6455 §7.1.1).
-            await stream.close()
 
 
 async def _read_response(

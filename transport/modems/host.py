@@ -11,6 +11,7 @@ from transport.errors import PeerClosed, SocketOpenError, StreamBroken, StreamCl
 from transport.link import RecoveryStep
 from transport.modem import ModemIdentity
 from transport.modems.host_http import HostHttp
+from transport.shielding import shielded
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class HostTcpStream:
         self._writer = writer
         self._where = where
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -63,9 +65,14 @@ class HostTcpStream:
             raise StreamBroken(f"connection to {self._where} failed: {exc}") from exc
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        """Close the connection; later and concurrent calls (and cancelled callers) wait for
+        the first to finish, as with every ByteStream."""
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.create_task(self._close(), name=f"close {self._where}")
+        await shielded(self._closing)
+
+    async def _close(self) -> None:
         self._writer.close()
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(5.0):

@@ -3,42 +3,28 @@
 References are the Quectel manuals as distilled in ``docs/at-protocol.md`` (cited as §n):
 bring-up order and time limits from the TCP/IP manual's chapter 1 flow chart (§1.3, §7),
 sockets in buffer access mode (§2.4-§2.8), URCs (§2.13), error codes (§2.12), and the field
-quirks of §9.
-
-Sockets use buffer access mode: the module keeps received bytes and says ``+QIURC: "recv",<id>``
-once; the host then reads with ``AT+QIRD`` until ``+QIRD: 0``, because no further "recv" URC
-comes until the buffer has been drained (§2.8, §9.2). Writes go as ``AT+QISEND=<id>,<len>`` with
-at most 1460 bytes, the fixed-length form being the only one that can carry 0x1A/0x1B (§9.7).
+quirks of §9. The socket table and the TCP streams are in :mod:`transport.modems.quectel_sockets`;
+this driver routes their URCs and tells them when the module restarts or the network drops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-from transport.at import AtChannel, AtParser, PayloadRule, Response, Urc
+from transport.at import AtChannel, AtParser, PayloadRule, Response, Urc, split_fields
 from transport.errors import (
-    AtCommandFailed,
-    AtError,
-    AtTimeout,
     ModemNotResponding,
     ModuleRebooted,
-    NetworkLost,
     PdpActivationError,
-    PeerClosed,
     RegistrationError,
-    SendStalled,
     SerialPortError,
     SimError,
     SocketOpenError,
-    StreamBroken,
     StreamClosed,
-    TransportError,
 )
 from transport.link import RecoveryStep
 from transport.modem import (
@@ -49,13 +35,16 @@ from transport.modem import (
     SignalQuality,
 )
 from transport.modems.quectel_http import HTTP_URCS, HttpSettings, QuectelHttp
+from transport.modems.quectel_settings import QuectelSettings
+from transport.modems.quectel_sockets import (
+    QuectelSockets,
+    QuectelTcpStream,
+    last_socket_error,
+    with_socket_error,
+)
 from transport.serial_port import SerialPort
 
 log = logging.getLogger(__name__)
-
-MAX_SEND = 1460  # AT+QISEND data length limit (§2.7)
-MAX_READ = 1500  # AT+QIRD read length limit (§2.8)
-CONNECT_IDS = range(12)  # <connectID> 0-11 (§2.4)
 
 # Status URCs the driver only logs: boot progress (§7), SIM, registration.
 STATUS_URCS = ("APP RDY", "+CPIN:", "+CFUN:", "+QUSIM:", "+QIND:", "+CREG:", "+CGREG:", "+CEREG:")
@@ -69,94 +58,6 @@ PAYLOAD_RULES = (
     PayloadRule(re.compile(r"CONNECT (?P<length>\d+)")),
 )
 
-# Socket error codes of §2.12, with what to check where there is something to check.
-SOCKET_ERRORS = {
-    550: "unknown error",
-    551: "operation blocked",
-    552: "invalid parameters",
-    553: "memory not enough",
-    554: "create socket failed",
-    555: "operation not supported",
-    556: "socket bind failed",
-    557: "socket listen failed",
-    558: "socket write failed",
-    559: "socket read failed",
-    560: "socket accept failed",
-    561: "open PDP context failed: check the APN",
-    562: "close PDP context failed",
-    563: "socket identity has been used",
-    564: "DNS busy: retry shortly",
-    565: "DNS parse failed: check the host name and that the APN provides a DNS server",
-    566: "socket connect failed: the server refused or is unreachable; "
-    "check host, port and firewall",
-    567: "socket has been closed",
-    568: "operation busy",
-    569: "operation timeout",
-    570: "PDP context broken down: the data link must be re-activated",
-    571: "cancel send",
-    572: "operation not allowed",
-    573: "APN not configured",
-    574: "port busy",
-}
-
-_QIGETERROR = re.compile(r"(?P<code>\d+)\s*,\s*(?P<text>.*)")
-_SAFE_HOST = re.compile(r"[A-Za-z0-9._\-:\[\]]{1,255}")
-_SAFE_FIELD = re.compile(r"[\x20-\x7e]*")
-
-
-def describe_socket_error(code: int) -> str:
-    return f"{code} {SOCKET_ERRORS.get(code, 'unlisted error')}"
-
-
-class PdpAuth(enum.IntEnum):
-    """``<authentication>`` of AT+QICSGP (§2.1)."""
-
-    NONE = 0
-    PAP = 1
-    CHAP = 2
-    PAP_OR_CHAP = 3
-
-
-@dataclass(frozen=True, slots=True)
-class QuectelSettings:
-    """How to bring the link up, and the time limits of the manual's flow chart (§1.3)."""
-
-    apn: str = ""
-    username: str = ""
-    password: str = ""
-    auth: PdpAuth = PdpAuth.NONE
-    context_id: int = 1
-    sim_pin: str | None = None
-    command_timeout: float = 5.0
-    sync_timeout: float = 30.0
-    sim_timeout: float = 20.0
-    registration_timeout: float = 90.0
-    registration_poll: float = 2.0
-    pdp_activate_timeout: float = 150.0
-    pdp_deactivate_timeout: float = 40.0
-    pdp_attempts: int = 3
-    open_timeout: float = 150.0
-    close_timeout: int = 10
-    reboot_timeout: float = 60.0
-    cfun_timeout: float = 15.0
-    send_stall_timeout: float = 120.0
-    send_retry_delay: float = 0.05  # first back-off after SEND FAIL, doubling up to 1 s
-    idle_poll_interval: float = 10.0
-    rx_high_water: int = 64 * 1024
-    tx_high_water: int = 4 * MAX_SEND
-
-    def __post_init__(self) -> None:
-        # These go inside quoted AT command arguments: a quote or a control character would
-        # end the argument early and let the rest be read as more command.
-        for name in ("apn", "username", "password"):
-            value = getattr(self, name)
-            if '"' in value or not _SAFE_FIELD.fullmatch(value):
-                raise ValueError(f"modem {name} may only hold printable ASCII without '\"'")
-        if self.sim_pin is not None and not re.fullmatch(r"\d{4,8}", self.sim_pin):
-            raise ValueError("modem sim_pin must be 4 to 8 digits")
-        if not 1 <= self.context_id <= 16:
-            raise ValueError("modem context_id must be 1..16")
-
 
 class QuectelModem:
     """A Quectel module on an :class:`AtChannel` (the channel must be started)."""
@@ -164,14 +65,13 @@ class QuectelModem:
     def __init__(self, channel: AtChannel, settings: QuectelSettings | None = None) -> None:
         self._at = channel
         self._settings = settings or QuectelSettings()
-        self._streams: dict[int, QuectelTcpStream] = {}
-        self._opening: dict[int, asyncio.Future[int]] = {}
+        self.sockets = QuectelSockets(channel, self._settings)
         self._booted = asyncio.Event()
         self._link_up = False
         self._http: QuectelHttp | None = None
         self.reboots = 0
         channel.subscribe("+QIURC:", self._on_qiurc)
-        channel.subscribe("+QIOPEN:", self._on_qiopen)
+        channel.subscribe("+QIOPEN:", self.sockets.on_qiopen)
         channel.subscribe("RDY", self._on_ready)
         channel.subscribe("POWERED DOWN", self._on_powered_down)
         channel.when_lost(self._on_port_lost)
@@ -230,7 +130,7 @@ class QuectelModem:
         registration = await self._wait_for_registration()
         signal = await self.signal()
         log.info("registered (%s), signal %s", registration.describe(), signal.describe())
-        await self._close_leftover_sockets()
+        await self.sockets.reconcile()  # sockets a previous run left open (§9.11, §9.21)
         await self._at.command(
             f'AT+QICSGP={s.context_id},1,"{s.apn}","{s.username}","{s.password}",{int(s.auth)}',
             log_as=f'AT+QICSGP={s.context_id},1,"{s.apn}","{s.username}","***",{int(s.auth)}',
@@ -349,7 +249,7 @@ class QuectelModem:
                     return address
                 last = "activated but no address reported"
             else:
-                last = await self._error_detail(response.result.text)
+                last = with_socket_error(response.result.text, await last_socket_error(self._at))
             log.warning("PDP activation %d/%d failed: %s", attempt, s.pdp_attempts, last)
             await self._at.command(
                 f"AT+QIDEACT={s.context_id}", timeout=s.pdp_deactivate_timeout, check=False
@@ -367,7 +267,7 @@ class QuectelModem:
         """The address of our PDP context, or None when it is not active (AT+QIACT?, §2.2)."""
         response = await self._at.command("AT+QIACT?", expect=("+QIACT:",))
         for value in response.values("+QIACT:"):
-            fields = _split_fields(value)
+            fields = split_fields(value)
             if (
                 len(fields) >= 4
                 and fields[0] == str(self._settings.context_id)
@@ -375,17 +275,6 @@ class QuectelModem:
             ):
                 return fields[3]
         return None
-
-    async def _close_leftover_sockets(self) -> None:
-        """Close sockets a previous run left open, or their ids stay taken (§9.11, §9.21)."""
-        response = await self._at.command("AT+QISTATE?", expect=("+QISTATE:",), check=False)
-        if not response.result.success:
-            return
-        for value in response.values("+QISTATE:"):
-            connect_id = int(_split_fields(value)[0])
-            if connect_id not in self._streams:
-                log.info("closing socket %d left open by an earlier session", connect_id)
-                await self._at.command(f"AT+QICLOSE={connect_id},0", timeout=15.0, check=False)
 
     # -- identity and health --
 
@@ -417,19 +306,6 @@ class QuectelModem:
         rssi, ber = (int(x) for x in response.value("+CSQ:").split(",")[:2])
         return SignalQuality(rssi, ber)
 
-    async def last_socket_error(self) -> tuple[int, str] | None:
-        """What AT+QIGETERROR says about the last TCP/IP command (§2.12)."""
-        response = await self._at.command("AT+QIGETERROR", expect=("+QIGETERROR:",), check=False)
-        values = response.values("+QIGETERROR:")
-        match = _QIGETERROR.fullmatch(values[0]) if values else None
-        return (int(match["code"]), match["text"].strip()) if match else None
-
-    async def _error_detail(self, result: str) -> str:
-        error = await self.last_socket_error()
-        if error is None or error[0] == 0:
-            return result
-        return f"{result}, {describe_socket_error(error[0])}"
-
     # -- recovery steps, mildest first (architecture: reopen → PDP → CFUN → reboot) --
 
     async def reactivate_pdp(self) -> str:
@@ -437,16 +313,14 @@ class QuectelModem:
         await self._at.command(
             f"AT+QIDEACT={s.context_id}", timeout=s.pdp_deactivate_timeout, check=False
         )
-        for stream in list(self._streams.values()):
-            stream.network_lost(f"PDP context {s.context_id} deactivated for recovery")
+        self.sockets.network_lost(f"PDP context {s.context_id} deactivated for recovery")
         return await self._activate_pdp()
 
     async def radio_cycle(self) -> LinkInfo:
         """AT+CFUN=0 then AT+CFUN=1: detach and re-register, then bring the link up again."""
         s = self._settings
         await self._at.command("AT+CFUN=0", timeout=s.cfun_timeout)
-        for stream in list(self._streams.values()):
-            stream.network_lost("radio switched off for recovery (AT+CFUN=0)")
+        self.sockets.network_lost("radio switched off for recovery (AT+CFUN=0)")
         await self._at.command("AT+CFUN=1", timeout=s.cfun_timeout)
         return await self.bring_up()
 
@@ -467,97 +341,28 @@ class QuectelModem:
     async def open_tcp(
         self, host: str, port: int, *, timeout: float | None = None, connect_id: int | None = None
     ) -> QuectelTcpStream:
-        """Open a TCP connection in buffer access mode; the module resolves host names.
-
-        ``connect_id`` picks the module's socket id (0-11); by default the lowest free one.
-        """
-        if not _SAFE_HOST.fullmatch(host):
-            raise ValueError(f"not a host name or address: {host!r}")
-        if not 0 < port < 65536:
-            raise ValueError(f"not a TCP port: {port}")
-        s = self._settings
-        open_timeout = s.open_timeout if timeout is None else timeout
-        if connect_id is None:
-            connect_id = self._free_connect_id()
-        elif (
-            connect_id not in CONNECT_IDS
-            or connect_id in self._streams
-            or connect_id in self._opening
-        ):
-            raise SocketOpenError(f"socket id {connect_id} is not free")
-        loop = asyncio.get_running_loop()
-        opened: asyncio.Future[int] = loop.create_future()
-        self._opening[connect_id] = opened
-        where = f"{host}:{port}"
-        try:
-            response = await self._at.command(
-                f'AT+QIOPEN={s.context_id},{connect_id},"TCP","{host}",{port},0,0', check=False
-            )
-            if not response.result.success:
-                detail = await self._error_detail(response.result.text)
-                raise SocketOpenError(f"module refused to open {where}: {detail}")
-            try:
-                async with asyncio.timeout(open_timeout):
-                    code = await opened
-            except TimeoutError:
-                await self._at.command(f"AT+QICLOSE={connect_id},0", timeout=15.0, check=False)
-                raise SocketOpenError(f"no +QIOPEN for {where} within {open_timeout:g} s") from None
-        finally:
-            self._opening.pop(connect_id, None)
-        if code != 0:
-            # A failed open still occupies the id until QICLOSE (§2.4).
-            await self._at.command(f"AT+QICLOSE={connect_id},0", timeout=15.0, check=False)
-            raise SocketOpenError(f"cannot connect to {where}: {describe_socket_error(code)}", code)
-        stream = QuectelTcpStream(self, connect_id, where)
-        self._streams[connect_id] = stream
-        stream.start()
-        log.info("socket %d connected to %s", connect_id, where)
-        return stream
-
-    def _free_connect_id(self) -> int:
-        for connect_id in CONNECT_IDS:
-            if connect_id not in self._streams and connect_id not in self._opening:
-                return connect_id
-        raise SocketOpenError("all 12 module sockets are in use")
-
-    def _release(self, connect_id: int) -> None:
-        self._streams.pop(connect_id, None)
+        """Open a TCP connection (see :meth:`QuectelSockets.open_tcp`)."""
+        return await self.sockets.open_tcp(host, port, timeout=timeout, connect_id=connect_id)
 
     # -- URCs --
 
     def _on_qiurc(self, urc: Urc) -> None:
-        fields = _split_fields(urc.text[len("+QIURC:") :].strip())
+        fields = split_fields(urc.text[len("+QIURC:") :].strip())
         kind = fields[0] if fields else ""
         if kind in ("recv", "closed") and len(fields) >= 2 and fields[1].isdigit():
-            stream = self._streams.get(int(fields[1]))
-            if stream is None:
-                log.warning("%s for socket %s, which is not ours", urc.text, fields[1])
-            elif kind == "recv":
-                stream.data_announced()
-            else:
-                stream.peer_closed()
+            self.sockets.on_socket_urc(kind, int(fields[1]), urc.text)
         elif kind == "pdpdeact" and len(fields) >= 2:
             log.warning("the network deactivated PDP context %s", fields[1])
             if fields[1] == str(self._settings.context_id):
                 self._link_up = False
-                for stream in list(self._streams.values()):
-                    stream.network_lost(
-                        f'the network deactivated PDP context {fields[1]} (+QIURC: "pdpdeact")'
-                    )
+                self.sockets.network_lost(
+                    f'the network deactivated PDP context {fields[1]} (+QIURC: "pdpdeact")'
+                )
         else:
             log.info("unhandled %s", urc.text)
 
-    def _on_qiopen(self, urc: Urc) -> None:
-        fields = _split_fields(urc.text[len("+QIOPEN:") :].strip())
-        if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
-            opened = self._opening.get(int(fields[0]))
-            if opened is not None and not opened.done():
-                opened.set_result(int(fields[1]))
-                return
-        log.warning("unexpected %s", urc.text)
-
     def _on_ready(self, urc: Urc) -> None:
-        if self._link_up or self._streams:
+        if self._link_up or self.sockets.table():
             self.reboots += 1
             log.warning(
                 "module on %s restarted (%s): its sockets and PDP context are gone",
@@ -586,259 +391,10 @@ class QuectelModem:
 
     def _lost_everything(self, error: StreamClosed) -> None:
         self._at.abort(error)
-        for stream in list(self._streams.values()):
-            stream.fail(error)
-        for opened in self._opening.values():
-            if not opened.done():
-                opened.set_exception(error)
+        self.sockets.lose_all(error)
 
     def _on_status(self, urc: Urc) -> None:
         log.info("module status: %s", urc.text)
-
-
-class QuectelTcpStream:
-    """A TCP connection through a Quectel socket: a :class:`transport.stream.ByteStream`.
-
-    Two tasks owned by the stream move the bytes: one drains the module's receive buffer when
-    it announces data, one sends queued bytes in chunks of at most 1460. Both share the single
-    AT channel with everything else, one command at a time.
-    """
-
-    def __init__(self, modem: QuectelModem, connect_id: int, where: str) -> None:
-        self._modem = modem
-        self._at = modem.channel
-        self._s = modem.settings
-        self.connect_id = connect_id
-        self.where = where
-        self._rx = bytearray()
-        self._rx_available = asyncio.Event()
-        self._rx_space = asyncio.Event()
-        self._rx_space.set()
-        self._announced = asyncio.Event()
-        self._tx = bytearray()
-        self._tx_pending = asyncio.Event()
-        self._tx_space = asyncio.Event()
-        self._tx_space.set()
-        self._tx_empty = asyncio.Event()
-        self._tx_empty.set()
-        self._peer_closed = False
-        self._lost: NetworkLost | None = None
-        self._end: StreamClosed | None = None  # reading ends once _rx is empty
-        self._error: StreamClosed | None = None  # writing is no longer possible
-        self._closed = False
-        self._tasks: list[asyncio.Task[None]] = []
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.send_fails = 0
-
-    def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._receive_loop(), name=f"qird {self.connect_id}"),
-            asyncio.create_task(self._send_loop(), name=f"qisend {self.connect_id}"),
-        ]
-
-    # -- ByteStream --
-
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        while not self._rx:
-            if self._end is not None:
-                raise self._end
-            self._rx_available.clear()
-            await self._rx_available.wait()
-        data = bytes(self._rx[:max_bytes])
-        del self._rx[:max_bytes]
-        if len(self._rx) < self._s.rx_high_water:
-            self._rx_space.set()
-        return data
-
-    async def write(self, data: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._closed:
-            raise StreamClosed(f"socket {self.connect_id} to {self.where} is closed")
-        if not data:
-            return
-        self._tx += data
-        self._tx_empty.clear()
-        self._tx_pending.set()
-        while len(self._tx) > self._s.tx_high_water and self._error is None:
-            self._tx_space.clear()
-            await self._tx_space.wait()
-        if self._error is not None:
-            raise self._error
-
-    async def close(self, *, flush_timeout: float = 10.0) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._tx and self._error is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(flush_timeout):
-                    await self._tx_empty.wait()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if not isinstance(self._end, ModuleRebooted):
-            # QICLOSE also frees the id after a "closed" URC or a failure (§2.5).
-            try:
-                await self._at.command(
-                    f"AT+QICLOSE={self.connect_id},{self._s.close_timeout}",
-                    timeout=self._s.close_timeout + 5.0,
-                    check=False,
-                )
-            except TransportError as exc:  # an AT error, or the port is gone
-                log.warning("closing socket %d: %s", self.connect_id, exc)
-        self._modem._release(self.connect_id)
-        self.fail(StreamClosed(f"socket {self.connect_id} to {self.where} was closed locally"))
-        log.info(
-            "socket %d to %s closed (%d bytes sent, %d received, %d SEND FAIL)",
-            self.connect_id,
-            self.where,
-            self.bytes_sent,
-            self.bytes_received,
-            self.send_fails,
-        )
-
-    # -- events from the modem's URC handlers --
-
-    def data_announced(self) -> None:
-        self._announced.set()
-
-    def peer_closed(self) -> None:
-        self._peer_closed = True
-        self._announced.set()
-
-    def network_lost(self, why: str) -> None:
-        self._lost = NetworkLost(f"socket {self.connect_id} to {self.where}: {why}")
-        self._announced.set()
-        if self._error is None:
-            self._error = self._lost
-            self._wake_writers()
-
-    def fail(self, error: StreamClosed) -> None:
-        """End the stream at once: unread data is dropped only if the module lost it too."""
-        if self._end is None:
-            self._end = error
-        if self._error is None:
-            self._error = error
-        self._rx_available.set()
-        self._wake_writers()
-
-    def _wake_writers(self) -> None:
-        self._tx_space.set()
-        self._tx_empty.set()
-
-    # -- the tasks --
-
-    async def _receive_loop(self) -> None:
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._s.idle_poll_interval):
-                        await self._announced.wait()
-                except TimeoutError:
-                    # No URC for a while: read anyway, in case one was lost in line noise
-                    # (the module would not send another until its buffer is drained, §9.2).
-                    pass
-                self._announced.clear()
-                await self._drain_module()
-                if self._peer_closed:
-                    raise PeerClosed(
-                        f"socket {self.connect_id}: {self.where} closed the connection"
-                    )
-                if self._lost is not None:
-                    raise self._lost
-        except StreamClosed as exc:
-            self.fail(exc)
-        except AtError as exc:
-            self.fail(self._broken("reading", exc))
-
-    async def _drain_module(self) -> None:
-        while True:
-            while len(self._rx) >= self._s.rx_high_water:
-                self._rx_space.clear()
-                await self._rx_space.wait()
-            try:
-                # The answer may carry 1500 bytes: at 9600 baud that alone takes 1.6 s.
-                response = await self._at.command(
-                    f"AT+QIRD={self.connect_id},{MAX_READ}",
-                    expect=("+QIRD:",),
-                    timeout=self._s.command_timeout + self._at.wire_time(MAX_READ + 32),
-                )
-            except AtCommandFailed:
-                if self._lost is not None:
-                    raise self._lost from None
-                raise
-            announced = int(response.value("+QIRD:").split(",")[0])
-            if announced == 0:
-                return
-            data = response.payload
-            if len(data) != announced:
-                raise StreamBroken(
-                    f"socket {self.connect_id}: +QIRD announced {announced} bytes, got {len(data)}"
-                )
-            self._rx += data
-            self.bytes_received += len(data)
-            self._rx_available.set()
-
-    async def _send_loop(self) -> None:
-        try:
-            while True:
-                await self._tx_pending.wait()
-                chunk = bytes(self._tx[:MAX_SEND])
-                await self._send_chunk(chunk)
-                del self._tx[: len(chunk)]
-                self.bytes_sent += len(chunk)
-                if len(self._tx) <= self._s.tx_high_water:
-                    self._tx_space.set()
-                if not self._tx:
-                    self._tx_pending.clear()
-                    self._tx_empty.set()
-        except StreamClosed as exc:
-            self.fail(exc)
-        except AtError as exc:
-            self.fail(self._broken("sending", exc))
-
-    async def _send_chunk(self, chunk: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._s.send_stall_timeout
-        backoff = self._s.send_retry_delay
-        while True:
-            if self._error is not None:
-                raise self._error
-            response = await self._at.command_with_data(
-                f"AT+QISEND={self.connect_id},{len(chunk)}", chunk
-            )
-            if response.result.success:
-                return
-            if response.result.text == "SEND FAIL":
-                # The module's send buffer is full: the peer or the radio is not keeping up.
-                # Not fatal; wait and offer the same bytes again (§2.7, §9.4).
-                self.send_fails += 1
-                if loop.time() + backoff > deadline:
-                    raise SendStalled(
-                        f"socket {self.connect_id} to {self.where}: the module refused data "
-                        f"(SEND FAIL) for {self._s.send_stall_timeout:g} s; the link is "
-                        "considered dead"
-                    )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
-            if self._peer_closed:
-                raise PeerClosed(f"socket {self.connect_id}: {self.where} closed the connection")
-            if self._lost is not None:
-                raise self._lost
-            detail = await self._modem._error_detail(response.result.text)
-            raise StreamBroken(
-                f"socket {self.connect_id} to {self.where}: AT+QISEND failed: {detail}"
-            )
-
-    def _broken(self, doing: str, exc: AtError) -> StreamClosed:
-        if isinstance(exc, AtTimeout | ModemNotResponding):
-            return StreamBroken(
-                f"socket {self.connect_id} to {self.where} broken while {doing}: {exc}"
-            )
-        return StreamBroken(f"socket {self.connect_id} to {self.where} failed while {doing}: {exc}")
 
 
 class QuectelLink:
@@ -961,26 +517,9 @@ def quectel_channel(path: str, baudrate: int, settings: QuectelSettings) -> AtCh
 # --- response parsing ----------------------------------------------------------------------
 
 
-def _split_fields(text: str) -> list[str]:
-    """Split an AT parameter list on commas outside quotes; quotes are removed."""
-    fields: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        elif char == "," and not quoted:
-            fields.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    fields.append("".join(current).strip())
-    return fields
-
-
 def _registration_status(value: str) -> RegistrationStatus | None:
     # The read form is "<n>,<stat>[,...]" (§7); the <stat> is the second field.
-    fields = _split_fields(value)
+    fields = split_fields(value)
     if len(fields) < 2 or not fields[1].isdigit():
         return None
     try:

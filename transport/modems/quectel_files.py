@@ -8,11 +8,15 @@ at once and are verified with the manual's 16-bit XOR checksum (§4.6).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 
 from transport.at import AtChannel, Response
-from transport.errors import AtCommandFailed, TransferCorrupt, TransferError
+from transport.errors import AtCommandFailed, TransferCorrupt, TransferError, TransportError
+from transport.shielding import shielded
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +180,33 @@ class QuectelFiles:
             )
 
     # -- handles (§4.7) --
+
+    @contextlib.asynccontextmanager
+    async def opened(self, name: str, mode: int) -> AsyncIterator[int]:
+        """A handle on ``name`` (see :meth:`open`), closed when the block ends, however it ends.
+
+        The module allows a few handles at a time (413 after that), and a handle whose number
+        the host never learnt can never be closed: so AT+QFOPEN runs to its answer even if the
+        caller is cancelled meanwhile, and the handle it gave is then closed at once.
+        """
+        opening = asyncio.ensure_future(self.open(name, mode))
+        try:
+            handle = await shielded(opening)
+        except asyncio.CancelledError:
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                await shielded(self.close_quietly(opening.result()))
+            raise
+        try:
+            yield handle
+        finally:
+            await shielded(self.close_quietly(handle))
+
+    async def close_quietly(self, handle: int) -> None:
+        """AT+QFCLOSE, for clean-up: a failure is logged, not raised."""
+        try:
+            await self.close(handle)
+        except TransportError as error:
+            log.warning("could not close module file handle %d: %s", handle, error)
 
     async def open(self, name: str, mode: int) -> int:
         """0: create or open read/write; 1: create or truncate; 2: read-only, must exist."""

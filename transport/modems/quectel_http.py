@@ -18,6 +18,11 @@ The serial line is shared with the OCPP socket, so nothing here holds it for lon
 
 Every ``<err>`` (``+CME ERROR`` or in the URC) becomes the specific exception of
 :mod:`transport.modems.quectel_http_errors`, carrying the manual's advice.
+
+What an operation takes from the module is given back however it ends, a cancellation
+included: file handles are closed (:meth:`QuectelFiles.opened`), scratch files deleted, and
+an operation that ends in an exception leaves the module's HTTP client free with
+AT+QHTTPSTOP, instead of busy (703) until the server answers a request nobody waits for.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from transport.errors import (
     HttpStatusError,
     TransferCorrupt,
     TransferError,
+    TransportError,
 )
 from transport.http import (
     MAX_HEAD,
@@ -49,8 +55,9 @@ from transport.http import (
     multipart_request,
     request_head,
 )
-from transport.modems.quectel_files import FileFailed, QuectelFiles, error_code
+from transport.modems.quectel_files import QuectelFiles, error_code
 from transport.modems.quectel_http_errors import HTTP_ERRORS, module_http_error
+from transport.shielding import shielded
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +131,7 @@ class QuectelHttp:
     async def _upload(self, url: str, file_name: str, data: bytes, field: str) -> int:
         where = Location.parse(url)
         request = multipart_request(where, field, file_name, data)
-        async with self._busy:
+        async with self._operation():
             await self._configure(where, response_header=False)
             if len(request) <= self.settings.direct_post_max:
                 codes = await self._request_with_data("+QHTTPPOST", "AT+QHTTPPOST", request)
@@ -139,7 +146,7 @@ class QuectelHttp:
         """The naive way, for comparison (``bench.firmware``): one GET and one AT+QHTTPREAD of
         the whole body, holding the serial line for all of it."""
         where = Location.parse(url)
-        async with self._busy:
+        async with self._operation():
             await self._configure(where, response_header=False)
             codes = await self._request_with_data(
                 "+QHTTPGET", "AT+QHTTPGET", request_head("GET", where)
@@ -156,7 +163,7 @@ class QuectelHttp:
     # -- PieceSource --
 
     async def exchange(self, where: Location, head: bytes, consume: Consume[T]) -> T:
-        async with self._busy:
+        async with self._operation():
             await self._configure(where, response_header=True)
             codes = await self._request_with_data("+QHTTPGET", "AT+QHTTPGET", head)
             status = codes[1]
@@ -176,13 +183,49 @@ class QuectelHttp:
                 name = self.WHOLE
             else:
                 return await self._consume_stream(where, head, length, consume)
-            response, handle, first, left = await self._response_file(name, where.url)
             try:
-                return await consume(response, self._file_body(handle, first, left))
+                size = await self._response_into(name, where.url)
+                async with self.files.opened(name, 2) as handle:
+                    start = await self._read_head(handle)
+                    end = start.find(b"\r\n\r\n") + 4
+                    if end < 4:
+                        raise TransferCorrupt(f"{where.url}: no complete response header in {name}")
+                    response = ResponseHead.parse(start[:end])
+                    body = self._file_body(handle, start[end:], size - len(start))
+                    return await consume(response, body)
             finally:
-                await self._close_and_delete(handle, name)
+                await shielded(self._delete_quietly(name))
 
     # -- steps --
+
+    @contextlib.asynccontextmanager
+    async def _operation(self) -> AsyncIterator[None]:
+        """One operation of the module's HTTP client, which does one at a time (703). Ended by
+        an exception (a cancellation too), the module may still be waiting for the server or
+        holding a response: AT+QHTTPSTOP frees it for the next one."""
+        async with self._busy:
+            try:
+                yield
+            except BaseException:
+                await shielded(self._stop())
+                raise
+
+    async def _stop(self) -> None:
+        try:
+            response = await self._at.command("AT+QHTTPSTOP", check=False)
+        except TransportError as error:
+            log.warning("AT+QHTTPSTOP: %s", error)
+            return
+        if not response.result.success:
+            # BG95/BG96 do not have it (at-protocol.md §6); their client frees itself when the
+            # server answers or its <rsptime> ends.
+            log.info("AT+QHTTPSTOP answered %s", response.result.text)
+
+    async def _delete_quietly(self, name: str) -> None:
+        try:
+            await self.files.delete(name)
+        except TransportError as error:
+            log.warning("could not delete module file %s: %s", name, error)
 
     async def _configure(self, where: Location, *, response_header: bool) -> None:
         s = self.settings
@@ -264,25 +307,23 @@ class QuectelHttp:
             raise TransferError(
                 f"upload of {len(request)} bytes does not fit the module's UFS ({free} free)"
             )
-        handle = await self.files.open(self.UPLOAD, 1)
         try:
-            await self.files.write(handle, request)
+            async with self.files.opened(self.UPLOAD, 1) as handle:
+                await self.files.write(handle, request)
+            waiter = self._expect("+QHTTPPOSTFILE")
+            try:
+                await self._http_command(
+                    f'AT+QHTTPPOSTFILE="{self.UPLOAD}",{self.settings.response_time}',
+                    "AT+QHTTPPOSTFILE",
+                )
+                return await self._result("+QHTTPPOSTFILE", waiter)
+            finally:
+                self._waiting.pop("+QHTTPPOSTFILE", None)
         finally:
-            await self.files.close(handle)
-        waiter = self._expect("+QHTTPPOSTFILE")
-        try:
-            await self._http_command(
-                f'AT+QHTTPPOSTFILE="{self.UPLOAD}",{self.settings.response_time}',
-                "AT+QHTTPPOSTFILE",
-            )
-            return await self._result("+QHTTPPOSTFILE", waiter)
-        finally:
-            self._waiting.pop("+QHTTPPOSTFILE", None)
-            await self.files.delete(self.UPLOAD)
+            await shielded(self._delete_quietly(self.UPLOAD))
 
-    async def _response_file(self, name: str, url: str) -> tuple[ResponseHead, int, bytes, int]:
-        """The response (header and body) into module file ``name``, opened and its header
-        read: (head, handle, the body bytes read with the header, body bytes still to read)."""
+    async def _response_into(self, name: str, url: str) -> int:
+        """The response (header and body) into module file ``name``; its size."""
         await self.files.delete(name)
         waiter = self._expect("+QHTTPREADFILE")
         try:
@@ -295,17 +336,7 @@ class QuectelHttp:
         size = await self.files.size(name)
         if size is None:
             raise TransferCorrupt(f"{url}: the module stored no response in {name}")
-        handle = await self.files.open(name, 2)
-        try:
-            head = await self._read_head(handle)
-        except BaseException:
-            await self._close_and_delete(handle, name)
-            raise
-        end = head.find(b"\r\n\r\n") + 4
-        if end < 4:
-            await self._close_and_delete(handle, name)
-            raise TransferCorrupt(f"{url}: no complete response header in {name}")
-        return ResponseHead.parse(head[:end]), handle, head[end:], size - len(head)
+        return size
 
     async def _read_head(self, handle: int) -> bytes:
         """Read until the end of the response header (or the file, or MAX_HEAD)."""
@@ -326,12 +357,6 @@ class QuectelHttp:
                 return
             left -= len(chunk)
             yield chunk
-
-    async def _close_and_delete(self, handle: int, name: str) -> None:
-        with contextlib.suppress(FileFailed):
-            await self.files.close(handle)
-        with contextlib.suppress(FileFailed):
-            await self.files.delete(name)
 
     async def _consume_stream(
         self, where: Location, head: bytes, length: int, consume: Consume[T]
