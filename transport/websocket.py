@@ -42,6 +42,7 @@ from websockets.typing import Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
 from transport.errors import StreamClosed, TransportError
+from transport.shielding import shielded
 from transport.stream import ByteStream
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class WebSocket:
         self._write_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._pinger: asyncio.Task[None] | None = None
+        self._eof: asyncio.Task[None] | None = None  # closes the stream after the handshake
         self._closing_by_us = False
         self.subprotocol = protocol.subprotocol
 
@@ -260,10 +262,11 @@ class WebSocket:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Run the closing handshake (bounded by ``close_timeout``) and close the stream.
 
-        The owner of the WebSocket calls this, and only this closes the stream: the
-        WebSocket's own tasks never do, so cancelling them here never cuts a stream's close
-        short. A connection already over (the stream ended, a pong missing) gets no close
-        frame: nothing would read it.
+        The owner of the WebSocket calls this. The WebSocket's own tasks never close the
+        stream, so cancelling them here never cuts a stream's close short; the one close they
+        may begin (the TCP end after the closing handshake) runs in a task of its own that is
+        awaited here. A connection already over (the stream ended, a pong missing) gets no
+        close frame: nothing would read it.
         """
         try:
             if self._protocol.state is State.OPEN and self._closed is None:
@@ -283,13 +286,21 @@ class WebSocket:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
+            if self._eof is not None:
+                await asyncio.gather(shielded(self._eof), return_exceptions=True)
             await self._stream.close()
 
     # -- pumping --
 
     async def _flush(self) -> None:
         async with self._write_lock:
-            await _write_all(self._stream, self._protocol)
+            for data in self._protocol.data_to_send():
+                if data:
+                    await self._stream.write(data)
+                elif self._eof is None:
+                    # b"": the closing handshake is over and the client closes its side of
+                    # TCP too (RFC 6455 §7.1.1), in a task that close() awaits, never cancels.
+                    self._eof = asyncio.create_task(self._stream.close(), name="websocket eof")
 
     async def _receive_loop(self) -> None:
         try:
@@ -411,10 +422,8 @@ def _close_text(code: int, reason: str) -> str:
 
 
 async def _write_all(stream: ByteStream, protocol: ClientProtocol) -> None:
+    """The opening handshake's request (it never asks for the end of the stream)."""
     for data in protocol.data_to_send():
-        # b"" asks for the end of the TCP stream (RFC 6455 §7.1.1: after the closing
-        # handshake the client closes its side too). That is WebSocket.close()'s to do, which
-        # the owner calls once recv() has said the connection is over.
         if data:
             await stream.write(data)
 
