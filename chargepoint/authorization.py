@@ -24,7 +24,7 @@ from typing import Any
 
 from ocpp.v16.enums import AuthorizationStatus
 
-from chargepoint.request import REQUEST_FAILURES, Request
+from chargepoint.request import REQUEST_FAILURES, Request, describe_failure
 from config.ocpp_keys import ConfigurationKeys
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class Authorizer:
                 log.warning(
                     "Authorize for %s failed (%s); deciding as if offline",
                     id_tag,
-                    exc or type(exc).__name__,
+                    describe_failure(exc),
                 )
             else:
                 info = IdTagInfo.from_json(answer["idTagInfo"])

@@ -50,7 +50,7 @@ from ocpp.v16.enums import (
 
 from chargepoint.data_transfer import DataTransferVendors
 from chargepoint.frame_trace import FrameTrace
-from chargepoint.request import ConnectionEnded
+from chargepoint.request import ConnectionEnded, NoAnswer
 from chargepoint.station import Station
 from chargepoint.validation import FORMATION, MAX_MESSAGE_ID, message_id_of, validate_call_payload
 from config.ocpp_keys import AUTHORIZATION_KEY
@@ -140,9 +140,13 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
     async def request(self, payload: Any) -> Any:
         """Send a request and return the CSMS's answer; a CallError raises its OCPPError."""
         unique_id = str(uuid.uuid4())
-        if type(payload).__name__ == "BootNotification":
+        action = type(payload).__name__
+        if action == "BootNotification":
             self._boot_request_id = unique_id
-        return await self.call(payload, suppress=False, unique_id=unique_id)
+        try:
+            return await self.call(payload, suppress=False, unique_id=unique_id)
+        except TimeoutError:
+            raise NoAnswer(action, self._response_timeout) from None
 
     async def send_request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Send a CALL given as JSON and return the CSMS's answer as JSON.
@@ -154,7 +158,12 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         await validate_payload(message, self._ocpp_version)
         async with self._call_lock:
             await self._send(message.to_json())
-            response = await self._get_specific_response(message.unique_id, self._response_timeout)
+            try:
+                response = await self._get_specific_response(
+                    message.unique_id, self._response_timeout
+                )
+            except TimeoutError:
+                raise NoAnswer(action, self._response_timeout) from None
         if isinstance(response, CallError):
             raise response.to_exception()
         response.action = action

@@ -73,11 +73,19 @@ def _line_time(line: str) -> datetime | None:
     return local.astimezone(UTC)  # log lines are written in local time
 
 
+def _truncated(start: datetime | None, unit: int) -> datetime | None:
+    """``start`` at the resolution of the stamps it is compared with (``unit`` microseconds):
+    they are truncated, so a line from the same second (a frame from the same millisecond) as
+    a startTime with microseconds is inside the window, not before it."""
+    return start.replace(microsecond=start.microsecond // unit * unit) if start else None
+
+
 def select_lines(lines: Iterable[str], start: datetime | None, stop: datetime | None) -> list[str]:
     """The lines stamped between ``start`` and ``stop``; unstamped lines follow their stamped
     predecessor (a traceback stays with its message)."""
     kept: list[str] = []
     keep = start is None
+    start = _truncated(start, 1_000_000)  # log lines are read to the second
     for line in lines:
         stamp = _line_time(line)
         if stamp is not None:
@@ -230,6 +238,7 @@ class DiagnosticsUploader:
 
 def _frames_between(path: Path, start: datetime | None, stop: datetime | None) -> list[str]:
     kept = []
+    start = _truncated(start, 1000)  # the trace keeps milliseconds
     try:
         with path.open(encoding="utf-8", errors="replace") as f:
             for line in f:

@@ -33,6 +33,7 @@ from ocpp.v16.enums import RegistrationStatus
 from chargepoint.charge_point import ChargePoint, OcppConnection
 from chargepoint.data_transfer import DataTransferVendors
 from chargepoint.frame_trace import FrameTrace
+from chargepoint.request import describe_failure
 from chargepoint.station import Station
 from transport.websocket import WebSocketClosed
 
@@ -151,7 +152,7 @@ class Session:
         try:
             conf = await self._request(self._fields.request())
         except (OCPPError, TimeoutError) as exc:
-            log.warning("triggered BootNotification failed: %s", _describe(exc))
+            log.warning("triggered BootNotification failed: %s", describe_failure(exc))
             return
         self._note_clock(conf.current_time)
         if conf.status == RegistrationStatus.accepted and conf.interval > 0:
@@ -162,7 +163,7 @@ class Session:
             conf = await self._request(call.Heartbeat())
         except (OCPPError, TimeoutError) as exc:
             # The WebSocket ping notices a dead link; a Heartbeat failure alone is logged.
-            log.warning("Heartbeat failed: %s", _describe(exc))
+            log.warning("Heartbeat failed: %s", describe_failure(exc))
             return
         self._note_clock(conf.current_time)
 
@@ -194,7 +195,7 @@ class Session:
             except (OCPPError, TimeoutError) as exc:
                 log.warning(
                     "BootNotification failed (%s); trying again in %g s",
-                    _describe(exc),
+                    describe_failure(exc),
                     self._settings.error_retry,
                 )
                 await asyncio.sleep(self._settings.error_retry)
@@ -257,11 +258,3 @@ class Session:
         ):
             log.info("CSMS clock is %+.1f s from ours", offset)
         self._registration.clock_offset = offset
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OCPPError):
-        return f"CallError {exc.code}: {exc.description}"
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    return str(exc)

@@ -54,7 +54,7 @@ from chargepoint.charger import (
 )
 from chargepoint.metering import ClockAlignedTrigger, aligned_at_or_before, meter_value
 from chargepoint.outbox import Item, Outbox, RetryPolicy
-from chargepoint.request import REQUEST_FAILURES, Request
+from chargepoint.request import REQUEST_FAILURES, Request, describe_failure
 from chargepoint.storage import atomic
 from chargepoint.transactions import Transaction, TransactionStore, timestamp
 from config.ocpp_keys import ConfigurationKeys
@@ -278,7 +278,7 @@ class Station:
         try:
             return await request(action, payload)
         except REQUEST_FAILURES as exc:
-            log.warning("%s failed: %s", action, exc or type(exc).__name__)
+            log.warning("%s failed: %s", action, describe_failure(exc))
             return None
 
     # -- status (§4.9) --

@@ -16,12 +16,15 @@ from ocpp.v16.enums import AuthorizationStatus, ConfigurationStatus, UnlockStatu
 from chargepoint.authorization import AuthorizationCache, Authorizer, IdTagInfo
 from chargepoint.charge_point import redact
 from chargepoint.charger import MeterReading
+from chargepoint.diagnostics import select_lines
 from chargepoint.metering import ClockAlignedTrigger, aligned_after, meter_value
 from chargepoint.outbox import BATCH_BYTES, Outbox, RetryPolicy
+from chargepoint.request import ConnectionEnded, NoAnswer, describe_failure
 from chargepoint.simulated_charger import SimulatedCharger
 from chargepoint.storage import open_state
 from chargepoint.transactions import TransactionStore
 from tests.harness import fresh_state, keys_on, make_station
+from transport.websocket import WebSocketClosed
 
 # -- configuration keys --
 
@@ -329,3 +332,27 @@ async def test_unlock_during_a_start_stops_the_transaction_it_began() -> None:
     queued = [(item.action, item.payload.get("reason")) for item in station.outbox.pending()]
     assert queued == [("StartTransaction", None), ("StopTransaction", "UnlockCommand")]
     await station.close()
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        (NoAnswer("MeterValues", 5), "NoAnswer: no MeterValues.conf from the CSMS within 5 s"),
+        (TimeoutError(), "TimeoutError (no detail)"),
+        (InternalError(description="boom"), "CallError InternalError: boom"),
+        (ConnectionEnded("the link dropped"), "ConnectionEnded: the link dropped"),
+        (WebSocketClosed("closed by the CSMS", 1000), "WebSocketClosed: closed by the CSMS"),
+    ],
+)
+def test_a_failed_request_is_described_by_its_type_and_what_it_says(
+    failure: BaseException, said: str
+) -> None:
+    assert describe_failure(failure) == said
+
+
+def test_a_diagnostics_window_starting_within_a_stamped_second_keeps_that_seconds_lines() -> None:
+    # Log stamps are read to the second (frame-trace stamps to the millisecond), truncated: a
+    # startTime of 12:00:00.4 must keep the line stamped 12:00:00,123, not drop it.
+    lines = ["2026-12-03 11:59:59,999 INFO before\n", "2026-12-03 12:00:00,123 INFO within\n"]
+    start = datetime(2026, 12, 3, 12, 0, 0, 400_000).astimezone(UTC)
+    assert select_lines(lines, start, None) == [lines[1]]
