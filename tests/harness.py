@@ -32,6 +32,7 @@ from transport.link import Link
 from transport.modems.host import HostLink
 from transport.modems.quectel import QuectelLink
 from transport.modems.quectel_http import HttpSettings
+from transport.modems.quectel_settings import QuectelSettings
 from transport.simulator import SimulatorShell
 
 PASSWORD = bytes.fromhex("00112233445566778899aabbccddeeff00112233")
@@ -225,11 +226,13 @@ class Rig:
         sim: SimulatorShell,
         proxy: TcpProxy,
         config: Config,
+        modem: QuectelSettings = FAST,
     ) -> None:
         self.peer = peer
         self.sim = sim
         self.proxy = proxy
         self.config = config
+        self.modem = modem
         self.daemon = self._new_daemon()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -237,7 +240,7 @@ class Rig:
     def _new_daemon(self) -> Daemon:
         fw = self.config.firmware
         http = HttpSettings(ca_file=fw.ca_file, piece_size=fw.piece_size, chunk=fw.chunk_size)
-        return Daemon(self.config, QuectelLink(self.sim.path, 115200, FAST, http))
+        return Daemon(self.config, QuectelLink(self.sim.path, 115200, self.modem, http))
 
     @property
     def charger(self) -> SimulatedCharger:
@@ -362,6 +365,7 @@ async def rig(
     boots: str = "Accepted:300",
     connectors: int = 2,
     sim_options: dict[str, Any] | None = None,
+    modem: QuectelSettings = FAST,
     **config: Any,
 ) -> AsyncIterator[Rig]:
     """A booted charge point (statuses reported) against ``peer_kind``."""
@@ -376,7 +380,7 @@ async def rig(
                     connectors=connectors,
                     **config,
                 )
-                the_rig = Rig(peer, sim, proxy, settings)
+                the_rig = Rig(peer, sim, proxy, settings, modem)
                 the_rig.start()
                 try:
                     if boots.startswith("Accepted"):

@@ -390,5 +390,5 @@ async def test_an_unexpected_error_is_logged_and_the_daemon_carries_on(
         async with running(daemon):
             await peer.wait_for(lambda _: peer.calls("BootNotification"))
         assert daemon.outcomes[0].reason == "unexpected RuntimeError: a bug somewhere below"
-        assert daemon.outcomes[0].blame is Blame.CSMS  # not the module's fault: no recovery ladder
+        assert daemon.outcomes[0].blame is Blame.DRIVER  # ours, not the module's: no recovery
         assert "unexpected failure in the OCPP session" in caplog.text

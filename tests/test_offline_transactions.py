@@ -11,7 +11,13 @@ import random
 from typing import Any
 
 from tests.harness import Rig, rig, strict_failures
-from tests.transaction_log import TransactionLog, check_transactions
+from tests.transaction_log import (
+    TransactionLog,
+    check_transactions,
+    delivered_entries,
+    entries,
+    record_outbox,
+)
 
 TRANSACTIONS = 50
 
@@ -52,17 +58,6 @@ async def _sessions(r: Rig, connector: int, tags: list[str], rng: random.Random)
         r.charger.unplug(connector)
 
 
-def _entries(messages: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
-    """(action, timestamp) per transaction message, one per meterValue element."""
-    entries = []
-    for action, payload in messages:
-        if action == "MeterValues":
-            entries += [(action, value["timestamp"]) for value in payload["meterValue"]]
-        else:
-            entries.append((action, payload["timestamp"]))
-    return entries
-
-
 async def test_fifty_transactions_through_coverage_holes() -> None:
     rng = random.Random(4)
     keys: dict[str, Any] = {
@@ -73,14 +68,7 @@ async def test_fifty_transactions_through_coverage_holes() -> None:
     }
     # A short call timeout: an answer lost in a hole is noticed quickly and the message resent.
     async with rig("node", keys=keys, call_timeout=2, ping_interval=1, pong_timeout=1) as r:
-        queued: list[tuple[str, dict[str, Any]]] = []
-        put = r.station.outbox.put
-
-        def recording_put(action: str, payload: dict[str, Any], local_tx: int | None = None) -> int:
-            queued.append((action, payload))
-            return put(action, payload, local_tx)
-
-        r.station.outbox.put = recording_put  # type: ignore[method-assign]
+        queued = record_outbox(r.station)
         tags = [f"TX-{n:03d}" for n in range(TRANSACTIONS)]
         done = asyncio.Event()
         flapping = asyncio.create_task(_flap(r, rng, done))
@@ -96,10 +84,9 @@ async def test_fifty_transactions_through_coverage_holes() -> None:
         log = TransactionLog.of(r.peer)
         check_transactions(log, tags)
         delivered = log.without_retries()
-        # Everything the charge point queued reached the CSMS, in the order it was queued (a
-        # backlog of MeterValues may arrive as one message with several meterValue elements).
-        assert _entries([(m.action, m.payload) for m in delivered]) == _entries(queued)
-        meter_values = [m for m in _entries(queued) if m[0] == "MeterValues"]
+        # Everything the charge point queued reached the CSMS, in the order it was queued.
+        assert delivered_entries(log) == entries(queued)
+        meter_values = [m for m in entries(queued) if m[0] == "MeterValues"]
         assert len(meter_values) >= TRANSACTIONS
         assert holes >= 5
         resent = len(log.messages) - len(delivered)

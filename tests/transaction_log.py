@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from chargepoint.station import Station
 from tests.peers import Csms
 
 TRANSACTION_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
@@ -97,6 +98,39 @@ def check_transactions(log: TransactionLog, tags: list[str]) -> dict[str, int]:
             f"{before.action} {before.payload} then {after.action} {after.payload}"
         )
     return ids
+
+
+Queued = list[tuple[str, dict[str, Any]]]
+
+
+def record_outbox(station: Station) -> Queued:
+    """What the station puts in its outbox from now on, (action, payload) in order."""
+    queued: Queued = []
+    put = station.outbox.put
+
+    def recording_put(action: str, payload: dict[str, Any], local_tx: int | None = None) -> int:
+        queued.append((action, payload))
+        return put(action, payload, local_tx)
+
+    station.outbox.put = recording_put  # type: ignore[method-assign]
+    return queued
+
+
+def entries(messages: Queued) -> list[tuple[str, str]]:
+    """(action, timestamp) per transaction message, one per meterValue element: what a queue
+    of messages and the CSMS's copy of it must agree on (a backlog of MeterValues may go out
+    as one message with several meterValue elements)."""
+    found = []
+    for action, payload in messages:
+        if action == "MeterValues":
+            found += [(action, value["timestamp"]) for value in payload["meterValue"]]
+        else:
+            found.append((action, payload["timestamp"]))
+    return found
+
+
+def delivered_entries(log: TransactionLog) -> list[tuple[str, str]]:
+    return entries([(m.action, m.payload) for m in log.without_retries()])
 
 
 def _timestamp(message: Received) -> str:
