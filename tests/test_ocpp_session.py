@@ -26,6 +26,8 @@ from tests.harness import (
     strict_failures,
 )
 from tests.peers import Csms, PythonCsms
+from transport.errors import SocketsExhausted
+from transport.link import RecoveryStep
 from transport.modems.host import HostLink
 from transport.modems.quectel import QuectelLink
 from transport.simulator import SimulatorShell
@@ -392,3 +394,36 @@ async def test_an_unexpected_error_is_logged_and_the_daemon_carries_on(
         assert daemon.outcomes[0].reason == "unexpected RuntimeError: a bug somewhere below"
         assert daemon.outcomes[0].blame is Blame.DRIVER  # ours, not the module's: no recovery
         assert "unexpected failure in the OCPP session" in caplog.text
+
+
+class ExhaustedLink(HostLink):
+    """A link whose driver has no socket id left for ten opens in a row (a bookkeeping bug)."""
+
+    def __init__(self) -> None:
+        super().__init__(connect_timeout=5)
+        self.opens = 0
+        self.recoveries: list[RecoveryStep] = []
+
+    async def open(self, host: str, port: int, *, tls: bool) -> Any:
+        self.opens += 1
+        if self.opens <= 10:
+            raise SocketsExhausted("all 12 module sockets are held by this driver (...)")
+        return await super().open(host, port, tls=tls)
+
+    async def recover(self, step: RecoveryStep) -> None:
+        self.recoveries.append(step)
+
+
+async def test_a_driver_fault_is_logged_loudly_and_never_resets_the_module(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with csms_peer("python", password=PASSWORD, boots="Accepted:60") as peer:
+        link = ExhaustedLink()
+        daemon = Daemon(make_config(peer.url), link)
+        async with running(daemon):
+            await peer.wait_for(lambda _: peer.calls("BootNotification"))
+        assert [o.blame for o in daemon.outcomes[:10]] == [Blame.DRIVER] * 10
+        # Ten failures in a row would have reached RESTART_MODULE had they been the link's.
+        assert [s for s in link.recoveries if s is not RecoveryStep.REOPEN] == []
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert any("the fault is the driver's" in r.getMessage() for r in errors)
