@@ -438,6 +438,7 @@ class _Request:
     read_length: int | None = None  # raw bytes announced by a bare CONNECT
     sink: Callable[[bytes], None] | None = None
     bulk: bool = False
+    probe: bool = False  # a bare AT sent to find out whether the module is back in step
 
     @property
     def shown(self) -> str:
@@ -698,12 +699,16 @@ class AtChannel:
         # A command timed out: its answer may still come, or the module may be hung. Let the
         # line fall quiet first, so an answer that straggles in arrives with nothing in flight
         # and is discarded instead of answering the probe; then probe with a bare AT until the
-        # module answers.
+        # module answers. Only OK answers a probe (a late SEND OK or ERROR is the straggler of
+        # an earlier command), and the line must fall quiet again after it: the OK may have
+        # been an earlier probe's (one whose caller was cancelled), and this probe's own OK
+        # must not be taken for the next command's answer.
         await self._wait_for_quiet_line()
         for attempt in range(1, self._probe_attempts + 1):
             try:
-                request = _Request("AT", None, self._probe_timeout, (), None, False)
+                request = _Request("AT", None, self._probe_timeout, (), None, False, probe=True)
                 await self._exchange(request, owns_lock=False)
+                await self._wait_for_quiet_line()
             except AtTimeout:
                 log.warning(
                     "probe %d/%d: no answer to AT on %s",
@@ -833,7 +838,9 @@ class AtChannel:
     def _dispatch(self, event: AtEvent) -> None:
         pending = self._pending
         if isinstance(event, FinalResult):
-            if pending is not None and not pending.finished:
+            if pending is not None and pending.request.probe and event.kind is not ResultKind.OK:
+                self._noise(f"late final result {event.text!r} while probing with AT")
+            elif pending is not None and not pending.finished:
                 self._finish(pending, event)
             else:
                 self._noise(f"final result {event.text!r} with no command waiting")

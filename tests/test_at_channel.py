@@ -1,0 +1,114 @@
+"""The AT channel getting back in step after a command timed out: which answer belongs to
+which command. The module is played byte by byte by the test (a scripted port), so the order
+of what crosses the line is exact; the channel's clock is real but its quiet time is short.
+
+The trouble this guards against (seen in the connection-loss tests): an AT+QISEND times out,
+its SEND OK comes late, and a probe or the next command takes an answer that was not its own;
+an AT+QICLOSE "confirmed" by a stale OK would free a socket id the module still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from transport.at import AtChannel, AtParser
+from transport.errors import AtTimeout
+
+QUIET = 0.05
+
+
+class ScriptedPort:
+    """A serial port whose module is the test: it reads what the channel wrote and answers."""
+
+    name = "scripted"
+    baudrate = 115200
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self._wrote = asyncio.Event()
+        self._on_data: Callable[[bytes], None] | None = None
+
+    def start(self, on_data: Callable[[bytes], None], on_lost: Callable[[Exception], None]) -> None:
+        self._on_data = on_data
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self._wrote.set()
+
+    def close(self) -> None:
+        pass
+
+    def say(self, data: bytes) -> None:
+        assert self._on_data is not None
+        self._on_data(data)
+
+    async def heard(self, count: int) -> bytes:
+        """The ``count``-th line the channel wrote (1-based), once it has been written."""
+        async with asyncio.timeout(5):
+            while len(self.written) < count:
+                self._wrote.clear()
+                await self._wrote.wait()
+        return self.written[count - 1]
+
+
+@pytest.fixture
+def port() -> ScriptedPort:
+    return ScriptedPort()
+
+
+def channel_on(port: ScriptedPort, quiet: float = 0.05) -> AtChannel:
+    channel = AtChannel(port, AtParser(), default_timeout=0.2, probe_timeout=2.0, quiet_time=quiet)
+    channel.start()
+    return channel
+
+
+async def turns(count: int = 5) -> None:
+    """Let the event loop run ``count`` times: enough for the channel to act on what it heard."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_a_late_send_ok_never_answers_the_probe(port: ScriptedPort) -> None:
+    channel = channel_on(port)
+    with pytest.raises(AtTimeout):
+        await channel.command("AT+QISEND=0,5", timeout=0.05)
+    query = asyncio.create_task(channel.command("AT+CSQ", expect=("+CSQ:",)))
+    assert await port.heard(2) == b"AT\r"  # the probe, once the line was quiet
+    port.say(b"\r\nSEND OK\r\n")  # the QISEND's answer, late: not the probe's
+    await turns()
+    assert len(port.written) == 2  # still probing: AT+CSQ must not go out yet
+    port.say(b"\r\nOK\r\n")  # the probe's own answer
+    assert await port.heard(3) == b"AT+CSQ\r"
+    port.say(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n")
+    response = await query
+    assert response.value("+CSQ:") == "20,99"
+    assert channel.stats.noise_lines == 1
+    await channel.close()
+
+
+async def test_a_cancelled_probes_ok_never_confirms_the_next_command(port: ScriptedPort) -> None:
+    # The line must stay quiet this long after a probe's OK: far longer than the few turns of
+    # the event loop between the two probes' answers below.
+    channel = channel_on(port, quiet=0.5)
+    with pytest.raises(AtTimeout):
+        await channel.command("AT+QISEND=0,5", timeout=0.05)
+    first = asyncio.create_task(channel.command("AT+QIRD=0,1500"))
+    assert await port.heard(2) == b"AT\r"
+    first.cancel()  # its probe is on the line; the answer will come with nobody waiting
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    close = asyncio.create_task(channel.command("AT+QICLOSE=0,10"))
+    assert await port.heard(3) == b"AT\r"  # probing again
+    port.say(b"\r\nOK\r\n")  # the first probe's answer
+    await turns()
+    port.say(b"\r\nOK\r\n")  # the second probe's, a moment later
+    assert await port.heard(4) == b"AT+QICLOSE=0,10\r"
+    await turns()
+    assert not close.done()  # no stale OK has "confirmed" the close
+    port.say(b"\r\nOK\r\n")
+    await close
+    assert channel.stats.noise_lines == 1
+    await channel.close()
