@@ -512,6 +512,7 @@ class AtChannel:
         self._started = False
         self._failure: BaseException | None = None
         self._desynced = False
+        self._owed = 0  # answers that may still come for commands nobody waits for any more
         self.stats = ChannelStats()
 
     @property
@@ -636,6 +637,7 @@ class AtChannel:
         its way behind RDY). Failing at once in the second case would leave that answer to be
         taken for the next command's.
         """
+        self._owed = 0  # a restarted module owes nothing
         pending = self._pending
         if pending is None:
             return
@@ -696,19 +698,21 @@ class AtChannel:
             raise SerialPortError(f"serial port {self.port_name} is gone: {self._failure}")
         if not self._desynced:
             return
-        # A command timed out: its answer may still come, or the module may be hung. Let the
-        # line fall quiet first, so an answer that straggles in arrives with nothing in flight
-        # and is discarded instead of answering the probe; then probe with a bare AT until the
-        # module answers. Only OK answers a probe (a late SEND OK or ERROR is the straggler of
-        # an earlier command), and the line must fall quiet again after it: the OK may have
-        # been an earlier probe's (one whose caller was cancelled), and this probe's own OK
-        # must not be taken for the next command's answer.
-        await self._wait_for_quiet_line()
+        # Probe with a bare AT until the module answers. Only OK answers a probe: a late SEND OK
+        # or ERROR is the straggler of an earlier command. While an answer is owed (a command
+        # timed out, a probe was cut short by a cancelled caller), the line must fall quiet
+        # before the probe, so a straggler arrives with nothing in flight and is discarded, and
+        # again after it: the OK taken may have been an owed one, and the probe's own must not
+        # be taken for the next command's answer. With nothing owed, nothing is waited for.
+        if self._owed:
+            await self._wait_for_quiet_line()
         for attempt in range(1, self._probe_attempts + 1):
             try:
                 request = _Request("AT", None, self._probe_timeout, (), None, False, probe=True)
                 await self._exchange(request, owns_lock=False)
-                await self._wait_for_quiet_line()
+                if self._owed:
+                    await self._wait_for_quiet_line()
+                    self._owed = 0  # what has not come by now is lost
             except AtTimeout:
                 log.warning(
                     "probe %d/%d: no answer to AT on %s",
@@ -765,6 +769,7 @@ class AtChannel:
         except TimeoutError:
             self.stats.timeouts += 1
             self._desynced = True
+            self._owed += 1
             self._parser.reset()
             self._settle(pending)
             raise AtTimeout(shown, limit, self.port_name) from None
@@ -773,6 +778,7 @@ class AtChannel:
                 self._settle(pending)
                 if not pending.finished:
                     self._desynced = True  # a probe cut short: resync before the next command
+                    self._owed += 1
             else:
                 pending.abandoned = True
                 pending.expiry = loop.call_at(deadline, self._expire, pending)
@@ -807,6 +813,7 @@ class AtChannel:
         # An abandoned command got no answer by its deadline.
         self.stats.timeouts += 1
         self._desynced = True
+        self._owed += 1
         self._parser.reset()
         self._settle(pending)
 
@@ -839,11 +846,11 @@ class AtChannel:
         pending = self._pending
         if isinstance(event, FinalResult):
             if pending is not None and pending.request.probe and event.kind is not ResultKind.OK:
-                self._noise(f"late final result {event.text!r} while probing with AT")
+                self._paid(f"late final result {event.text!r} while probing with AT")
             elif pending is not None and not pending.finished:
                 self._finish(pending, event)
             else:
-                self._noise(f"final result {event.text!r} with no command waiting")
+                self._paid(f"final result {event.text!r} with no command waiting")
         elif isinstance(event, Prompt):
             if not self._prompted(pending):
                 self._noise("data prompt '>' with no command waiting for it")
@@ -900,6 +907,11 @@ class AtChannel:
             self.stats.urcs += 1
             log.debug("urc %s", urc.text)
         return delivered
+
+    def _paid(self, what: str) -> None:
+        """A final result nobody waits for: most likely an owed answer, now come."""
+        self._owed = max(0, self._owed - 1)
+        self._noise(what)
 
     def _noise(self, what: str) -> None:
         self.stats.noise_lines += 1
