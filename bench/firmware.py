@@ -36,7 +36,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from chargepoint.daemon import Daemon
+from chargepoint.app.daemon import Daemon
 from config.loader import parse_config
 from transport.modems.quectel import QuectelLink
 from transport.modems.quectel_http import HttpSettings, QuectelHttp

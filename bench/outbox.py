@@ -30,9 +30,9 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from chargepoint.outbox import Outbox
+from chargepoint.model.transactions import TransactionStore, timestamp
+from chargepoint.protocol.outbox import Outbox
 from chargepoint.storage import open_state
-from chargepoint.transactions import TransactionStore, timestamp
 from transport.simulator import SimulatorShell
 
 NAME = "outbox"
@@ -173,7 +173,7 @@ async def run(count: int) -> None:
                 f"[ocpp_keys]\nMeterValueSampleInterval = 0\n"
             )
             daemon = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "chargepoint.cli", "run", "--config", str(config)),
+                *(sys.executable, "-m", "chargepoint.app.cli", "run", "--config", str(config)),
                 stderr=asyncio.subprocess.DEVNULL,
             )
             try:

@@ -24,8 +24,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from chargepoint.daemon import Daemon
-from chargepoint.demo_csms import DemoCsms
+from chargepoint.app.daemon import Daemon
+from chargepoint.demo.csms import DemoCsms
 from config.loader import parse_config
 from transport.modems.quectel import QuectelLink
 from transport.modems.quectel_settings import QuectelSettings

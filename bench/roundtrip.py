@@ -26,8 +26,8 @@ from typing import Any
 
 from ocpp.v16.enums import DataTransferStatus
 
-from chargepoint.daemon import Daemon
-from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
+from chargepoint.app.daemon import Daemon
+from chargepoint.blocks.data_transfer import DataTransferReply, DataTransferVendors
 from config.loader import parse_config
 from transport.link import Link
 from transport.modems.host import HostLink

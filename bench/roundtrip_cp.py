@@ -16,8 +16,8 @@ import tempfile
 
 from ocpp.v16.enums import DataTransferStatus
 
-from chargepoint.daemon import Daemon
-from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
+from chargepoint.app.daemon import Daemon
+from chargepoint.blocks.data_transfer import DataTransferReply, DataTransferVendors
 from config.loader import parse_config
 from transport.link import Link
 from transport.modems.host import HostLink

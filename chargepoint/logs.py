@@ -47,12 +47,26 @@ def stderr_is_journal() -> bool:
     return (status.st_dev, status.st_ino) == (int(device), int(inode))
 
 
+# Third-party loggers: below WARNING they are noise to an operator (apscheduler's "Added job",
+# the ocpp library's every message at INFO, tzlocal's time zone hunt at DEBUG).
+LIBRARIES = ("websockets", "ocpp", "asyncio", "apscheduler", "tzlocal")
+
+
 def configure_logging(level: str) -> None:
+    """Log at ``level`` ("debug", "info", "warning", "error") to stderr.
+
+    Libraries speak only when something is wrong (WARNING, or ``level`` if higher); our own
+    layers say what happened. At "debug" (``chargepoint run --log-level debug``) the libraries
+    say everything too.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter() if stderr_is_journal() else logging.Formatter(FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Libraries speak only when something is wrong; our own layers say what happened.
-    for library in ("websockets", "ocpp", "asyncio", "apscheduler"):
-        logging.getLogger(library).setLevel(max(logging.WARNING, root.level))
+    debug = root.level <= logging.DEBUG
+    for library in LIBRARIES:
+        # NOTSET: the library logs at the root's level.
+        logging.getLogger(library).setLevel(
+            logging.NOTSET if debug else max(logging.WARNING, root.level)
+        )

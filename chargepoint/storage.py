@@ -63,7 +63,11 @@ CREATE TABLE IF NOT EXISTS firmware_update (
     phase          TEXT NOT NULL,  -- waiting | downloaded | installed | failed (see firmware.py)
     image          TEXT
 );
-CREATE TABLE IF NOT EXISTS simulated_connectors (
+CREATE TABLE IF NOT EXISTS simulated_hardware (
+    connector   INTEGER PRIMARY KEY,  -- 0: the charge point as a whole
+    state       TEXT NOT NULL         -- JSON: cable, EV, lock, fault, suspension, meter
+);
+CREATE TABLE IF NOT EXISTS simulated_connectors (  -- before simulated_hardware; read once
     connector   INTEGER PRIMARY KEY,  -- the simulated charger's meter and cable survive a restart
     wh          REAL NOT NULL,
     plugged     INTEGER NOT NULL DEFAULT 0

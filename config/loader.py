@@ -49,6 +49,7 @@ class ChargePointConfig:
     connectors: int
     power_loss: str = "stop"
     reset_command: tuple[str, ...] | None = None
+    feature_profiles: tuple[str, ...] = ("Core",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             connectors=cp["connectors"],
             power_loss=cp["power_loss"],
             reset_command=tuple(cp["reset_command"]) if "reset_command" in cp else None,
+            feature_profiles=tuple(cp["feature_profiles"]),
         ),
         csms=CsmsConfig(
             url=csms["url"],

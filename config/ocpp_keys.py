@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 AUTHORIZATION_KEY = "AuthorizationKey"
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
-PROFILES = "Core,FirmwareManagement,RemoteTrigger"
+# The OCPP 1.6 feature profiles this version implements (§3); a deployment enables a subset.
+IMPLEMENTED_PROFILES = ("Core", "FirmwareManagement", "RemoteTrigger")
 MAX_CSL_ITEMS = 8
 GET_CONFIGURATION_MAX_KEYS = 64
 
@@ -123,6 +124,7 @@ def core_keys(
     heartbeat_interval: int,
     ping_interval: int,
     authorization_key: bytes | None,
+    profiles: Iterable[str] = IMPLEMENTED_PROFILES,
 ) -> list[KeySpec]:
     """The keys this charge point honours, with defaults from the configuration file."""
     supported = list(measurands)
@@ -170,7 +172,7 @@ def core_keys(
         KeySpec("StopTxnAlignedDataMaxLength", i, r, str(MAX_CSL_ITEMS)),
         KeySpec("StopTxnSampledData", c, rw, "", check=measurand_list),
         KeySpec("StopTxnSampledDataMaxLength", i, r, str(MAX_CSL_ITEMS)),
-        KeySpec("SupportedFeatureProfiles", c, r, PROFILES),
+        KeySpec("SupportedFeatureProfiles", c, r, ",".join(profiles)),
         # §8: the protocols of UpdateFirmware / GetDiagnostics locations.
         KeySpec("SupportedFileTransferProtocols", c, r, "HTTP,HTTPS"),
         KeySpec("TransactionMessageAttempts", i, rw, "3", 1, 100, "times"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.ocpp_keys import IMPLEMENTED_PROFILES
+
 
 def _text(max_length: int, description: str) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": max_length, "description": description}
@@ -70,6 +72,17 @@ SCHEMA: dict[str, Any] = {
                     "default": "stop",
                     "description": "after a restart with a transaction open: stop it (reason "
                     "PowerLoss) or resume it if the EV is still plugged in",
+                },
+                "feature_profiles": {
+                    "type": "array",
+                    "items": {"enum": list(IMPLEMENTED_PROFILES)},
+                    "uniqueItems": True,
+                    "contains": {"const": "Core"},
+                    "default": list(IMPLEMENTED_PROFILES),
+                    "description": "the OCPP 1.6 feature profiles this charger offers "
+                    "(SupportedFeatureProfiles); Core always. A profile left out is answered "
+                    "as OCPP prescribes for an unsupported one. LocalAuthListManagement, "
+                    "Reservation and SmartCharging are not implemented by this version",
                 },
                 "reset_command": {
                     "type": "array",

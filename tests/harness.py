@@ -11,7 +11,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -19,9 +19,9 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from chargepoint.charger import MEASURANDS
-from chargepoint.daemon import Daemon
-from chargepoint.simulated_charger import SimulatedCharger
+from chargepoint.app.daemon import Daemon
+from chargepoint.hardware.charger import MEASURANDS
+from chargepoint.hardware.simulated import SimulatedCharger
 from chargepoint.station import Station
 from chargepoint.storage import open_state
 from config.loader import Config, parse_config
@@ -197,25 +197,6 @@ def make_station(connectors: int = 2, **keys: str) -> Station:
     )
 
 
-class NoSession:
-    """Session hooks for a charge point tested on its own: work is run as plain tasks."""
-
-    def __init__(self) -> None:
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        self.tasks.append(asyncio.create_task(work, name=name))
-
-    async def boot(self) -> None:
-        pass
-
-    async def heartbeat(self) -> None:
-        pass
-
-    async def reconnect(self, why: str) -> None:
-        pass
-
-
 class Rig:
     """A charge point on the simulated Quectel module, a CSMS peer, and a proxy in between
     that can cut the CSMS off (a coverage hole) while the module itself stays up."""
@@ -346,7 +327,7 @@ class Rig:
         return tx
 
     async def transaction_id(self, connector: int) -> int:
-        state = self.station.connectors[connector - 1]
+        state = self.station.transactions.connectors[connector - 1]
 
         def known() -> bool:
             return state.transaction is not None and state.transaction.transaction_id is not None

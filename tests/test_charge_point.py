@@ -9,9 +9,8 @@ import pytest
 from ocpp.messages import CallResult
 from ocpp.v16 import call
 
-from chargepoint.charge_point import ChargePoint
-from chargepoint.data_transfer import DataTransferVendors
-from tests.harness import NoSession, make_station
+from chargepoint.protocol.charge_point import ChargePoint
+from tests.harness import make_station
 
 
 class MemoryConnection:
@@ -39,9 +38,7 @@ async def heartbeat_in_flight(
         "CP",
         connection,
         call_timeout=call_timeout,
-        data_transfer=DataTransferVendors(),
-        station=make_station(),
-        hooks=NoSession(),
+        routes=make_station().routes,
     )
     request = asyncio.create_task(charge_point.request(call.Heartbeat()))
     await connection.got_one.wait()

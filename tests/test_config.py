@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chargepoint.daemon import Daemon
+from chargepoint.app.daemon import Daemon
 from config.loader import ConfigError, load_config, parse_config
 from tests.harness import make_config
 from transport.modems.host import HostLink

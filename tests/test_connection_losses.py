@@ -119,7 +119,7 @@ async def test_fifty_connection_losses_in_one_daemon_lifetime(kind: str) -> None
         async with asyncio.timeout(60):
             await r.station.wait_until(
                 lambda: (
-                    r.station.connectors[0].transaction is None
+                    r.station.transactions.connectors[0].transaction is None
                     and len(r.station.outbox) == 0
                     and r.station.online
                 )
@@ -142,9 +142,17 @@ async def test_a_request_whose_answer_is_lost_says_what_it_waited_for(
     async with rig("python", keys=keys, call_timeout=1) as r:
         r.proxy.deafen_existing()
         r.charger.plug(1)  # a StatusNotification (Preparing), not queued durably
+
+        def warned(text: str) -> bool:
+            return any(text in rec.getMessage() for rec in caplog.records)
+
+        async with asyncio.timeout(30):
+            await r.station.wait_until(lambda: warned("StatusNotification failed"))
         r.charger.present("LOST-ANSWER", 1)  # an Authorize, then decided as offline
         async with asyncio.timeout(30):
-            await r.station.wait_until(lambda: r.station.connectors[0].transaction is not None)
+            await r.station.wait_until(
+                lambda: r.station.transactions.connectors[0].transaction is not None
+            )
         warnings = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
         assert (
             "StatusNotification failed: NoAnswer: no StatusNotification.conf from the CSMS "
@@ -155,3 +163,24 @@ async def test_a_request_whose_answer_is_lost_says_what_it_waited_for(
             "1 s); deciding as if offline" in warnings
         )
         assert not [w for w in warnings if w.rstrip().endswith(":")]
+
+
+async def test_a_card_is_decided_at_once_while_a_call_waits_for_its_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # OCPP 1.6 §3.5: the driver at the charger must not wait behind a call the CSMS does not
+    # answer (the call timeout here is long, as on a real deployment).
+    keys = {"AllowOfflineTxForUnknownId": True}
+    async with rig("python", keys=keys, call_timeout=60) as r:
+        r.proxy.deafen_existing()
+        r.charger.plug(1)  # StatusNotification (Preparing): sent, never answered
+        r.charger.present("IMPATIENT", 1)
+        async with asyncio.timeout(30):
+            await r.station.wait_until(
+                lambda: r.station.transactions.connectors[0].transaction is not None
+            )
+        said = [rec.getMessage() for rec in caplog.records]
+        # Decided while the StatusNotification still waited: it has not failed yet.
+        assert not [m for m in said if m.startswith("StatusNotification failed")]
+        assert [m for m in said if m.startswith("Authorize for IMPATIENT failed (LineBusy")]
+        assert [e for e in r.peer.calls("Authorize")] == []

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from chargepoint.backoff import Backoff
-from chargepoint.daemon import recovery_step
-from chargepoint.validation import message_id_of, validate_call_payload
+from chargepoint.app.backoff import Backoff
+from chargepoint.app.daemon import recovery_step
+from chargepoint.protocol.validation import message_id_of, validate_call_payload
 from transport.link import RecoveryStep
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 import re
 
-from chargepoint import cli, demo
+from chargepoint import demo
+from chargepoint.app import cli
 
 
 async def test_demo_plays_the_whole_script_and_summarises_it() -> None:

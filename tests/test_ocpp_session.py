@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from ocpp.v16.enums import DataTransferStatus
 
-from chargepoint.daemon import Blame, Daemon
-from chargepoint.data_transfer import DataTransferReply, DataTransferVendors
+from chargepoint.app.daemon import Blame, Daemon
+from chargepoint.blocks.data_transfer import DataTransferReply, DataTransferVendors
 from tests.conftest import TcpProxy, fast
 from tests.harness import (
     PASSWORD,
@@ -291,7 +291,8 @@ MALFORMED = [
     ('[2,"not-object","DataTransfer",[1,2]]', "not-object", "FormationViolation"),
     ('[2,"unknown","FlyToTheMoon",{}]', "unknown", "NotImplemented"),
     (
-        '[2,"unhandled","ReserveNow",{"connectorId":1,"expiryDate":"2030-01-01T00:00:00Z","idTag":"A","reservationId":1}]',
+        # Smart Charging is not supported: a known action without a handler (OCPP-J §4.2.3).
+        '[2,"unhandled","ClearChargingProfile",{}]',
         "unhandled",
         "NotSupported",
     ),

@@ -111,11 +111,20 @@ async def test_tc_004_2_cs_identification_first_connection_timeout(peer_kind: st
 async def test_tc_068_cs_stop_with_the_same_id_tag(peer_kind: str) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(1, "TAG-1")
+        authorizes = len(r.calls("Authorize"))
+        # Step 1: another card, and TAG-1 has no parentIdTag to compare: no Authorize.req,
+        # no StopTransaction.req (§3.10).
+        r.charger.present("TAG-2", 1)
+        await settle(r)
+        assert len(r.calls("Authorize")) == authorizes
+        assert r.calls("StopTransaction") == []
+        # Steps 3 and 5: the card that started it stops it; the connector is Finishing.
         r.charger.present("TAG-1", 1)
         stop = (await r.wait_calls("StopTransaction"))[0]
         assert stop["transactionId"] == transaction_id
         assert (stop["idTag"], stop["reason"]) == ("TAG-1", "Local")
         await r.wait_status(1, "Finishing")
+        assert r.status_sequence(1)[-1] == "Finishing"
         assert not r.charger.connector(1).locked  # the driver can take the cable
         r.charger.unplug(1)
         await r.peer.wait_for(lambda _: r.status_sequence(1)[-1] == "Available")
@@ -142,7 +151,7 @@ async def test_a_stranger_cannot_stop_a_transaction(peer_kind: str) -> None:
         await r.wait_calls("Authorize", 2)
         await settle(r)
         assert r.calls("StopTransaction") == []
-        assert r.station.connectors[0].transaction is not None
+        assert r.station.transactions.connectors[0].transaction is not None
 
 
 @pytest.mark.parametrize(
@@ -155,29 +164,42 @@ async def test_tc_005_1_and_2_cs_ev_side_disconnected_stops(
     keys = {"StopTransactionOnEVSideDisconnect": True, "UnlockConnectorOnEVSideDisconnect": unlock}
     async with rig(peer_kind, keys=keys) as r:
         await r.charging(1)
-        r.charger.unplug(1)
+        r.charger.unplug(1, ev_side=True)  # the cable stays in the socket
         stop = (await r.wait_calls("StopTransaction"))[0]
         assert stop["reason"] == "EVDisconnected", case
-        await r.peer.wait_for(lambda _: r.status_sequence(1)[-1] == "Available")
+        # Step 3: Finishing, not Available: the cable is still in the socket.
+        await r.wait_status(1, "Finishing")
+        assert r.status_sequence(1)[-2:] == ["Charging", "Finishing"], case
         assert r.charger.connector(1).locked is locked_after
         answer = await r.peer.call("UnlockConnector", {"connectorId": 1})
         assert answer == {"status": "Unlocked"}
         assert not r.charger.connector(1).locked
+        r.charger.unplug(1)  # now out of the socket too
+        await r.peer.wait_for(lambda _: r.status_sequence(1)[-1] == "Available")
+        assert r.status_sequence(1)[-2:] == ["Finishing", "Available"], case
         no_strict_failures(r)
 
 
-async def test_tc_005_3_cs_ev_side_disconnected_does_not_stop(peer_kind: str) -> None:
+@pytest.mark.parametrize("fixed_cable", [False, True])
+async def test_tc_005_3_cs_ev_side_disconnected_does_not_stop(
+    peer_kind: str, fixed_cable: bool
+) -> None:
     keys = {"StopTransactionOnEVSideDisconnect": False, "UnlockConnectorOnEVSideDisconnect": False}
-    async with rig(peer_kind, keys=keys) as r:
+    charger = {"fixed_cable": fixed_cable}
+    async with rig(peer_kind, keys=keys, charger=charger) as r:
         transaction_id = await r.charging(1)
-        r.charger.unplug(1)
+        r.charger.unplug(1, ev_side=True)
         suspended = await r.wait_status(1, "SuspendedEV")
         assert suspended["info"] == "EV side disconnected"
+        assert r.calls("StopTransaction") == []
         answer = await r.peer.call("RemoteStopTransaction", {"transactionId": transaction_id})
         assert answer == {"status": "Accepted"}
         stop = (await r.wait_calls("StopTransaction"))[0]
         assert stop["reason"] == "Remote"
-        await r.peer.wait_for(lambda _: r.status_sequence(1)[-1] == "Available")
+        # Step 5: Finishing while the cable is in the socket; Available with a fixed cable.
+        after_stop = "Available" if fixed_cable else "Finishing"
+        await r.peer.wait_for(lambda _: r.status_sequence(1)[-1] == after_stop)
+        assert r.status_sequence(1)[-2:] == ["SuspendedEV", after_stop]
         no_strict_failures(r)
 
 
@@ -209,9 +231,9 @@ async def test_tc_061_cs_clear_authorization_cache(peer_kind: str) -> None:
         await r.peer.wait_for(
             lambda _: r.status_sequence(1) == ["Available", "Preparing", "Available"]
         )
-        assert len(r.station.authorizer.cache) == 1
+        assert len(r.station.authorization.cache) == 1
         assert await r.peer.call("ClearCache", {}) == {"status": "Accepted"}
-        assert len(r.station.authorizer.cache) == 0
+        assert len(r.station.authorization.cache) == 0
         r.charger.present("TAG-1", 1)
         await r.wait_calls("Authorize", 2)  # not known any more: asked again
         no_strict_failures(r)
@@ -292,12 +314,30 @@ async def test_tc_015_and_016_cs_reset_with_transaction(
 ) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(1)
+        await r.wait_status(1, "Charging")
+        before = len(r.calls("StatusNotification"))
         await r.peer.call("Reset", {"type": kind})
         await r.wait_stopped()
-        await r.restart()
-        await r.booted(2)
+        # Steps 3 and 5, answered before the connection went: StopTransaction with the
+        # reset's reason, and Finishing (the cable is still in), never Unavailable.
         stop = (await r.wait_calls("StopTransaction"))[0]
         assert (stop["transactionId"], stop["reason"]) == (transaction_id, f"{kind}Reset"), case
+        during = r.calls("StatusNotification")[before:]
+        assert [(s["connectorId"], s["status"]) for s in during] == [(1, "Finishing")], case
+        await r.restart()
+        await r.booted(2)
+        # Step 9: after the boot, every connector and connector 0: the one with the cable in
+        # is Preparing (or Finishing), the others Available. The stop is not sent again.
+        calls = r.peer.calls()
+        boot = [i for i, c in enumerate(calls) if c["method"] == "BootNotification"][1]
+        after = [c["params"] for c in calls[boot:] if c["method"] == "StatusNotification"]
+        assert {s["connectorId"]: s["status"] for s in after} == {
+            0: "Available",
+            1: "Preparing",
+            2: "Available",
+        }, case
+        await settle(r)
+        assert len(r.calls("StopTransaction")) == 1
         no_strict_failures(r)
 
 
@@ -332,7 +372,7 @@ async def test_tc_018_2_cs_unlock_fixed_cable_with_transaction(peer_kind: str) -
         await r.charging(1)
         answer = await r.peer.call("UnlockConnector", {"connectorId": 1})
         assert answer == {"status": "NotSupported"}
-        assert r.station.connectors[0].transaction is not None
+        assert r.station.transactions.connectors[0].transaction is not None
 
 
 # -- 2.8 Configuration --
@@ -519,7 +559,7 @@ async def test_tc_028_cs_remote_stop_unknown_transaction(peer_kind: str) -> None
         await r.charging(1)
         answer = await r.peer.call("RemoteStopTransaction", {"transactionId": 424242})
         assert answer == {"status": "Rejected"}
-        assert r.station.connectors[0].transaction is not None
+        assert r.station.transactions.connectors[0].transaction is not None
 
 
 # -- 2.12 Unlock, non-happy --
@@ -611,7 +651,12 @@ async def test_change_availability_is_scheduled_while_charging(peer_kind: str) -
         assert answer == {"status": "Scheduled"}
         r.charger.present("TAG-1", 1)
         await r.wait_calls("StopTransaction")
+        # §4.9 C6 then F8: Finishing while the driver still has to take the cable, then the
+        # scheduled Unavailable.
+        await r.wait_status(1, "Finishing")
+        r.charger.unplug(1)
         await r.wait_status(1, "Unavailable")
+        assert r.status_sequence(1)[-3:] == ["Charging", "Finishing", "Unavailable"]
         answer = await r.peer.call("ChangeAvailability", {"connectorId": 1, "type": "Operative"})
         assert answer == {"status": "Accepted"}
         no_strict_failures(r)
@@ -643,7 +688,7 @@ async def offline_transaction(r: Rig, id_tag: str) -> None:
     await r.wait_offline()
     r.charger.plug(1)
     r.charger.present(id_tag, 1)
-    await r.station.wait_until(lambda: r.station.connectors[0].transaction is not None)
+    await r.station.wait_until(lambda: r.station.transactions.connectors[0].transaction is not None)
     assert r.charger.connector(1).delivering
     r.online()
     await r.wait_online()
@@ -697,7 +742,7 @@ async def test_tc_038_cs_offline_stop_transaction(peer_kind: str) -> None:
         r.offline()
         await r.wait_offline()
         r.charger.present("TAG-1", 1)
-        await r.station.wait_until(lambda: r.station.connectors[0].transaction is None)
+        await r.station.wait_until(lambda: r.station.transactions.connectors[0].transaction is None)
         r.online()
         stop = (await r.wait_calls("StopTransaction"))[0]
         assert (stop["transactionId"], stop["reason"]) == (transaction_id, "Local")
@@ -711,9 +756,11 @@ async def test_tc_039_cs_offline_transaction(peer_kind: str) -> None:
         await r.wait_offline()
         r.charger.plug(1)
         r.charger.present("TAG-9", 1)
-        await r.station.wait_until(lambda: r.station.connectors[0].transaction is not None)
+        await r.station.wait_until(
+            lambda: r.station.transactions.connectors[0].transaction is not None
+        )
         r.charger.present("TAG-9", 1)
-        await r.station.wait_until(lambda: r.station.connectors[0].transaction is None)
+        await r.station.wait_until(lambda: r.station.transactions.connectors[0].transaction is None)
         r.online()
         stop = (await r.wait_calls("StopTransaction"))[0]
         start = r.calls("StartTransaction")[0]

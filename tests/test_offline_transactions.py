@@ -44,7 +44,7 @@ async def _flap(r: Rig, rng: random.Random, done: asyncio.Event) -> int:
 
 
 async def _sessions(r: Rig, connector: int, tags: list[str], rng: random.Random) -> None:
-    state = r.station.connectors[connector - 1]
+    state = r.station.transactions.connectors[connector - 1]
     for tag in tags:
         r.charger.plug(connector)
         r.charger.present(tag, connector)

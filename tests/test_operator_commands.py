@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from chargepoint.commands import ProgressLine
+from chargepoint.app.commands import ProgressLine
 from tests.harness import CHARGEPOINT, chargepoint, simulator_process
 from transport.serial_port import SerialPort
 from transport.simulator.file_server import FileServer

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from chargepoint import control
+from chargepoint.app import control
 from tests.harness import PASSWORD, csms_peer, reported_after_boot
 from tests.peers import Csms
 from tests.transaction_log import TransactionLog, check_transactions
@@ -72,7 +72,7 @@ class DaemonProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "chargepoint.cli",
+                "chargepoint.app.cli",
                 "run",
                 "--config",
                 str(self.config),

@@ -11,7 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from chargepoint.service import ServiceNotifier
+from chargepoint.app.service import ServiceNotifier
 from tests.harness import CHARGEPOINT
 from tests.peers import PythonCsms
 

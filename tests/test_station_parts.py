@@ -13,16 +13,16 @@ import pytest
 from ocpp.exceptions import InternalError
 from ocpp.v16.enums import AuthorizationStatus, ConfigurationStatus, UnlockStatus
 
-from chargepoint.authorization import AuthorizationCache, Authorizer, IdTagInfo
-from chargepoint.charge_point import redact
-from chargepoint.charger import MeterReading
-from chargepoint.diagnostics import select_lines
-from chargepoint.metering import ClockAlignedTrigger, aligned_after, meter_value
-from chargepoint.outbox import BATCH_BYTES, Outbox, RetryPolicy
-from chargepoint.request import ConnectionEnded, NoAnswer, describe_failure
-from chargepoint.simulated_charger import SimulatedCharger
+from chargepoint.blocks.diagnostics import select_lines
+from chargepoint.hardware.charger import MeterReading
+from chargepoint.hardware.simulated import SimulatedCharger
+from chargepoint.model.authorization import AuthorizationCache, Authorizer, IdTagInfo
+from chargepoint.model.metering import ClockAlignedTrigger, aligned_after, meter_value
+from chargepoint.model.transactions import TransactionStore
+from chargepoint.protocol.charge_point import redact
+from chargepoint.protocol.outbox import BATCH_BYTES, Outbox, RetryPolicy
+from chargepoint.protocol.request import ConnectionEnded, NoAnswer, describe_failure
 from chargepoint.storage import open_state
-from chargepoint.transactions import TransactionStore
 from tests.harness import fresh_state, keys_on, make_station
 from transport.websocket import WebSocketClosed
 
@@ -306,7 +306,7 @@ def test_clock_aligned_instants_restart_at_midnight() -> None:
 
 async def test_unlock_during_a_start_stops_the_transaction_it_began() -> None:
     station = make_station(AllowOfflineTxForUnknownId="true")
-    charger = station.charger
+    charger = station.context.charger
     assert isinstance(charger, SimulatedCharger)
     connector = charger.connector(1)
     locking, release = asyncio.Event(), asyncio.Event()
@@ -323,12 +323,12 @@ async def test_unlock_during_a_start_stops_the_transaction_it_began() -> None:
     charger.present("CARD", 1)
     async with asyncio.timeout(5):
         await locking.wait()
-    unlocking = asyncio.create_task(station.unlock(1))
+    unlocking = asyncio.create_task(station.remote_control.unlock(1))
     release.set()
     async with asyncio.timeout(5):
         assert await unlocking is UnlockStatus.unlocked
     assert not connector.locked
-    assert station.connectors[0].transaction is None
+    assert station.transactions.connectors[0].transaction is None
     queued = [(item.action, item.payload.get("reason")) for item in station.outbox.pending()]
     assert queued == [("StartTransaction", None), ("StopTransaction", "UnlockCommand")]
     await station.close()

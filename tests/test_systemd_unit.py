@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chargepoint import cli
+from chargepoint.app import cli
 
 UNITS = Path(__file__).parent.parent / "systemd"
 CHARGEPOINT = Path(sys.executable).parent / "chargepoint"

@@ -513,6 +513,7 @@ class AtChannel:
         self._failure: BaseException | None = None
         self._desynced = False
         self._owed = 0  # answers that may still come for commands nobody waits for any more
+        self._answered = False  # the module has given a command its final result
         self.stats = ChannelStats()
 
     @property
@@ -714,17 +715,29 @@ class AtChannel:
                     await self._wait_for_quiet_line()
                     self._owed = 0  # what has not come by now is lost
             except AtTimeout:
-                log.warning(
-                    "probe %d/%d: no answer to AT on %s",
-                    attempt,
-                    self._probe_attempts,
-                    self.port_name,
-                )
+                self._log_silence(attempt)
                 continue
             self._desynced = False
             log.info("modem on %s answers AT", self.port_name)
             return
         raise ModemNotResponding(self.port_name, self._probe_attempts, self._probe_timeout)
+
+    def _log_silence(self, attempt: int) -> None:
+        """A probe went unanswered. A module at power-on sleeps through the first AT it is
+        sent (it is still booting, §7 'AT (repeat)'): that one silence, the channel's first
+        timeout, before the module has answered anything and with attempts left, is expected.
+        Any other (a probe out of attempts, a module that answered before) is a warning."""
+        expected = (
+            not self._answered and self.stats.timeouts == 1 and attempt < self._probe_attempts
+        )
+        log.log(
+            logging.INFO if expected else logging.WARNING,
+            "probe %d/%d: no answer to AT on %s%s",
+            attempt,
+            self._probe_attempts,
+            self.port_name,
+            " yet (the module may still be starting)" if expected else "",
+        )
 
     async def _wait_for_quiet_line(self) -> None:
         loop = asyncio.get_running_loop()
@@ -888,6 +901,7 @@ class AtChannel:
 
     def _finish(self, pending: _Pending, result: FinalResult) -> None:
         pending.finished = True
+        self._answered = True
         if pending.abandoned:
             log.debug("← %s (for a caller that gave up)", result.text)
             self._settle(pending)

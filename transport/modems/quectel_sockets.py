@@ -338,8 +338,10 @@ class QuectelSockets:
         slot = self._table.get(connect_id)
         stream = slot.stream if slot is not None else None
         if stream is None:
-            # A socket closed before it connected, or one left by an earlier run.
-            log.info("%s for socket %d, which no stream uses", text, connect_id)
+            # Not ours: a socket closed before it connected, or one an earlier run of the
+            # daemon left open (the module keeps it across our restart, §9.11); reconcile()
+            # closes the latter at bring-up. Nothing to act on, nothing to warn about.
+            log.debug("%s for socket %d, which no stream uses", text, connect_id)
         elif kind == "recv":
             stream.data_announced()
         else:

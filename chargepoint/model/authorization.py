@@ -1,4 +1,4 @@
-"""Who may charge: Authorize, the authorization cache and the offline rules (OCPP 1.6 §3.5,
+"""Who may charge: the authorization cache and the offline rules (OCPP 1.6 §3.5,
 §4.1, §5.3 and the keys of §9.1).
 
 The decision for an idTag:
@@ -24,7 +24,7 @@ from typing import Any
 
 from ocpp.v16.enums import AuthorizationStatus
 
-from chargepoint.request import REQUEST_FAILURES, Request, describe_failure
+from chargepoint.protocol.request import REQUEST_FAILURES, Request, describe_failure
 from config.ocpp_keys import ConfigurationKeys
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Authorizer:
         if self._keys.boolean("AuthorizationCacheEnabled"):
             self.cache.update(id_tag, info)
 
-    def _cached(self, id_tag: str) -> IdTagInfo | None:
+    def cached(self, id_tag: str) -> IdTagInfo | None:
         if not self._keys.boolean("AuthorizationCacheEnabled"):
             return None
         info = self.cache.lookup(id_tag)
@@ -104,7 +104,7 @@ class Authorizer:
 
     async def authorize(self, id_tag: str, request: Request | None) -> IdTagInfo:
         """Decide for ``id_tag``; ``request`` is None while offline."""
-        cached = self._cached(id_tag)
+        cached = self.cached(id_tag)
         if request is not None:
             if cached is not None and cached.accepted and self._keys.boolean("LocalPreAuthorize"):
                 log.info("idTag %s accepted from the cache (LocalPreAuthorize)", id_tag)

@@ -1,20 +1,24 @@
-"""A simulated charger: connectors, cable locks, contactors and energy meters in software.
+"""A simulated charger: connectors, cables, locks, contactors, meters and faults in software.
 
 Its meter integrates the delivered power over (monotonic) time, so the register advances as a
-real one does, and it keeps the register in the state database: like a real meter, it does not
-go back to zero when the controller loses power. People act on it through :meth:`plug`,
+real one does. Its whole physical state (cable in the socket, EV connected, lock, EV pause,
+faults of each connector and of the charge point, meter register) is kept in the state
+database as the hardware would keep it: a daemon restart or a power cut does not unplug a
+cable, clear a fault or wind a meter back. People act on it through :meth:`plug`,
 :meth:`present` and friends, which the control socket (``chargepoint ctl``) exposes.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ocpp.v16.enums import ChargePointErrorCode
 
-from chargepoint.charger import (
+from chargepoint.hardware.charger import (
     MEASURANDS,
     EvSuspended,
     Fault,
@@ -36,19 +40,13 @@ BATTERY_WH = 60_000.0
 
 
 class SimulatedConnector:
-    def __init__(
-        self,
-        number: int,
-        charger: SimulatedCharger,
-        *,
-        energy_wh: float,
-        fixed_cable: bool,
-    ) -> None:
+    def __init__(self, number: int, charger: SimulatedCharger, *, fixed_cable: bool) -> None:
         self.number = number
         self._charger = charger
         self._fixed_cable = fixed_cable
-        self._energy_wh = energy_wh
-        self._plugged = False
+        self._energy_wh = 0.0
+        self._cable = False
+        self._ev = False
         self._suspended = False
         self._fault: Fault | None = None
         self.delivering = False
@@ -70,8 +68,12 @@ class SimulatedConnector:
         return self._energy_wh
 
     @property
-    def plugged(self) -> bool:
-        return self._plugged
+    def cable_plugged(self) -> bool:
+        return self._cable
+
+    @property
+    def ev_connected(self) -> bool:
+        return self._ev
 
     @property
     def ev_suspended(self) -> bool:
@@ -85,17 +87,20 @@ class SimulatedConnector:
         if self.lock_fails or self._fixed_cable:
             return self._fixed_cable  # a fixed cable needs no lock
         self.locked = True
+        self._charger.save(self)
         return True
 
     async def unlock(self) -> bool:
         if self.unlock_fails:
             return False
         self.locked = False
+        self._charger.save(self)
         return True
 
     def start_energy(self) -> None:
         self._advance()
         self.delivering = True
+        self._charger.save(self)
 
     def stop_energy(self) -> None:
         self._advance()
@@ -116,18 +121,18 @@ class SimulatedConnector:
             current_a=current,
             current_offered_a=self._offered(),
             voltage_v=VOLTAGE,
-            soc_percent=round(self.soc, 1) if self._plugged else None,
+            soc_percent=round(self.soc, 1) if self._ev else None,
         )
 
     # -- physics --
 
     def _offered(self) -> float:
-        if not self.delivering:
+        if not self.delivering or self._charger.fault is not None:
             return 0.0
         return MAX_CURRENT if self.limit_a is None else max(0.0, min(MAX_CURRENT, self.limit_a))
 
     def _current(self) -> float:
-        if not (self.delivering and self._plugged and not self._suspended and self._fault is None):
+        if not (self.delivering and self._ev and not self._suspended and self._fault is None):
             return 0.0
         if self.soc >= 100.0:
             return 0.0
@@ -142,26 +147,64 @@ class SimulatedConnector:
 
     # -- what people and cars do --
 
-    def set_plugged(self, plugged: bool) -> None:
+    def set_plugged(self, ev: bool, *, cable: bool | None = None) -> None:
+        """``ev``: an EV at the cable's end; ``cable``: the cable in the socket (a socket
+        charger's cable goes in with the EV, and stays when only the EV side is unplugged)."""
         self._advance()
-        self._plugged = plugged
-        if plugged:
+        if ev and not self._ev:
             self.soc = 20.0
+        self._ev = ev
+        if not self._fixed_cable:
+            self._cable = ev or (self._cable if cable is None else cable)
+        if not self._cable and not self._fixed_cable:
+            self.locked = False  # no cable, nothing to hold
         self._charger.save(self)
 
     def set_suspended(self, suspended: bool) -> None:
         self._advance()
         self._suspended = suspended
+        self._charger.save(self)
 
     def set_fault(self, fault: Fault | None) -> None:
         self._advance()
         self._fault = fault
+        self._charger.save(self)
+
+    # -- durable state --
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "wh": self._energy_wh,
+            "cable": self._cable,
+            "ev": self._ev,
+            "locked": self.locked,
+            "delivering": self.delivering,
+            "suspended": self._suspended,
+            "fault": _fault_json(self._fault),
+            "lock_fails": self.lock_fails,
+            "unlock_fails": self.unlock_fails,
+            "soc": self.soc,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._energy_wh = float(state.get("wh", 0.0))
+        self._ev = bool(state.get("ev", False))
+        self._cable = bool(state.get("cable", self._ev)) and not self._fixed_cable
+        self.locked = bool(state.get("locked", False))
+        # Power came back: the contactor opened when it went; the controller decides again.
+        self.delivering = False
+        self._suspended = bool(state.get("suspended", False))
+        self._fault = _fault_from(state.get("fault"))
+        self.lock_fails = bool(state.get("lock_fails", False))
+        self.unlock_fails = bool(state.get("unlock_fails", False))
+        self.soc = float(state.get("soc", 20.0))
 
     def status(self) -> dict[str, object]:
         reading = self.read_meter()
         return {
             "connector": self.number,
-            "plugged": self._plugged,
+            "cable_plugged": self._cable,
+            "ev_connected": self._ev,
             "locked": self.locked,
             "delivering": self.delivering,
             "ev_suspended": self._suspended,
@@ -185,17 +228,28 @@ class SimulatedCharger:
     ) -> None:
         self.clock = clock
         self._db = db
-        stored: dict[int, tuple[float, int]] = {}
-        if db is not None:
-            rows = db.execute("SELECT connector, wh, plugged FROM simulated_connectors")
-            stored = {number: (wh, plugged) for number, wh, plugged in rows}
-        self._connectors = []
-        for n in range(1, connectors + 1):
-            wh, plugged = stored.get(n, (0.0, 0))
-            connector = SimulatedConnector(n, self, energy_wh=wh, fixed_cable=fixed_cable)
-            connector.set_plugged(bool(plugged))  # the car is still there after a reboot
-            self._connectors.append(connector)
+        self._fault: Fault | None = None
+        self._connectors = [
+            SimulatedConnector(n, self, fixed_cable=fixed_cable) for n in range(1, connectors + 1)
+        ]
         self._listeners: list[Listener] = []
+        self._loading = True
+        for number, state in self._stored().items():
+            if number == 0:
+                self._fault = _fault_from(state.get("fault"))
+            elif number <= connectors:
+                self._connectors[number - 1].restore(state)
+        self._loading = False
+
+    def _stored(self) -> dict[int, dict[str, Any]]:
+        if self._db is None:
+            return {}
+        rows = self._db.execute("SELECT connector, state FROM simulated_hardware").fetchall()
+        if rows:
+            return {number: json.loads(state) for number, state in rows}
+        # A state directory from before the whole physical state was kept: meter and cable.
+        old = self._db.execute("SELECT connector, wh, plugged FROM simulated_connectors")
+        return {n: {"wh": wh, "ev": bool(plugged)} for n, wh, plugged in old}
 
     @property
     def connectors(self) -> list[SimulatedConnector]:
@@ -205,16 +259,26 @@ class SimulatedCharger:
     def measurands(self) -> tuple[str, ...]:
         return MEASURANDS
 
+    @property
+    def fault(self) -> Fault | None:
+        return self._fault
+
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def save(self, connector: SimulatedConnector) -> None:
-        if self._db is not None:
-            self._db.execute(
-                "INSERT INTO simulated_connectors (connector, wh, plugged) VALUES (?, ?, ?) "
-                "ON CONFLICT(connector) DO UPDATE SET wh = excluded.wh, plugged = excluded.plugged",
-                (connector.number, connector.energy_wh, int(connector.plugged)),
-            )
+    def save(self, connector: SimulatedConnector | None = None) -> None:
+        if self._db is None or self._loading:
+            return
+        number, state = (
+            (0, {"fault": _fault_json(self._fault)})
+            if connector is None
+            else (connector.number, connector.state())
+        )
+        self._db.execute(
+            "INSERT INTO simulated_hardware (connector, state) VALUES (?, ?) "
+            "ON CONFLICT(connector) DO UPDATE SET state = excluded.state",
+            (number, json.dumps(state)),
+        )
 
     def connector(self, number: int) -> SimulatedConnector:
         if not 1 <= number <= len(self._connectors):
@@ -231,9 +295,13 @@ class SimulatedCharger:
         self.connector(number).set_plugged(True)
         self._emit(Plugged(number))
 
-    def unplug(self, number: int) -> None:
-        self.connector(number).set_plugged(False)
-        self._emit(Unplugged(number))
+    def unplug(self, number: int, *, ev_side: bool = False) -> None:
+        """The cable comes out: of the socket (and the EV), or with ``ev_side`` of the EV only
+        (the cable stays in the socket). A fixed cable has only an EV side."""
+        connector = self.connector(number)
+        socket_side = not ev_side and not connector.fixed_cable
+        connector.set_plugged(False, cable=False if socket_side else None)
+        self._emit(Unplugged(number, socket_side=socket_side))
 
     def present(self, id_tag: str, number: int | None = None) -> None:
         if number is not None:
@@ -251,11 +319,19 @@ class SimulatedCharger:
         if error is ChargePointErrorCode.no_error:
             raise ValueError("NoError is not a fault; use clear-fault")
         fault = Fault(error, info)
-        self.connector(number).set_fault(fault)
+        if number == 0:
+            self._fault = fault
+            self.save()
+        else:
+            self.connector(number).set_fault(fault)
         self._emit(FaultRaised(number, fault))
 
     def clear_fault(self, number: int) -> None:
-        self.connector(number).set_fault(None)
+        if number == 0:
+            self._fault = None
+            self.save()
+        else:
+            self.connector(number).set_fault(None)
         self._emit(FaultCleared(number))
 
     def suspend(self, number: int, suspended: bool) -> None:
@@ -265,5 +341,24 @@ class SimulatedCharger:
     def power_failing(self) -> None:
         self._emit(PowerFailing())
 
-    def status(self) -> list[dict[str, object]]:
-        return [c.status() for c in self._connectors]
+    def status(self) -> dict[str, object]:
+        return {
+            "fault": self._fault.code.value if self._fault else None,
+            "connectors": [c.status() for c in self._connectors],
+        }
+
+
+def _fault_json(fault: Fault | None) -> dict[str, str | None] | None:
+    if fault is None:
+        return None
+    return {"code": fault.code.value, "info": fault.info, "vendor": fault.vendor_error_code}
+
+
+def _fault_from(value: Any) -> Fault | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        return Fault(ChargePointErrorCode(value["code"]), value.get("info"), value.get("vendor"))
+    except (KeyError, ValueError):
+        # A fault we cannot read is still a fault: charging on it is the unsafe reading.
+        return Fault(ChargePointErrorCode.other_error, "unreadable stored fault")

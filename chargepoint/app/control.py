@@ -7,11 +7,14 @@ or ``error`` (a sentence for a person). Commands:
 =================  ==========================================================
 ``status``         connectors, transactions, link state
 ``plug``           ``connector``: the EV's cable goes in
-``unplug``         ``connector``: the cable comes out
+``unplug``         ``connector``: the cable comes out of the socket (and the EV); with
+                   ``ev_side``: out of the EV only, still in the socket
+``hardware``       the simulated charger's whole physical state
 ``present``        ``id_tag`` (and optionally ``connector``): a card on the reader
 ``lock-fails``     ``connector``, ``fails``: make the cable lock fail (or work again)
 ``unlock-fails``   ``connector``, ``fails``: make unlocking fail (or work again)
-``fault``          ``connector``, ``code`` (an OCPP ChargePointErrorCode), ``info``
+``fault``          ``connector`` (0: the whole charge point), ``code`` (an OCPP
+                   ChargePointErrorCode), ``info``
 ``clear-fault``    ``connector``
 ``suspend``        ``connector``, ``suspended``: the EV pauses or resumes charging
 ``power-fail``     mains power lost, running on the back-up supply
@@ -27,13 +30,12 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chargepoint.simulated_charger import SimulatedCharger
-
-if TYPE_CHECKING:
-    from chargepoint.daemon import Daemon
+from chargepoint.hardware.charger import Charger
+from chargepoint.hardware.simulated import SimulatedCharger
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,12 @@ class ControlError(Exception):
 
 
 class ControlServer:
-    def __init__(self, path: Path, daemon: Daemon) -> None:
+    def __init__(
+        self, path: Path, charger: Charger, describe: Callable[[], dict[str, Any]]
+    ) -> None:
         self.path = path
-        self._daemon = daemon
+        self._charger = charger
+        self._describe = describe
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -96,14 +101,9 @@ class ControlServer:
 
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request["cmd"]
-        station = self._daemon.station
         if command == "status":
-            return {
-                "charge_point": self._daemon.config.charge_point.id,
-                "link": self._daemon.link.description,
-                **station.describe(),
-            }
-        charger = self._daemon.charger
+            return self._describe()
+        charger = self._charger
         if not isinstance(charger, SimulatedCharger):
             raise ControlError(f"{command}: only the simulated charger takes this command")
         connector = request.get("connector")
@@ -113,7 +113,7 @@ class ControlServer:
             case "plug":
                 charger.plug(_need(connector))
             case "unplug":
-                charger.unplug(_need(connector))
+                charger.unplug(_need(connector), ev_side=bool(request.get("ev_side", False)))
             case "present":
                 id_tag = request.get("id_tag")
                 if not isinstance(id_tag, str):
@@ -124,6 +124,7 @@ class ControlServer:
             case "unlock-fails":
                 charger.connector(_need(connector)).unlock_fails = bool(request.get("fails", True))
             case "fault":
+                # Connector 0 is the charge point as a whole (a ground fault, a power supply).
                 charger.raise_fault(_need(connector), str(request.get("code")), request.get("info"))
             case "clear-fault":
                 charger.clear_fault(_need(connector))
@@ -131,6 +132,8 @@ class ControlServer:
                 charger.suspend(_need(connector), bool(request.get("suspended", True)))
             case "power-fail":
                 charger.power_failing()
+            case "hardware":
+                return charger.status()
             case _:
                 raise ControlError(f"unknown command {command!r}")
         return {}

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from chargepoint.charger import MEASURANDS
-from chargepoint.daemon import key_specs, link_for, quectel_settings
+from chargepoint.app.daemon import key_specs, link_for, quectel_settings
+from chargepoint.hardware.charger import MEASURANDS
 from chargepoint.logs import stderr_is_journal
 from config.loader import Config, ConfigError, load_config
 from transport.at import AtChannel, Urc

@@ -3,7 +3,7 @@
 The charge point asks the hardware to lock, unlock, deliver energy and read its meter; the
 hardware tells the charge point what people and cars do (cable in, cable out, a card on the
 reader, a fault, an EV that pauses) through :class:`HardwareEvent`s. A real charger implements
-this against its I/O; :class:`~chargepoint.simulated_charger.SimulatedCharger` is the default.
+this against its I/O; :class:`~chargepoint.hardware.simulated.SimulatedCharger` is the default.
 
 Connector numbers are OCPP's: 1..N (connector 0 is the charge point as a whole).
 """
@@ -52,13 +52,23 @@ class ConnectorHardware(Protocol):
     def fixed_cable(self) -> bool: ...
 
     @property
-    def plugged(self) -> bool: ...
+    def cable_plugged(self) -> bool:
+        """A cable is in the socket (always False for a fixed cable: there is no socket)."""
+        ...
+
+    @property
+    def ev_connected(self) -> bool:
+        """An EV is at the other end of the cable (control pilot state B or C)."""
+        ...
 
     @property
     def ev_suspended(self) -> bool: ...
 
     @property
     def fault(self) -> Fault | None: ...
+
+    @property
+    def locked(self) -> bool: ...
 
     async def lock(self) -> bool:
         """Lock the cable; False when the lock did not engage."""
@@ -81,12 +91,17 @@ class ConnectorHardware(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Plugged:
+    """An EV is connected: the cable is in at both ends."""
+
     connector: int
 
 
 @dataclass(frozen=True, slots=True)
 class Unplugged:
+    """The EV side is unplugged; with ``socket_side`` the cable is out of the socket too."""
+
     connector: int
+    socket_side: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +112,7 @@ class IdTagPresented:
 
 @dataclass(frozen=True, slots=True)
 class FaultRaised:
-    connector: int
+    connector: int  # 0: the charge point as a whole
     fault: Fault
 
 
@@ -131,6 +146,11 @@ class Charger(Protocol):
 
     @property
     def measurands(self) -> tuple[str, ...]: ...
+
+    @property
+    def fault(self) -> Fault | None:
+        """A fault of the charge point as a whole (connector 0): no connector may charge."""
+        ...
 
     def listen(self, listener: Listener) -> None:
         """Deliver every hardware event to ``listener`` (called on the event loop)."""

@@ -16,8 +16,9 @@ from typing import Any
 
 from ocpp.v16.enums import ResetType
 
-from chargepoint import commands, control, demo
-from chargepoint.daemon import Daemon, link_for
+from chargepoint import demo
+from chargepoint.app import commands, control
+from chargepoint.app.daemon import Daemon, link_for
 from chargepoint.logs import configure_logging
 from chargepoint.storage import StateError
 from config.loader import Config, ConfigError, load_config
@@ -136,8 +137,12 @@ def _ctl_parser(sub: Any) -> None:
     )
     actions = ctl.add_subparsers(dest="action", required=True)
     actions.add_parser("status", help="connectors, transactions and link state as JSON")
-    for name, text in (("plug", "plug the EV's cable in"), ("unplug", "pull the cable out")):
-        actions.add_parser(name, help=text).add_argument("connector", type=int)
+    actions.add_parser("plug", help="plug the EV's cable in").add_argument("connector", type=int)
+    unplug = actions.add_parser("unplug", help="pull the cable out of the socket (and the EV)")
+    unplug.add_argument("connector", type=int)
+    unplug.add_argument(
+        "--ev-side", action="store_true", help="out of the EV only; the cable stays in the socket"
+    )
     present = actions.add_parser("present", help="present an idTag on the RFID reader")
     present.add_argument("id_tag", metavar="ID_TAG")
     present.add_argument("--connector", type=int, help="the connector the card is meant for")
@@ -148,16 +153,17 @@ def _ctl_parser(sub: Any) -> None:
         parser = actions.add_parser(name, help=text)
         parser.add_argument("connector", type=int)
         parser.add_argument("--off", action="store_true")
-    fault = actions.add_parser("fault", help="raise a connector fault with an OCPP error code")
-    fault.add_argument("connector", type=int)
+    fault = actions.add_parser("fault", help="raise a fault with an OCPP error code")
+    fault.add_argument("connector", type=int, help="0: the charge point as a whole")
     fault.add_argument("code", help="a ChargePointErrorCode, e.g. GroundFailure")
     fault.add_argument("--info", help="free text sent as StatusNotification.info")
-    actions.add_parser("clear-fault", help="clear a connector fault").add_argument(
+    actions.add_parser("clear-fault", help="clear a fault (0: the charge point's)").add_argument(
         "connector", type=int
     )
     actions.add_parser("suspend", help="the EV pauses charging").add_argument("connector", type=int)
     actions.add_parser("resume", help="the EV resumes charging").add_argument("connector", type=int)
     actions.add_parser("power-fail", help="mains power lost (running on back-up power)")
+    actions.add_parser("hardware", help="the simulated charger's physical state as JSON")
 
 
 def _ctl_message(args: argparse.Namespace) -> dict[str, Any]:
@@ -170,6 +176,8 @@ def _ctl_message(args: argparse.Namespace) -> dict[str, Any]:
             message[name] = getattr(args, name)
     if action in ("lock-fails", "unlock-fails"):
         message["fails"] = not args.off
+    if action == "unplug" and args.ev_side:
+        message["ev_side"] = True
     return message
 
 
@@ -259,7 +267,7 @@ def _restart(config: Config, kind: ResetType, argv: list[str]) -> None:
             log.error("reset command exited with %d", result.returncode)
         return
     log.warning("%s reset: restarting the charge point software", kind.value)
-    os.execv(sys.executable, [sys.executable, "-m", "chargepoint.cli", *argv])
+    os.execv(sys.executable, [sys.executable, "-m", "chargepoint.app.cli", *argv])
 
 
 if __name__ == "__main__":

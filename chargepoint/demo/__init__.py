@@ -35,11 +35,11 @@ from typing import Any, TextIO
 
 from ocpp.v16 import call
 
-from chargepoint import control
-from chargepoint.daemon import Daemon, link_for
-from chargepoint.demo_csms import DemoCsms
+from chargepoint.app import control
+from chargepoint.app.daemon import Daemon, link_for
+from chargepoint.app.service import ServiceNotifier
+from chargepoint.demo.csms import DemoCsms
 from chargepoint.logs import FORMAT
-from chargepoint.service import ServiceNotifier
 from chargepoint.station import Station
 from config.loader import load_config
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
@@ -506,7 +506,7 @@ directory = "{directory / "state"}"
             self._called(parts, mark, "DiagnosticsStatusNotification", status="Uploaded"),
             120,
         )
-        assert self.daemon is not None
+        assert self.daemon is not None and self.daemon.diagnostics is not None
         async with asyncio.timeout(STEP_TIMEOUT):  # its answer is on the way back
             await self.daemon.diagnostics.wait_done()
         self._uart_totals(sim)

@@ -24,17 +24,16 @@ import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
 from ocpp.v16.enums import RegistrationStatus
 
-from chargepoint.charge_point import ChargePoint, OcppConnection
-from chargepoint.data_transfer import DataTransferVendors
-from chargepoint.frame_trace import FrameTrace
-from chargepoint.request import describe_failure
-from chargepoint.station import Station
+from chargepoint.protocol.charge_point import ChargePoint, OcppConnection
+from chargepoint.protocol.frame_trace import FrameTrace
+from chargepoint.protocol.request import Online, describe_failure
+from config.ocpp_keys import ConfigurationKeys
 from transport.websocket import WebSocketClosed
 
 log = logging.getLogger(__name__)
@@ -88,6 +87,18 @@ class SessionSettings:
     error_retry: float = 30.0  # after a timeout or CallError on BootNotification
 
 
+class Duties(Protocol):
+    """What the charge point does on an accepted connection (the station)."""
+
+    @property
+    def keys(self) -> ConfigurationKeys: ...
+
+    @property
+    def routes(self) -> dict[str, dict[str, Any]]: ...
+
+    async def serve(self, online: Online, *, booted: bool) -> None: ...
+
+
 class Reconnect(WebSocketClosed):
     """The charge point ends the connection on purpose, to connect again (new password)."""
 
@@ -99,8 +110,7 @@ class Session:
         settings: SessionSettings,
         registration: Registration,
         fields: BootFields,
-        data_transfer: DataTransferVendors,
-        station: Station,
+        station: Duties,
         trace: FrameTrace | None = None,
     ) -> None:
         self._settings = settings
@@ -113,9 +123,7 @@ class Session:
             settings.charge_point_id,
             connection,
             call_timeout=settings.call_timeout,
-            data_transfer=data_transfer,
-            station=station,
-            hooks=self,
+            routes=station.routes,
             trace=trace,
         )
 
@@ -181,7 +189,7 @@ class Session:
             log.info("reconnected; already accepted, so no BootNotification (OCPP-J 1.6 §5.4)")
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(
-                self._station.serve(self.charge_point.send_request, booted=booted),
+                self._station.serve(Online(self.charge_point.send_request, self), booted=booted),
                 name="station online",
             )
             tasks.create_task(self._heartbeats(), name="heartbeats")

@@ -27,8 +27,8 @@ from typing import Any
 
 from ocpp.exceptions import OCPPError
 
+from chargepoint.model.transactions import TransactionStore
 from chargepoint.storage import atomic
-from chargepoint.transactions import TransactionStore
 
 log = logging.getLogger(__name__)
 

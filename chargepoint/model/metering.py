@@ -13,8 +13,8 @@ from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 
-from chargepoint.charger import MeterReading
-from chargepoint.transactions import timestamp
+from chargepoint.hardware.charger import MeterReading
+from chargepoint.model.transactions import timestamp
 
 # measurand -> (unit, how to read it)
 _UNITS = {

@@ -3,7 +3,8 @@
 The ``ocpp`` library's ChargePoint brings request/response matching, payload classes and
 handler dispatch. What it gets wrong for a 1.6 charge point is corrected here:
 
-* CallError codes follow OCPP-J 1.6 §4.2.3 and its errata (see :mod:`chargepoint.validation`);
+* CallError codes follow OCPP-J 1.6 §4.2.3 and its errata (see
+  :mod:`chargepoint.protocol.validation`);
   an action the charge point does not know is NotImplemented, one it knows but does not
   handle is NotSupported (Table 7; the library has the two the other way round);
 * a message that is not valid JSON, or not an OCPP-J array, is answered with a
@@ -25,34 +26,23 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Coroutine, MutableMapping
-from datetime import UTC, datetime
+from collections.abc import MutableMapping
 from typing import Any, Protocol
 
 import ocpp.messages
-from ocpp.exceptions import NotSupportedError, OCPPError
+from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult, validate_payload
-from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as LibraryChargePoint
-from ocpp.v16 import call_result
-from ocpp.v16.datatypes import KeyValue
-from ocpp.v16.enums import (
-    Action,
-    AvailabilityType,
-    ClearCacheStatus,
-    DiagnosticsStatus,
-    FirmwareStatus,
-    MessageTrigger,
-    ResetStatus,
-    ResetType,
-    TriggerMessageStatus,
-)
+from ocpp.v16.enums import Action
 
-from chargepoint.data_transfer import DataTransferVendors
-from chargepoint.frame_trace import FrameTrace
-from chargepoint.request import ConnectionEnded, NoAnswer
-from chargepoint.station import Station
-from chargepoint.validation import FORMATION, MAX_MESSAGE_ID, message_id_of, validate_call_payload
+from chargepoint.protocol.frame_trace import FrameTrace
+from chargepoint.protocol.request import ConnectionEnded, LineBusy, NoAnswer
+from chargepoint.protocol.validation import (
+    FORMATION,
+    MAX_MESSAGE_ID,
+    message_id_of,
+    validate_call_payload,
+)
 from config.ocpp_keys import AUTHORIZATION_KEY
 
 ocpp.messages.ASYNC_VALIDATION = False
@@ -66,18 +56,6 @@ class OcppConnection(Protocol):
     async def recv(self) -> str: ...
 
     async def send(self, message: str) -> None: ...
-
-
-class SessionHooks(Protocol):
-    """What a CSMS request can ask of the session around the charge point."""
-
-    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None: ...
-
-    async def boot(self) -> None: ...
-
-    async def heartbeat(self) -> None: ...
-
-    async def reconnect(self, why: str) -> None: ...
 
 
 _SECRET_VALUE = re.compile(r'("value"\s*:\s*)"(?:[^"\\]|\\.)*"')
@@ -116,9 +94,7 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         connection: OcppConnection,
         *,
         call_timeout: float,
-        data_transfer: DataTransferVendors,
-        station: Station,
-        hooks: SessionHooks,
+        routes: dict[str, dict[str, Any]],
         trace: FrameTrace | None = None,
     ) -> None:
         super().__init__(
@@ -127,14 +103,12 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
             response_timeout=call_timeout,
             logger=_FrameLog(logging.getLogger("chargepoint.frames"), {}),
         )
-        self.data_transfer = data_transfer
-        self.station = station
-        self.hooks = hooks
+        # The functional blocks' handlers (chargepoint.station), not this class's own.
+        self.route_map = routes
         self.trace = trace
         self._ended: ConnectionEnded | None = None
         self.answer_requests = True  # False while Rejected
         self._boot_request_id: str | None = None
-        self._diagnostics_name = ""
         self.last_sent = asyncio.get_running_loop().time()
 
     async def request(self, payload: Any) -> Any:
@@ -148,15 +122,27 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         except TimeoutError:
             raise NoAnswer(action, self._response_timeout) from None
 
-    async def send_request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def send_request(
+        self, action: str, payload: dict[str, Any], /, *, line_wait: float | None = None
+    ) -> dict[str, Any]:
         """Send a CALL given as JSON and return the CSMS's answer as JSON.
 
         Both are checked against the OCPP 1.6 schemas; a CallError, or an answer that breaks
         the schema, raises its OCPPError (for the outbox: the CSMS failed to process it).
+        With ``line_wait``, give up (:class:`LineBusy`) rather than wait longer than that for
+        the call in flight (OCPP-J 1.6 §4.1.1: one at a time) to be answered.
         """
         message = Call(str(uuid.uuid4()), action, payload)
         await validate_payload(message, self._ocpp_version)
-        async with self._call_lock:
+        if line_wait is None:
+            await self._call_lock.acquire()
+        else:
+            try:
+                async with asyncio.timeout(line_wait):
+                    await self._call_lock.acquire()
+            except TimeoutError:
+                raise LineBusy(action, line_wait) from None
+        try:
             await self._send(message.to_json())
             try:
                 response = await self._get_specific_response(
@@ -164,6 +150,8 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
                 )
             except TimeoutError:
                 raise NoAnswer(action, self._response_timeout) from None
+        finally:
+            self._call_lock.release()
         if isinstance(response, CallError):
             raise response.to_exception()
         response.action = action
@@ -282,193 +270,5 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         self.last_sent = asyncio.get_running_loop().time()
         await super()._send(message)
 
-    # -- operations (thin: the work is in the model services) --
-
-    @on(Action.change_availability)  # type: ignore[untyped-decorator]
-    def _on_change_availability(
-        self, connector_id: int, type: str
-    ) -> call_result.ChangeAvailability:
-        operative = AvailabilityType(type) is AvailabilityType.operative
-        return call_result.ChangeAvailability(
-            self.station.change_availability(connector_id, operative)
-        )
-
-    @on(Action.get_configuration)  # type: ignore[untyped-decorator]
-    def _on_get_configuration(self, key: list[str] | None = None) -> call_result.GetConfiguration:
-        known, unknown = self.station.keys.read(key)
-        return call_result.GetConfiguration(
-            configuration_key=[KeyValue(k.key, k.readonly, k.value) for k in known] or None,
-            unknown_key=unknown or None,
-        )
-
-    @on(Action.change_configuration)  # type: ignore[untyped-decorator]
-    def _on_change_configuration(self, key: str, value: str) -> call_result.ChangeConfiguration:
-        return call_result.ChangeConfiguration(self.station.keys.change(key, value))
-
-    @after(Action.change_configuration)  # type: ignore[untyped-decorator]
-    def _after_change_configuration(self, key: str, value: str) -> None:
-        if key == AUTHORIZATION_KEY and self.station.keys.get(AUTHORIZATION_KEY) == value:
-            # Whitepaper A01: disconnect, and connect again with the new password.
-            self.hooks.spawn(
-                self.hooks.reconnect("the CSMS changed the AuthorizationKey"), "new password"
-            )
-
-    @on(Action.clear_cache)  # type: ignore[untyped-decorator]
-    def _on_clear_cache(self) -> call_result.ClearCache:
-        self.station.clear_cache()
-        return call_result.ClearCache(ClearCacheStatus.accepted)
-
-    @on(Action.remote_start_transaction)  # type: ignore[untyped-decorator]
-    def _on_remote_start(
-        self,
-        id_tag: str,
-        connector_id: int | None = None,
-        charging_profile: dict[str, Any] | None = None,
-    ) -> call_result.RemoteStartTransaction:
-        if charging_profile is not None:
-            log.info(
-                "RemoteStartTransaction with a charging profile: not applied (no smart charging)"
-            )
-        return call_result.RemoteStartTransaction(self.station.remote_start(id_tag, connector_id))
-
-    @on(Action.remote_stop_transaction)  # type: ignore[untyped-decorator]
-    def _on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:
-        return call_result.RemoteStopTransaction(self.station.remote_stop(transaction_id))
-
-    @on(Action.unlock_connector)  # type: ignore[untyped-decorator]
-    async def _on_unlock_connector(self, connector_id: int) -> call_result.UnlockConnector:
-        return call_result.UnlockConnector(await self.station.unlock(connector_id))
-
-    @on(Action.reset)  # type: ignore[untyped-decorator]
-    def _on_reset(self, type: str) -> call_result.Reset:
-        return call_result.Reset(ResetStatus.accepted)
-
-    @after(Action.reset)  # type: ignore[untyped-decorator]
-    def _after_reset(self, type: str) -> None:
-        self.station.reset(ResetType(type))
-
-    @on(Action.trigger_message)  # type: ignore[untyped-decorator]
-    def _on_trigger_message(
-        self, requested_message: str, connector_id: int | None = None
-    ) -> call_result.TriggerMessage:
-        return call_result.TriggerMessage(
-            self.station.trigger(MessageTrigger(requested_message), connector_id)
-        )
-
-    @after(Action.trigger_message)  # type: ignore[untyped-decorator]
-    def _after_trigger_message(
-        self, requested_message: str, connector_id: int | None = None
-    ) -> None:
-        requested = MessageTrigger(requested_message)
-        if self.station.trigger(requested, connector_id) is not TriggerMessageStatus.accepted:
-            return
-        station = self.station
-        work: Coroutine[Any, Any, None]
-        match requested:
-            case MessageTrigger.boot_notification:
-                work = self.hooks.boot()
-            case MessageTrigger.heartbeat:
-                work = self.hooks.heartbeat()
-            case MessageTrigger.meter_values:
-                work = station.send_triggered_meter_values(connector_id)
-            case MessageTrigger.status_notification:
-                work = station.send_triggered_status(connector_id)
-            case MessageTrigger.diagnostics_status_notification:
-                diagnostics = station.diagnostics
-                status = diagnostics.trigger_status() if diagnostics else DiagnosticsStatus.idle
-                work = _discard(
-                    station.send("DiagnosticsStatusNotification", {"status": status.value})
-                )
-            case MessageTrigger.firmware_status_notification:
-                firmware = station.firmware
-                fw_status = firmware.trigger_status() if firmware else FirmwareStatus.idle
-                work = _discard(
-                    station.send("FirmwareStatusNotification", {"status": fw_status.value})
-                )
-        self.hooks.spawn(work, f"triggered {requested.value}")
-
-    @on(Action.update_firmware)  # type: ignore[untyped-decorator]
-    def _on_update_firmware(
-        self,
-        location: str,
-        retrieve_date: str,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-    ) -> call_result.UpdateFirmware:
-        if self.station.firmware is None:
-            raise NotSupportedError("firmware updates are not configured")
-        return call_result.UpdateFirmware()
-
-    @after(Action.update_firmware)  # type: ignore[untyped-decorator]
-    def _after_update_firmware(
-        self,
-        location: str,
-        retrieve_date: str,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-    ) -> None:
-        # After the answer, so Downloading never overtakes UpdateFirmware.conf (§5.19).
-        if self.station.firmware is not None:
-            self.station.firmware.update(
-                location,
-                _datetime(retrieve_date),
-                DEFAULT_RETRIES if retries is None else retries,
-                DEFAULT_RETRY_INTERVAL if retry_interval is None else retry_interval,
-            )
-
-    @on(Action.get_diagnostics)  # type: ignore[untyped-decorator]
-    def _on_get_diagnostics(
-        self,
-        location: str,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-        start_time: str | None = None,
-        stop_time: str | None = None,
-    ) -> call_result.GetDiagnostics:
-        if self.station.diagnostics is None:
-            raise NotSupportedError("diagnostics uploads are not configured")
-        self._diagnostics_name = self.station.diagnostics.file_name()
-        return call_result.GetDiagnostics(file_name=self._diagnostics_name)
-
-    @after(Action.get_diagnostics)  # type: ignore[untyped-decorator]
-    def _after_get_diagnostics(
-        self,
-        location: str,
-        retries: int | None = None,
-        retry_interval: int | None = None,
-        start_time: str | None = None,
-        stop_time: str | None = None,
-    ) -> None:
-        if self.station.diagnostics is not None:
-            self.station.diagnostics.request(
-                location,
-                DEFAULT_RETRIES if retries is None else retries,
-                DEFAULT_RETRY_INTERVAL if retry_interval is None else retry_interval,
-                _datetime(start_time) if start_time else None,
-                _datetime(stop_time) if stop_time else None,
-                self._diagnostics_name,
-            )
-
-    @on(Action.data_transfer, skip_schema_validation=True)  # type: ignore[untyped-decorator]
-    def _on_data_transfer(
-        self, vendor_id: str, message_id: str | None = None, data: str | None = None
-    ) -> call_result.DataTransfer:
-        reply = self.data_transfer.handle(vendor_id, message_id, data)
-        return call_result.DataTransfer(status=reply.status, data=reply.data)
-
-
-DEFAULT_RETRIES = 2  # when UpdateFirmware/GetDiagnostics leave it to the charge point
-DEFAULT_RETRY_INTERVAL = 60  # seconds
-
-
-def _datetime(text: str) -> datetime:
-    """An OCPP dateTime; one without an offset is taken as UTC."""
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
 
 _ENDED = object()  # wakes a request waiting for its answer when the connection ends
-
-
-async def _discard(work: Coroutine[Any, Any, object]) -> None:
-    await work

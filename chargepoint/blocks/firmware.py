@@ -1,4 +1,5 @@
-"""UpdateFirmware (OCPP 1.6 §5.19, §4.5; OCTT TC_044_1/2/3): download, wait, install, reboot.
+"""Firmware management functional block: UpdateFirmware (OCPP 1.6 §5.19, §4.5; OCTT
+TC_044_1/2/3): download, wait, install, reboot.
 
 The update is one row in the state database, so it survives a restart at any point:
 
@@ -30,12 +31,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from ocpp.v16.enums import FirmwareStatus
+from ocpp.routing import after, on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, FirmwareStatus
 
-from chargepoint.station import Station
-from chargepoint.transfer_retries import with_retries
+from chargepoint.blocks.availability import Availability
+from chargepoint.blocks.context import Context
+from chargepoint.blocks.transactions import Transactions
+from chargepoint.blocks.transfer_retries import (
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_INTERVAL,
+    ocpp_datetime,
+    with_retries,
+)
 from transport.errors import UnsupportedLocation
 from transport.http import FetchResult, HttpClient, Location
 
@@ -81,16 +90,18 @@ class FirmwareUpdater:
     def __init__(
         self,
         *,
-        station: Station,
-        db: sqlite3.Connection,
-        scheduler: AsyncIOScheduler,
+        context: Context,
+        availability: Availability,
+        transactions: Transactions,
         http: Callable[[], Awaitable[HttpClient]],
         settings: FirmwareSettings,
         reboot: Callable[[], Awaitable[None]],
     ) -> None:
-        self.station = station
-        self.db = db
-        self.scheduler = scheduler
+        self._context = context
+        self._availability = availability
+        self._transactions = transactions
+        self.db = context.db
+        self.scheduler = context.scheduler
         self.http = http
         self.settings = settings
         self.reboot = reboot
@@ -111,7 +122,7 @@ class FirmwareUpdater:
                 if phase == "installed"
                 else FirmwareStatus.installation_failed
             )
-            self.station.after_boot(lambda: self._spawn(self._report_final(report)))
+            self._context.after_boot(lambda: self._spawn(self._report_final(report)))
         elif phase == "downloaded":
             self._spawn(self._install_when_free(Path(row["image"])))
         else:
@@ -134,7 +145,7 @@ class FirmwareUpdater:
         if self._task is not None and not self._task.done():
             log.warning("UpdateFirmware replaces the update in progress")
             self._task.cancel()
-        self.station.set_updating_firmware(False)
+        self._availability.set_blocked(False)
         self.status = None
         self.db.execute(
             "INSERT OR REPLACE INTO firmware_update "
@@ -147,6 +158,32 @@ class FirmwareUpdater:
 
     def trigger_status(self) -> FirmwareStatus:
         return self.status or FirmwareStatus.idle
+
+    @on(Action.update_firmware)  # type: ignore[untyped-decorator]
+    def _on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> call_result.UpdateFirmware:
+        return call_result.UpdateFirmware()
+
+    @after(Action.update_firmware)  # type: ignore[untyped-decorator]
+    def _after_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> None:
+        # After the answer, so Downloading never overtakes UpdateFirmware.conf (§5.19).
+        self.update(
+            location,
+            ocpp_datetime(retrieve_date),
+            DEFAULT_RETRIES if retries is None else retries,
+            DEFAULT_RETRY_INTERVAL if retry_interval is None else retry_interval,
+        )
 
     # -- the steps --
 
@@ -221,11 +258,12 @@ class FirmwareUpdater:
 
     async def _install_when_free(self, image: Path) -> None:
         self.status = FirmwareStatus.downloaded
-        self.station.set_updating_firmware(True)  # free connectors Unavailable, no new starts
-        busy = self.station.charging_connectors()
+        self._availability.set_blocked(True)  # free connectors Unavailable, no new starts
+        transactions = self._transactions
+        busy = transactions.charging_connectors()
         if busy:
             log.warning("firmware ready: waiting for the transactions on connectors %s", busy)
-            await self.station.wait_until(lambda: not self.station.charging_connectors())
+            await self._context.wait_until(lambda: not transactions.charging_connectors())
         self.status = FirmwareStatus.installing
         await self._notify(FirmwareStatus.installing)
         if await self._run_installer(image):
@@ -234,7 +272,7 @@ class FirmwareUpdater:
             await self.reboot()
             return
         self.db.execute("UPDATE firmware_update SET phase = 'failed' WHERE id = 1")
-        self.station.set_updating_firmware(False)
+        self._availability.set_blocked(False)
         await self._report_final(FirmwareStatus.installation_failed)
 
     async def _run_installer(self, image: Path) -> bool:
@@ -273,10 +311,11 @@ class FirmwareUpdater:
 
     async def _notify(self, status: FirmwareStatus, *, wait: bool = False) -> bool:
         """FirmwareStatusNotification; with ``wait``, until the CSMS has it (final statuses)."""
+        context = self._context
         while True:
-            if wait and not self.station.online:
-                await self.station.wait_until(lambda: self.station.online)
-            answer = await self.station.send("FirmwareStatusNotification", {"status": status.value})
+            if wait and not context.online:
+                await context.wait_until(lambda: context.online)
+            answer = await context.send("FirmwareStatusNotification", {"status": status.value})
             if answer is not None or not wait:
                 return answer is not None
             await asyncio.sleep(NOTIFY_RETRY)

@@ -1,4 +1,5 @@
-"""GetDiagnostics (OCPP 1.6 §5.9, §4.4, errata §3.31; OCTT TC_045_1/2): one archive, uploaded.
+"""Diagnostics functional block: GetDiagnostics (OCPP 1.6 §5.9, §4.4, errata §3.31; OCTT
+TC_045_1/2): one archive, uploaded.
 
 The archive (tar.gz) holds what a support engineer asks for first:
 
@@ -33,11 +34,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ocpp.v16.enums import DiagnosticsStatus
+from ocpp.routing import after, on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, DiagnosticsStatus
 
-from chargepoint.frame_trace import FrameTrace
-from chargepoint.station import Station
-from chargepoint.transfer_retries import with_retries
+from chargepoint.blocks.context import Context
+from chargepoint.blocks.transfer_retries import (
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_INTERVAL,
+    ocpp_datetime,
+    with_retries,
+)
+from chargepoint.protocol.frame_trace import FrameTrace
 from transport.errors import UnsupportedLocation
 from transport.http import HttpClient, Location
 
@@ -100,14 +108,15 @@ class DiagnosticsUploader:
         self,
         *,
         charge_point_id: str,
-        station: Station,
+        context: Context,
         http: Callable[[], Awaitable[HttpClient]],
         settings: DiagnosticsSettings,
         trace: FrameTrace | None,
         identity: Callable[[], dict[str, Any]],
     ) -> None:
         self.charge_point_id = charge_point_id
-        self.station = station
+        self._context = context
+        self._name = ""
         self.http = http
         self.settings = settings
         self.trace = trace
@@ -140,6 +149,36 @@ class DiagnosticsUploader:
     def trigger_status(self) -> DiagnosticsStatus:
         return self.status or DiagnosticsStatus.idle
 
+    @on(Action.get_diagnostics)  # type: ignore[untyped-decorator]
+    def _on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> call_result.GetDiagnostics:
+        self._name = self.file_name()
+        return call_result.GetDiagnostics(file_name=self._name)
+
+    @after(Action.get_diagnostics)  # type: ignore[untyped-decorator]
+    def _after_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        start_time: str | None = None,
+        stop_time: str | None = None,
+    ) -> None:
+        self.request(
+            location,
+            DEFAULT_RETRIES if retries is None else retries,
+            DEFAULT_RETRY_INTERVAL if retry_interval is None else retry_interval,
+            ocpp_datetime(start_time) if start_time else None,
+            ocpp_datetime(stop_time) if stop_time else None,
+            self._name,
+        )
+
     async def wait_done(self) -> None:
         """Wait until the request in hand (upload and its final status) is over."""
         if self._task is not None:
@@ -161,7 +200,7 @@ class DiagnosticsUploader:
     ) -> None:
         self.status = DiagnosticsStatus.uploading
         try:
-            await self.station.send("DiagnosticsStatusNotification", {"status": "Uploading"})
+            await self._context.send("DiagnosticsStatusNotification", {"status": "Uploading"})
             uploaded = await self._upload(location, retries, retry_interval, start, stop, name)
         except Exception:
             log.exception("diagnostics upload failed unexpectedly")
@@ -169,7 +208,7 @@ class DiagnosticsUploader:
         finally:
             self.status = None
         final = DiagnosticsStatus.uploaded if uploaded else DiagnosticsStatus.upload_failed
-        await self.station.send("DiagnosticsStatusNotification", {"status": final.value})
+        await self._context.send("DiagnosticsStatusNotification", {"status": final.value})
 
     async def _upload(
         self,
@@ -220,7 +259,7 @@ class DiagnosticsUploader:
                 except OSError as error:
                     text = f"# cannot read {self.settings.config_file}: {error}\n"
                 _add(tar, "configuration.toml", redact_config(text).encode())
-            keys = {kv.key: kv.value for kv in self.station.keys.read(None)[0]}
+            keys = {kv.key: kv.value for kv in self._context.keys.read(None)[0]}
             _add(tar, "ocpp-keys.json", json.dumps(keys, indent=2).encode())
             _add(tar, "module.json", json.dumps(identity, indent=2).encode())
         return buffer.getvalue()

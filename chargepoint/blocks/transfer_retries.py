@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from transport.errors import TransferError
@@ -34,3 +35,13 @@ async def with_retries(
             if left:
                 await asyncio.sleep(retry_interval)
     return None
+
+
+DEFAULT_RETRIES = 2  # when UpdateFirmware/GetDiagnostics leave it to the charge point
+DEFAULT_RETRY_INTERVAL = 60  # seconds
+
+
+def ocpp_datetime(text: str) -> datetime:
+    """An OCPP dateTime; one without an offset is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -9,8 +9,9 @@ not after the timeout) or before we could send (``WebSocketClosed``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ocpp.exceptions import OCPPError
 
@@ -19,6 +20,14 @@ from transport.websocket import WebSocketClosed
 
 class ConnectionEnded(Exception):
     """The connection ended while a request waited for its answer."""
+
+
+class LineBusy(TimeoutError):
+    """Another call occupied the line (OCPP-J: one call in flight) for longer than the caller
+    could wait; the request was not sent."""
+
+    def __init__(self, action: str, waited: float) -> None:
+        super().__init__(f"{action} not sent: another call has waited for its answer {waited:g} s")
 
 
 class NoAnswer(TimeoutError):
@@ -30,6 +39,16 @@ class NoAnswer(TimeoutError):
 
 Request = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
+
+class LineRequest(Protocol):
+    """A request that may give up waiting for the line after ``line_wait`` seconds
+    (:class:`LineBusy`); without it, it waits for the call in flight to be answered."""
+
+    def __call__(
+        self, action: str, payload: dict[str, Any], /, *, line_wait: float | None = None
+    ) -> Awaitable[dict[str, Any]]: ...
+
+
 REQUEST_FAILURES = (OCPPError, TimeoutError, ConnectionEnded, WebSocketClosed)
 
 
@@ -40,3 +59,23 @@ def describe_failure(exc: BaseException) -> str:
         return f"CallError {exc.code}: {exc.description}"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else f"{type(exc).__name__} (no detail)"
+
+
+class SessionHooks(Protocol):
+    """What a CSMS request can ask of the session around the charge point."""
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None: ...
+
+    async def boot(self) -> None: ...
+
+    async def heartbeat(self) -> None: ...
+
+    async def reconnect(self, why: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Online:
+    """What the charge point can do while the CSMS has accepted it on a connection."""
+
+    request: LineRequest
+    session: SessionHooks

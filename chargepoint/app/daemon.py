@@ -1,7 +1,7 @@
 """The charge-point daemon: keep an OCPP session with the CSMS up, whatever the network does.
 
 It opens a stream through the link, performs the WebSocket handshake and runs a
-:class:`~chargepoint.session.Session` until the connection ends; then it waits (capped
+:class:`~chargepoint.protocol.session.Session` until the connection ends; then it waits (capped
 exponential back-off with jitter) and tries again. When failures are the link's (no socket,
 a dead module, a silent connection), every third one in a row escalates recovery one step:
 re-activate the PDP context, then cycle the radio, then restart the module. Failures that are
@@ -27,18 +27,19 @@ from typing import Any, TypeVar
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from ocpp.v16.enums import ResetType
 
-from chargepoint.backoff import Backoff
-from chargepoint.charge_point import redact
-from chargepoint.charger import Charger
-from chargepoint.control import ControlServer
-from chargepoint.data_transfer import DataTransferVendors
-from chargepoint.diagnostics import DiagnosticsSettings, DiagnosticsUploader
-from chargepoint.firmware import FirmwareSettings, FirmwareUpdater, read_version
-from chargepoint.frame_trace import FrameTrace
-from chargepoint.service import ServiceNotifier
-from chargepoint.session import BootFields, Registration, Session, SessionSettings
-from chargepoint.simulated_charger import SimulatedCharger
-from chargepoint.station import PowerLossPolicy, Station
+from chargepoint.app.backoff import Backoff
+from chargepoint.app.control import ControlServer
+from chargepoint.app.service import ServiceNotifier
+from chargepoint.blocks.data_transfer import DataTransferVendors
+from chargepoint.blocks.diagnostics import DiagnosticsSettings, DiagnosticsUploader
+from chargepoint.blocks.firmware import FirmwareSettings, FirmwareUpdater, read_version
+from chargepoint.blocks.transactions import PowerLossPolicy
+from chargepoint.hardware.charger import Charger
+from chargepoint.hardware.simulated import SimulatedCharger
+from chargepoint.protocol.charge_point import redact
+from chargepoint.protocol.frame_trace import FrameTrace
+from chargepoint.protocol.session import BootFields, Registration, Session, SessionSettings
+from chargepoint.station import Station
 from chargepoint.storage import open_state
 from config.loader import Config, ConfigError
 from config.ocpp_keys import AUTHORIZATION_KEY, ConfigurationKeys, KeySpec, core_keys
@@ -138,6 +139,7 @@ def key_specs(config: Config, measurands: tuple[str, ...]) -> list[KeySpec]:
         authorization_key=csms.password
         if csms.password is not None and 16 <= len(csms.password) <= 20
         else None,
+        profiles=config.charge_point.feature_profiles,
     )
     by_name = {spec.name: spec for spec in specs}
     problems = []
@@ -198,36 +200,40 @@ class Daemon:
             power_loss=PowerLossPolicy(config.charge_point.power_loss),
             reset_hook=self._on_reset,
             no_answer_retry=config.csms.call_timeout,
+            profiles=config.charge_point.feature_profiles,
+            data_transfer=self.data_transfer,
         )
         storage = config.storage_directory
         self.trace = FrameTrace(storage / "ocpp-frames.jsonl", redact=redact)
-        self.firmware = FirmwareUpdater(
-            station=self.station,
-            db=self.db,
-            scheduler=self.scheduler,
-            http=self.link.http_client,
-            settings=FirmwareSettings(
-                directory=storage / "firmware",
-                install_command=config.firmware.install_command,
-                reboot_command=config.firmware.reboot_command,
-                install_timeout=config.firmware.install_timeout,
+        self.station.add_firmware_management(
+            lambda context, availability, transactions: FirmwareUpdater(
+                context=context,
+                availability=availability,
+                transactions=transactions,
+                http=self.link.http_client,
+                settings=FirmwareSettings(
+                    directory=storage / "firmware",
+                    install_command=config.firmware.install_command,
+                    reboot_command=config.firmware.reboot_command,
+                    install_timeout=config.firmware.install_timeout,
+                ),
+                reboot=self._firmware_reboot,
             ),
-            reboot=self._firmware_reboot,
-        )
-        self.diagnostics = DiagnosticsUploader(
-            charge_point_id=config.charge_point.id,
-            station=self.station,
-            http=self.link.http_client,
-            settings=DiagnosticsSettings(
-                log_files=config.diagnostics.log_files,
-                config_file=config.source if config.source.is_file() else None,
-                max_log_bytes=config.diagnostics.max_log_bytes,
+            lambda context: DiagnosticsUploader(
+                charge_point_id=config.charge_point.id,
+                context=context,
+                http=self.link.http_client,
+                settings=DiagnosticsSettings(
+                    log_files=config.diagnostics.log_files,
+                    config_file=config.source if config.source.is_file() else None,
+                    max_log_bytes=config.diagnostics.max_log_bytes,
+                ),
+                trace=self.trace,
+                identity=self._identity,
             ),
-            trace=self.trace,
-            identity=self._identity,
         )
-        self.station.firmware = self.firmware
-        self.station.diagnostics = self.diagnostics
+        self.firmware = self.station.firmware
+        self.diagnostics = self.station.diagnostics
         self.reset_requested: ResetType | None = None
         self._reset_hook = reset_hook
         self._stop: asyncio.Event | None = None
@@ -280,7 +286,7 @@ class Daemon:
         log.info("charge point %s: CSMS %s through %s", cp.id, csms.url, self.link.description)
         self._stop = stop
         self.scheduler.start()
-        control = ControlServer(self.config.control_path, self)
+        control = ControlServer(self.config.control_path, self.charger, self._describe)
         service = [
             asyncio.create_task(self.notifier.watchdog(), name="systemd watchdog"),
             asyncio.create_task(
@@ -290,7 +296,6 @@ class Daemon:
         try:
             await control.start()
             await self.station.start()
-            self.firmware.start()
             while not stop.is_set():
                 self.attempts += 1
                 # A bring-up can wait minutes for the network, a recovery step for the module:
@@ -312,13 +317,18 @@ class Daemon:
             await asyncio.gather(*service, return_exceptions=True)
             self.notifier.close()
             await control.stop()
-            await self.firmware.close()
-            await self.diagnostics.close()
             await self.station.close()
             self.scheduler.shutdown(wait=False)
             await self.link.close()
             self.db.close()
             log.info("charge point %s stopped", cp.id)
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "charge_point": self.config.charge_point.id,
+            "link": self.link.description,
+            **self.station.describe(),
+        }
 
     @property
     def password(self) -> bytes | None:
@@ -380,7 +390,6 @@ class Daemon:
             SessionSettings(cp.id, self.config.csms.call_timeout),
             self.registration,
             self._boot_fields(),
-            self.data_transfer,
             self.station,
             trace=self.trace,
         )

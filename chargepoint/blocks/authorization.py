@@ -1,0 +1,49 @@
+"""Authorization functional block: who may charge (OCPP 1.6 §3.5, §4.1 Authorize, §5.3
+ClearCache), on the cache and the offline rules of :mod:`chargepoint.model.authorization`.
+
+A driver at the charger must not wait for the network: a card presented while the charge point
+is offline is decided locally at once, and so is one presented while another call has occupied
+the line (OCPP-J allows one call in flight) for longer than :data:`LINE_WAIT` — a CSMS that
+answers in time answers well within it, a dead link not for the whole call timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, ClearCacheStatus
+
+from chargepoint.blocks.context import Context
+from chargepoint.model.authorization import AuthorizationCache, Authorizer, IdTagInfo
+
+log = logging.getLogger(__name__)
+
+LINE_WAIT = 1.0  # seconds an Authorize may wait for a call in flight before deciding locally
+
+
+class Authorization:
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self.cache = AuthorizationCache(context.db)
+        self._policy = Authorizer(context.keys, self.cache)
+
+    def remember(self, id_tag: str, info: IdTagInfo) -> None:
+        """Keep what the CSMS said of ``id_tag`` (Authorize, Start- and StopTransaction.conf)."""
+        self._policy.remember(id_tag, info)
+
+    async def authorize(self, id_tag: str) -> IdTagInfo:
+        connection = self._context.connection
+        if connection is None:
+            return self._policy.offline(id_tag, self._policy.cached(id_tag))
+        request: Any = partial(connection.request, line_wait=LINE_WAIT)
+        return await self._policy.authorize(id_tag, request)
+
+    @on(Action.clear_cache)  # type: ignore[untyped-decorator]
+    def _on_clear_cache(self) -> call_result.ClearCache:
+        self.cache.clear()
+        log.info("authorization cache cleared")
+        return call_result.ClearCache(ClearCacheStatus.accepted)

@@ -1,0 +1,103 @@
+"""Remote transaction control functional block: RemoteStartTransaction (§5.11),
+RemoteStopTransaction (§5.12) and UnlockConnector (§5.18), on the transaction block's public
+operations. The handlers decide from the current state and leave the work to a task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action, Reason, RemoteStartStopStatus, UnlockStatus
+
+from chargepoint.blocks.authorization import Authorization
+from chargepoint.blocks.context import Context
+from chargepoint.blocks.transactions import Transactions
+from chargepoint.model.authorization import IdTagInfo
+
+log = logging.getLogger(__name__)
+
+
+class RemoteControl:
+    def __init__(
+        self, context: Context, transactions: Transactions, authorization: Authorization
+    ) -> None:
+        self._context = context
+        self._transactions = transactions
+        self._authorization = authorization
+
+    @on(Action.remote_start_transaction)  # type: ignore[untyped-decorator]
+    def _on_remote_start(
+        self,
+        id_tag: str,
+        connector_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
+    ) -> call_result.RemoteStartTransaction:
+        if charging_profile is not None:
+            log.info("RemoteStartTransaction with a charging profile: not applied")
+        return call_result.RemoteStartTransaction(self.remote_start(id_tag, connector_id))
+
+    def remote_start(self, id_tag: str, connector_id: int | None) -> RemoteStartStopStatus:
+        transactions = self._transactions
+        numbers = list(self._context.connectors)
+        if connector_id is not None:
+            if connector_id not in numbers:
+                # TC_027_CS: connector 0 (or one that does not exist) cannot start a transaction.
+                return RemoteStartStopStatus.rejected
+            number = connector_id
+        else:
+            free = [
+                n
+                for n in numbers
+                if transactions.can_start(n) and not transactions.pending_id_tag(n)
+            ]
+            hardware = self._context.charger.connectors
+            plugged = [n for n in free if hardware[n - 1].ev_connected]
+            number = (plugged or free or [1])[0]
+        # Claim the connector now, so a second request for it is rejected.
+        if not transactions.claim(number, id_tag):
+            return RemoteStartStopStatus.rejected
+        self._context.spawn(self._remote_start(number, id_tag), "remote start")
+        return RemoteStartStopStatus.accepted
+
+    async def _remote_start(self, number: int, id_tag: str) -> None:
+        info = IdTagInfo.from_json({"status": "Accepted"})
+        if self._context.keys.boolean("AuthorizeRemoteTxRequests"):
+            info = await self._authorization.authorize(id_tag)
+        async with self._context.work():
+            if not self._transactions.release(number, id_tag):
+                return
+            if info.accepted and self._transactions.can_start(number):
+                await self._transactions.authorized(number, id_tag, info.parent_id_tag)
+            else:
+                log.info("remote start for %s not authorized: %s", id_tag, info.status.value)
+
+    @on(Action.remote_stop_transaction)  # type: ignore[untyped-decorator]
+    def _on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:
+        for number in self._context.connectors:
+            tx = self._transactions.active(number)
+            if tx is not None and tx.transaction_id == transaction_id:
+                self._context.spawn(self._remote_stop(number, transaction_id), "remote stop")
+                return call_result.RemoteStopTransaction(RemoteStartStopStatus.accepted)
+        return call_result.RemoteStopTransaction(RemoteStartStopStatus.rejected)
+
+    async def _remote_stop(self, number: int, transaction_id: int) -> None:
+        async with self._context.work():
+            tx = self._transactions.active(number)
+            if tx is not None and tx.transaction_id == transaction_id:
+                self._transactions.stop(number, Reason.remote)
+                await self._context.charger.connectors[number - 1].unlock()
+
+    @on(Action.unlock_connector)  # type: ignore[untyped-decorator]
+    async def _on_unlock_connector(self, connector_id: int) -> call_result.UnlockConnector:
+        return call_result.UnlockConnector(await self.unlock(connector_id))
+
+    async def unlock(self, connector_id: int) -> UnlockStatus:
+        if connector_id not in self._context.connectors:
+            return UnlockStatus.not_supported
+        if self._context.charger.connectors[connector_id - 1].fixed_cable:
+            return UnlockStatus.not_supported
+        unlocked = await self._transactions.unlock(connector_id)
+        return UnlockStatus.unlocked if unlocked else UnlockStatus.unlock_failed

@@ -1,0 +1,515 @@
+"""Transaction functional block: a charging session from the card (or the remote start) to the
+StopTransaction (OCPP 1.6 §4.8 Start Transaction, §4.10 Stop Transaction, §3.10 parent idTags,
+§9.1 StopTransactionOnEVSideDisconnect, StopTransactionOnInvalidId, ConnectionTimeOut).
+
+It owns, per connector, the authorization waiting for a cable and the running transaction; it
+asks :class:`~chargepoint.blocks.availability.Availability` whether a connector may start one
+and :class:`~chargepoint.blocks.authorization.Authorization` who may charge, and tells the others
+what happened through events. Start- and StopTransaction go through the durable outbox,
+written in the same SQLite transaction as the transaction record, so a power cut at any point
+leaves either an open transaction to resume or stop, or a queued message: never an orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ocpp.v16.enums import ChargePointStatus, Reason
+
+from chargepoint.blocks.authorization import Authorization
+from chargepoint.blocks.availability import Availability
+from chargepoint.blocks.context import Context
+from chargepoint.blocks.events import (
+    AuthorizationPending,
+    EnergyWithheld,
+    LockFailed,
+    MeterSampled,
+    TransactionEnded,
+    TransactionStarted,
+)
+from chargepoint.hardware.charger import (
+    ConnectorHardware,
+    IdTagPresented,
+    Plugged,
+    PowerFailing,
+    Unplugged,
+)
+from chargepoint.model.authorization import IdTagInfo
+from chargepoint.model.metering import meter_value
+from chargepoint.model.transactions import Transaction, timestamp
+from chargepoint.protocol.outbox import Item
+from chargepoint.storage import atomic
+
+log = logging.getLogger(__name__)
+
+
+class PowerLossPolicy(enum.Enum):
+    STOP = "stop"  # stop interrupted transactions with reason PowerLoss (TC_032_2_CS)
+    RESUME = "resume"  # carry on charging if the EV is still plugged in
+
+
+@dataclass
+class Authorized:
+    """An idTag accepted for a connector that has no transaction yet (status Preparing)."""
+
+    id_tag: str
+    parent_id_tag: str | None
+    expires: asyncio.TimerHandle | None = None
+    confirmed: bool = True  # False: a remote start still waiting for its Authorize
+
+
+@dataclass
+class Connector:
+    number: int
+    hardware: ConnectorHardware
+    transaction: Transaction | None = None
+    authorized: Authorized | None = None
+    energy_cap: float | None = None  # MaxEnergyOnInvalidId reached at this register value
+    starting: asyncio.Future[None] | None = None  # a start waiting for the cable lock
+
+
+class Transactions:
+    def __init__(
+        self,
+        context: Context,
+        availability: Availability,
+        authorization: Authorization,
+        *,
+        power_loss: PowerLossPolicy = PowerLossPolicy.STOP,
+    ) -> None:
+        self._context = context
+        self._keys = context.keys
+        self._availability = availability
+        self._authorization = authorization
+        self._power_loss = power_loss
+        self.connectors = [
+            Connector(n, hardware) for n, hardware in enumerate(context.charger.connectors, 1)
+        ]
+        context.on_hardware(Plugged, self._on_plugged)
+        context.on_hardware(Unplugged, self._on_unplugged)
+        context.on_hardware(IdTagPresented, self._on_id_tag)
+        context.on_hardware(PowerFailing, self._on_power_failing)
+        context.events.subscribe(MeterSampled, self._on_meter_sampled)
+
+    # -- what others may ask --
+
+    def active(self, number: int) -> Transaction | None:
+        return self.connectors[number - 1].transaction
+
+    def charging_connectors(self) -> list[int]:
+        return [c.number for c in self.connectors if c.transaction is not None]
+
+    def pending_id_tag(self, number: int) -> str | None:
+        authorized = self.connectors[number - 1].authorized
+        return None if authorized is None else authorized.id_tag
+
+    def can_start(self, number: int) -> bool:
+        connector = self.connectors[number - 1]
+        return connector.transaction is None and self._availability.accepts_new_transaction(number)
+
+    # -- after a restart --
+
+    async def recover(self) -> None:
+        """Pick up the transactions a power cut (or a restart) interrupted."""
+        async with self._context.work():
+            for tx in self._context.transactions.open():
+                await self._recover(tx)
+
+    async def _recover(self, tx: Transaction) -> None:
+        last = datetime.fromisoformat(tx.last_seen.replace("Z", "+00:00"))
+        if not 1 <= tx.connector <= len(self.connectors):
+            # The configuration lost a connector since: stop the transaction all the same.
+            log.error(
+                "transaction %d on unknown connector %d: stopping it", tx.local_id, tx.connector
+            )
+            self._queue_stop(tx, Reason.other, tx.meter_last, last)
+            return
+        connector = self.connectors[tx.connector - 1]
+        connector.transaction = tx
+        self._context.events.publish(TransactionStarted(connector.number))
+        hardware = connector.hardware
+        if self._power_loss is PowerLossPolicy.RESUME and hardware.ev_connected:
+            log.warning(
+                "resuming transaction %s on connector %d after a restart",
+                tx.transaction_id or f"(local {tx.local_id})",
+                tx.connector,
+            )
+            await hardware.lock()
+            if tx.deauthorized:
+                self._context.events.publish(EnergyWithheld(connector.number, True))
+            else:
+                hardware.start_energy()
+            return
+        # The power cut ended the session: the last reading on disk is its end.
+        log.warning(
+            "transaction %s on connector %d was interrupted by a power loss: stopping it",
+            tx.transaction_id or f"(local {tx.local_id})",
+            tx.connector,
+        )
+        self.stop(connector.number, Reason.power_loss, meter=tx.meter_last, when=last)
+
+    # -- the hardware --
+
+    async def _on_plugged(self, event: Plugged) -> None:
+        connector = self.connectors[event.connector - 1]
+        if connector.transaction is not None:
+            log.info("connector %d: EV plugged in again", connector.number)
+            return
+        if connector.authorized is not None and connector.authorized.confirmed:
+            await self._start(connector, connector.authorized)
+
+    async def _on_unplugged(self, event: Unplugged) -> None:
+        connector = self.connectors[event.connector - 1]
+        if event.socket_side:
+            self._context.events.publish(LockFailed(connector.number, False))
+        tx = connector.transaction
+        if tx is None:
+            return
+        if self._keys.boolean("StopTransactionOnEVSideDisconnect"):
+            self.stop(connector.number, Reason.ev_disconnected)
+            if self._keys.boolean("UnlockConnectorOnEVSideDisconnect"):
+                await connector.hardware.unlock()
+        else:
+            # §9.1.23 false: the transaction goes on, suspended, until the EV comes back.
+            log.info("connector %d: EV unplugged; transaction continues", connector.number)
+
+    async def _on_power_failing(self, event: PowerFailing) -> None:
+        self.stop_all(Reason.power_loss)
+
+    # -- a card on the reader --
+
+    def _connector_for_tag(self, id_tag: str, number: int | None) -> Connector | None:
+        if number is not None:
+            return self.connectors[number - 1]
+        for connector in self.connectors:
+            tx = connector.transaction
+            authorized = connector.authorized
+            if (tx is not None and tx.id_tag == id_tag) or (
+                authorized is not None and authorized.id_tag == id_tag
+            ):
+                return connector
+        free = [c for c in self.connectors if c.transaction is None and c.authorized is None]
+        # A cable left in after a transaction (Finishing) is not an invitation to start one
+        # on it (errata v4.0 §3.20).
+        plugged = [
+            c
+            for c in free
+            if c.hardware.ev_connected
+            and self._availability.status_of(c.number).status is not ChargePointStatus.finishing
+        ]
+        candidates = plugged or [c for c in free if self.can_start(c.number)]
+        return candidates[0] if candidates else None
+
+    async def _on_id_tag(self, event: IdTagPresented) -> None:
+        id_tag = event.id_tag
+        connector = self._connector_for_tag(id_tag, event.connector)
+        if connector is None:
+            log.info("idTag %s presented, but no connector can take it", id_tag)
+            return
+        tx = connector.transaction
+        if tx is not None:
+            await self._on_stop_tag(connector, tx, id_tag)
+            return
+        authorized = connector.authorized
+        if authorized is not None and authorized.id_tag == id_tag:
+            # The same card again before the cable: the driver changed their mind.
+            async with self._context.work():
+                if connector.authorized is authorized:
+                    log.info("idTag %s presented again: authorization withdrawn", id_tag)
+                    self._withdraw(connector)
+            return
+        if not self.can_start(connector.number):
+            log.info(
+                "idTag %s presented on connector %d, which is %s: ignored",
+                id_tag,
+                connector.number,
+                self._availability.status_of(connector.number).status.value,
+            )
+            return
+        info = await self._authorization.authorize(id_tag)
+        async with self._context.work():
+            if not info.accepted:
+                log.info("idTag %s not accepted (%s): no transaction", id_tag, info.status.value)
+                return
+            if not self.can_start(connector.number) or connector.authorized is not None:
+                return
+            await self.authorized(connector.number, id_tag, info.parent_id_tag)
+
+    async def _on_stop_tag(self, connector: Connector, tx: Transaction, id_tag: str) -> None:
+        if id_tag != tx.id_tag:
+            # §3.10: another card may stop it only as a card of the same account, which only a
+            # known parentIdTag can show; without one there is nothing to compare, so no
+            # Authorize.req is sent (OCTT TC_068_CS step 1; TC_069_CS with a parent).
+            if tx.parent_id_tag is None:
+                log.info(
+                    "idTag %s may not stop the transaction of %s on connector %d",
+                    id_tag,
+                    tx.id_tag,
+                    connector.number,
+                )
+                return
+            info = await self._authorization.authorize(id_tag)
+            if not (info.accepted and info.parent_id_tag == tx.parent_id_tag):
+                log.info(
+                    "idTag %s (parent %s) may not stop the transaction of %s (parent %s)",
+                    id_tag,
+                    info.parent_id_tag,
+                    tx.id_tag,
+                    tx.parent_id_tag,
+                )
+                return
+        async with self._context.work():
+            if connector.transaction is tx:
+                self.stop(connector.number, Reason.local, id_tag=id_tag)
+                await connector.hardware.unlock()
+
+    # -- an authorized idTag waits for the cable (§9.1 ConnectionTimeOut) --
+
+    def claim(self, number: int, id_tag: str) -> bool:
+        """Hold a free connector for a remote start until its Authorize is decided."""
+        connector = self.connectors[number - 1]
+        if not self.can_start(number) or connector.authorized is not None:
+            return False
+        connector.authorized = Authorized(id_tag, None, confirmed=False)
+        self._context.events.publish(AuthorizationPending(number, True))
+        self._context.settle()
+        return True
+
+    def release(self, number: int, id_tag: str) -> bool:
+        """End a remote start's claim; False when something else took the connector since."""
+        connector = self.connectors[number - 1]
+        claim = connector.authorized
+        if claim is None or claim.confirmed or claim.id_tag != id_tag:
+            return False
+        self._withdraw(connector)
+        return True
+
+    async def authorized(self, number: int, id_tag: str, parent_id_tag: str | None) -> None:
+        """``id_tag`` may charge on connector ``number``: start now if the EV is there, else
+        wait ConnectionTimeOut for it. Call inside a unit of work."""
+        connector = self.connectors[number - 1]
+        authorized = Authorized(id_tag, parent_id_tag)
+        if connector.hardware.ev_connected:
+            await self._start(connector, authorized)
+            return
+        timeout = self._keys.integer("ConnectionTimeOut")
+        log.info(
+            "idTag %s authorized on connector %d; waiting %d s for the cable",
+            id_tag,
+            number,
+            timeout,
+        )
+        authorized.expires = asyncio.get_running_loop().call_later(
+            timeout, self._connection_timeout, connector, authorized
+        )
+        connector.authorized = authorized
+        self._context.events.publish(AuthorizationPending(number, True))
+
+    def _connection_timeout(self, connector: Connector, authorized: Authorized) -> None:
+        if connector.authorized is authorized and connector.transaction is None:
+            log.info("connector %d: no cable within ConnectionTimeOut", connector.number)
+            self._withdraw(connector)
+            self._context.settle()
+
+    def _withdraw(self, connector: Connector) -> None:
+        authorized = connector.authorized
+        if authorized is not None and authorized.expires is not None:
+            authorized.expires.cancel()
+        connector.authorized = None
+        self._context.events.publish(AuthorizationPending(connector.number, False))
+
+    # -- start and stop --
+
+    async def _start(self, connector: Connector, authorized: Authorized) -> None:
+        self._withdraw(connector)
+        starting = asyncio.get_running_loop().create_future()
+        connector.starting = starting
+        try:
+            await self._start_locked(connector, authorized)
+        finally:
+            connector.starting = None
+            starting.set_result(None)
+
+    async def _start_locked(self, connector: Connector, authorized: Authorized) -> None:
+        hardware = connector.hardware
+        if not hardware.fixed_cable and not await hardware.lock():
+            # TC_024_CS: no transaction; the connector is Faulted (ConnectorLockFailure).
+            log.error("connector %d: the cable lock failed; not starting", connector.number)
+            self._context.events.publish(LockFailed(connector.number, True))
+            return
+        now = datetime.now(UTC)
+        meter_start = int(hardware.read_meter().energy_wh)
+        store = self._context.transactions
+        with atomic(self._context.db):  # a transaction on disk always has its StartTransaction
+            tx = store.start(
+                connector.number, authorized.id_tag, authorized.parent_id_tag, meter_start, now
+            )
+            self._add_stop_value(connector, tx, "Transaction.Begin", now)
+            self._context.send_durable(
+                "StartTransaction",
+                {
+                    "connectorId": connector.number,
+                    "idTag": authorized.id_tag,
+                    "meterStart": meter_start,
+                    "timestamp": timestamp(now),
+                },
+                tx.local_id,
+            )
+        connector.transaction = tx
+        hardware.start_energy()
+        self._context.events.publish(TransactionStarted(connector.number))
+        log.info(
+            "transaction started on connector %d for %s (meter %d Wh)",
+            connector.number,
+            authorized.id_tag,
+            meter_start,
+        )
+
+    def stop(
+        self,
+        number: int,
+        reason: Reason,
+        *,
+        id_tag: str | None = None,
+        meter: int | None = None,
+        when: datetime | None = None,
+    ) -> None:
+        """Stop connector ``number``'s transaction; its StopTransaction is queued durably."""
+        connector = self.connectors[number - 1]
+        tx = connector.transaction
+        assert tx is not None
+        hardware = connector.hardware
+        hardware.stop_energy()
+        when = when or datetime.now(UTC)
+        if meter is None:
+            meter = int(hardware.read_meter().energy_wh)
+            self._add_stop_value(connector, tx, "Transaction.End", when)
+        self._queue_stop(tx, reason, meter, when, id_tag)
+        connector.transaction = None
+        if connector.energy_cap is not None or tx.deauthorized:
+            connector.energy_cap = None
+            self._context.events.publish(EnergyWithheld(number, False))
+        self._context.events.publish(TransactionEnded(number))
+        log.info(
+            "transaction %s on connector %d stopped (%s), %d Wh",
+            tx.transaction_id or f"(local {tx.local_id})",
+            number,
+            reason.value,
+            meter - tx.meter_start,
+        )
+
+    def stop_all(self, reason: Reason) -> None:
+        for connector in self.connectors:
+            if connector.transaction is not None:
+                self.stop(connector.number, reason)
+
+    async def unlock(self, number: int) -> bool:
+        """UnlockConnector (§5.18): stop the transaction first, then unlock."""
+        connector = self.connectors[number - 1]
+        if connector.starting is not None:
+            # A start is locking the cable right now: let it finish, then stop what it began.
+            # (It sends nothing, so waiting here cannot wait for the reader.)
+            await asyncio.shield(connector.starting)
+        if connector.transaction is not None:
+            self.stop(number, Reason.unlock_command)
+        unlocked = await connector.hardware.unlock()
+        self._context.events.publish(LockFailed(number, False))
+        self._context.settle()
+        return unlocked
+
+    def _queue_stop(
+        self,
+        tx: Transaction,
+        reason: Reason,
+        meter: int,
+        when: datetime,
+        id_tag: str | None = None,
+    ) -> None:
+        payload: dict[str, Any] = {
+            "meterStop": meter,
+            "timestamp": timestamp(when),
+            "reason": reason.value,
+        }
+        if id_tag is not None:
+            payload["idTag"] = id_tag
+        if tx.stop_data and (
+            self._keys.items("StopTxnSampledData") or self._keys.items("StopTxnAlignedData")
+        ):
+            payload["transactionData"] = tx.stop_data
+        with atomic(self._context.db):
+            self._context.transactions.mark_stopped(tx)
+            self._context.send_durable("StopTransaction", payload, tx.local_id)
+
+    def _add_stop_value(
+        self, connector: Connector, tx: Transaction, context: str, when: datetime
+    ) -> None:
+        keys = self._keys
+        measurands = keys.items("StopTxnSampledData") or keys.items("StopTxnAlignedData")
+        if not measurands:
+            return
+        value = meter_value(connector.hardware.read_meter(), measurands, context, when)
+        if value is not None:
+            self._context.transactions.add_stop_value(tx, value)
+
+    # -- what the CSMS says of a transaction --
+
+    def on_delivered(self, item: Item, answer: dict[str, Any]) -> None:
+        """The CSMS answered a queued message (the outbox has stored the id already)."""
+        if item.local_tx is None or "idTagInfo" not in answer:
+            return
+        info = IdTagInfo.from_json(answer["idTagInfo"])
+        id_tag = item.payload.get("idTag")
+        if id_tag:
+            self._authorization.remember(id_tag, info)
+        if item.action != "StartTransaction":
+            return
+        for connector in self.connectors:
+            tx = connector.transaction
+            if tx is None or tx.local_id != item.local_tx:
+                continue
+            tx.transaction_id = answer["transactionId"]
+            tx.id_tag_status = info.status.value
+            if info.parent_id_tag is not None:
+                tx.parent_id_tag = info.parent_id_tag
+            if not info.accepted:
+                self._context.spawn(self._deauthorized(connector, tx, info), "deauthorized")
+
+    async def _deauthorized(self, connector: Connector, tx: Transaction, info: IdTagInfo) -> None:
+        async with self._context.work():
+            if connector.transaction is not tx:
+                return
+            tx.deauthorized = True
+            if self._keys.boolean("StopTransactionOnInvalidId"):
+                log.warning(
+                    "CSMS says %s is %s: stopping transaction %s",
+                    tx.id_tag,
+                    info.status.value,
+                    tx.transaction_id,
+                )
+                self.stop(connector.number, Reason.de_authorized)
+                await connector.hardware.unlock()
+                return
+            limit = self._keys.integer("MaxEnergyOnInvalidId")
+            log.warning(
+                "CSMS says %s is %s: transaction %s goes on, at most %d Wh more",
+                tx.id_tag,
+                info.status.value,
+                tx.transaction_id,
+                limit,
+            )
+            reading = connector.hardware.read_meter()
+            connector.energy_cap = reading.energy_wh + limit
+            self._context.events.publish(EnergyWithheld(connector.number, True))
+            self._enforce_energy_cap(connector, reading.energy_wh)
+
+    def _on_meter_sampled(self, event: MeterSampled) -> None:
+        self._enforce_energy_cap(self.connectors[event.connector - 1], event.energy_wh)
+
+    def _enforce_energy_cap(self, connector: Connector, energy_wh: float) -> None:
+        if connector.energy_cap is not None and energy_wh >= connector.energy_cap:
+            connector.hardware.stop_energy()
