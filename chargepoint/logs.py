@@ -56,8 +56,8 @@ def configure_logging(level: str) -> None:
     """Log at ``level`` ("debug", "info", "warning", "error") to stderr.
 
     Libraries speak only when something is wrong (WARNING, or ``level`` if higher); our own
-    layers say what happened. At "debug" (``chargepoint run --log-level debug``) the libraries
-    say everything too.
+    layers say what happened. At "debug" (``--log-level debug``, or ``level = "debug"`` in
+    ``[logging]``) the libraries say everything too.
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter() if stderr_is_journal() else logging.Formatter(FORMAT))

@@ -20,6 +20,7 @@ from ocpp.routing import create_route_map
 
 from chargepoint.blocks.authorization import Authorization
 from chargepoint.blocks.availability import Availability
+from chargepoint.blocks.card_reader import CardReader
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.data_transfer import DataTransferVendors
 from chargepoint.blocks.diagnostics import DiagnosticsUploader
@@ -60,6 +61,9 @@ class Station:
         self.authorization = Authorization(context)
         self.transactions = Transactions(
             context, self.availability, self.authorization, power_loss=power_loss
+        )
+        self.card_reader = CardReader(
+            context, self.availability, self.authorization, self.transactions
         )
         self.metering = Metering(context, self.transactions)
         self.provisioning = Provisioning(context, self.availability, self.transactions, reset_hook)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ocpp.v16.enums import ChargePointStatus, Reason
+from ocpp.v16.enums import Reason
 
 from chargepoint.blocks.authorization import Authorization
 from chargepoint.blocks.availability import Availability
@@ -34,7 +34,6 @@ from chargepoint.blocks.events import (
 )
 from chargepoint.hardware.charger import (
     ConnectorHardware,
-    IdTagPresented,
     Plugged,
     PowerFailing,
     Unplugged,
@@ -92,7 +91,6 @@ class Transactions:
         ]
         context.on_hardware(Plugged, self._on_plugged)
         context.on_hardware(Unplugged, self._on_unplugged)
-        context.on_hardware(IdTagPresented, self._on_id_tag)
         context.on_hardware(PowerFailing, self._on_power_failing)
         context.events.subscribe(MeterSampled, self._on_meter_sampled)
 
@@ -107,6 +105,15 @@ class Transactions:
     def pending_id_tag(self, number: int) -> str | None:
         authorized = self.connectors[number - 1].authorized
         return None if authorized is None else authorized.id_tag
+
+    def connectors_of(self, id_tag: str) -> list[int]:
+        """The connectors whose transaction or waiting authorization is ``id_tag``'s."""
+        return [
+            c.number
+            for c in self.connectors
+            if (c.transaction is not None and c.transaction.id_tag == id_tag)
+            or (c.authorized is not None and c.authorized.id_tag == id_tag)
+        ]
 
     def can_start(self, number: int) -> bool:
         connector = self.connectors[number - 1]
@@ -181,93 +188,6 @@ class Transactions:
     async def _on_power_failing(self, event: PowerFailing) -> None:
         self.stop_all(Reason.power_loss)
 
-    # -- a card on the reader --
-
-    def _connector_for_tag(self, id_tag: str, number: int | None) -> Connector | None:
-        if number is not None:
-            return self.connectors[number - 1]
-        for connector in self.connectors:
-            tx = connector.transaction
-            authorized = connector.authorized
-            if (tx is not None and tx.id_tag == id_tag) or (
-                authorized is not None and authorized.id_tag == id_tag
-            ):
-                return connector
-        free = [c for c in self.connectors if c.transaction is None and c.authorized is None]
-        # A cable left in after a transaction (Finishing) is not an invitation to start one
-        # on it (errata v4.0 §3.20).
-        plugged = [
-            c
-            for c in free
-            if c.hardware.ev_connected
-            and self._availability.status_of(c.number).status is not ChargePointStatus.finishing
-        ]
-        candidates = plugged or [c for c in free if self.can_start(c.number)]
-        return candidates[0] if candidates else None
-
-    async def _on_id_tag(self, event: IdTagPresented) -> None:
-        id_tag = event.id_tag
-        connector = self._connector_for_tag(id_tag, event.connector)
-        if connector is None:
-            log.info("idTag %s presented, but no connector can take it", id_tag)
-            return
-        tx = connector.transaction
-        if tx is not None:
-            await self._on_stop_tag(connector, tx, id_tag)
-            return
-        authorized = connector.authorized
-        if authorized is not None and authorized.id_tag == id_tag:
-            # The same card again before the cable: the driver changed their mind.
-            async with self._context.work():
-                if connector.authorized is authorized:
-                    log.info("idTag %s presented again: authorization withdrawn", id_tag)
-                    self._withdraw(connector)
-            return
-        if not self.can_start(connector.number):
-            log.info(
-                "idTag %s presented on connector %d, which is %s: ignored",
-                id_tag,
-                connector.number,
-                self._availability.status_of(connector.number).status.value,
-            )
-            return
-        info = await self._authorization.authorize(id_tag)
-        async with self._context.work():
-            if not info.accepted:
-                log.info("idTag %s not accepted (%s): no transaction", id_tag, info.status.value)
-                return
-            if not self.can_start(connector.number) or connector.authorized is not None:
-                return
-            await self.authorized(connector.number, id_tag, info.parent_id_tag)
-
-    async def _on_stop_tag(self, connector: Connector, tx: Transaction, id_tag: str) -> None:
-        if id_tag != tx.id_tag:
-            # §3.10: another card may stop it only as a card of the same account, which only a
-            # known parentIdTag can show; without one there is nothing to compare, so no
-            # Authorize.req is sent (OCTT TC_068_CS step 1; TC_069_CS with a parent).
-            if tx.parent_id_tag is None:
-                log.info(
-                    "idTag %s may not stop the transaction of %s on connector %d",
-                    id_tag,
-                    tx.id_tag,
-                    connector.number,
-                )
-                return
-            info = await self._authorization.authorize(id_tag)
-            if not (info.accepted and info.parent_id_tag == tx.parent_id_tag):
-                log.info(
-                    "idTag %s (parent %s) may not stop the transaction of %s (parent %s)",
-                    id_tag,
-                    info.parent_id_tag,
-                    tx.id_tag,
-                    tx.parent_id_tag,
-                )
-                return
-        async with self._context.work():
-            if connector.transaction is tx:
-                self.stop(connector.number, Reason.local, id_tag=id_tag)
-                await connector.hardware.unlock()
-
     # -- an authorized idTag waits for the cable (§9.1 ConnectionTimeOut) --
 
     def claim(self, number: int, id_tag: str) -> bool:
@@ -315,6 +235,14 @@ class Transactions:
             log.info("connector %d: no cable within ConnectionTimeOut", connector.number)
             self._withdraw(connector)
             self._context.settle()
+
+    def withdraw(self, number: int, id_tag: str) -> bool:
+        """The driver presented the card of an authorization again: it is withdrawn."""
+        connector = self.connectors[number - 1]
+        if connector.authorized is None or connector.authorized.id_tag != id_tag:
+            return False
+        self._withdraw(connector)
+        return True
 
     def _withdraw(self, connector: Connector) -> None:
         authorized = connector.authorized
@@ -369,6 +297,16 @@ class Transactions:
             authorized.id_tag,
             meter_start,
         )
+
+    async def stop_and_unlock(
+        self, number: int, tx: Transaction, reason: Reason, id_tag: str
+    ) -> None:
+        """Stop ``tx`` if it still runs on ``number`` (call inside a unit of work), then let the
+        driver take the cable."""
+        connector = self.connectors[number - 1]
+        if connector.transaction is tx:
+            self.stop(number, reason, id_tag=id_tag)
+            await connector.hardware.unlock()
 
     def stop(
         self,
