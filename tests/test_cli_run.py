@@ -61,7 +61,7 @@ level = "debug"
             status = json.loads(out)
             assert code == 0 and status["online"] is True
             connector = status["connectors"][0]
-            assert (connector["status"], connector["plugged"]) == ("Charging", True)
+            assert (connector["status"], connector["ev_connected"]) == ("Charging", True)
             assert connector["transaction"]["id_tag"] == "CARD-1"
             code, _, err = await ctl(config, "plug", "7")
             assert code == 1 and "no connector 7" in err

@@ -27,7 +27,9 @@ class LineBusy(TimeoutError):
     could wait; the request was not sent."""
 
     def __init__(self, action: str, waited: float) -> None:
-        super().__init__(f"{action} not sent: another call has waited for its answer {waited:g} s")
+        super().__init__(
+            f"{action} not sent: the line stayed busy with an unanswered call for {waited:g} s"
+        )
 
 
 class NoAnswer(TimeoutError):
