@@ -25,11 +25,13 @@ from chargepoint.blocks.context import Context
 from chargepoint.blocks.data_transfer import DataTransferVendors
 from chargepoint.blocks.diagnostics import DiagnosticsUploader
 from chargepoint.blocks.firmware import FirmwareUpdater
+from chargepoint.blocks.invalid_id import InvalidIdPolicy
 from chargepoint.blocks.metering import Metering
 from chargepoint.blocks.provisioning import Provisioning, ResetHook
+from chargepoint.blocks.recovery import PowerLossPolicy, recover
 from chargepoint.blocks.remote_control import RemoteControl
 from chargepoint.blocks.remote_trigger import RemoteTrigger
-from chargepoint.blocks.transactions import PowerLossPolicy, Transactions
+from chargepoint.blocks.transactions import Transactions
 from chargepoint.blocks.unsupported import ReservationNotSupported
 from chargepoint.hardware.charger import Charger
 from chargepoint.protocol.outbox import Item, Outbox, RetryPolicy
@@ -59,9 +61,9 @@ class Station:
         self.no_answer_retry = no_answer_retry
         self.availability = Availability(context)
         self.authorization = Authorization(context)
-        self.transactions = Transactions(
-            context, self.availability, self.authorization, power_loss=power_loss
-        )
+        self.transactions = Transactions(context, self.availability, self.authorization)
+        self.invalid_id = InvalidIdPolicy(context, self.transactions)
+        self.power_loss = power_loss
         self.card_reader = CardReader(
             context, self.availability, self.authorization, self.transactions
         )
@@ -116,7 +118,7 @@ class Station:
     async def start(self) -> None:
         """Load what the last run left and pick up interrupted transactions."""
         self.metering.start()
-        await self.transactions.recover()
+        await recover(self.context, self.transactions, self.power_loss)
         if self.firmware is not None:
             self.firmware.start()
 
@@ -180,43 +182,3 @@ class Station:
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         await self.context.wait_until(predicate)
-
-    def describe(self) -> dict[str, Any]:
-        connectors = []
-        for number in self.context.connectors:
-            status = self.availability.status_of(number)
-            tx = self.transactions.active(number)
-            hardware = self.context.charger.connectors[number - 1]
-            reading = hardware.read_meter()
-            connectors.append(
-                {
-                    "connector": number,
-                    "status": status.status.value,
-                    "error_code": status.error_code.value,
-                    "cable_plugged": hardware.cable_plugged,
-                    "ev_connected": hardware.ev_connected,
-                    "locked": hardware.locked,
-                    "operative": self.availability.operative(number),
-                    "authorized": self.transactions.pending_id_tag(number),
-                    "energy_wh": int(reading.energy_wh),
-                    "power_w": round(reading.power_w),
-                    "transaction": None
-                    if tx is None
-                    else {
-                        "local_id": tx.local_id,
-                        "transaction_id": tx.transaction_id,
-                        "id_tag": tx.id_tag,
-                        "meter_start": tx.meter_start,
-                        "energy_wh": int(reading.energy_wh) - tx.meter_start,
-                        "started": tx.start_time,
-                    },
-                }
-            )
-        return {
-            "online": self.online,
-            "status": self.availability.status_of(0).status.value,
-            "feature_profiles": sorted(self.context.profiles),
-            "queued_messages": len(self.context.outbox),
-            "delivered_messages": self.context.outbox.delivered,
-            "connectors": connectors,
-        }

@@ -29,11 +29,12 @@ from ocpp.v16.enums import ResetType
 
 from chargepoint.app.backoff import Backoff
 from chargepoint.app.control import ControlServer
+from chargepoint.app.describe import describe
 from chargepoint.app.service import ServiceNotifier
 from chargepoint.blocks.data_transfer import DataTransferVendors
 from chargepoint.blocks.diagnostics import DiagnosticsSettings, DiagnosticsUploader
 from chargepoint.blocks.firmware import FirmwareSettings, FirmwareUpdater, read_version
-from chargepoint.blocks.transactions import PowerLossPolicy
+from chargepoint.blocks.recovery import PowerLossPolicy
 from chargepoint.hardware.charger import Charger
 from chargepoint.hardware.simulated import SimulatedCharger
 from chargepoint.protocol.charge_point import redact
@@ -327,7 +328,7 @@ class Daemon:
         return {
             "charge_point": self.config.charge_point.id,
             "link": self.link.description,
-            **self.station.describe(),
+            **describe(self.station),
         }
 
     @property

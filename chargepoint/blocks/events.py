@@ -40,6 +40,15 @@ class EnergyWithheld:
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionDeauthorized:
+    """StartTransaction.conf said the transaction's idTag is not Accepted (§4.8)."""
+
+    connector: int
+    local_id: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class LockFailed:
     connector: int
     failed: bool

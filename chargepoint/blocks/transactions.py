@@ -13,7 +13,6 @@ leaves either an open transaction to resume or stop, or a queued message: never 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,9 +25,8 @@ from chargepoint.blocks.availability import Availability
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.events import (
     AuthorizationPending,
-    EnergyWithheld,
     LockFailed,
-    MeterSampled,
+    TransactionDeauthorized,
     TransactionEnded,
     TransactionStarted,
 )
@@ -47,11 +45,6 @@ from chargepoint.storage import atomic
 log = logging.getLogger(__name__)
 
 
-class PowerLossPolicy(enum.Enum):
-    STOP = "stop"  # stop interrupted transactions with reason PowerLoss (TC_032_2_CS)
-    RESUME = "resume"  # carry on charging if the EV is still plugged in
-
-
 @dataclass
 class Authorized:
     """An idTag accepted for a connector that has no transaction yet (status Preparing)."""
@@ -68,7 +61,6 @@ class Connector:
     hardware: ConnectorHardware
     transaction: Transaction | None = None
     authorized: Authorized | None = None
-    energy_cap: float | None = None  # MaxEnergyOnInvalidId reached at this register value
     starting: asyncio.Future[None] | None = None  # a start waiting for the cable lock
 
 
@@ -78,21 +70,17 @@ class Transactions:
         context: Context,
         availability: Availability,
         authorization: Authorization,
-        *,
-        power_loss: PowerLossPolicy = PowerLossPolicy.STOP,
     ) -> None:
         self._context = context
         self._keys = context.keys
         self._availability = availability
         self._authorization = authorization
-        self._power_loss = power_loss
         self.connectors = [
             Connector(n, hardware) for n, hardware in enumerate(context.charger.connectors, 1)
         ]
         context.on_hardware(Plugged, self._on_plugged)
         context.on_hardware(Unplugged, self._on_unplugged)
         context.on_hardware(PowerFailing, self._on_power_failing)
-        context.events.subscribe(MeterSampled, self._on_meter_sampled)
 
     # -- what others may ask --
 
@@ -121,44 +109,14 @@ class Transactions:
 
     # -- after a restart --
 
-    async def recover(self) -> None:
-        """Pick up the transactions a power cut (or a restart) interrupted."""
-        async with self._context.work():
-            for tx in self._context.transactions.open():
-                await self._recover(tx)
-
-    async def _recover(self, tx: Transaction) -> None:
-        last = datetime.fromisoformat(tx.last_seen.replace("Z", "+00:00"))
+    def adopt(self, tx: Transaction) -> ConnectorHardware | None:
+        """Take back a transaction a restart interrupted; None when its connector is gone."""
         if not 1 <= tx.connector <= len(self.connectors):
-            # The configuration lost a connector since: stop the transaction all the same.
-            log.error(
-                "transaction %d on unknown connector %d: stopping it", tx.local_id, tx.connector
-            )
-            self._queue_stop(tx, Reason.other, tx.meter_last, last)
-            return
+            return None
         connector = self.connectors[tx.connector - 1]
         connector.transaction = tx
         self._context.events.publish(TransactionStarted(connector.number))
-        hardware = connector.hardware
-        if self._power_loss is PowerLossPolicy.RESUME and hardware.ev_connected:
-            log.warning(
-                "resuming transaction %s on connector %d after a restart",
-                tx.transaction_id or f"(local {tx.local_id})",
-                tx.connector,
-            )
-            await hardware.lock()
-            if tx.deauthorized:
-                self._context.events.publish(EnergyWithheld(connector.number, True))
-            else:
-                hardware.start_energy()
-            return
-        # The power cut ended the session: the last reading on disk is its end.
-        log.warning(
-            "transaction %s on connector %d was interrupted by a power loss: stopping it",
-            tx.transaction_id or f"(local {tx.local_id})",
-            tx.connector,
-        )
-        self.stop(connector.number, Reason.power_loss, meter=tx.meter_last, when=last)
+        return connector.hardware
 
     # -- the hardware --
 
@@ -299,7 +257,7 @@ class Transactions:
         )
 
     async def stop_and_unlock(
-        self, number: int, tx: Transaction, reason: Reason, id_tag: str
+        self, number: int, tx: Transaction, reason: Reason, id_tag: str | None = None
     ) -> None:
         """Stop ``tx`` if it still runs on ``number`` (call inside a unit of work), then let the
         driver take the cable."""
@@ -327,11 +285,8 @@ class Transactions:
         if meter is None:
             meter = int(hardware.read_meter().energy_wh)
             self._add_stop_value(connector, tx, "Transaction.End", when)
-        self._queue_stop(tx, reason, meter, when, id_tag)
+        self.queue_stop(tx, reason, meter, when, id_tag)
         connector.transaction = None
-        if connector.energy_cap is not None or tx.deauthorized:
-            connector.energy_cap = None
-            self._context.events.publish(EnergyWithheld(number, False))
         self._context.events.publish(TransactionEnded(number))
         log.info(
             "transaction %s on connector %d stopped (%s), %d Wh",
@@ -360,7 +315,7 @@ class Transactions:
         self._context.settle()
         return unlocked
 
-    def _queue_stop(
+    def queue_stop(
         self,
         tx: Transaction,
         reason: Reason,
@@ -415,39 +370,7 @@ class Transactions:
             if info.parent_id_tag is not None:
                 tx.parent_id_tag = info.parent_id_tag
             if not info.accepted:
-                self._context.spawn(self._deauthorized(connector, tx, info), "deauthorized")
-
-    async def _deauthorized(self, connector: Connector, tx: Transaction, info: IdTagInfo) -> None:
-        async with self._context.work():
-            if connector.transaction is not tx:
-                return
-            tx.deauthorized = True
-            if self._keys.boolean("StopTransactionOnInvalidId"):
-                log.warning(
-                    "CSMS says %s is %s: stopping transaction %s",
-                    tx.id_tag,
-                    info.status.value,
-                    tx.transaction_id,
+                tx.deauthorized = True
+                self._context.events.publish(
+                    TransactionDeauthorized(connector.number, tx.local_id, info.status.value)
                 )
-                self.stop(connector.number, Reason.de_authorized)
-                await connector.hardware.unlock()
-                return
-            limit = self._keys.integer("MaxEnergyOnInvalidId")
-            log.warning(
-                "CSMS says %s is %s: transaction %s goes on, at most %d Wh more",
-                tx.id_tag,
-                info.status.value,
-                tx.transaction_id,
-                limit,
-            )
-            reading = connector.hardware.read_meter()
-            connector.energy_cap = reading.energy_wh + limit
-            self._context.events.publish(EnergyWithheld(connector.number, True))
-            self._enforce_energy_cap(connector, reading.energy_wh)
-
-    def _on_meter_sampled(self, event: MeterSampled) -> None:
-        self._enforce_energy_cap(self.connectors[event.connector - 1], event.energy_wh)
-
-    def _enforce_energy_cap(self, connector: Connector, energy_wh: float) -> None:
-        if connector.energy_cap is not None and energy_wh >= connector.energy_cap:
-            connector.hardware.stop_energy()
