@@ -36,15 +36,13 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from ocpp.v16.enums import ChargePointErrorCode, ChargePointStatus
 
-from chargepoint.model.connector_status import (
-    ALLOWED_TRANSITIONS,
+from chargepoint.model.connector_events import (
     AuthorizationEnded,
     Authorized,
     Availability,
     Blocked,
     CableRemoved,
     ConnectorEvent,
-    ConnectorStatusMachine,
     EvConnected,
     EvDisconnected,
     EvseSuspended,
@@ -56,6 +54,10 @@ from chargepoint.model.connector_status import (
     Status,
     TransactionEnded,
     TransactionStarted,
+)
+from chargepoint.model.connector_status import (
+    ALLOWED_TRANSITIONS,
+    ConnectorStatusMachine,
     charge_point_status,
     transition_allowed,
 )

@@ -18,7 +18,8 @@ from ocpp.v16.enums import ResetType
 
 from chargepoint import demo
 from chargepoint.app import commands, control
-from chargepoint.app.daemon import Daemon, link_for
+from chargepoint.app.assembly import link_for
+from chargepoint.app.daemon import Daemon
 from chargepoint.logs import configure_logging
 from chargepoint.storage import StateError
 from config.loader import Config, ConfigError, load_config

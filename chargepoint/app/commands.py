@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from chargepoint.app.daemon import key_specs, link_for, quectel_settings
+from chargepoint.app.assembly import key_specs, link_for, quectel_settings
 from chargepoint.hardware.charger import MEASURANDS
 from chargepoint.logs import stderr_is_journal
 from config.loader import Config, ConfigError, load_config

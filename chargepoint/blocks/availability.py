@@ -35,8 +35,9 @@ from chargepoint.hardware.charger import (
     Plugged,
     Unplugged,
 )
-from chargepoint.model import connector_status as cs
-from chargepoint.model.connector_status import ConnectorStatusMachine, Status
+from chargepoint.model import connector_events as cs
+from chargepoint.model.connector_events import Status
+from chargepoint.model.connector_status import ConnectorStatusMachine, charge_point_status
 from chargepoint.model.transactions import timestamp
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class Availability:
 
     def status_of(self, number: int) -> Status:
         if number == 0:
-            return cs.charge_point_status(
+            return charge_point_status(
                 operative=self._operative[0], fault=_fault_event(self._context.charger.fault)
             )
         status = self._machines[number].status

@@ -18,176 +18,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
 import logging
 import shutil
 import signal
 import sys
-import tarfile
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from ocpp.v16 import call
 
 from chargepoint.app import control
-from chargepoint.app.daemon import Daemon, link_for
+from chargepoint.app.assembly import link_for
+from chargepoint.app.daemon import Daemon
 from chargepoint.app.service import ServiceNotifier
 from chargepoint.demo.csms import DemoCsms
+from chargepoint.demo.installation import (
+    BAUD,
+    IDENTITY,
+    NEW_VERSION,
+    OLD_VERSION,
+    PASSWORD,
+    write_config,
+)
+from chargepoint.demo.summary import Parts, print_summary
+from chargepoint.demo.timeline import Timeline
 from chargepoint.logs import FORMAT
 from chargepoint.station import Station
 from config.loader import load_config
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
 from transport.simulator.file_server import FileServer
 
-BAUD = 115200
 LATENCY = 0.05
-IDENTITY = "CP-DEMO-1"
-PASSWORD = "demo-secret-0123"
 CARD = "04A2B3C4D5"
 REMOTE_CARD = "APP-USER-42"
-OLD_VERSION, NEW_VERSION = "1.0.0", "1.1.0"
 FIRMWARE_PATH = f"/firmware/cp-{NEW_VERSION}.bin"
 FIRMWARE_SIZE = 64 * 1024
 STEP_TIMEOUT = 90.0
-# Commands that move bulk data (payload on the UART): counted, not printed one by one.
-DATA_COMMANDS = ("AT+QISEND", "AT+QIRD", "AT+QFREAD", "AT+QFWRITE")
-WIDTH = 160
-MODULE_STATUS = ("module status: ", "module on ")  # the driver's words for URCs shown anyway
-
-INSTALLER = """\
-# The demo's firmware installer: takes the image, "installs" it by recording its version.
-import pathlib, sys
-image, version_file = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-version = image.read_bytes().split(b"\\n", 1)[0].split()[-1].decode()
-version_file.write_text(version + "\\n")
-"""
 
 
 class StepFailed(Exception):
     pass
-
-
-class Timeline(logging.Handler):
-    """One timeline: seconds since start, the layer, what happened.
-
-    ``transport.at`` debug records become one line per AT command with its result, except the
-    data-moving commands, which are counted and shown as totals at each step of the script.
-    """
-
-    def __init__(self, out: TextIO, start: float) -> None:
-        super().__init__(logging.DEBUG)
-        self.out = out
-        self.start = start
-        self.commands = 0
-        self.urcs = 0
-        self.data_commands: Counter[str] = Counter()
-        self._command: str | None = None
-        self._data_command = False
-        self._names: dict[str, str] = {}  # OCPP message id -> action
-        self.frames: Counter[str] = Counter()  # per direction
-
-    def line(self, layer: str, text: str, when: float | None = None) -> None:
-        at = (time.time() if when is None else when) - self.start
-        text = f"{at:8.3f}s  {layer:<5} {text}"
-        if len(text) > WIDTH and layer != "ocpp":  # OCPP is shown whole
-            text = text[: WIDTH - 1] + "…"
-        print(text, file=self.out, flush=True)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-            if record.name == "transport.at" and record.levelno == logging.DEBUG:
-                self._at(message, record.created)
-                return
-            if record.levelno == logging.INFO and message.startswith(MODULE_STATUS):
-                return  # the URC itself is on the timeline
-            layer = {
-                "transport.websocket": "ws",
-                "transport.at": "uart",
-            }.get(record.name, "modem" if record.name.startswith("transport.") else "cp")
-            mark = "" if record.levelno < logging.WARNING else f"{record.levelname}: "
-            self.line(layer, mark + message, record.created)
-        except Exception:
-            self.handleError(record)
-
-    def _at(self, message: str, when: float) -> None:
-        if message.startswith("→ "):
-            self.commands += 1
-            command = message[2:].split(" [+", 1)[0]
-            self._command = command
-            self._data_command = command.startswith(DATA_COMMANDS)
-            if self._data_command:
-                self.data_commands[command.split("=", 1)[0]] += 1
-        elif message.startswith("← ") and self._command is not None:
-            result = message[2:]
-            failed = "ERROR" in result
-            if not self._data_command or failed:
-                self.line("uart", f"{self._command}  ⇒  {result}", when)
-            self._command = None
-        elif message.startswith("urc "):
-            self.urcs += 1
-            if '"recv"' not in message:  # data waiting: the driver reads it, counted above
-                self.line("uart", message, when)
-
-    def data_totals(self) -> str:
-        counts = ", ".join(f"{n} {name[3:]}" for name, n in sorted(self.data_commands.items()))
-        self.data_commands.clear()
-        return counts
-
-    def frame(self, direction: str, text: str) -> None:
-        self.frames[direction] += 1
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            self.line("ocpp", f"{direction} unreadable: {text[:60]}")
-            return
-        arrow = "CP → CSMS" if direction == "cp>csms" else "CSMS → CP"
-        if frame[0] == 2:
-            self._names[frame[1]] = frame[2]
-            self.line("ocpp", f"{arrow}  {frame[2]}  {_describe(frame[2], frame[3])}")
-        elif frame[0] == 3:
-            name = self._names.pop(frame[1], "?")
-            self.line("ocpp", f"{arrow}  {name}.conf  {_describe(name, frame[2])}")
-        else:
-            name = self._names.pop(frame[1], "?")
-            self.line("ocpp", f"{arrow}  {name} CALLERROR {frame[2]} {frame[3]}")
-
-
-def _describe(action: str, payload: dict[str, Any]) -> str:
-    """A payload in one short line: scalars as key=value, meter values as readings."""
-    if action == "MeterValues" and "meterValue" in payload:
-        readings = []
-        for value in payload["meterValue"]:
-            for sample in value["sampledValue"]:
-                name = sample.get("measurand", "Energy.Active.Import.Register")
-                readings.append(f"{name}={sample['value']} {sample.get('unit', 'Wh')}")
-            readings.append(f"@{value['timestamp'][11:19]}")
-        return f"connector {payload['connectorId']} tx {payload.get('transactionId')}: " + " ".join(
-            readings
-        )
-    parts = []
-    for key, value in payload.items():
-        shown = value
-        if isinstance(value, dict):
-            shown = value.get("status", "{…}")
-        elif isinstance(value, list):
-            shown = f"[{len(value)}]"
-        parts.append(f"{key}={shown}")
-    return " ".join(parts)
-
-
-@dataclass
-class Parts:
-    csms: DemoCsms
-    files: FileServer
-    sim: SimulatorShell
-    config_path: Path
 
 
 class Demo:
@@ -252,53 +125,6 @@ class Demo:
             for name, level in saved_levels.items():
                 logging.getLogger(name).setLevel(level)
 
-    def _write_config(self, directory: Path, csms: DemoCsms, sim_path: str) -> Path:
-        version_file = directory / "firmware-version"
-        version_file.write_text(OLD_VERSION + "\n")
-        installer = directory / "install-firmware.py"
-        installer.write_text(INSTALLER)
-        (directory / "csms-password").write_text(PASSWORD + "\n")
-        install = [sys.executable, str(installer), "{image}", str(version_file)]
-        config = directory / "chargepoint.toml"
-        config.write_text(
-            f"""\
-# Written by `chargepoint demo`: the charge point on a simulated Quectel module.
-[charge_point]
-id = "{IDENTITY}"
-vendor = "DemoVendor"
-model = "AT-1"
-serial_number = "DEMO-0001"
-connectors = 1
-
-[csms]
-url = "{csms.url}"
-password_file = "csms-password"
-reconnect_delay_min = 1
-reconnect_delay_max = 4
-
-[modem]
-type = "quectel"
-port = "{sim_path}"
-baudrate = {BAUD}
-apn = "internet"
-
-[firmware]
-install_command = {json.dumps(install)}
-version_file = "{version_file}"
-
-[diagnostics]
-log_files = ["{directory / "log"}/*.log"]
-
-[ocpp_keys]
-MeterValueSampleInterval = 5
-MeterValuesSampledData = "Energy.Active.Import.Register,Power.Active.Import"
-
-[storage]
-directory = "{directory / "state"}"
-"""
-        )
-        return config
-
     async def _daemon_loop(self, config_path: Path) -> None:
         """The daemon as the service runs it: after a restart it asks for (a firmware update's
         reboot, a Reset), a new one starts from the same configuration and state."""
@@ -334,7 +160,7 @@ directory = "{directory / "state"}"
             async with SimulatorShell(
                 QuectelModule(ModuleProfile()), baud=BAUD, latency=LATENCY
             ) as sim:
-                config_path = self._write_config(directory, csms, sim.path)
+                config_path = write_config(directory, csms.url, sim.path)
                 parts = Parts(csms, files, sim, config_path)
                 self.say(f"CSMS (ocpp library) on {csms.url}")
                 self.say(f"HTTP file server on {files.url('/')} with {FIRMWARE_PATH}")
@@ -518,32 +344,14 @@ directory = "{directory / "state"}"
     # -- the end --
 
     def _summary(self, parts: Parts, *, ok: bool) -> None:
-        csms, sim = parts.csms, parts.sim
-        sent = Counter(action for action, _ in csms.calls)
-        upload = parts.files.uploads[-1] if parts.files.uploads else None
-        print(file=self.out)
-        print("summary", file=self.out)
-        rows = [
-            ("OCPP calls CP → CSMS", f"{sum(sent.values())}  " + _counts(sent)),
-            (
-                "OCPP messages",
-                f"{self.timeline.frames['cp>csms']} sent by the charge point, "
-                f"{self.timeline.frames['csms>cp']} received",
-            ),
-            ("UART host → module", f"{sim.bytes_from_host} bytes"),
-            ("UART module → host", f"{sim.bytes_to_host} bytes"),
-            ("AT commands", f"{self.timeline.commands} ({self.timeline.urcs} URCs)"),
-            ("transactions", f"{len(csms.seen('StopTransaction'))} stopped"),
-            ("coverage hole", f"{self.delivered_after_hole} queued messages delivered after it"),
-            ("energy charged", f"{csms.energy_wh} Wh (meterStop - meterStart, as the CSMS bills)"),
-            ("firmware", _firmware_line(parts)),
-            ("diagnostics", _diagnostics_line(upload.data if upload else None)),
-            ("elapsed", f"{time.time() - self.start:.1f} s"),
-            ("result", "every step completed" if ok else "FAILED (see the timeline)"),
-        ]
-        for name, value in rows:
-            print(f"  {name:<22} {value}", file=self.out)
-        self.out.flush()
+        print_summary(
+            self.out,
+            self.timeline,
+            parts,
+            delivered_after_hole=self.delivered_after_hole,
+            start=self.start,
+            ok=ok,
+        )
 
     async def _keep_running(self, parts: Parts) -> None:
         assert self.daemon is not None
@@ -562,23 +370,6 @@ directory = "{directory / "state"}"
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
-
-
-def _counts(counter: Counter[str]) -> str:
-    return "(" + ", ".join(f"{name} {n}" for name, n in counter.most_common()) + ")"
-
-
-def _firmware_line(parts: Parts) -> str:
-    versions = [p.get("firmware_version") for p in parts.csms.seen("BootNotification")]
-    return f"BootNotification firmwareVersion {' → '.join(dict.fromkeys(map(str, versions)))}"
-
-
-def _diagnostics_line(archive: bytes | None) -> str:
-    if archive is None:
-        return "nothing uploaded"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        names = tar.getnames()
-    return f"{len(archive)} bytes uploaded, {len(names)} files: {', '.join(names)}"
 
 
 def _utc_now() -> str:

@@ -1,0 +1,70 @@
+"""What the demo installs: its configuration file, CSMS password and firmware installer,
+written as an installer would write them for a charger in the field."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BAUD = 115200
+IDENTITY = "CP-DEMO-1"
+PASSWORD = "demo-secret-0123"
+OLD_VERSION, NEW_VERSION = "1.0.0", "1.1.0"
+
+INSTALLER = """\
+# The demo's firmware installer: takes the image, "installs" it by recording its version.
+import pathlib, sys
+image, version_file = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+version = image.read_bytes().split(b"\\n", 1)[0].split()[-1].decode()
+version_file.write_text(version + "\\n")
+"""
+
+
+def write_config(directory: Path, csms_url: str, sim_path: str) -> Path:
+    """The configuration an installer would write for the demo, with its firmware installer."""
+    version_file = directory / "firmware-version"
+    version_file.write_text(OLD_VERSION + "\n")
+    installer = directory / "install-firmware.py"
+    installer.write_text(INSTALLER)
+    (directory / "csms-password").write_text(PASSWORD + "\n")
+    install = [sys.executable, str(installer), "{image}", str(version_file)]
+    config = directory / "chargepoint.toml"
+    config.write_text(
+        f"""\
+# Written by `chargepoint demo`: the charge point on a simulated Quectel module.
+[charge_point]
+id = "{IDENTITY}"
+vendor = "DemoVendor"
+model = "AT-1"
+serial_number = "DEMO-0001"
+connectors = 1
+
+[csms]
+url = "{csms_url}"
+password_file = "csms-password"
+reconnect_delay_min = 1
+reconnect_delay_max = 4
+
+[modem]
+type = "quectel"
+port = "{sim_path}"
+baudrate = {BAUD}
+apn = "internet"
+
+[firmware]
+install_command = {json.dumps(install)}
+version_file = "{version_file}"
+
+[diagnostics]
+log_files = ["{directory / "log"}/*.log"]
+
+[ocpp_keys]
+MeterValueSampleInterval = 5
+MeterValuesSampledData = "Energy.Active.Import.Register,Power.Active.Import"
+
+[storage]
+directory = "{directory / "state"}"
+"""
+    )
+    return config
