@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,10 @@ class DaemonProcess:
             async with asyncio.timeout(30):
                 await self.process.wait()
 
-    async def ctl(self, command: str, **args: Any) -> None:
+    async def ctl(self, command: str, **args: Any) -> dict[str, Any]:
         answer = await control.request(self.socket, {"cmd": command, **args})
         assert answer["ok"], answer
+        return answer
 
 
 def _open_at_csms(peer: Csms) -> set[int]:
@@ -167,3 +169,81 @@ async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path) -
         reasons = [p["params"].get("reason") for p in peer.calls("StopTransaction")]
         assert "PowerLoss" in reasons and "Local" in reasons
         assert cuts >= 20
+
+
+def _statuses_after_boot(peer: Csms, boot: int) -> dict[int, tuple[str, str]]:
+    """The last status per connector reported after BootNotification number ``boot``."""
+    calls = [e for e in peer.events if e["event"] == "call"]
+    boots = [i for i, c in enumerate(calls) if c["method"] == "BootNotification"]
+    return {
+        c["params"]["connectorId"]: (c["params"]["status"], c["params"]["errorCode"])
+        for c in calls[boots[boot - 1] :]
+        if c["method"] == "StatusNotification"
+    }
+
+
+async def test_ctl_power_fail_is_a_power_cut_and_the_charger_keeps_its_physical_state(
+    tmp_path: Path,
+) -> None:
+    """`chargepoint ctl power-fail` takes the daemon down as a power cut does: it sends and
+    writes nothing on the way down (no StopTransaction, no WebSocket close). What the hardware
+    knows survives: the cable still in and locked, the charge point's own fault (connector 0),
+    the meter register. After the power returns the interrupted transaction is stopped with
+    reason PowerLoss (OCTT TC_032_2_CS) and the statuses reported after BootNotification match
+    the physical state: connector 0 Faulted, connector 1 Finishing (the cable is still in)."""
+    async with csms_peer("python", password=PASSWORD) as peer, SimulatorShell() as sim:
+        state = tmp_path / "state"
+        config = tmp_path / "chargepoint.toml"
+        config.write_text(_config(peer.url, sim.path, state))
+        daemon = DaemonProcess(config, tmp_path / "daemon.log", peer, state / "control.sock")
+        await daemon.start()
+        try:
+            await daemon.ctl("plug", connector=1)
+            await daemon.ctl("present", id_tag="PF-1", connector=1)
+            await peer.wait_for(lambda _: peer.calls("MeterValues"))
+            await daemon.ctl("fault", connector=0, code="GroundFailure", info="RCD tripped")
+            await peer.wait_for(
+                lambda _: _statuses_after_boot(peer, 1).get(0) == ("Faulted", "GroundFailure")
+            )
+            before = await daemon.ctl("hardware")
+
+            cut = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "chargepoint.app.cli",
+                "ctl",
+                "--socket",
+                str(daemon.socket),
+                "power-fail",
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await cut.communicate()
+            assert cut.returncode == 0, err.decode()
+            assert daemon.process is not None
+            assert await daemon.process.wait() == -signal.SIGKILL
+            assert "power cut (chargepoint ctl power-fail)" in daemon.log.read_text()
+            assert peer.calls("StopTransaction") == []  # nothing was sent on the way down
+
+            await daemon.start()  # the power is back
+            await peer.wait_for(lambda _: peer.calls("StopTransaction"))
+            after = await daemon.ctl("hardware")
+        finally:
+            await daemon.stop()
+
+    (stop,) = peer.calls("StopTransaction")
+    assert stop["params"]["reason"] == "PowerLoss"
+    assert after["fault"] == before["fault"] == "GroundFailure"
+    (was,) = before["connectors"]
+    (now,) = after["connectors"]
+    for part in ("cable_plugged", "ev_connected", "locked", "fault", "lock_fails"):
+        assert now[part] == was[part], part
+    assert was["cable_plugged"] and was["ev_connected"] and was["locked"]
+    assert now["energy_wh"] >= was["energy_wh"] > 0
+    assert stop["params"]["meterStop"] <= now["energy_wh"]
+    assert not now["delivering"]  # the contactor opened with the power
+    assert _statuses_after_boot(peer, 2) == {
+        0: ("Faulted", "GroundFailure"),
+        1: ("Finishing", "NoError"),
+    }

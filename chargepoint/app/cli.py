@@ -163,7 +163,14 @@ def _ctl_parser(sub: Any) -> None:
     )
     actions.add_parser("suspend", help="the EV pauses charging").add_argument("connector", type=int)
     actions.add_parser("resume", help="the EV resumes charging").add_argument("connector", type=int)
-    actions.add_parser("power-fail", help="mains power lost (running on back-up power)")
+    power = actions.add_parser(
+        "power-fail", help="the power goes: the daemon dies at once, as in a power cut"
+    )
+    power.add_argument(
+        "--backup",
+        action="store_true",
+        help="mains lost but the back-up supply holds: transactions are stopped first",
+    )
     actions.add_parser("hardware", help="the simulated charger's physical state as JSON")
 
 
@@ -179,6 +186,8 @@ def _ctl_message(args: argparse.Namespace) -> dict[str, Any]:
         message["fails"] = not args.off
     if action == "unplug" and args.ev_side:
         message["ev_side"] = True
+    if action == "power-fail" and args.backup:
+        message["backup"] = True
     return message
 
 

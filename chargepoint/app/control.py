@@ -17,7 +17,9 @@ or ``error`` (a sentence for a person). Commands:
                    ChargePointErrorCode), ``info``
 ``clear-fault``    ``connector``
 ``suspend``        ``connector``, ``suspended``: the EV pauses or resumes charging
-``power-fail``     mains power lost, running on the back-up supply
+``power-fail``     the power goes: the daemon dies at once, as in a power cut (after the
+                   answer; the hardware keeps its state, the daemon records nothing more);
+                   with ``backup``: mains lost, running on the back-up supply
 =================  ==========================================================
 
 The socket is created with mode 0660 in the state directory: the daemon's group may use it.
@@ -48,11 +50,17 @@ class ControlError(Exception):
 
 class ControlServer:
     def __init__(
-        self, path: Path, charger: Charger, describe: Callable[[], dict[str, Any]]
+        self,
+        path: Path,
+        charger: Charger,
+        describe: Callable[[], dict[str, Any]],
+        power_cut: Callable[[], None],
     ) -> None:
         self.path = path
         self._charger = charger
         self._describe = describe
+        self._power_cut = power_cut
+        self._cutting = False  # a power cut is asked for: it comes once the answer is out
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -79,6 +87,8 @@ class ControlServer:
                 answer = self.handle(line)
                 writer.write(json.dumps(answer).encode() + b"\n")
                 await writer.drain()
+                if self._cutting:
+                    self._power_cut()
         except (ConnectionError, ValueError):
             pass  # a client that went away, or a line over MAX_REQUEST
         finally:
@@ -130,8 +140,11 @@ class ControlServer:
                 charger.clear_fault(_need(connector))
             case "suspend":
                 charger.suspend(_need(connector), bool(request.get("suspended", True)))
-            case "power-fail":
+            case "power-fail" if request.get("backup"):
                 charger.power_failing()
+            case "power-fail":
+                charger.power_cut()
+                self._cutting = True
             case "hardware":
                 return charger.status()
             case _:

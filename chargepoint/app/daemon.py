@@ -16,7 +16,9 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import os
 import random
+import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC
@@ -98,6 +100,14 @@ def recovery_step(consecutive_link_failures: int) -> RecoveryStep:
     return RecoveryStep(min(failures // 3, RecoveryStep.RESTART_MODULE))
 
 
+def cut_power() -> None:
+    """``chargepoint ctl power-fail``: the process dies as in a power cut, with no clean-up:
+    no WebSocket close, no StopTransaction, nothing more written. systemd restarts it."""
+    log.warning("power cut (chargepoint ctl power-fail): the daemon goes down now")
+    logging.shutdown()  # the log line above reaches its file; nothing else is done
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class Daemon:
     def __init__(
         self,
@@ -109,8 +119,10 @@ class Daemon:
         rng: random.Random | None = None,
         reset_hook: Callable[[ResetType], Awaitable[None]] | None = None,
         notifier: ServiceNotifier | None = None,
+        power_cut: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self._power_cut = power_cut or cut_power
         self.notifier = notifier or ServiceNotifier.from_environment()
         self.link = link
         self.data_transfer = data_transfer or DataTransferVendors()
@@ -214,7 +226,9 @@ class Daemon:
         log.info("charge point %s: CSMS %s through %s", cp.id, csms.url, self.link.description)
         self._stop = stop
         self.scheduler.start()
-        control = ControlServer(self.config.control_path, self.charger, self._describe)
+        control = ControlServer(
+            self.config.control_path, self.charger, self._describe, self._power_cut
+        )
         service = [
             asyncio.create_task(self.notifier.watchdog(), name="systemd watchdog"),
             asyncio.create_task(

@@ -339,7 +339,14 @@ class SimulatedCharger:
         self._emit(EvSuspended(number, suspended))
 
     def power_failing(self) -> None:
+        """Mains lost, on the back-up supply: the controller is told and has time to act."""
         self._emit(PowerFailing())
+
+    def power_cut(self) -> None:
+        """The power goes with no warning. Nothing is told; the hardware's own memory keeps
+        what it knows (the meter register to this instant, cable, lock, faults)."""
+        for connector in self._connectors:
+            connector.read_meter()  # brings the register up to now and saves it
 
     def status(self) -> dict[str, object]:
         return {
