@@ -113,6 +113,7 @@ class TcpProxy:
         self.refusing = False  # new connections are closed at once: the CSMS is unreachable
         self._silenced: set[int] = set()  # connections stalled by stall_existing()
         self._deafened: set[int] = set()  # connections whose answers vanish (deafen_existing)
+        self.stall_after: bytes | None = None  # the server's bytes that silence their connection
         self.connections = 0
         self._writers: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -155,6 +156,8 @@ class TcpProxy:
                     self.from_client += data
                 writer.write(data)
                 await writer.drain()
+                if not record and self.stall_after is not None and self.stall_after in data:
+                    self._silenced.add(number)  # delivered; from now on the link is dead
         except (ConnectionError, OSError):
             pass
         finally:

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -205,3 +206,30 @@ async def test_a_card_is_decided_at_once_while_a_call_waits_for_its_answer(
         assert not [m for m in said if m.startswith("StatusNotification failed")]
         assert [m for m in said if m.startswith("Authorize for IMPATIENT failed (LineBusy")]
         assert [e for e in r.peer.calls("Authorize")] == []
+
+
+async def test_a_hard_reset_whose_link_dies_delivers_its_stop_once_after_the_reboot() -> None:
+    # Issue 14 item 3, "reset while offline": the link dies the moment the Reset.req has
+    # arrived, so neither Reset.conf nor the StopTransaction (reason HardReset) reaches the
+    # CSMS. The hard reset waits its bounded grace for the StopTransaction.conf, then reboots
+    # all the same (OCTT TC_015: bounded); the stop is in the outbox on disk and reaches the
+    # CSMS exactly once after the reboot, with the time of the reset.
+    async with rig("python", call_timeout=2) as r:
+        transaction_id = await r.charging(1)
+        await r.wait_status(1, "Charging")
+        r.proxy.stall_after = b'"Reset"'
+        await r.peer.send_raw(json.dumps([2, "reset-offline", "Reset", {"type": "Hard"}]))
+        await r.wait_stopped()  # the grace ran out: the charge point rebooted unconfirmed
+        assert r.peer.reply_to("reset-offline") is None  # not even the Reset.conf got out
+        assert r.calls("StopTransaction") == []
+
+        rebooted = datetime.now(UTC)
+        await r.restart()
+        await r.booted(2)
+        (stop,) = await r.wait_calls("StopTransaction")
+        assert (stop["transactionId"], stop["reason"]) == (transaction_id, "HardReset")
+        # Stopped at the reset, not at the boot.
+        assert datetime.fromisoformat(stop["timestamp"].replace("Z", "+00:00")) <= rebooted
+        async with asyncio.timeout(30):
+            await r.station.outbox.wait_empty()
+        assert len(r.calls("StopTransaction")) == 1
