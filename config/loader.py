@@ -326,7 +326,7 @@ def _explain(error: ValidationError, where: str, schema: dict[str, Any]) -> str:
     if validator == "enum":
         values: list[object] = list(error.validator_value)  # type: ignore[arg-type]
         choices = ", ".join(_toml(value) for value in values)
-        return f"{where}: must be one of {choices}"
+        return f"{where}: must be one of {choices}, not {_toml(error.instance)}"
     if validator == "minimum":
         return f"{where}: must be at least {error.validator_value}"
     if validator == "exclusiveMinimum":
@@ -335,6 +335,11 @@ def _explain(error: ValidationError, where: str, schema: dict[str, Any]) -> str:
         return f"{where}: must be at most {error.validator_value}"
     if validator == "minLength":
         return f"{where}: must not be empty"
+    if validator == "contains" and "const" in error.validator_value:  # type: ignore[operator]
+        wanted = error.validator_value["const"]  # type: ignore[index]
+        return f"{where}: must include {_toml(wanted)}"
+    if validator == "uniqueItems":
+        return f"{where}: lists an item twice"
     if validator == "maxLength":
         return f"{where}: must be at most {error.validator_value} characters (OCPP limit)"
     return f"{where}: {custom or error.message}"

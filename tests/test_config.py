@@ -91,7 +91,8 @@ type = "ppp"
 def test_wrong_types_name_what_is_expected() -> None:
     text = MINIMAL.replace('type = "host"', 'type = "host"\nbaudrate = "fast"\ncontext_id = 1.5')
     assert problems(text) == [
-        "modem.baudrate: must be one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600",
+        "modem.baudrate: must be one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600,"
+        ' not "fast"',
         "modem.context_id: must be a whole number",
     ]
 

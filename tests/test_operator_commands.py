@@ -71,7 +71,7 @@ async def test_check_config_prints_the_exact_error_and_exits_1(tmp_path: Path) -
     assert (code, out) == (1, "")
     assert err == (
         f"{config}: 1 problem(s):\n"
-        '  logging.level: must be one of "debug", "info", "warning", "error"\n'
+        '  logging.level: must be one of "debug", "info", "warning", "error", not "loud"\n'
     )
 
 
