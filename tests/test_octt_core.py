@@ -662,6 +662,30 @@ async def test_change_availability_is_scheduled_while_charging(peer_kind: str) -
         no_strict_failures(r)
 
 
+async def test_change_availability_ends_an_authorization_still_waiting_for_the_cable(
+    peer_kind: str,
+) -> None:
+    # A card was accepted but no cable is in yet (Preparing): no transaction is in progress,
+    # so the change is Accepted at once (§5.2) and the authorization goes with it. A cable
+    # plugged in afterwards starts nothing on the Unavailable connector.
+    async with rig(peer_kind) as r:
+        r.charger.present("TAG-1", 1)
+        await r.wait_status(1, "Preparing")
+        answer = await r.peer.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+        assert answer == {"status": "Accepted"}
+        await r.wait_status(1, "Unavailable")
+        assert r.station.transactions.pending_id_tag(1) is None
+        r.charger.plug(1)
+        await settle(r)
+        assert r.calls("StartTransaction") == []
+        assert r.status_sequence(1)[-1] == "Unavailable"
+        answer = await r.peer.call("ChangeAvailability", {"connectorId": 1, "type": "Operative"})
+        assert answer == {"status": "Accepted"}
+        await r.wait_status(1, "Preparing")  # the cable is in; a new card is needed
+        assert r.calls("StartTransaction") == []
+        no_strict_failures(r)
+
+
 # -- 2.14 Offline behaviour --
 
 

@@ -24,6 +24,7 @@ from chargepoint.blocks.events import (
     AuthorizationPending,
     EnergyWithheld,
     LockFailed,
+    OutOfService,
     TransactionEnded,
     TransactionStarted,
 )
@@ -133,6 +134,8 @@ class Availability:
         transaction starts (§5.19); running ones go on to their end."""
         self._blocked = blocked
         for number in self._machines:
+            if blocked:
+                self._context.events.publish(OutOfService(number))
             self._apply(number, cs.Blocked(blocked))
         self._context.settle()
 
@@ -159,7 +162,10 @@ class Availability:
             [(n, int(operative)) for n in changed],
         )
         for number in self._machines:
-            self._apply(number, cs.Availability(self._operative[0] and self._operative[number]))
+            available = self._operative[0] and self._operative[number]
+            if not available:
+                self._context.events.publish(OutOfService(number))
+            self._apply(number, cs.Availability(available))
         self._context.settle()
         busy = any(self._machines[n].in_transaction for n in targets)
         return (

@@ -49,6 +49,14 @@ class TransactionDeauthorized:
 
 
 @dataclass(frozen=True, slots=True)
+class OutOfService:
+    """The connector may start no new transaction (set Inoperative, or blocked by the charge
+    point): an authorization still waiting for the cable there is void (§5.2)."""
+
+    connector: int
+
+
+@dataclass(frozen=True, slots=True)
 class LockFailed:
     connector: int
     failed: bool

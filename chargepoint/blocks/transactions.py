@@ -26,6 +26,7 @@ from chargepoint.blocks.context import Context
 from chargepoint.blocks.events import (
     AuthorizationPending,
     LockFailed,
+    OutOfService,
     TransactionDeauthorized,
     TransactionEnded,
     TransactionStarted,
@@ -81,6 +82,7 @@ class Transactions:
         context.on_hardware(Plugged, self._on_plugged)
         context.on_hardware(Unplugged, self._on_unplugged)
         context.on_hardware(PowerFailing, self._on_power_failing)
+        context.events.subscribe(OutOfService, self._on_out_of_service)
 
     # -- what others may ask --
 
@@ -187,6 +189,16 @@ class Transactions:
         )
         connector.authorized = authorized
         self._context.events.publish(AuthorizationPending(number, True))
+
+    def _on_out_of_service(self, event: OutOfService) -> None:
+        connector = self.connectors[event.connector - 1]
+        if connector.authorized is not None:
+            log.info(
+                "connector %d out of service: the authorization of %s waiting there ends",
+                connector.number,
+                connector.authorized.id_tag,
+            )
+            self._withdraw(connector)
 
     def _connection_timeout(self, connector: Connector, authorized: Authorized) -> None:
         if connector.authorized is authorized and connector.transaction is None:

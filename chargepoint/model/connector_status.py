@@ -35,9 +35,10 @@ derivation out of them:
   its reservation (§5.13 ends a reservation when its connector is set Unavailable).
 
 One case is left. A Preparing connector with no cable in (an idTag accepted, the cable still
-awaited) has no path to Unavailable. The station must answer ChangeAvailability with Scheduled
-and hold back a block of its own until that authorization is used or has lapsed. If it applies
-one anyway, the status goes straight to Unavailable, the only true answer left.
+awaited) has no path to Unavailable but through Available (B1, then A8). No transaction is in
+progress, so the station accepts the change at once (§5.2) and ends the authorization first
+(:class:`AuthorizationEnded`, then :class:`Availability`); with both in one unit of work the
+CSMS may see Preparing then Unavailable, as MinimumStatusDuration can make it see any time.
 """
 
 from __future__ import annotations
