@@ -130,9 +130,9 @@ class ControlServer:
                     raise ControlError("present needs id_tag")
                 charger.present(id_tag, connector)
             case "lock-fails":
-                charger.connector(_need(connector)).lock_fails = bool(request.get("fails", True))
+                charger.set_lock_fails(_need(connector), bool(request.get("fails", True)))
             case "unlock-fails":
-                charger.connector(_need(connector)).unlock_fails = bool(request.get("fails", True))
+                charger.set_unlock_fails(_need(connector), bool(request.get("fails", True)))
             case "fault":
                 # Connector 0 is the charge point as a whole (a ground fault, a power supply).
                 charger.raise_fault(_need(connector), str(request.get("code")), request.get("info"))

@@ -320,6 +320,7 @@ class SimulatedCharger:
             raise ValueError("NoError is not a fault; use clear-fault")
         fault = Fault(error, info)
         if number == 0:
+            self._meter_to_now()  # energy flowed until this instant
             self._fault = fault
             self.save()
         else:
@@ -328,11 +329,23 @@ class SimulatedCharger:
 
     def clear_fault(self, number: int) -> None:
         if number == 0:
+            self._meter_to_now()
             self._fault = None
             self.save()
         else:
             self.connector(number).set_fault(None)
         self._emit(FaultCleared(number))
+
+    def set_lock_fails(self, number: int, fails: bool) -> None:
+        """The cable lock of ``number`` will fail (or work again) from now on."""
+        connector = self.connector(number)
+        connector.lock_fails = fails
+        self.save(connector)
+
+    def set_unlock_fails(self, number: int, fails: bool) -> None:
+        connector = self.connector(number)
+        connector.unlock_fails = fails
+        self.save(connector)
 
     def suspend(self, number: int, suspended: bool) -> None:
         self.connector(number).set_suspended(suspended)
@@ -345,6 +358,9 @@ class SimulatedCharger:
     def power_cut(self) -> None:
         """The power goes with no warning. Nothing is told; the hardware's own memory keeps
         what it knows (the meter register to this instant, cable, lock, faults)."""
+        self._meter_to_now()
+
+    def _meter_to_now(self) -> None:
         for connector in self._connectors:
             connector.read_meter()  # brings the register up to now and saves it
 
