@@ -72,7 +72,10 @@ async def test_a_core_only_deployment_reports_core_and_refuses_the_other_profile
                 await r.peer.call(action, payload)
             assert refused.value.code == "NotSupported", action
         # Core goes on as before.
-        assert await r.peer.call("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "90"})
+        answer = await r.peer.call(
+            "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "90"}
+        )
+        assert answer == {"status": "Accepted"}
         await r.charging(1)
         assert [c for c in r.calls("FirmwareStatusNotification")] == []
 

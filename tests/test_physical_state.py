@@ -6,6 +6,7 @@ connector 0) or wind a meter back. Only the contactor opens with the power.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from chargepoint.hardware.simulated import SimulatedCharger
@@ -87,3 +88,21 @@ async def test_the_charge_point_reports_the_same_statuses_after_a_daemon_restart
         }
         assert reported[0] == ("Faulted", "PowerSwitchFailure")
         assert reported[2] == ("Faulted", "GroundFailure")
+
+
+async def test_a_fault_ends_an_authorization_still_waiting_for_the_cable() -> None:
+    # A card was accepted on connector 1, then the connector faulted before the cable came:
+    # plugging in afterwards must not start a transaction on a Faulted connector.
+    async with rig("python") as r:
+        r.charger.present("TAG-1", 1)
+        await r.wait_status(1, "Preparing")
+        r.charger.raise_fault(1, "GroundFailure", "RCD tripped")
+        await r.wait_status(1, "Faulted")
+        r.charger.plug(1)
+        async with asyncio.timeout(30):
+            await r.station.wait_until(lambda: r.station.transactions.pending_id_tag(1) is None)
+        assert r.station.transactions.active(1) is None
+        r.charger.clear_fault(1)
+        await r.peer.wait_for(lambda _: r.status_sequence(1)[-1] == "Preparing")  # cable in
+        assert r.station.transactions.active(1) is None
+        assert r.calls("StartTransaction") == []

@@ -207,20 +207,9 @@ async def test_ctl_power_fail_is_a_power_cut_and_the_charger_keeps_its_physical_
             )
             before = await daemon.ctl("hardware")
 
-            cut = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "chargepoint.app.cli",
-                "ctl",
-                "--socket",
-                str(daemon.socket),
-                "power-fail",
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            _, err = await cut.communicate()
-            assert cut.returncode == 0, err.decode()
+            code, out, err = await _chargepoint_ctl(daemon.socket, "power-fail")
+            assert code == 0, err
+            assert "goes down now" in out
             assert daemon.process is not None
             assert await daemon.process.wait() == -signal.SIGKILL
             assert "power cut (chargepoint ctl power-fail)" in daemon.log.read_text()
@@ -234,16 +223,74 @@ async def test_ctl_power_fail_is_a_power_cut_and_the_charger_keeps_its_physical_
 
     (stop,) = peer.calls("StopTransaction")
     assert stop["params"]["reason"] == "PowerLoss"
+    # The stop's meterStop is the last reading the charge point recorded before the cut, which
+    # is the last Energy.Active.Import.Register it sent (queued ones go out before the stop).
+    registers = [
+        float(sample["value"])
+        for call in peer.calls("MeterValues")
+        for value in call["params"]["meterValue"]
+        for sample in value["sampledValue"]
+        if sample.get("measurand", "Energy.Active.Import.Register")
+        == "Energy.Active.Import.Register"
+    ]
+    (start,) = peer.calls("StartTransaction")
+    assert stop["params"]["meterStop"] == int(registers[-1]) > start["params"]["meterStart"]
     assert after["fault"] == before["fault"] == "GroundFailure"
     (was,) = before["connectors"]
     (now,) = after["connectors"]
-    for part in ("cable_plugged", "ev_connected", "locked", "fault", "lock_fails"):
+    for part in ("cable_plugged", "ev_connected", "fault", "lock_fails"):
         assert now[part] == was[part], part
     assert was["cable_plugged"] and was["ev_connected"] and was["locked"]
+    assert not now["locked"]  # no transaction holds the cable any more: released at boot
     assert now["energy_wh"] >= was["energy_wh"] > 0
-    assert stop["params"]["meterStop"] <= now["energy_wh"]
     assert not now["delivering"]  # the contactor opened with the power
     assert _statuses_after_boot(peer, 2) == {
         0: ("Faulted", "GroundFailure"),
         1: ("Finishing", "NoError"),
     }
+
+
+async def test_ctl_power_fail_backup_stops_the_transaction_while_the_daemon_runs_on(
+    tmp_path: Path,
+) -> None:
+    """`chargepoint ctl power-fail --backup`: mains lost, the back-up supply holds. The charge
+    point stops its transaction at once with reason PowerLoss (OCTT TC_032_1_CS) and stays up."""
+    async with csms_peer("python", password=PASSWORD) as peer, SimulatorShell() as sim:
+        state = tmp_path / "state"
+        config = tmp_path / "chargepoint.toml"
+        config.write_text(_config(peer.url, sim.path, state))
+        daemon = DaemonProcess(config, tmp_path / "daemon.log", peer, state / "control.sock")
+        await daemon.start()
+        try:
+            await daemon.ctl("plug", connector=1)
+            await daemon.ctl("present", id_tag="PF-2", connector=1)
+            await peer.wait_for(lambda _: "PF-2" in _started_tags(peer))
+            code, out, err = await _chargepoint_ctl(daemon.socket, "power-fail", "--backup")
+            assert code == 0, err
+            assert "back-up supply" in out
+            await peer.wait_for(lambda _: peer.calls("StopTransaction"))
+            assert await daemon.ctl("status")  # still up and answering
+            assert daemon.process is not None and daemon.process.returncode is None
+        finally:
+            await daemon.stop()
+    (stop,) = peer.calls("StopTransaction")
+    assert stop["params"]["reason"] == "PowerLoss"
+    assert peer.count("connect") == 1  # no restart happened
+
+
+async def _chargepoint_ctl(socket: Path, *words: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chargepoint.app.cli",
+        "ctl",
+        "--socket",
+        str(socket),
+        *words,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

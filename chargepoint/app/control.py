@@ -60,7 +60,6 @@ class ControlServer:
         self._charger = charger
         self._describe = describe
         self._power_cut = power_cut
-        self._cutting = False  # a power cut is asked for: it comes once the answer is out
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -84,30 +83,34 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
-                answer = self.handle(line)
-                writer.write(json.dumps(answer).encode() + b"\n")
-                await writer.drain()
-                if self._cutting:
-                    self._power_cut()
+                answer, cut = self.handle(line)
+                try:
+                    writer.write(json.dumps(answer).encode() + b"\n")
+                    await writer.drain()
+                finally:
+                    if cut:  # whether or not the one who asked is still there to hear it
+                        self._power_cut()
         except (ConnectionError, ValueError):
             pass  # a client that went away, or a line over MAX_REQUEST
         finally:
             writer.close()
 
-    def handle(self, line: bytes) -> dict[str, Any]:
+    def handle(self, line: bytes) -> tuple[dict[str, Any], bool]:
+        """The answer to one request line, and whether the power is to be cut after it."""
         try:
             request = json.loads(line)
         except ValueError:
-            return {"ok": False, "error": "not a JSON object"}
+            return {"ok": False, "error": "not a JSON object"}, False
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-            return {"ok": False, "error": 'a request is a JSON object with "cmd"'}
+            return {"ok": False, "error": 'a request is a JSON object with "cmd"'}, False
+        cut = request["cmd"] == "power-fail" and not request.get("backup")
         try:
             result = self._dispatch(request)
         except ControlError as exc:
-            return {"ok": False, "error": str(exc)}
+            return {"ok": False, "error": str(exc)}, False
         except (ValueError, TypeError, KeyError) as exc:
-            return {"ok": False, "error": f"{request['cmd']}: {exc}"}
-        return {"ok": True, **result}
+            return {"ok": False, "error": f"{request['cmd']}: {exc}"}, False
+        return {"ok": True, **result}, cut
 
     def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request["cmd"]
@@ -142,9 +145,10 @@ class ControlServer:
                 charger.suspend(_need(connector), bool(request.get("suspended", True)))
             case "power-fail" if request.get("backup"):
                 charger.power_failing()
+                return {"power": "mains lost: transactions stop while the back-up supply holds"}
             case "power-fail":
                 charger.power_cut()
-                self._cutting = True
+                return {"power": "cut: the daemon goes down now; its service manager restarts it"}
             case "hardware":
                 return charger.status()
             case _:

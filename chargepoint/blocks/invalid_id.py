@@ -1,13 +1,15 @@
-"""A transaction whose idTag the CSMS did not accept in StartTransaction.conf (OCPP 1.6 §4.8,
-§9.1.25 StopTransactionOnInvalidId, §9.1.14 MaxEnergyOnInvalidId; OCTT TC_034).
+"""A transaction whose idTag the CSMS did not accept in StartTransaction.conf (OCPP 1.6 §4.8
+as the errata v4.0 §3.18 moved it there, §9.1.24 StopTransactionOnInvalidId, §9.1.14
+MaxEnergyOnInvalidId; OCTT TC_037_2_CS and TC_037_3_CS).
 
-Either the transaction stops at once with reason DeAuthorized and the cable is released, or it
-goes on with at most MaxEnergyOnInvalidId more Wh, after which the EVSE withholds energy
-(SuspendedEVSE) until the driver ends it.
+Either the transaction stops at once with reason DeAuthorized, or it goes on with at most
+MaxEnergyOnInvalidId more Wh, after which the EVSE withholds energy (SuspendedEVSE) until the
+driver ends it. The allowance is checked every second, and at every meter sample.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ocpp.v16.enums import Reason
@@ -23,12 +25,15 @@ from chargepoint.blocks.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
+CAP_CHECK = 1.0  # s between two looks at the meter while an energy allowance runs
+
 
 class InvalidIdPolicy:
     def __init__(self, context: Context, transactions: Transactions) -> None:
         self._context = context
         self._transactions = transactions
         self._energy_caps: dict[int, float] = {}  # connector → register value not to pass
+        self._withheld: set[int] = set()  # connectors whose allowance is used up
         context.events.subscribe(TransactionDeauthorized, self._on_deauthorized)
         context.events.subscribe(MeterSampled, self._on_meter_sampled)
         context.events.subscribe(TransactionEnded, self._on_transaction_ended)
@@ -61,16 +66,30 @@ class InvalidIdPolicy:
             )
             reading = self._context.charger.connectors[number - 1].read_meter()
             self._energy_caps[number] = reading.energy_wh + limit
-            self._context.events.publish(EnergyWithheld(number, True))
             self._enforce(number, reading.energy_wh)
+        self._context.spawn(self._watch(number), f"energy allowance {number}")
+
+    async def _watch(self, number: int) -> None:
+        while number in self._energy_caps and number not in self._withheld:
+            await asyncio.sleep(CAP_CHECK)
+            async with self._context.work():
+                if number in self._energy_caps:
+                    reading = self._context.charger.connectors[number - 1].read_meter()
+                    self._enforce(number, reading.energy_wh)
 
     def _on_transaction_ended(self, event: TransactionEnded) -> None:
         self._energy_caps.pop(event.connector, None)
+        self._withheld.discard(event.connector)
 
     def _on_meter_sampled(self, event: MeterSampled) -> None:
         self._enforce(event.connector, event.energy_wh)
 
     def _enforce(self, number: int, energy_wh: float) -> None:
+        """Inside a unit of work: withhold energy once the allowance is used up."""
         cap = self._energy_caps.get(number)
-        if cap is not None and energy_wh >= cap:
-            self._context.charger.connectors[number - 1].stop_energy()
+        if cap is None or energy_wh < cap or number in self._withheld:
+            return
+        log.warning("connector %d: MaxEnergyOnInvalidId used up; no more energy", number)
+        self._context.charger.connectors[number - 1].stop_energy()
+        self._withheld.add(number)
+        self._context.events.publish(EnergyWithheld(number, True))

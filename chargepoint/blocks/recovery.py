@@ -1,8 +1,10 @@
 """After a power cut or a restart: the transactions the last run left open (OCPP 1.6 §4.10
-reason PowerLoss; OCTT TC_032_1 resumes, TC_032_2 stops).
+reason PowerLoss; OCTT TC_032_2 stops them after the boot, or with ``resume`` they go on).
 
 Every open transaction on disk has its StartTransaction queued or delivered (they are written
 together), so each one here is either carried on or stopped with the last reading on disk.
+A cable left locked on a connector with no transaction is then released (§4.10: the end of a
+transaction unlocks the cable), so no driver needs the CSMS to take their cable back.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import datetime
 from ocpp.v16.enums import Reason
 
 from chargepoint.blocks.context import Context
-from chargepoint.blocks.events import EnergyWithheld
+from chargepoint.blocks.events import LockFailed, TransactionDeauthorized
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.model.transactions import Transaction
 
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class PowerLossPolicy(enum.Enum):
     STOP = "stop"  # stop interrupted transactions with reason PowerLoss (TC_032_2_CS)
-    RESUME = "resume"  # carry on charging if the EV is still plugged in (TC_032_1_CS)
+    RESUME = "resume"  # carry on charging if the EV is still plugged in
 
 
 async def recover(context: Context, transactions: Transactions, policy: PowerLossPolicy) -> None:
@@ -31,6 +33,11 @@ async def recover(context: Context, transactions: Transactions, policy: PowerLos
     async with context.work():
         for tx in context.transactions.open():
             await _recover(context, transactions, policy, tx)
+        for number, hardware in enumerate(context.charger.connectors, 1):
+            if hardware.locked and not hardware.fixed_cable and transactions.active(number) is None:
+                log.info("connector %d: no transaction holds the cable; unlocking it", number)
+                if not await hardware.unlock():
+                    context.events.publish(LockFailed(number, True))
 
 
 async def _recover(
@@ -45,13 +52,20 @@ async def _recover(
         transactions.queue_stop(tx, Reason.other, tx.meter_last, last)
         return
     if policy is PowerLossPolicy.RESUME and hardware.ev_connected:
-        log.warning("resuming transaction %s on connector %d after a restart", name, tx.connector)
-        await hardware.lock()
-        if tx.deauthorized:
-            context.events.publish(EnergyWithheld(tx.connector, True))
-        else:
-            hardware.start_energy()
-        return
+        if hardware.fixed_cable or await hardware.lock():
+            log.warning(
+                "resuming transaction %s on connector %d after a restart", name, tx.connector
+            )
+            if tx.deauthorized:
+                # StartTransaction.conf said not Accepted: the invalid-id policy decides again
+                # (a MaxEnergyOnInvalidId allowance starts over: it was in memory only).
+                status = tx.id_tag_status or "Invalid"
+                context.events.publish(TransactionDeauthorized(tx.connector, tx.local_id, status))
+            else:
+                hardware.start_energy()
+            return
+        log.error("connector %d: the cable lock failed; cannot resume %s", tx.connector, name)
+        context.events.publish(LockFailed(tx.connector, True))
     # The power cut ended the session: the last reading on disk is its end.
     log.warning(
         "transaction %s on connector %d was interrupted by a power loss: stopping it",

@@ -127,8 +127,20 @@ class Transactions:
         if connector.transaction is not None:
             log.info("connector %d: EV plugged in again", connector.number)
             return
-        if connector.authorized is not None and connector.authorized.confirmed:
-            await self._start(connector, connector.authorized)
+        authorized = connector.authorized
+        if authorized is None or not authorized.confirmed:
+            return
+        if not self.can_start(connector.number):
+            # A fault, a reset under way: the connector can take no transaction now.
+            log.info(
+                "connector %d cannot start a transaction now (%s): the authorization of %s ends",
+                connector.number,
+                self._availability.status_of(connector.number).status.value,
+                authorized.id_tag,
+            )
+            self._withdraw(connector)
+            return
+        await self._start(connector, authorized)
 
     async def _on_unplugged(self, event: Unplugged) -> None:
         connector = self.connectors[event.connector - 1]
@@ -294,10 +306,11 @@ class Transactions:
         hardware = connector.hardware
         hardware.stop_energy()
         when = when or datetime.now(UTC)
-        if meter is None:
-            meter = int(hardware.read_meter().energy_wh)
-            self._add_stop_value(connector, tx, "Transaction.End", when)
-        self.queue_stop(tx, reason, meter, when, id_tag)
+        with atomic(self._context.db):  # the End value and the stop, or neither
+            if meter is None:
+                meter = int(hardware.read_meter().energy_wh)
+                self._add_stop_value(connector, tx, "Transaction.End", when)
+            self._queue_stop(tx, reason, meter, when, id_tag)
         connector.transaction = None
         self._context.events.publish(TransactionEnded(number))
         log.info(
@@ -335,6 +348,18 @@ class Transactions:
         when: datetime,
         id_tag: str | None = None,
     ) -> None:
+        """Queue ``tx``'s StopTransaction durably, for a transaction no connector holds."""
+        with atomic(self._context.db):
+            self._queue_stop(tx, reason, meter, when, id_tag)
+
+    def _queue_stop(
+        self,
+        tx: Transaction,
+        reason: Reason,
+        meter: int,
+        when: datetime,
+        id_tag: str | None = None,
+    ) -> None:
         payload: dict[str, Any] = {
             "meterStop": meter,
             "timestamp": timestamp(when),
@@ -346,9 +371,8 @@ class Transactions:
             self._keys.items("StopTxnSampledData") or self._keys.items("StopTxnAlignedData")
         ):
             payload["transactionData"] = tx.stop_data
-        with atomic(self._context.db):
-            self._context.transactions.mark_stopped(tx)
-            self._context.send_durable("StopTransaction", payload, tx.local_id)
+        self._context.transactions.mark_stopped(tx)
+        self._context.send_durable("StopTransaction", payload, tx.local_id)
 
     def _add_stop_value(
         self, connector: Connector, tx: Transaction, context: str, when: datetime
