@@ -7,6 +7,7 @@ import asyncio
 import atexit
 import contextlib
 import json
+import logging
 import shutil
 import sqlite3
 import sys
@@ -184,6 +185,27 @@ def reported_after_boot(events: list[dict[str, Any]], count: int, connectors: in
     after = calls[boots[count - 1] :]
     numbers = {c["params"]["connectorId"] for c in after if c["method"] == "StatusNotification"}
     return numbers == set(range(connectors + 1))
+
+
+class LogWatch(logging.Handler):
+    """``seen`` is set once a record starting with ``start`` is logged. Enter it before the
+    action that logs, so the record cannot come before the watch."""
+
+    def __init__(self, start: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.start = start
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.start):
+            self.seen.set()
+
+    def __enter__(self) -> LogWatch:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        logging.getLogger().removeHandler(self)
 
 
 def make_station(connectors: int = 2, **keys: str) -> Station:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from tests.harness import rig
+from tests.harness import LogWatch, rig
 
 ALLOWANCE = 5  # Wh: under two seconds at the simulated 11 kW
 
@@ -49,3 +49,50 @@ async def test_max_energy_on_invalid_id_is_delivered_then_withheld() -> None:
 
 def _instant(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+async def test_a_deauthorized_transaction_keeps_its_cable_until_its_owner_comes_back() -> None:
+    # StopTransactionOnInvalidId true: stopped with reason DeAuthorized; the cable stays locked
+    # until the same idTag, or one with the same parentIdTag, is presented (errata v4.0 §3.18).
+    keys = {"AuthorizeRemoteTxRequests": False, "StopTransactionOnInvalidId": True}
+    async with rig("python", keys=keys) as r:
+        await r.peer.configure(
+            id_tags={
+                "STOLEN": {"status": "Blocked", "parentIdTag": "FAMILY"},
+                "SPOUSE": {"status": "Accepted", "parentIdTag": "FAMILY"},
+                "NEIGHBOUR": {"status": "Accepted", "parentIdTag": "OTHERS"},
+            }
+        )
+        for owner in ("STOLEN", "SPOUSE"):  # the same card, then a card of the same parent
+            r.charger.plug(1)
+            answer = await r.peer.call(
+                "RemoteStartTransaction", {"connectorId": 1, "idTag": "STOLEN"}
+            )
+            assert answer == {"status": "Accepted"}
+            stops = len(r.calls("StopTransaction"))
+            (stop, *_) = (await r.wait_calls("StopTransaction", stops + 1))[stops:]
+            assert stop["reason"] == "DeAuthorized"
+            async with asyncio.timeout(30):
+                await r.station.wait_until(lambda: r.station.transactions.held(1) is not None)
+            hardware = r.charger.connector(1)
+            assert hardware.locked
+            assert r.status_sequence(1)[-1] != "Available"
+
+            authorizes = len(r.calls("Authorize"))
+            with LogWatch("idTag NEIGHBOUR (parent OTHERS) may not take the cable") as refused:
+                r.charger.present("NEIGHBOUR", 1)  # another account's card: the cable stays
+                async with asyncio.timeout(30):  # decided on its Authorize.conf
+                    await refused.seen.wait()
+            assert hardware.locked
+            r.charger.present(owner, 1)
+            async with asyncio.timeout(30):
+                await r.station.wait_until(lambda h=hardware: not h.locked)
+            assert r.station.transactions.held(1) is None
+            assert [a["idTag"] for a in r.calls("Authorize")[authorizes:]] == [
+                "NEIGHBOUR",
+                *(["SPOUSE"] if owner == "SPOUSE" else []),
+            ]
+            r.charger.unplug(1)
+            await r.peer.wait_for(lambda _: r.status_sequence(1)[-1] == "Available")
+        assert [s["reason"] for s in r.calls("StopTransaction")] == ["DeAuthorized"] * 2
+        assert r.calls("StartTransaction")[-1]["idTag"] == "STOLEN"

@@ -68,6 +68,14 @@ class CardReader:
         if tx is not None:
             await self._on_stop_tag(number, tx, id_tag)
             return
+        held = transactions.held(number)
+        if held is not None:
+            if await self._same_owner(number, held, id_tag, "take the cable of"):
+                async with self._context.work():
+                    if transactions.held(number) is held:
+                        log.info("connector %d: cable released to %s", number, id_tag)
+                        await transactions.release_cable(number)
+            return
         if transactions.pending_id_tag(number) == id_tag:
             # The same card again before the cable: the driver changed their mind.
             async with self._context.work():
@@ -92,27 +100,29 @@ class CardReader:
             await transactions.authorized(number, id_tag, info.parent_id_tag)
 
     async def _on_stop_tag(self, number: int, tx: Transaction, id_tag: str) -> None:
-        if id_tag != tx.id_tag:
-            # §3.10: another card may stop it only as a card of the same account, which only a
-            # known parentIdTag can show; without one there is nothing to compare, so no
-            # Authorize.req is sent (OCTT TC_068_CS step 1; TC_069_CS with a parent).
-            if tx.parent_id_tag is None:
-                log.info(
-                    "idTag %s may not stop the transaction of %s on connector %d",
-                    id_tag,
-                    tx.id_tag,
-                    number,
-                )
-                return
-            info = await self._authorization.authorize(id_tag)
-            if not (info.accepted and info.parent_id_tag == tx.parent_id_tag):
-                log.info(
-                    "idTag %s (parent %s) may not stop the transaction of %s (parent %s)",
-                    id_tag,
-                    info.parent_id_tag,
-                    tx.id_tag,
-                    tx.parent_id_tag,
-                )
-                return
-        async with self._context.work():
-            await self._transactions.stop_and_unlock(number, tx, Reason.local, id_tag)
+        if await self._same_owner(number, tx, id_tag, "stop the transaction of"):
+            async with self._context.work():
+                await self._transactions.stop_and_unlock(number, tx, Reason.local, id_tag)
+
+    async def _same_owner(self, number: int, tx: Transaction, id_tag: str, what: str) -> bool:
+        """Whether ``id_tag`` is ``tx``'s own card or a card of the same parent (§3.10)."""
+        if id_tag == tx.id_tag:
+            return True
+        # Another card may act for the transaction only as a card of the same account, which
+        # only a known parentIdTag can show; without one there is nothing to compare, so no
+        # Authorize.req is sent (OCTT TC_068_CS step 1; TC_069_CS with a parent).
+        if tx.parent_id_tag is None:
+            log.info("idTag %s may not %s %s on connector %d", id_tag, what, tx.id_tag, number)
+            return False
+        info = await self._authorization.authorize(id_tag)
+        if info.accepted and info.parent_id_tag == tx.parent_id_tag:
+            return True
+        log.info(
+            "idTag %s (parent %s) may not %s %s (parent %s)",
+            id_tag,
+            info.parent_id_tag,
+            what,
+            tx.id_tag,
+            tx.parent_id_tag,
+        )
+        return False

@@ -2,7 +2,8 @@
 as the errata v4.0 §3.18 moved it there, §9.1.24 StopTransactionOnInvalidId, §9.1.14
 MaxEnergyOnInvalidId; OCTT TC_037_2_CS and TC_037_3_CS).
 
-Either the transaction stops at once with reason DeAuthorized, or it goes on with at most
+Either the transaction stops at once with reason DeAuthorized, its cable kept locked until
+the same idTag (or one of the same parent) is presented again, or it goes on with at most
 MaxEnergyOnInvalidId more Wh, after which the EVSE withholds energy (SuspendedEVSE) until the
 driver ends it. The allowance is checked every second, and at every meter sample.
 """
@@ -54,7 +55,7 @@ class InvalidIdPolicy:
                     event.status,
                     tx.transaction_id,
                 )
-                await self._transactions.stop_and_unlock(number, tx, Reason.de_authorized)
+                self._transactions.stop_and_hold(number, tx, Reason.de_authorized)
                 return
             limit = self._context.keys.integer("MaxEnergyOnInvalidId")
             log.warning(

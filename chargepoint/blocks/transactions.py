@@ -63,6 +63,7 @@ class Connector:
     transaction: Transaction | None = None
     authorized: Authorized | None = None
     starting: asyncio.Future[None] | None = None  # a start waiting for the cable lock
+    held: Transaction | None = None  # stopped DeAuthorized: its owner's card frees the cable
 
 
 class Transactions:
@@ -97,17 +98,27 @@ class Transactions:
         return None if authorized is None else authorized.id_tag
 
     def connectors_of(self, id_tag: str) -> list[int]:
-        """The connectors whose transaction or waiting authorization is ``id_tag``'s."""
+        """The connectors whose transaction, held cable or waiting authorization is
+        ``id_tag``'s."""
         return [
             c.number
             for c in self.connectors
             if (c.transaction is not None and c.transaction.id_tag == id_tag)
+            or (c.held is not None and c.held.id_tag == id_tag)
             or (c.authorized is not None and c.authorized.id_tag == id_tag)
         ]
 
+    def held(self, number: int) -> Transaction | None:
+        """The ended transaction whose cable connector ``number`` keeps locked, if any."""
+        return self.connectors[number - 1].held
+
     def can_start(self, number: int) -> bool:
         connector = self.connectors[number - 1]
-        return connector.transaction is None and self._availability.accepts_new_transaction(number)
+        return (
+            connector.transaction is None
+            and connector.held is None
+            and self._availability.accepts_new_transaction(number)
+        )
 
     # -- after a restart --
 
@@ -145,6 +156,7 @@ class Transactions:
     async def _on_unplugged(self, event: Unplugged) -> None:
         connector = self.connectors[event.connector - 1]
         if event.socket_side:
+            connector.held = None
             self._context.events.publish(LockFailed(connector.number, False))
         tx = connector.transaction
         if tx is None:
@@ -321,6 +333,30 @@ class Transactions:
             meter - tx.meter_start,
         )
 
+    def stop_and_hold(self, number: int, tx: Transaction, reason: Reason) -> None:
+        """Stop ``tx`` (call inside a unit of work) and keep its cable locked until the same
+        idTag, or one with the same parent, is presented (§4.8, errata v4.0 §3.18)."""
+        connector = self.connectors[number - 1]
+        if connector.transaction is not tx:
+            return
+        self.stop(number, reason)
+        if not connector.hardware.fixed_cable and connector.hardware.locked:
+            connector.held = tx
+            log.info(
+                "connector %d: the cable stays locked until %s (or a card of its parent %s)"
+                " is presented",
+                number,
+                tx.id_tag,
+                tx.parent_id_tag,
+            )
+
+    async def release_cable(self, number: int) -> None:
+        """The held cable's owner presented their card: let them take it."""
+        connector = self.connectors[number - 1]
+        connector.held = None
+        if not await connector.hardware.unlock():
+            self._context.events.publish(LockFailed(number, True))
+
     def stop_all(self, reason: Reason) -> None:
         for connector in self.connectors:
             if connector.transaction is not None:
@@ -335,6 +371,7 @@ class Transactions:
             await asyncio.shield(connector.starting)
         if connector.transaction is not None:
             self.stop(number, Reason.unlock_command)
+        connector.held = None
         unlocked = await connector.hardware.unlock()
         self._context.events.publish(LockFailed(number, False))
         self._context.settle()
