@@ -175,13 +175,13 @@ class Transactions:
     # -- an authorized idTag waits for the cable (§9.1 ConnectionTimeOut) --
 
     def claim(self, number: int, id_tag: str) -> bool:
-        """Hold a free connector for a remote start until its Authorize is decided."""
+        """Hold a free connector for a remote start until its Authorize is decided. Nothing
+        shows yet: Preparing comes once the idTag is authorized (OCTT TC_011_1_CS: the
+        Authorize.req, step 5, before the StatusNotification Preparing, step 7)."""
         connector = self.connectors[number - 1]
         if not self.can_start(number) or connector.authorized is not None:
             return False
         connector.authorized = Authorized(id_tag, None, confirmed=False)
-        self._context.events.publish(AuthorizationPending(number, True))
-        self._context.settle()
         return True
 
     def release(self, number: int, id_tag: str) -> bool:
@@ -243,7 +243,8 @@ class Transactions:
         if authorized is not None and authorized.expires is not None:
             authorized.expires.cancel()
         connector.authorized = None
-        self._context.events.publish(AuthorizationPending(connector.number, False))
+        if authorized is not None and authorized.confirmed:  # a claim was never shown
+            self._context.events.publish(AuthorizationPending(connector.number, False))
 
     # -- start and stop --
 
