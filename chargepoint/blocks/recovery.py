@@ -17,6 +17,7 @@ from ocpp.v16.enums import Reason
 
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.events import LockFailed, TransactionDeauthorized
+from chargepoint.blocks.transaction_journal import TransactionJournal
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.model.transactions import Transaction
 
@@ -49,7 +50,7 @@ async def _recover(
     if hardware is None:
         # The configuration lost a connector since: stop the transaction all the same.
         log.error("transaction %s on unknown connector %d: stopping it", name, tx.connector)
-        transactions.queue_stop(tx, Reason.other, tx.meter_last, last)
+        TransactionJournal(context).end(tx, Reason.other, last, meter=tx.meter_last)
         return
     if policy is PowerLossPolicy.RESUME and hardware.ev_connected:
         if hardware.fixed_cable or await hardware.lock():

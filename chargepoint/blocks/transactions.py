@@ -5,9 +5,9 @@ StopTransaction (OCPP 1.6 §4.8 Start Transaction, §4.10 Stop Transaction, §3.
 It owns, per connector, the authorization waiting for a cable and the running transaction; it
 asks :class:`~chargepoint.blocks.availability.Availability` whether a connector may start one
 and :class:`~chargepoint.blocks.authorization.Authorization` who may charge, and tells the others
-what happened through events. Start- and StopTransaction go through the durable outbox,
-written in the same SQLite transaction as the transaction record, so a power cut at any point
-leaves either an open transaction to resume or stop, or a queued message: never an orphan.
+what happened through events. Start- and StopTransaction are written with the transaction
+record by the :class:`~chargepoint.blocks.transaction_journal.TransactionJournal`, so a power
+cut at any point leaves either an open transaction to resume or stop, or a queued message.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from chargepoint.blocks.events import (
     TransactionEnded,
     TransactionStarted,
 )
+from chargepoint.blocks.transaction_journal import TransactionJournal
 from chargepoint.hardware.charger import (
     ConnectorHardware,
     Plugged,
@@ -38,10 +39,8 @@ from chargepoint.hardware.charger import (
     Unplugged,
 )
 from chargepoint.model.authorization import IdTagInfo
-from chargepoint.model.metering import meter_value
-from chargepoint.model.transactions import Transaction, timestamp
+from chargepoint.model.transactions import Transaction
 from chargepoint.protocol.outbox import Item
-from chargepoint.storage import atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +76,7 @@ class Transactions:
         self._keys = context.keys
         self._availability = availability
         self._authorization = authorization
+        self._journal = TransactionJournal(context)
         self.connectors = [
             Connector(n, hardware) for n, hardware in enumerate(context.charger.connectors, 1)
         ]
@@ -265,24 +265,14 @@ class Transactions:
             log.error("connector %d: the cable lock failed; not starting", connector.number)
             self._context.events.publish(LockFailed(connector.number, True))
             return
-        now = datetime.now(UTC)
-        meter_start = int(hardware.read_meter().energy_wh)
-        store = self._context.transactions
-        with atomic(self._context.db):  # a transaction on disk always has its StartTransaction
-            tx = store.start(
-                connector.number, authorized.id_tag, authorized.parent_id_tag, meter_start, now
-            )
-            self._add_stop_value(connector, tx, "Transaction.Begin", now)
-            self._context.send_durable(
-                "StartTransaction",
-                {
-                    "connectorId": connector.number,
-                    "idTag": authorized.id_tag,
-                    "meterStart": meter_start,
-                    "timestamp": timestamp(now),
-                },
-                tx.local_id,
-            )
+        reading = hardware.read_meter()
+        tx = self._journal.begin(
+            connector.number,
+            authorized.id_tag,
+            authorized.parent_id_tag,
+            reading,
+            datetime.now(UTC),
+        )
         connector.transaction = tx
         hardware.start_energy()
         self._context.events.publish(TransactionStarted(connector.number))
@@ -290,7 +280,7 @@ class Transactions:
             "transaction started on connector %d for %s (meter %d Wh)",
             connector.number,
             authorized.id_tag,
-            meter_start,
+            tx.meter_start,
         )
 
     async def stop_and_unlock(
@@ -318,12 +308,14 @@ class Transactions:
         assert tx is not None
         hardware = connector.hardware
         hardware.stop_energy()
-        when = when or datetime.now(UTC)
-        with atomic(self._context.db):  # the End value and the stop, or neither
-            if meter is None:
-                meter = int(hardware.read_meter().energy_wh)
-                self._add_stop_value(connector, tx, "Transaction.End", when)
-            self._queue_stop(tx, reason, meter, when, id_tag)
+        meter = self._journal.end(
+            tx,
+            reason,
+            when or datetime.now(UTC),
+            reading=hardware.read_meter() if meter is None else None,
+            meter=meter,
+            id_tag=id_tag,
+        )
         connector.transaction = None
         self._context.events.publish(TransactionEnded(number))
         log.info(
@@ -377,51 +369,6 @@ class Transactions:
         self._context.events.publish(LockFailed(number, False))
         self._context.settle()
         return unlocked
-
-    def queue_stop(
-        self,
-        tx: Transaction,
-        reason: Reason,
-        meter: int,
-        when: datetime,
-        id_tag: str | None = None,
-    ) -> None:
-        """Queue ``tx``'s StopTransaction durably, for a transaction no connector holds."""
-        with atomic(self._context.db):
-            self._queue_stop(tx, reason, meter, when, id_tag)
-
-    def _queue_stop(
-        self,
-        tx: Transaction,
-        reason: Reason,
-        meter: int,
-        when: datetime,
-        id_tag: str | None = None,
-    ) -> None:
-        payload: dict[str, Any] = {
-            "meterStop": meter,
-            "timestamp": timestamp(when),
-            "reason": reason.value,
-        }
-        if id_tag is not None:
-            payload["idTag"] = id_tag
-        if tx.stop_data and (
-            self._keys.items("StopTxnSampledData") or self._keys.items("StopTxnAlignedData")
-        ):
-            payload["transactionData"] = tx.stop_data
-        self._context.transactions.mark_stopped(tx)
-        self._context.send_durable("StopTransaction", payload, tx.local_id)
-
-    def _add_stop_value(
-        self, connector: Connector, tx: Transaction, context: str, when: datetime
-    ) -> None:
-        keys = self._keys
-        measurands = keys.items("StopTxnSampledData") or keys.items("StopTxnAlignedData")
-        if not measurands:
-            return
-        value = meter_value(connector.hardware.read_meter(), measurands, context, when)
-        if value is not None:
-            self._context.transactions.add_stop_value(tx, value)
 
     # -- what the CSMS says of a transaction --
 
