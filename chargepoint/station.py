@@ -139,6 +139,7 @@ class Station:
         if booted:
             self.availability.forget_reported()
         context.connection = online
+        context.changed()  # whoever waits for the charge point to be online
         self.availability.refresh()
         try:
             await self.availability.report(until_idle=True)

@@ -233,3 +233,23 @@ async def test_a_hard_reset_whose_link_dies_delivers_its_stop_once_after_the_reb
         async with asyncio.timeout(30):
             await r.station.outbox.wait_empty()
         assert len(r.calls("StopTransaction")) == 1
+
+
+async def test_a_waiter_for_the_connection_wakes_when_it_is_back_with_nothing_else_changed() -> (
+    None
+):
+    # Nothing changed while offline (no status, nothing queued): coming back online is the only
+    # change, and whoever waits for it (the demo, bench.reconnect, an HMI) must be woken by it.
+    async with rig("python") as r:
+        for _ in range(3):
+            sessions = r.daemon.sessions_started
+            (socket,) = [
+                s.socket_id
+                for s in r.sim.module.sockets.values()
+                if s.state is SocketState.CONNECTED
+            ]
+            r.sim.drop_connection(socket)  # the module reports the connection closed
+            async with asyncio.timeout(60):
+                await r.station.wait_until(
+                    lambda before=sessions: r.daemon.sessions_started > before and r.station.online
+                )
