@@ -92,6 +92,22 @@ def statuses_in(messages: list[Wire]) -> list[tuple[int, str]]:
     return [m.status() for m in messages if m.is_("StatusNotification")]
 
 
+ALL_AVAILABLE = [
+    (0, "Available", "NoError"),
+    (1, "Available", "NoError"),
+    (2, "Available", "NoError"),
+]
+
+
+def reported_from(messages: list[Wire], start: int) -> list[tuple[int, str, str]]:
+    """(connectorId, status, errorCode) of every StatusNotification from ``start`` on, sorted."""
+    return sorted(
+        (m.payload["connectorId"], m.payload["status"], m.payload["errorCode"])
+        for m in messages[start:]
+        if m.is_("StatusNotification")
+    )
+
+
 def instant(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
@@ -129,12 +145,7 @@ async def test_tc_001_cs_cold_boot(peer_kind: str) -> None:
         # Step 5: one StatusNotification per connector and connectorId 0, all Available, all
         # after the Accepted BootNotification.conf.
         assert statuses_in(messages[:accepted]) == []
-        after = [m.payload for m in messages[accepted:] if m.is_("StatusNotification")]
-        assert sorted((p["connectorId"], p["status"], p["errorCode"]) for p in after) == [
-            (0, "Available", "NoError"),
-            (1, "Available", "NoError"),
-            (2, "Available", "NoError"),
-        ]
+        assert reported_from(messages, accepted) == ALL_AVAILABLE
         # Step 7: Heartbeats at the interval of step 4 (the interval itself is wall-clock
         # time, which these tests do not measure), never before the Accepted.
         assert index(messages, lambda m: m.is_("Heartbeat")) > accepted
@@ -174,12 +185,7 @@ async def test_tc_002_cs_cold_boot_pending(peer_kind: str) -> None:
         ]
         assert while_pending == ["BootNotification"]
         # Step 9: one StatusNotification per connector and connectorId 0, all Available.
-        after = [m.payload for m in messages[accepted:] if m.is_("StatusNotification")]
-        assert sorted((p["connectorId"], p["status"], p["errorCode"]) for p in after) == [
-            (0, "Available", "NoError"),
-            (1, "Available", "NoError"),
-            (2, "Available", "NoError"),
-        ]
+        assert reported_from(messages, accepted) == ALL_AVAILABLE
         assert index(messages, lambda m: m.is_("Heartbeat")) > accepted
         answer = await r.peer.call("GetConfiguration", {"key": ["MeterValueSampleInterval"]})
         assert answer["configurationKey"][0]["value"] == "30"

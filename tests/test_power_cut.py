@@ -8,11 +8,13 @@ is left open."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -121,54 +123,62 @@ def _started_tags(peer: Csms) -> set[str]:
     return {p["params"]["idTag"] for p in peer.calls("StartTransaction")}
 
 
-async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path) -> None:
-    rng = random.Random(7)
+@contextlib.asynccontextmanager
+async def daemon_process(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+    """A CSMS, the simulated module, and the daemon started as its own process on them."""
     async with csms_peer("python", password=PASSWORD) as peer, SimulatorShell() as sim:
         state = tmp_path / "state"
         config = tmp_path / "chargepoint.toml"
         config.write_text(_config(peer.url, sim.path, state))
         daemon = DaemonProcess(config, tmp_path / "daemon.log", peer, state / "control.sock")
         await daemon.start()
-        cuts = 0
         try:
-            for n in range(TRANSACTIONS):
-                tag = f"PC-{n:03d}"
-                cut = rng.choices(["none", "presented", "charging", "stopped"], [6, 1, 2, 1])[0]
-                await daemon.ctl("plug", connector=1)
-                await daemon.ctl("present", id_tag=tag, connector=1)
-                if cut == "presented":
-                    await asyncio.sleep(rng.uniform(0.0, 0.05))
-                else:
-                    await peer.wait_for(lambda _, tag=tag: tag in _started_tags(peer))
-                    await asyncio.sleep(rng.uniform(0.05, 1.3))  # charging
-                    if cut != "charging":
-                        await daemon.ctl("present", id_tag=tag, connector=1)  # stop
-                        if cut == "stopped":
-                            await asyncio.sleep(rng.uniform(0.0, 0.05))
-                if cut != "none":
-                    cuts += 1
-                    await daemon.power_cut()
-                    await daemon.start()
-                await daemon.ctl("unplug", connector=1)
-            # Let the last queued messages go out: a StopTransaction for every transactionId
-            # the CSMS gave (counting calls would count resends).
-            await peer.wait_for(lambda _: _open_at_csms(peer) == set(), timeout=60)
+            yield daemon
         finally:
             await daemon.stop()
 
-        log = TransactionLog.of(peer)
-        started = _started_tags(peer)
-        check_transactions(log, sorted(started))
-        # Every transaction the charge point said it started (after writing it to disk)
-        # reached the CSMS; the ones a cut interrupted were stopped with reason PowerLoss.
-        logged = set(
-            re.findall(r"transaction started on connector 1 for (PC-\d+)", daemon.log.read_text())
-        )
-        assert logged <= started
-        assert len(started) >= TRANSACTIONS * 0.85
-        reasons = [p["params"].get("reason") for p in peer.calls("StopTransaction")]
-        assert "PowerLoss" in reasons and "Local" in reasons
-        assert cuts >= 20
+
+async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    cuts = 0
+    async with daemon_process(tmp_path) as daemon:
+        peer = daemon.peer
+        for n in range(TRANSACTIONS):
+            tag = f"PC-{n:03d}"
+            cut = rng.choices(["none", "presented", "charging", "stopped"], [6, 1, 2, 1])[0]
+            await daemon.ctl("plug", connector=1)
+            await daemon.ctl("present", id_tag=tag, connector=1)
+            if cut == "presented":
+                await asyncio.sleep(rng.uniform(0.0, 0.05))
+            else:
+                await peer.wait_for(lambda _, tag=tag: tag in _started_tags(peer))
+                await asyncio.sleep(rng.uniform(0.05, 1.3))  # charging
+                if cut != "charging":
+                    await daemon.ctl("present", id_tag=tag, connector=1)  # stop
+                    if cut == "stopped":
+                        await asyncio.sleep(rng.uniform(0.0, 0.05))
+            if cut != "none":
+                cuts += 1
+                await daemon.power_cut()
+                await daemon.start()
+            await daemon.ctl("unplug", connector=1)
+        # Let the last queued messages go out: a StopTransaction for every transactionId
+        # the CSMS gave (counting calls would count resends).
+        await peer.wait_for(lambda _: _open_at_csms(peer) == set(), timeout=60)
+
+    log = TransactionLog.of(peer)
+    started = _started_tags(peer)
+    check_transactions(log, sorted(started))
+    # Every transaction the charge point said it started (after writing it to disk)
+    # reached the CSMS; the ones a cut interrupted were stopped with reason PowerLoss.
+    logged = set(
+        re.findall(r"transaction started on connector 1 for (PC-\d+)", daemon.log.read_text())
+    )
+    assert logged <= started
+    assert len(started) >= TRANSACTIONS * 0.85
+    reasons = [p["params"].get("reason") for p in peer.calls("StopTransaction")]
+    assert "PowerLoss" in reasons and "Local" in reasons
+    assert cuts >= 20
 
 
 def _statuses_after_boot(peer: Csms, boot: int) -> dict[int, tuple[str, str]]:
@@ -191,35 +201,28 @@ async def test_ctl_power_fail_is_a_power_cut_and_the_charger_keeps_its_physical_
     the meter register. After the power returns the interrupted transaction is stopped with
     reason PowerLoss (OCTT TC_032_2_CS) and the statuses reported after BootNotification match
     the physical state: connector 0 Faulted, connector 1 Finishing (the cable is still in)."""
-    async with csms_peer("python", password=PASSWORD) as peer, SimulatorShell() as sim:
-        state = tmp_path / "state"
-        config = tmp_path / "chargepoint.toml"
-        config.write_text(_config(peer.url, sim.path, state))
-        daemon = DaemonProcess(config, tmp_path / "daemon.log", peer, state / "control.sock")
-        await daemon.start()
-        try:
-            await daemon.ctl("plug", connector=1)
-            await daemon.ctl("present", id_tag="PF-1", connector=1)
-            await peer.wait_for(lambda _: peer.calls("MeterValues"))
-            await daemon.ctl("fault", connector=0, code="GroundFailure", info="RCD tripped")
-            await peer.wait_for(
-                lambda _: _statuses_after_boot(peer, 1).get(0) == ("Faulted", "GroundFailure")
-            )
-            before = await daemon.ctl("hardware")
+    async with daemon_process(tmp_path) as daemon:
+        peer = daemon.peer
+        await daemon.ctl("plug", connector=1)
+        await daemon.ctl("present", id_tag="PF-1", connector=1)
+        await peer.wait_for(lambda _: peer.calls("MeterValues"))
+        await daemon.ctl("fault", connector=0, code="GroundFailure", info="RCD tripped")
+        await peer.wait_for(
+            lambda _: _statuses_after_boot(peer, 1).get(0) == ("Faulted", "GroundFailure")
+        )
+        before = await daemon.ctl("hardware")
 
-            code, out, err = await _chargepoint_ctl(daemon.socket, "power-fail")
-            assert code == 0, err
-            assert "goes down now" in out
-            assert daemon.process is not None
-            assert await daemon.process.wait() == -signal.SIGKILL
-            assert "power cut (chargepoint ctl power-fail)" in daemon.log.read_text()
-            assert peer.calls("StopTransaction") == []  # nothing was sent on the way down
+        code, out, err = await _chargepoint_ctl(daemon.socket, "power-fail")
+        assert code == 0, err
+        assert "goes down now" in out
+        assert daemon.process is not None
+        assert await daemon.process.wait() == -signal.SIGKILL
+        assert "power cut (chargepoint ctl power-fail)" in daemon.log.read_text()
+        assert peer.calls("StopTransaction") == []  # nothing was sent on the way down
 
-            await daemon.start()  # the power is back
-            await peer.wait_for(lambda _: peer.calls("StopTransaction"))
-            after = await daemon.ctl("hardware")
-        finally:
-            await daemon.stop()
+        await daemon.start()  # the power is back
+        await peer.wait_for(lambda _: peer.calls("StopTransaction"))
+        after = await daemon.ctl("hardware")
 
     (stop,) = peer.calls("StopTransaction")
     assert stop["params"]["reason"] == "PowerLoss"
@@ -255,24 +258,17 @@ async def test_ctl_power_fail_backup_stops_the_transaction_while_the_daemon_runs
 ) -> None:
     """`chargepoint ctl power-fail --backup`: mains lost, the back-up supply holds. The charge
     point stops its transaction at once with reason PowerLoss (OCTT TC_032_1_CS) and stays up."""
-    async with csms_peer("python", password=PASSWORD) as peer, SimulatorShell() as sim:
-        state = tmp_path / "state"
-        config = tmp_path / "chargepoint.toml"
-        config.write_text(_config(peer.url, sim.path, state))
-        daemon = DaemonProcess(config, tmp_path / "daemon.log", peer, state / "control.sock")
-        await daemon.start()
-        try:
-            await daemon.ctl("plug", connector=1)
-            await daemon.ctl("present", id_tag="PF-2", connector=1)
-            await peer.wait_for(lambda _: "PF-2" in _started_tags(peer))
-            code, out, err = await _chargepoint_ctl(daemon.socket, "power-fail", "--backup")
-            assert code == 0, err
-            assert "back-up supply" in out
-            await peer.wait_for(lambda _: peer.calls("StopTransaction"))
-            assert await daemon.ctl("status")  # still up and answering
-            assert daemon.process is not None and daemon.process.returncode is None
-        finally:
-            await daemon.stop()
+    async with daemon_process(tmp_path) as daemon:
+        peer = daemon.peer
+        await daemon.ctl("plug", connector=1)
+        await daemon.ctl("present", id_tag="PF-2", connector=1)
+        await peer.wait_for(lambda _: "PF-2" in _started_tags(peer))
+        code, out, err = await _chargepoint_ctl(daemon.socket, "power-fail", "--backup")
+        assert code == 0, err
+        assert "back-up supply" in out
+        await peer.wait_for(lambda _: peer.calls("StopTransaction"))
+        assert await daemon.ctl("status")  # still up and answering
+        assert daemon.process is not None and daemon.process.returncode is None
     (stop,) = peer.calls("StopTransaction")
     assert stop["params"]["reason"] == "PowerLoss"
     assert peer.count("connect") == 1  # no restart happened
