@@ -26,7 +26,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from config.ocpp_keys import AUTHORIZATION_KEY, PHASE_ROTATIONS, KeySpec, Kind, core_keys
+from config.ocpp_keys import (
+    AUTHORIZATION_KEY,
+    PHASE_ROTATIONS,
+    SECURITY_PROFILE,
+    KeySpec,
+    Kind,
+    core_keys,
+)
 from config.schema import SCHEMA
 
 BEGIN = "<!-- keys-table:begin -->"
@@ -53,6 +60,8 @@ _ARGUMENTS: dict[str, tuple[Callable[[], Any], Any]] = {
     "ping_interval": (lambda: _schema_default("csms", "ping_interval"), 0),
     "authorization_key": (lambda: None, bytes(range(16))),  # csms.password: none by default
     "profiles": (lambda: tuple(_schema_default("charge_point", "feature_profiles")), ("Core",)),
+    "security_profile": (lambda: 0, 2),  # ws:// without a password: profile 0
+    "security_check": (lambda: None, None),  # decides ChangeConfiguration, not the table
 }
 
 # Defaults the deployment sets, worded by what sets them; {value} is the default
@@ -65,6 +74,7 @@ DEPLOYMENT_DEFAULTS = {
     "SupportedFeatureProfiles": "`charge_point.feature_profiles` (default {value})",
     "WebSocketPingInterval": "`csms.ping_interval` (default {value})",
     AUTHORIZATION_KEY: "`csms.password` (hex) if 16-20 bytes, else empty",
+    SECURITY_PROFILE: "`csms.security_profile` (default {value})",
 }
 
 # What a reader needs beyond the unit and bounds (the "Unit / values" column).
@@ -76,6 +86,10 @@ NOTES = {
     "WebSocketPingInterval": "0 = off; takes effect at once",
     AUTHORIZATION_KEY: (
         "32-40 hex digits; never returned, never logged; the charge point reconnects with it"
+    ),
+    SECURITY_PROFILE: (
+        "0-3; only raised, and only when its prerequisites hold; the charge point reconnects "
+        "with it and falls back to the last profile that worked if it fails"
     ),
 }
 

@@ -63,9 +63,27 @@ class CsmsConfig:
     max_message_size: int
     reconnect_delay_min: float
     reconnect_delay_max: float
+    security_profile: int = 0
+    upgrade_urls: tuple[tuple[int, str], ...] = ()
+    upgrade_attempts: int = 3
+    ca_file: Path | None = None
+    client_certificate: Path | None = None
+    client_key: Path | None = None
+    cipher_suite: str = "0XC02F"
 
     def __repr__(self) -> str:  # never show the password, even in a traceback
-        return f"CsmsConfig(url={self.url!r}, password={'***' if self.password else None})"
+        return (
+            f"CsmsConfig(url={self.url!r}, password={'***' if self.password else None}, "
+            f"security_profile={self.security_profile})"
+        )
+
+    def url_for(self, profile: int) -> str | None:
+        """The endpoint for security ``profile``: its own (csms.upgrade_urls), else csms.url
+        if its scheme fits (wss:// for 2 and 3, ws:// for 0 and 1), else None."""
+        own = dict(self.upgrade_urls).get(profile)
+        if own is not None:
+            return own
+        return self.url if self.url.lower().startswith("wss:") == (profile >= 2) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +182,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
     if "ca_file" in fw and not Path(fw["ca_file"]).is_file():
         problems.append(f"firmware.ca_file: {fw['ca_file']} is not a readable file")
     password = _csms_password(csms, source, problems)
+    security = _security(csms, modem, password, source, problems)
     if modem["type"] == "quectel" and "port" not in modem:
         problems.append('modem.port: required when modem.type is "quectel" (e.g. "/dev/ttyUSB2")')
     if csms["reconnect_delay_max"] < csms["reconnect_delay_min"]:
@@ -195,6 +214,9 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             max_message_size=csms["max_message_size"],
             reconnect_delay_min=float(csms["reconnect_delay_min"]),
             reconnect_delay_max=float(csms["reconnect_delay_max"]),
+            upgrade_attempts=csms["upgrade_attempts"],
+            cipher_suite=csms["cipher_suite"],
+            **security,
         ),
         modem=ModemConfig(
             type=modem["type"],
@@ -240,6 +262,84 @@ def _ocpp_string(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _security(
+    csms: dict[str, Any],
+    modem: dict[str, Any],
+    password: bytes | None,
+    source: Path,
+    problems: list[str],
+) -> dict[str, Any]:
+    """The security profile and its files (whitepaper §2), with what contradicts them."""
+    files: dict[str, Path | None] = {}
+    for key in ("ca_file", "client_certificate", "client_key"):
+        files[key] = None
+        if key in csms:
+            path = Path(csms[key])
+            path = path if path.is_absolute() else source.parent / path
+            if not path.is_file():
+                problems.append(f"csms.{key}: {path} is not a readable file")
+            files[key] = path
+    secure = csms["url"].lower().startswith("wss:")
+    mutual = files["client_certificate"] is not None
+    if mutual != (files["client_key"] is not None):
+        problems.append("csms.client_key: give client_certificate and client_key together")
+    # A password that was given but is wrong has its own problem already.
+    has_password = password is not None or "password" in csms or "password_file" in csms
+    profile = csms.get("security_profile")
+    if profile is None:
+        if not secure and has_password:
+            problems.append(
+                "csms.security_profile: a password over ws:// travels in clear text; set "
+                "security_profile = 1 to accept that (trusted networks or a VPN only, "
+                "whitepaper §2.1), or use wss://"
+            )
+        profile = (3 if mutual else 2) if secure else (1 if has_password else 0)
+    if secure != (profile >= 2):
+        problems.append(
+            f"csms.url: security profile {profile} needs a "
+            f"{'wss://' if profile >= 2 else 'ws://'} URL"
+        )
+    if profile in (1, 2) and not has_password:
+        problems.append(
+            f"csms.password: security profile {profile} authenticates with a password "
+            "(csms.password or csms.password_file)"
+        )
+    if profile == 3 and not mutual:
+        problems.append(
+            "csms.client_certificate: security profile 3 needs the charge point certificate "
+            "and its key (client_certificate, client_key)"
+        )
+    if (
+        modem["type"] != "host"
+        and files["ca_file"] is None
+        and (profile >= 2 or any(int(level) >= 2 for level in csms.get("upgrade_urls", {})))
+    ):
+        problems.append(
+            "csms.ca_file: TLS through the module needs the CSMS's root CA certificate (the "
+            "module has no trust store of its own)"
+        )
+    upgrades = []
+    for level, url in sorted(csms.get("upgrade_urls", {}).items()):
+        if int(level) <= profile:
+            problems.append(
+                f"csms.upgrade_urls.{level}: not above security profile {profile}; the "
+                "profile can only be raised"
+            )
+        elif url.lower().startswith("wss:") != (int(level) >= 2):
+            problems.append(
+                f"csms.upgrade_urls.{level}: security profile {level} needs a "
+                f"{'wss://' if int(level) >= 2 else 'ws://'} URL"
+            )
+        upgrades.append((int(level), url))
+    return {
+        "security_profile": profile,
+        "upgrade_urls": tuple(upgrades),
+        "ca_file": files["ca_file"],
+        "client_certificate": files["client_certificate"],
+        "client_key": files["client_key"],
+    }
 
 
 def _csms_password(csms: dict[str, Any], source: Path, problems: list[str]) -> bytes | None:

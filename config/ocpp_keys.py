@@ -29,6 +29,7 @@ from ocpp.v16.enums import ConfigurationStatus
 log = logging.getLogger(__name__)
 
 AUTHORIZATION_KEY = "AuthorizationKey"
+SECURITY_PROFILE = "SecurityProfile"  # security whitepaper §2 and A05
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 # The OCPP 1.6 feature profiles this version implements (§3); a deployment enables a subset.
 IMPLEMENTED_PROFILES = ("Core", "FirmwareManagement", "RemoteTrigger")
@@ -125,6 +126,8 @@ def core_keys(
     ping_interval: int,
     authorization_key: bytes | None,
     profiles: Iterable[str] = IMPLEMENTED_PROFILES,
+    security_profile: int = 0,
+    security_check: Check | None = None,
 ) -> list[KeySpec]:
     """The keys this charge point honours, with defaults from the configuration file."""
     supported = list(measurands)
@@ -181,6 +184,8 @@ def core_keys(
         # Negative values are not allowed (§9.1.34): Rejected.
         KeySpec("WebSocketPingInterval", i, rw, str(ping_interval), 0, 86400, "seconds"),
         KeySpec(AUTHORIZATION_KEY, Kind.TEXT, Access.W, key, check=_authorization_key),
+        # Only raised (whitepaper A05.FR.01): the check compares with the profile in use.
+        KeySpec(SECURITY_PROFILE, i, rw, str(security_profile), 0, 3, check=security_check),
     ]
 
 

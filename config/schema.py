@@ -222,6 +222,63 @@ SCHEMA: dict[str, Any] = {
                     "pattern": "^wss?://[^/?#\\s]+",
                     "x-message": "must start with ws:// or wss:// followed by the CSMS host",
                 },
+                "security_profile": {
+                    "description": "OCPP security profile (whitepaper §2): 0 no authentication, "
+                    "1 Basic auth over ws:// (trusted networks only, so it must be said here), "
+                    "2 Basic auth over wss://, 3 client certificate over wss://; default: 0 for "
+                    "ws:// without a password, 2 for wss://, 3 for wss:// with "
+                    "client_certificate. The CSMS may raise it (SecurityProfile), never lower it",
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 3,
+                },
+                "upgrade_urls": {
+                    "description": "the CSMS endpoint for each higher security profile the "
+                    'CSMS may switch the charge point to, e.g. 2 = "wss://csms.example.com/ocpp"'
+                    "; a profile without one keeps csms.url if its scheme fits",
+                    "type": "object",
+                    "propertyNames": {"enum": ["1", "2", "3"]},
+                    "additionalProperties": {
+                        "type": "string",
+                        "pattern": "^wss?://[^/?#\\s]+",
+                        "x-message": "must start with ws:// or wss:// followed by the CSMS host",
+                    },
+                },
+                "upgrade_attempts": {
+                    "description": "connection attempts with a profile the CSMS raised before "
+                    "falling back to the last profile that worked (whitepaper A05.FR.08)",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100,
+                    "default": 3,
+                },
+                "ca_file": {
+                    "description": "the CSMS root CA certificate(s), PEM, for wss:// (profiles 2 "
+                    "and 3); installed on the module, which has no trust store of its own; on "
+                    "a host link the system's trust store is used without it",
+                    "type": "string",
+                    "minLength": 1,
+                },
+                "client_certificate": {
+                    "description": "the charge point certificate, PEM, for security profile 3 "
+                    "(commonName = charge_point.id)",
+                    "type": "string",
+                    "minLength": 1,
+                },
+                "client_key": {
+                    "description": "the private key of client_certificate, PEM; readable by the "
+                    "service user only (mode 0600); never logged",
+                    "type": "string",
+                    "minLength": 1,
+                },
+                "cipher_suite": {
+                    "description": "the TLS 1.2 cipher suite the module is told to use "
+                    "(AT+QSSLCFG takes one); the host link offers all of these",
+                    "enum": ["0XC02B", "0XC02F", "0XC02C", "0XC030", "0X009C", "0X009D"],
+                    "default": "0XC02F",
+                    "x-message": "must be one of the AES-GCM suites 0XC02B, 0XC02F, 0XC02C, "
+                    "0XC030, 0X009C, 0X009D (security whitepaper A00.FR.318)",
+                },
                 "password": {
                     "description": "Basic-auth password (security profile 1); or password_file",
                     "type": "string",
@@ -258,10 +315,11 @@ SCHEMA: dict[str, Any] = {
                     "default": 60,
                 },
                 "pong_timeout": {
-                    "description": "seconds without a pong before the connection counts as dead",
+                    "description": "seconds without a pong before the connection counts as dead; "
+                    "a silent CSMS is noticed within ping_interval + pong_timeout",
                     "type": "number",
                     "exclusiveMinimum": 0,
-                    "default": 30,
+                    "default": 10,
                 },
                 "max_message_size": {
                     "description": "largest WebSocket message accepted, in bytes",

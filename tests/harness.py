@@ -69,6 +69,8 @@ def make_config(
         **csms,
     }
     secret = f'password = "{password.hex()}"\npassword_format = "hex"' if password else ""
+    if password and url.startswith("ws://"):
+        settings.setdefault("security_profile", 1)  # Basic auth over ws://, said explicitly
     return parse_config(
         f"""
 [charge_point]

@@ -123,7 +123,8 @@ def test_apn_cannot_break_out_of_its_at_argument() -> None:
 
 def test_password_inline_text() -> None:
     text = MINIMAL.replace(
-        'url = "ws://csms.example.com/ocpp"', 'url = "ws://h/o"\npassword = "pässword"'
+        'url = "ws://csms.example.com/ocpp"',
+        'url = "ws://h/o"\npassword = "pässword"\nsecurity_profile = 1',
     )
     config = parse_config(text)
     assert config.csms.password == "pässword".encode()
@@ -134,7 +135,7 @@ def test_password_as_authorization_key_hex() -> None:
     key = "0001020304050607FFFFFFFFFFFFFFFFFFFFFFFF"
     text = MINIMAL.replace(
         'url = "ws://csms.example.com/ocpp"',
-        f'url = "ws://h/o"\npassword = "{key}"\npassword_format = "hex"',
+        f'url = "ws://h/o"\npassword = "{key}"\npassword_format = "hex"\nsecurity_profile = 1',
     )
     assert parse_config(text).csms.password == bytes.fromhex(key)
     short = text.replace(key, "00112233")
@@ -146,7 +147,8 @@ def test_password_as_authorization_key_hex() -> None:
 def test_password_file_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("from-a-file\n")
     text = MINIMAL.replace(
-        'url = "ws://csms.example.com/ocpp"', 'url = "ws://h/o"\npassword_file = "secret"'
+        'url = "ws://csms.example.com/ocpp"',
+        'url = "ws://h/o"\npassword_file = "secret"\nsecurity_profile = 1',
     )
     config = parse_config(text, tmp_path / "chargepoint.toml")
     assert config.csms.password == b"from-a-file"

@@ -89,6 +89,23 @@ class SocketOpenError(ModemError):
         self.code = code
 
 
+class ServerRefused(SocketOpenError):
+    """The data link works (DNS answered, the connection attempt left the module), but the
+    server refused or did not take the connection: the CSMS is down, restarting or filtered.
+    Nothing a module reset can cure."""
+
+
+class TlsHandshakeFailed(SocketOpenError):
+    """TCP reached the server, but TLS could not be set up: a certificate one side refused (CA,
+    expiry, host name, a client certificate the CSMS does not accept), or no common version or
+    cipher suite. Nothing a module reset can cure."""
+
+
+class TlsSetupFailed(ModemError):
+    """The module refused part of the TLS set-up (a certificate upload, an AT+QSSLCFG option):
+    a configuration to fix, not a module to reset."""
+
+
 class DriverFault(TransportError):
     """The driver's own bookkeeping went wrong: a bug to report, not a fault of the network or
     the module, so no reason to reset the module."""

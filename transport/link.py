@@ -8,11 +8,14 @@ Ethernet (the host's own TCP/IP stack). The daemon never learns which one it hol
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
 
 from transport.http import HttpClient
 from transport.modem import ModemIdentity
 from transport.stream import ByteStream
+from transport.tls import TlsSettings
 
 
 class RecoveryStep(enum.IntEnum):
@@ -35,7 +38,16 @@ class Link(Protocol):
         """The module's identity once known (ICCID and IMSI go into BootNotification)."""
         ...
 
-    async def open(self, host: str, port: int, *, tls: bool) -> ByteStream: ...
+    async def open(self, host: str, port: int, *, tls: TlsSettings | None) -> ByteStream:
+        """A byte stream to ``host:port``, TLS-secured when ``tls`` is given. Failures the
+        module cannot cure are :class:`~transport.errors.ServerRefused` (the CSMS is down)
+        and :class:`~transport.errors.TlsHandshakeFailed` (a certificate was refused)."""
+        ...
+
+    def use_csms_time(self, now: Callable[[], datetime | None]) -> None:
+        """Where the CSMS's time can be had (None until a session gave it): a module that
+        checks certificate dates needs a set clock, and the network may not give one."""
+        ...
 
     async def http_client(self) -> HttpClient:
         """The HTTP(S) client for file transfers (firmware, diagnostics) on this link."""

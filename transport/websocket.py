@@ -87,7 +87,7 @@ class PingTimeout(WebSocketClosed):
 @dataclass(frozen=True, slots=True)
 class WebSocketSettings:
     ping_interval: float = 60.0  # WebSocketPingInterval (OCPP-J §7); 0 disables our pings
-    pong_timeout: float = 30.0
+    pong_timeout: float = 10.0
     max_message_size: int = 512 * 1024
     handshake_timeout: float = 60.0
     close_timeout: float = 10.0

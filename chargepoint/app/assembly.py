@@ -11,7 +11,7 @@ import sqlite3
 
 from chargepoint.hardware.charger import Charger
 from config.loader import Config, ConfigError
-from config.ocpp_keys import ConfigurationKeys, KeySpec, core_keys
+from config.ocpp_keys import Check, ConfigurationKeys, KeySpec, core_keys
 from transport.link import Link
 from transport.modems.host import HostLink
 from transport.modems.host_http import HostHttp
@@ -53,7 +53,9 @@ def link_for(config: Config) -> Link:
     return QuectelLink(modem.port, modem.baudrate, quectel_settings(config), http)
 
 
-def key_specs(config: Config, measurands: tuple[str, ...]) -> list[KeySpec]:
+def key_specs(
+    config: Config, measurands: tuple[str, ...], security_check: Check | None = None
+) -> list[KeySpec]:
     """The OCPP keys, with the defaults the configuration file gives (``[ocpp_keys]``); a
     ConfigError names every key the file gets wrong."""
     csms = config.csms
@@ -66,6 +68,8 @@ def key_specs(config: Config, measurands: tuple[str, ...]) -> list[KeySpec]:
         if csms.password is not None and 16 <= len(csms.password) <= 20
         else None,
         profiles=config.charge_point.feature_profiles,
+        security_profile=config.csms.security_profile,
+        security_check=security_check,
     )
     by_name = {spec.name: spec for spec in specs}
     problems = []
@@ -83,6 +87,9 @@ def key_specs(config: Config, measurands: tuple[str, ...]) -> list[KeySpec]:
 
 
 def configuration_keys(
-    config: Config, charger: Charger, db: sqlite3.Connection
+    config: Config,
+    charger: Charger,
+    db: sqlite3.Connection,
+    security_check: Check | None = None,
 ) -> ConfigurationKeys:
-    return ConfigurationKeys(db, key_specs(config, charger.measurands))
+    return ConfigurationKeys(db, key_specs(config, charger.measurands, security_check))

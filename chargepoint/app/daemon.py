@@ -21,7 +21,7 @@ import random
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from chargepoint.app.assembly import configuration_keys
 from chargepoint.app.backoff import Backoff
 from chargepoint.app.control import ControlServer
 from chargepoint.app.describe import describe
+from chargepoint.app.security import SecurityProfiles
 from chargepoint.app.service import ServiceNotifier
 from chargepoint.blocks.data_transfer import DataTransferVendors
 from chargepoint.blocks.diagnostics import DiagnosticsSettings, DiagnosticsUploader
@@ -45,8 +46,13 @@ from chargepoint.protocol.session import BootFields, Registration, Session, Sess
 from chargepoint.station import Station
 from chargepoint.storage import open_state
 from config.loader import Config
-from config.ocpp_keys import AUTHORIZATION_KEY
-from transport.errors import DriverFault, TransportError
+from transport.errors import (
+    DriverFault,
+    ServerRefused,
+    TlsHandshakeFailed,
+    TlsSetupFailed,
+    TransportError,
+)
 from transport.link import Link, RecoveryStep
 from transport.websocket import (
     HandshakeRejected,
@@ -130,7 +136,9 @@ class Daemon:
         self.charger: Charger = charger or SimulatedCharger(
             config.charge_point.connectors, self.db, fixed_cable=config.charger.fixed_cable
         )
-        self.keys = configuration_keys(config, self.charger, self.db)
+        self.security = SecurityProfiles(config, self.db)
+        self.keys = configuration_keys(config, self.charger, self.db, self.security.check)
+        self.security.bind(self.keys)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.station = Station(
             charger=self.charger,
@@ -186,6 +194,7 @@ class Daemon:
             config.csms.reconnect_delay_min, config.csms.reconnect_delay_max, rng
         )
         self._link_failures = 0
+        link.use_csms_time(self._csms_time)
 
     async def _on_reset(self, kind: ResetType) -> None:
         self.reset_requested = kind
@@ -272,11 +281,12 @@ class Daemon:
             **describe(self.station),
         }
 
-    @property
-    def password(self) -> bytes | None:
-        """The Basic-auth password: the AuthorizationKey the CSMS set, else the file's."""
-        key = self.keys.get(AUTHORIZATION_KEY)
-        return bytes.fromhex(key) if key else self.config.csms.password
+    def _csms_time(self) -> datetime | None:
+        """The CSMS's time, from the offset the last BootNotification or Heartbeat showed."""
+        offset = self.registration.clock_offset
+        if offset is None:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=offset)
 
     async def _attempt(self, stop: asyncio.Event) -> Outcome:
         try:
@@ -289,22 +299,32 @@ class Daemon:
 
     async def _connect(self, stop: asyncio.Event) -> Outcome:
         csms = self.config.csms
-        uri = parse_endpoint(csms.url)
+        endpoint = self.security.endpoint()
+        uri = parse_endpoint(endpoint.url)
         try:
-            stream = await self.link.open(uri.host, uri.port, tls=uri.secure)
+            stream = await self.link.open(uri.host, uri.port, tls=endpoint.tls)
         except DriverFault as exc:
             log.error("cannot reach the CSMS, and the fault is the driver's: %s", exc)
             return Outcome(Blame.DRIVER, 0.0, str(exc))
+        except (TlsHandshakeFailed, TlsSetupFailed) as exc:
+            # A certificate or a setting to fix: no module reset can cure it.
+            log.error("cannot reach the CSMS securely (profile %d): %s", endpoint.profile, exc)
+            self.security.failed(str(exc))
+            return Outcome(Blame.CSMS, 0.0, str(exc))
+        except ServerRefused as exc:
+            log.warning("the CSMS does not take connections: %s", exc)
+            self.security.failed(str(exc))
+            return Outcome(Blame.CSMS, 0.0, str(exc))
         except TransportError as exc:
             log.warning("cannot reach the CSMS: %s", exc)
             return Outcome(Blame.LINK, 0.0, str(exc))
-        url = connection_url(csms.url, self.config.charge_point.id)
+        url = connection_url(endpoint.url, self.config.charge_point.id)
         try:
             ws = await WebSocket.connect(
                 stream,
                 url,
                 user=self.config.charge_point.id,
-                password=self.password,
+                password=endpoint.password,
                 settings=WebSocketSettings(
                     ping_interval=self.keys.integer("WebSocketPingInterval"),
                     pong_timeout=csms.pong_timeout,
@@ -314,6 +334,7 @@ class Daemon:
             )
         except (HandshakeRejected, NotAnOcppServer) as exc:
             log.error("%s", exc)
+            self.security.failed(str(exc))
             return Outcome(Blame.CSMS, 0.0, str(exc))
         except WebSocketError as exc:
             log.warning("%s", exc)
@@ -321,6 +342,7 @@ class Daemon:
         except TransportError as exc:
             log.warning("WebSocket upgrade failed: %s", exc)
             return Outcome(Blame.LINK, 0.0, str(exc))
+        self.security.connected()
         return await self._serve(ws, stop)
 
     async def _serve(self, ws: WebSocket, stop: asyncio.Event) -> Outcome:

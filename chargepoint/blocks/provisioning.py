@@ -22,7 +22,7 @@ from ocpp.v16.enums import Action, Reason, ResetStatus, ResetType
 from chargepoint.blocks.availability import Availability
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.transactions import Transactions
-from config.ocpp_keys import AUTHORIZATION_KEY
+from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,16 @@ class Provisioning:
     @after(Action.change_configuration)  # type: ignore[untyped-decorator]
     def _after_change_configuration(self, key: str, value: str) -> None:
         connection = self._context.connection
-        if (
-            key == AUTHORIZATION_KEY
-            and self._context.keys.get(AUTHORIZATION_KEY) == value
-            and connection is not None
-        ):
-            # Whitepaper A01: disconnect, and connect again with the new password.
-            hooks = connection.session
-            hooks.spawn(hooks.reconnect("the CSMS changed the AuthorizationKey"), "new password")
+        keys = self._context.keys
+        if connection is None or key not in (AUTHORIZATION_KEY, SECURITY_PROFILE):
+            return
+        if keys.get(key) != value:
+            return  # Rejected: nothing changed
+        # Whitepaper A01 and A05.FR.06/07: disconnect, and connect again with the new password
+        # or the new profile; queued messages wait on disk meanwhile.
+        what = "AuthorizationKey" if key == AUTHORIZATION_KEY else f"SecurityProfile to {value}"
+        hooks = connection.session
+        hooks.spawn(hooks.reconnect(f"the CSMS changed the {what}"), "reconnect for security")
 
     # -- reset --
 

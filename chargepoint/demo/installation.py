@@ -43,6 +43,7 @@ connectors = 1
 [csms]
 url = "{csms_url}"
 password_file = "csms-password"
+security_profile = 1
 reconnect_delay_min = 1
 reconnect_delay_max = 4
 

@@ -4,8 +4,28 @@
 * :class:`NodeCsms`: `ocpp-rpc` in strict mode, in its own Node.js process.
 
 Both record what happens as event dicts (``{"event": "call", "method": ..., "params": ...}``,
-``connect``, ``close``, ``auth_rejected``, ``frame``) with the monotonic time they were seen,
-and can send CALLs and raw text to the connected charge point.
+``connect``, ``close``, ``auth_rejected``, ``tls_failed``, ``frame``, ``stopped``) with the
+monotonic time they were seen, and can send CALLs and raw text to the connected charge point.
+
+Both serve ``ws://`` (security profiles 0 and 1) or, given a :class:`ServerTls`, ``wss://``
+(profile 2, or 3 with ``client_ca``: OCPP 1.6 security whitepaper §2). ``stop()`` closes the
+live connection and the listener; ``start()`` again listens on the same port, keeps the log,
+and answers as the same CSMS (boot sequence, idTags, transaction ids carry over).
+
+Events (besides the ``t`` monotonic time every event gets):
+
+* ``connect``: ``identity``, ``protocol``, ``tls`` (bool), ``client_cn`` (the commonName of the
+  client certificate, or None), ``basic_auth`` (an ``Authorization: Basic`` header came);
+  PythonCsms also ``path``.
+* ``auth_rejected``: ``identity``, ``reason`` (``"wrong charge point id or password"``, or
+  ``"client certificate commonName ... is not the charge point identity"``); NodeCsms also
+  ``hadPassword``.
+* ``tls_failed``: ``reason`` (the TLS library's message), ``code`` (the OpenSSL reason, e.g.
+  ``TLSV1_ALERT_UNKNOWN_CA``, ``PEER_DID_NOT_RETURN_A_CERTIFICATE``, or None): a handshake
+  that failed (the charge point did not trust us, or brought no or a bad client certificate).
+  Best effort: a client that drops the TCP connection mid-handshake without a TLS alert is not
+  recorded by PythonCsms.
+* ``close``: ``code``, ``reason``; ``stopped``: the CSMS was stopped (NodeCsms adds ``state``).
 """
 
 from __future__ import annotations
@@ -14,6 +34,8 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
+import ssl
 import time
 import urllib.parse
 import uuid
@@ -73,6 +95,34 @@ class PeerLog:
         return None
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """Serve ``wss://`` with ``cert`` (PEM, with its chain) and ``key`` (TLS 1.2 or later).
+
+    With ``client_ca`` (security profile 3), the charge point must present a client certificate
+    signed by ``client_ca`` (else the TLS handshake fails, A00.FR.403/407) whose commonName is
+    its identity in the URL (else HTTP 401, A00.FR.405). Profile 3 authenticates with the
+    certificate: HTTP Basic auth is then not required and a configured password is ignored
+    (whether a Basic header came is still recorded in the ``connect`` event).
+    """
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+def _basic_auth(header: str | None) -> bool:
+    return bool(header) and re.match(r"\s*basic\s", header or "", re.IGNORECASE) is not None
+
+
+def _common_name(peercert: dict[str, Any] | None) -> str | None:
+    for rdn in (peercert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
 class CsmsBehaviour:
     """How a test CSMS answers the charge point's transaction requests.
 
@@ -114,11 +164,22 @@ class CsmsBehaviour:
 
 
 class PythonCsms(PeerLog):
-    """A CSMS on `websockets` and the `ocpp` library; checks HTTP Basic auth."""
+    """A CSMS on `websockets` and the `ocpp` library; checks HTTP Basic auth.
 
-    def __init__(self, *, password: bytes | None = None, boots: str = "Accepted:300") -> None:
+    ``tls``: serve ``wss://`` (see :class:`ServerTls`; with ``client_ca`` no Basic auth).
+    """
+
+    def __init__(
+        self,
+        *,
+        password: bytes | None = None,
+        boots: str = "Accepted:300",
+        tls: ServerTls | None = None,
+    ) -> None:
         super().__init__()
         self.password = password
+        self.tls = tls
+        self._handshakes: set[asyncio.Task[None]] = set()
         self.boots = [(s, int(i)) for s, i in (entry.split(":") for entry in boots.split(","))]
         self.boot_count = 0
         self.server: Server | None = None
@@ -136,27 +197,87 @@ class PythonCsms(PeerLog):
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp"
+        scheme = "wss" if self.tls is not None else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/ocpp"
 
     async def start(self) -> None:
+        """Listen; after :meth:`stop`, on the same port as before."""
+        context = self._ssl_context()
+        log, handshakes = self, self._handshakes
+
+        class TlsServerConnection(ServerConnection):
+            """TLS started by hand (``loop.start_tls``), not by ``create_server(ssl=...)``:
+            asyncio drops a failed server-side handshake silently, this way it is recorded."""
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert context is not None
+                transport.pause_reading()  # start_tls takes over the reading
+                handshake = self.loop.create_task(self._start_tls(transport, context))
+                handshakes.add(handshake)
+                handshake.add_done_callback(handshakes.discard)
+
+            async def _start_tls(self, raw: Any, context: ssl.SSLContext) -> None:
+                try:
+                    transport = await self.loop.start_tls(
+                        raw, self, context, server_side=True, ssl_handshake_timeout=10
+                    )
+                except ssl.SSLError as exc:
+                    log.record({"event": "tls_failed", "reason": str(exc), "code": exc.reason})
+                    return
+                except (ConnectionError, TimeoutError) as exc:  # EOF or reset, or too slow
+                    timeout = isinstance(exc, ConnectionAbortedError)
+                    reason = str(exc) or "connection closed during the TLS handshake"
+                    code = "HANDSHAKE_TIMEOUT" if timeout else "ECONNRESET"
+                    log.record({"event": "tls_failed", "reason": reason, "code": code})
+                    return
+                assert transport is not None
+                super().connection_made(transport)
+
         self.server = await serve(
             self._serve,
             "127.0.0.1",
-            0,
+            self.port,
             subprotocols=["ocpp1.6"],  # type: ignore[list-item]
             process_request=self._check_auth,
             ping_interval=None,
             max_size=2**22,
+            create_connection=None if context is None else TlsServerConnection,
         )
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        """Close the live connection (close code 1001) and stop listening."""
         if self.server is not None:
-            self.server.close()
+            self.server.close(close_connections=True)
+            for handshake in list(self._handshakes):
+                handshake.cancel()
             await self.server.wait_closed()
+            self.server = None
+            self.record({"event": "stopped"})
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # A00.FR.312
+        context.load_cert_chain(self.tls.cert, self.tls.key)
+        if self.tls.client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.tls.client_ca)
+        return context
 
     def _check_auth(self, connection: ServerConnection, request: Request) -> Response | None:
         identity = urllib.parse.unquote(request.path.rsplit("/", 1)[-1])
+        if self.tls is not None and self.tls.client_ca is not None:
+            # Profile 3, A00.FR.405: the certificate is this charge point's.
+            common_name = _common_name(self._peercert(connection))
+            if common_name == identity:
+                return None
+            reason = (
+                f"client certificate commonName {common_name!r} is not the charge point identity"
+            )
+            self.record({"event": "auth_rejected", "identity": identity, "reason": reason})
+            return connection.respond(HTTPStatus.UNAUTHORIZED, reason + "\n")
         if self.password is None:
             return None
         header = request.headers.get("Authorization", "")
@@ -165,18 +286,30 @@ class PythonCsms(PeerLog):
             # OCPP-J 1.6 §6.2.2: the user name is the charge point identity of the URL.
             if user == identity.encode() and password == self.password:
                 return None
-        self.record({"event": "auth_rejected", "identity": identity})
-        return connection.respond(HTTPStatus.UNAUTHORIZED, "wrong charge point id or password\n")
+        reason = "wrong charge point id or password"
+        self.record({"event": "auth_rejected", "identity": identity, "reason": reason})
+        return connection.respond(HTTPStatus.UNAUTHORIZED, reason + "\n")
+
+    @staticmethod
+    def _peercert(connection: ServerConnection) -> dict[str, Any] | None:
+        ssl_object = connection.transport.get_extra_info("ssl_object")
+        return None if ssl_object is None else ssl_object.getpeercert()
 
     async def _serve(self, connection: ServerConnection) -> None:
         self.connection = connection
-        path = connection.request.path if connection.request else ""
+        request = connection.request
+        path = request.path if request else ""
         self.record(
             {
                 "event": "connect",
                 "identity": urllib.parse.unquote(path.rsplit("/", 1)[-1]),
                 "path": path,
                 "protocol": connection.subprotocol,
+                "tls": connection.transport.get_extra_info("ssl_object") is not None,
+                "client_cn": _common_name(self._peercert(connection)),
+                "basic_auth": _basic_auth(
+                    request.headers.get("Authorization") if request else None
+                ),
             }
         )
         try:
@@ -252,33 +385,64 @@ class PythonCsms(PeerLog):
 
 
 class NodeCsms(PeerLog):
-    """`ocpp-rpc` in strict mode, in a Node.js process driven over stdin/stdout."""
+    """`ocpp-rpc` in strict mode, in a Node.js process driven over stdin/stdout.
 
-    def __init__(self, *, password: bytes | None = None, boots: str = "Accepted:300") -> None:
+    ``tls``: serve ``wss://`` (see :class:`ServerTls`; with ``client_ca`` no Basic auth).
+    ``stop()`` ends the process; ``start()`` again runs a new one on the same port, handing it
+    the state the old one reported when stopped (boot count, idTags, failures still due,
+    transaction ids), so the CSMS answers as before its restart.
+    """
+
+    def __init__(
+        self,
+        *,
+        password: bytes | None = None,
+        boots: str = "Accepted:300",
+        tls: ServerTls | None = None,
+    ) -> None:
         super().__init__()
         self.password = password
         self.boots = boots
+        self.tls = tls
         self.process: asyncio.subprocess.Process | None = None
         self.port = 0
         self._reader: asyncio.Task[None] | None = None
         self._next_id = 0
+        self._state: dict[str, Any] | None = None
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp"
+        scheme = "wss" if self.tls is not None else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/ocpp"
 
     async def start(self) -> None:
+        """Run the server; after :meth:`stop`, on the same port and with the same state."""
         args = ["node", str(NODE_CSMS / "server.js"), "--boot", self.boots]
         if self.password is not None:
             args += ["--password-hex", self.password.hex()]
+        if self.port:
+            args += ["--port", str(self.port)]
+        if self._state is not None:
+            args += ["--state", json.dumps(self._state)]
+        if self.tls is not None:
+            args += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
+            if self.tls.client_ca is not None:
+                args += ["--client-ca", str(self.tls.client_ca)]
+        first = len(self.events)
         self.process = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
         )
         self._reader = asyncio.create_task(self._read_events())
-        listening = await self.wait_for(
-            lambda events: [e for e in events if e["event"] == "listening"], 20
+        started = await self.wait_for(
+            lambda events: [
+                e for e in events[first:] if e["event"] in ("listening", "listen_failed")
+            ],
+            20,
         )
-        self.port = listening[0]["port"]
+        if started[0]["event"] != "listening":
+            await self.stop()
+            raise RuntimeError(f"the Node.js CSMS could not listen: {started[0].get('error')}")
+        self.port = started[0]["port"]
 
     async def _read_events(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -286,13 +450,21 @@ class NodeCsms(PeerLog):
             self.record(json.loads(line))
 
     async def stop(self) -> None:
+        """Close the live connection and end the process (its last event: ``stopped``)."""
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()
             await self.process.wait()
         if self._reader is not None:
+            # Read to the end of its output (the ``stopped`` event with the state) first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), 5)
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+            self._reader = None
+        stopped = [e for e in self.events if e["event"] == "stopped" and "state" in e]
+        if stopped:
+            self._state = stopped[-1]["state"]
 
     async def _command(self, command: dict[str, Any]) -> None:
         assert self.process is not None and self.process.stdin is not None

@@ -6,12 +6,22 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
+from datetime import datetime
 
-from transport.errors import PeerClosed, SocketOpenError, StreamBroken, StreamClosed
+from transport.errors import (
+    PeerClosed,
+    ServerRefused,
+    SocketOpenError,
+    StreamBroken,
+    StreamClosed,
+    TlsHandshakeFailed,
+)
 from transport.link import RecoveryStep
 from transport.modem import ModemIdentity
 from transport.modems.host_http import HostHttp
 from transport.shielding import shielded
+from transport.tls import TlsSettings, host_context
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,19 @@ class HostTcpStream:
                 )
         except TimeoutError:
             raise SocketOpenError(f"no TCP connection to {where} within {timeout:g} s") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise TlsHandshakeFailed(
+                f"TLS with {where} failed: the CSMS certificate was rejected "
+                f"({exc.verify_message}): check csms.ca_file, that the certificate names "
+                f"{host}, and this computer's clock"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise TlsHandshakeFailed(
+                f"TLS with {where} failed: {exc.reason or exc}; if the CSMS asks for a client "
+                "certificate, check csms.client_certificate"
+            ) from exc
+        except (ConnectionRefusedError, ConnectionResetError) as exc:
+            raise ServerRefused(f"cannot connect to {where}: {exc}") from exc
         except OSError as exc:
             raise SocketOpenError(f"cannot connect to {where}: {exc}") from exc
         return cls(reader, writer, where)
@@ -92,8 +115,11 @@ class HostLink:
     async def http_client(self) -> HostHttp:
         return self._http
 
-    async def open(self, host: str, port: int, *, tls: bool) -> HostTcpStream:
-        context = ssl.create_default_context() if tls else None
+    def use_csms_time(self, now: Callable[[], datetime | None]) -> None:
+        return  # the host's own clock is what ssl checks certificate dates against
+
+    async def open(self, host: str, port: int, *, tls: TlsSettings | None) -> HostTcpStream:
+        context = host_context(tls) if tls is not None else None
         return await HostTcpStream.open(host, port, tls=context, timeout=self._connect_timeout)
 
     async def recover(self, step: RecoveryStep) -> None:

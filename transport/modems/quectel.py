@@ -13,18 +13,24 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from transport.at import AtChannel, AtParser, PayloadRule, Response, Urc, split_fields
 from transport.errors import (
+    AtCommandFailed,
     ModemNotResponding,
     ModuleRebooted,
     PdpActivationError,
     RegistrationError,
     SerialPortError,
+    ServerRefused,
     SimError,
     SocketOpenError,
     StreamClosed,
+    TlsHandshakeFailed,
+    TlsSetupFailed,
+    TransferError,
 )
 from transport.link import RecoveryStep
 from transport.modem import (
@@ -34,6 +40,7 @@ from transport.modem import (
     RegistrationStatus,
     SignalQuality,
 )
+from transport.modems.quectel_files import QuectelFiles
 from transport.modems.quectel_http import HTTP_URCS, HttpSettings, QuectelHttp
 from transport.modems.quectel_settings import QuectelSettings
 from transport.modems.quectel_sockets import (
@@ -42,18 +49,31 @@ from transport.modems.quectel_sockets import (
     last_socket_error,
     with_socket_error,
 )
+from transport.modems.quectel_tls import CA_FILE, QuectelTls
 from transport.serial_port import SerialPort
+from transport.tls import TlsSettings
 
 log = logging.getLogger(__name__)
 
 # Status URCs the driver only logs: boot progress (§7), SIM, registration.
 STATUS_URCS = ("APP RDY", "+CPIN:", "+CFUN:", "+QUSIM:", "+QIND:", "+CREG:", "+CGREG:", "+CEREG:")
-URC_PREFIXES = ("+QIURC:", "+QIOPEN:", "RDY", "POWERED DOWN", *STATUS_URCS, *HTTP_URCS)
+URC_PREFIXES = (
+    "+QIURC:",
+    "+QIOPEN:",
+    "+QSSLURC:",
+    "+QSSLOPEN:",
+    "RDY",
+    "POWERED DOWN",
+    *STATUS_URCS,
+    *HTTP_URCS,
+)
 
 PAYLOAD_RULES = (
     # +QIRD: <n> then exactly n bytes (TCP); +QIRD: <n>,"<ip>",<port> then n bytes (UDP service).
     # The query form "+QIRD: <total>,<read>,<unread>" announces nothing and matches neither.
     PayloadRule(re.compile(r'\+QIRD: (?P<length>\d+)(,"[^"]*",\d+)?')),
+    # AT+QSSLRECV: +QSSLRECV: <n> then exactly n bytes (§3.4).
+    PayloadRule(re.compile(r"\+QSSLRECV: (?P<length>\d+)")),
     # AT+QFREAD: CONNECT <n> then exactly n bytes of the file (§4.7).
     PayloadRule(re.compile(r"CONNECT (?P<length>\d+)")),
 )
@@ -66,12 +86,15 @@ class QuectelModem:
         self._at = channel
         self._settings = settings or QuectelSettings()
         self.sockets = QuectelSockets(channel, self._settings)
+        self.tls = QuectelTls(channel, QuectelFiles(channel))
         self._booted = asyncio.Event()
         self._link_up = False
         self._http: QuectelHttp | None = None
         self.reboots = 0
         channel.subscribe("+QIURC:", self._on_qiurc)
         channel.subscribe("+QIOPEN:", self.sockets.on_qiopen)
+        channel.subscribe("+QSSLOPEN:", self.sockets.on_qiopen)
+        channel.subscribe("+QSSLURC:", self._on_qsslurc)
         channel.subscribe("RDY", self._on_ready)
         channel.subscribe("POWERED DOWN", self._on_powered_down)
         channel.when_lost(self._on_port_lost)
@@ -131,6 +154,7 @@ class QuectelModem:
         signal = await self.signal()
         log.info("registered (%s), signal %s", registration.describe(), signal.describe())
         await self.sockets.reconcile()  # sockets a previous run left open (§9.11, §9.21)
+        await self.tls.clock.follow_network()  # certificate dates need a set clock (§9.13)
         await self._at.command(
             f'AT+QICSGP={s.context_id},1,"{s.apn}","{s.username}","{s.password}",{int(s.auth)}',
             log_as=f'AT+QICSGP={s.context_id},1,"{s.apn}","{s.username}","***",{int(s.auth)}',
@@ -361,6 +385,14 @@ class QuectelModem:
         else:
             log.info("unhandled %s", urc.text)
 
+    def _on_qsslurc(self, urc: Urc) -> None:
+        # "recv" and "closed" as for TCP; a PDP loss still comes as +QIURC: "pdpdeact" (§3.6).
+        fields = split_fields(urc.text[len("+QSSLURC:") :].strip())
+        if len(fields) >= 2 and fields[0] in ("recv", "closed") and fields[1].isdigit():
+            self.sockets.on_socket_urc(fields[0], int(fields[1]), urc.text)
+        else:
+            log.info("unhandled %s", urc.text)
+
     def _on_ready(self, urc: Urc) -> None:
         if self._link_up or self.sockets.table():
             self.reboots += 1
@@ -372,6 +404,7 @@ class QuectelModem:
         else:
             log.info("module on %s booted (%s)", self._at.port_name, urc.text)
         self._link_up = False
+        self.tls.forget()
         self._booted.set()
         self._lost_everything(
             ModuleRebooted(
@@ -419,6 +452,7 @@ class QuectelLink:
         self._channel: AtChannel | None = None
         self._modem: QuectelModem | None = None
         self._info: LinkInfo | None = None
+        self._csms_time: Callable[[], datetime | None] = lambda: None
 
     @property
     def description(self) -> str:
@@ -437,14 +471,21 @@ class QuectelLink:
     def modem(self) -> QuectelModem | None:
         return self._modem
 
-    async def open(self, host: str, port: int, *, tls: bool) -> QuectelTcpStream:
-        if tls:
-            raise SocketOpenError(
-                "wss:// through the Quectel module needs its TLS commands (AT+QSSL*), which this "
-                "version does not drive yet: use ws:// on a private APN, or a host link"
-            )
+    def use_csms_time(self, now: Callable[[], datetime | None]) -> None:
+        self._csms_time = now
+
+    async def open(self, host: str, port: int, *, tls: TlsSettings | None) -> QuectelTcpStream:
         modem = await self._modem_brought_up()
-        return await modem.open_tcp(host, port)
+        if tls is None:
+            return await modem.open_tcp(host, port)
+        try:
+            await modem.tls.prepare(tls, self._csms_time)
+        except (AtCommandFailed, TransferError) as error:
+            raise TlsSetupFailed(f"the module refused the TLS set-up: {error}") from error
+        try:
+            return await modem.sockets.open_tls(host, port, modem.tls.context_id)
+        except ServerRefused as refused:
+            raise await _why_tls_failed(modem, host, port, tls, refused) from refused
 
     async def http_client(self) -> QuectelHttp:
         modem = await self._modem_brought_up()
@@ -496,6 +537,31 @@ class QuectelLink:
         channel, self._channel, self._modem = self._channel, None, None
         if channel is not None:
             await channel.close()
+
+
+async def _why_tls_failed(
+    modem: QuectelModem, host: str, port: int, tls: TlsSettings, refused: ServerRefused
+) -> SocketOpenError:
+    """``+QSSLOPEN: <id>,566`` says the TCP connection or the TLS handshake failed, not which
+    (§3.2, §9.13). A plain TCP connection to the same port tells them apart, for the log line
+    a technician acts on."""
+    try:
+        probe = await modem.open_tcp(host, port, timeout=30.0)
+    except SocketOpenError:
+        return refused  # TCP fails too: the CSMS is down or filtered
+    await probe.close()
+    ca = tls.ca_file.name if tls.ca_file is not None else "?"
+    theirs = (
+        "or the CSMS refused the charge point certificate (csms.client_certificate)"
+        if tls.mutual
+        else "or the CSMS offers no TLS 1.2 with the module's cipher suite"
+    )
+    return TlsHandshakeFailed(
+        f"TLS with {host}:{port} failed although TCP reaches it: the module rejected the CSMS "
+        f"certificate (check the CA file {ca}, installed on the module as {CA_FILE}, that the "
+        f"certificate names {host}, and the module clock), {theirs}",
+        refused.code,
+    )
 
 
 @contextlib.asynccontextmanager

@@ -1,5 +1,6 @@
 """The Quectel module's sockets: its twelve connect ids as the driver holds them, and the TCP
-streams on them (at-protocol.md §2.4-§2.13, cited as §n).
+streams on them (at-protocol.md §2.4-§2.13, cited as §n), plain (AT+QI*) or with the TLS in the
+module (AT+QSSL*, §3.2-§3.6: the same id space, the same buffer access mode, other names).
 
 Sockets use buffer access mode: the module keeps received bytes and says ``+QIURC: "recv",<id>``
 once; the host then reads with ``AT+QIRD`` until ``+QIRD: 0``, because no further "recv" URC
@@ -39,6 +40,7 @@ from transport.errors import (
     NetworkLost,
     PeerClosed,
     SendStalled,
+    ServerRefused,
     SocketOpenError,
     SocketsExhausted,
     StreamBroken,
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_IDS = range(12)  # <connectID> 0-11 (§2.4)
 ID_IN_USE = 563
+CONNECT_FAILED = 566  # the server refused or is unreachable; for QSSLOPEN also a TLS failure
 
 # Socket error codes of §2.12, with what to check where there is something to check.
 SOCKET_ERRORS = {
@@ -106,6 +109,24 @@ def with_socket_error(result: str, error: tuple[int, str] | None) -> str:
     return f"{result}, {describe_socket_error(error[0])}"
 
 
+@dataclass(frozen=True, slots=True)
+class SocketCommands:
+    """The AT commands of one kind of socket: the SSL set mirrors the TCP one (§3)."""
+
+    name: str
+    open_urc: str
+    send: str
+    read: str
+    read_answer: str
+    close: str
+
+
+TCP = SocketCommands("TCP", "+QIOPEN:", "AT+QISEND", "AT+QIRD", "+QIRD:", "AT+QICLOSE")
+SSL = SocketCommands(
+    "TLS", "+QSSLOPEN:", "AT+QSSLSEND", "AT+QSSLRECV", "+QSSLRECV:", "AT+QSSLCLOSE"
+)
+
+
 class SocketState(enum.Enum):
     OPENING = "opening"  # AT+QIOPEN is under way
     OPEN = "open"  # a stream uses the id
@@ -118,6 +139,7 @@ class _Slot:
 
     connect_id: int
     where: str
+    kind: SocketCommands = TCP
     state: SocketState = SocketState.OPENING
     opened: asyncio.Future[int] | None = None  # the <err> of the +QIOPEN URC waited for
     stream: QuectelTcpStream | None = None
@@ -156,6 +178,33 @@ class QuectelSockets:
 
         ``connect_id`` picks the module's socket id (0-11); by default the lowest free one.
         """
+        return await self._open_stream(TCP, host, port, timeout, connect_id)
+
+    async def open_tls(
+        self,
+        host: str,
+        port: int,
+        ssl_context_id: int,
+        *,
+        timeout: float | None = None,
+        connect_id: int | None = None,
+    ) -> QuectelTcpStream:
+        """Open a TLS connection in the module with SSL context ``ssl_context_id`` (configured
+        beforehand with AT+QSSLCFG), in buffer access mode (§3.2). The module's time limit is
+        150 s plus the context's negotiation time; the caller's ``timeout`` should allow it."""
+        if not 0 <= ssl_context_id <= 5:
+            raise ValueError(f"not an SSL context id: {ssl_context_id}")
+        return await self._open_stream(SSL, host, port, timeout, connect_id, ssl_context_id)
+
+    async def _open_stream(
+        self,
+        kind: SocketCommands,
+        host: str,
+        port: int,
+        timeout: float | None,
+        connect_id: int | None,
+        ssl_context_id: int = 0,
+    ) -> QuectelTcpStream:
         if not _SAFE_HOST.fullmatch(host):
             raise ValueError(f"not a host name or address: {host!r}")
         if not 0 < port < 65536:
@@ -163,9 +212,9 @@ class QuectelSockets:
         open_timeout = self._s.open_timeout if timeout is None else timeout
         where = f"{host}:{port}"
         await self._close_unclosed()
-        slot = await self._claim(where, connect_id)
+        slot = await self._claim(where, connect_id, kind)
         try:
-            await self._connect(slot, host, port, open_timeout)
+            await self._connect(slot, host, port, open_timeout, ssl_context_id)
         except BaseException:
             # A failed, timed-out or cancelled open still holds the id at the module (§2.4).
             await shielded(self.give_back(slot))
@@ -173,32 +222,44 @@ class QuectelSockets:
         stream = QuectelTcpStream(self, slot)
         slot.state, slot.stream, slot.opened = SocketState.OPEN, stream, None
         stream.start()
-        log.info("socket %d connected to %s", slot.connect_id, where)
+        log.info("socket %d connected to %s (%s)", slot.connect_id, where, kind.name)
         return stream
 
-    async def _connect(self, slot: _Slot, host: str, port: int, timeout: float) -> None:
-        code = await self._open(slot, host, port, timeout)
+    async def _connect(
+        self, slot: _Slot, host: str, port: int, timeout: float, ssl_context_id: int
+    ) -> None:
+        code = await self._open(slot, host, port, timeout, ssl_context_id)
         if code == ID_IN_USE:
             log.warning(
                 "socket %d is held at the module by a connection this driver does not know "
-                "(+QIOPEN: %d,563): closing it and opening again",
+                "(%s %d,563): closing it and opening again",
                 slot.connect_id,
+                slot.kind.open_urc,
                 slot.connect_id,
             )
-            await self._force_close(slot.connect_id)
-            code = await self._open(slot, host, port, timeout)
+            await self._force_close(slot.connect_id, None)
+            code = await self._open(slot, host, port, timeout, ssl_context_id)
+        if code == CONNECT_FAILED:
+            raise ServerRefused(
+                f"cannot connect to {slot.where}: {describe_socket_error(code)}", code
+            )
         if code != 0:
             raise SocketOpenError(
                 f"cannot connect to {slot.where}: {describe_socket_error(code)}", code
             )
 
-    async def _open(self, slot: _Slot, host: str, port: int, timeout: float) -> int:
-        """AT+QIOPEN on the slot's id and the ``<err>`` of its +QIOPEN URC."""
+    async def _open(
+        self, slot: _Slot, host: str, port: int, timeout: float, ssl_context_id: int
+    ) -> int:
+        """AT+QIOPEN (or AT+QSSLOPEN) on the slot's id and the ``<err>`` of its URC."""
         slot.opened = asyncio.get_running_loop().create_future()
-        response = await self._at.command(
-            f'AT+QIOPEN={self._s.context_id},{slot.connect_id},"TCP","{host}",{port},0,0',
-            check=False,
+        pdp, connect_id = self._s.context_id, slot.connect_id
+        command = (
+            f'AT+QSSLOPEN={pdp},{ssl_context_id},{connect_id},"{host}",{port},0'
+            if slot.kind is SSL
+            else f'AT+QIOPEN={pdp},{connect_id},"TCP","{host}",{port},0,0'
         )
+        response = await self._at.command(command, check=False)
         if not response.result.success:
             error = await last_socket_error(self._at)
             if error is not None and error[0] == ID_IN_USE:
@@ -211,9 +272,11 @@ class QuectelSockets:
             async with asyncio.timeout(timeout):
                 return await slot.opened
         except TimeoutError:
-            raise SocketOpenError(f"no +QIOPEN for {slot.where} within {timeout:g} s") from None
+            raise SocketOpenError(
+                f"no {slot.kind.open_urc} for {slot.where} within {timeout:g} s"
+            ) from None
 
-    async def _claim(self, where: str, connect_id: int | None) -> _Slot:
+    async def _claim(self, where: str, connect_id: int | None, kind: SocketCommands) -> _Slot:
         if connect_id is not None:
             if connect_id not in CONNECT_IDS or connect_id in self._table:
                 raise SocketOpenError(f"socket id {connect_id} is not free")
@@ -231,7 +294,7 @@ class QuectelSockets:
                     f"all 12 module sockets are held by this driver ({held}), and the module "
                     "agrees: something keeps connections open without closing them"
                 )
-        slot = _Slot(connect_id, where)
+        slot = _Slot(connect_id, where, kind)
         self._table[connect_id] = slot
         return slot
 
@@ -241,7 +304,8 @@ class QuectelSockets:
     # -- giving ids back --
 
     async def give_back(self, slot: _Slot) -> None:
-        """AT+QICLOSE the slot's id and take it out of the table (§2.5). Nothing is sent for an
+        """AT+QICLOSE (or AT+QSSLCLOSE) the slot's id and take it out of the table (§2.5, §3.5).
+        Nothing is sent for an
         id that is no longer the slot's (the module restarted, or AT+QISTATE showed it free).
         Callers run this shielded from their own cancellation."""
         if self._table.get(slot.connect_id) is not slot:
@@ -249,7 +313,7 @@ class QuectelSockets:
         s = self._s
         try:
             response = await self._at.command(
-                f"AT+QICLOSE={slot.connect_id},{s.close_timeout}",
+                f"{slot.kind.close}={slot.connect_id},{s.close_timeout}",
                 timeout=s.close_timeout + 5.0,
                 check=False,
             )
@@ -257,16 +321,18 @@ class QuectelSockets:
             if self._table.get(slot.connect_id) is slot:
                 slot.state, slot.stream = SocketState.UNCLOSED, None
                 log.warning(
-                    "socket %d to %s: AT+QICLOSE not confirmed (%s); the module may still hold "
+                    "socket %d to %s: %s not confirmed (%s); the module may still hold "
                     "the connection, so it is closed again before another socket opens",
                     slot.connect_id,
                     slot.where,
+                    slot.kind.close,
                     exc,
                 )
             return
         if not response.result.success:
             log.info(
-                "AT+QICLOSE=%d answered %s: the module no longer held it",
+                "%s=%d answered %s: the module no longer held it",
+                slot.kind.close,
                 slot.connect_id,
                 response.result.text,
             )
@@ -283,22 +349,31 @@ class QuectelSockets:
                     "module; no new connection is opened beside it"
                 )
 
-    async def _force_close(self, connect_id: int) -> None:
-        """Close a socket the module holds for no slot of ours, at once (``<timeout>`` 0)."""
-        await self._at.command(f"AT+QICLOSE={connect_id},0", timeout=15.0, check=False)
+    async def _force_close(self, connect_id: int, kind: SocketCommands | None) -> None:
+        """Close a socket the module holds for no slot of ours, at once (``<timeout>`` 0).
+        Of unknown kind (a 563 answer), both closes are sent: the wrong one is an ERROR."""
+        for commands in (kind,) if kind is not None else (TCP, SSL):
+            await self._at.command(f"{commands.close}={connect_id},0", timeout=15.0, check=False)
 
     async def reconcile(self) -> None:
-        """Make the table agree with the module (AT+QISTATE?, §2.6): ids the module no longer
-        holds leave the table (their streams end), and sockets it holds for no slot of ours
-        (left by an earlier run, or by a close that was lost) are closed (§9.11, §9.21)."""
-        response = await self._at.command("AT+QISTATE?", expect=("+QISTATE:",), check=False)
-        if not response.result.success:
-            return
-        held = set()
-        for value in response.values("+QISTATE:"):
-            fields = split_fields(value)
-            if fields and fields[0].isdigit():
-                held.add(int(fields[0]))
+        """Make the table agree with the module (AT+QISTATE? and AT+QSSLSTATE, §2.6, §3.5):
+        ids the module no longer holds leave the table (their streams end), and sockets it
+        holds for no slot of ours (left by an earlier run, or by a close that was lost) are
+        closed (§9.11, §9.21)."""
+        held: dict[int, SocketCommands] = {}
+        for kind, command, prefix in (
+            (TCP, "AT+QISTATE?", "+QISTATE:"),
+            (SSL, "AT+QSSLSTATE", "+QSSLSTATE:"),
+        ):
+            response = await self._at.command(command, expect=(prefix,), check=False)
+            if not response.result.success:
+                if kind is TCP:
+                    return  # without the TCP list, the table cannot be judged at all
+                continue  # firmware without the SSL commands holds no SSL socket
+            for value in response.values(prefix):
+                fields = split_fields(value)
+                if fields and fields[0].isdigit():
+                    held[int(fields[0])] = kind
         for connect_id, slot in list(self._table.items()):
             if connect_id not in held and slot.state is not SocketState.OPENING:
                 log.warning(
@@ -308,10 +383,14 @@ class QuectelSockets:
                     slot.state.value,
                 )
                 self._forget(slot, StreamBroken(f"socket {connect_id}: the module dropped it"))
-        for connect_id in sorted(held):
+        for connect_id, kind in sorted(held.items()):
             if connect_id not in self._table:
-                log.info("closing socket %d, which no connection of this driver holds", connect_id)
-                await self._force_close(connect_id)
+                log.info(
+                    "closing %s socket %d, which no connection of this driver holds",
+                    kind.name,
+                    connect_id,
+                )
+                await self._force_close(connect_id, kind)
 
     def _forget(self, slot: _Slot, error: StreamClosed) -> None:
         if self._table.get(slot.connect_id) is slot:
@@ -334,7 +413,7 @@ class QuectelSockets:
             stream.network_lost(why)
 
     def on_socket_urc(self, kind: str, connect_id: int, text: str) -> None:
-        """``+QIURC: "recv"`` or ``"closed"`` for ``connect_id``."""
+        """``+QIURC:`` / ``+QSSLURC:`` ``"recv"`` or ``"closed"`` for ``connect_id``."""
         slot = self._table.get(connect_id)
         stream = slot.stream if slot is not None else None
         if stream is None:
@@ -348,7 +427,8 @@ class QuectelSockets:
             stream.peer_closed()
 
     def on_qiopen(self, urc: Urc) -> None:
-        fields = split_fields(urc.text[len("+QIOPEN:") :].strip())
+        """``+QIOPEN: <id>,<err>`` or ``+QSSLOPEN: <id>,<err>``."""
+        fields = split_fields(urc.text.partition(":")[2].strip())
         if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
             slot = self._table.get(int(fields[0]))
             opened = slot.opened if slot is not None else None
@@ -373,6 +453,7 @@ class QuectelTcpStream:
         self._s = sockets.settings
         self.connect_id = slot.connect_id
         self.where = slot.where
+        self._kind = slot.kind
         self._rx = bytearray()
         self._rx_available = asyncio.Event()
         self._rx_space = asyncio.Event()
@@ -396,8 +477,8 @@ class QuectelTcpStream:
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._receive_loop(), name=f"qird {self.connect_id}"),
-            asyncio.create_task(self._send_loop(), name=f"qisend {self.connect_id}"),
+            asyncio.create_task(self._receive_loop(), name=f"receive {self.connect_id}"),
+            asyncio.create_task(self._send_loop(), name=f"send {self.connect_id}"),
         ]
 
     # -- ByteStream --
@@ -440,7 +521,7 @@ class QuectelTcpStream:
         """
         if self._closing is None:
             self._closing = asyncio.create_task(
-                self._close(flush_timeout), name=f"qiclose {self.connect_id}"
+                self._close(flush_timeout), name=f"close {self.connect_id}"
             )
         await shielded(self._closing)
 
@@ -528,21 +609,22 @@ class QuectelTcpStream:
             try:
                 # The answer may carry 1500 bytes: at 9600 baud that alone takes 1.6 s.
                 response = await self._at.command(
-                    f"AT+QIRD={self.connect_id},{MAX_READ}",
-                    expect=("+QIRD:",),
+                    f"{self._kind.read}={self.connect_id},{MAX_READ}",
+                    expect=(self._kind.read_answer,),
                     timeout=self._s.command_timeout + self._at.wire_time(MAX_READ + 32),
                 )
             except AtCommandFailed:
                 if self._lost is not None:
                     raise self._lost from None
                 raise
-            announced = int(response.value("+QIRD:").split(",")[0])
+            announced = int(response.value(self._kind.read_answer).split(",")[0])
             if announced == 0:
                 return
             data = response.payload
             if len(data) != announced:
                 raise StreamBroken(
-                    f"socket {self.connect_id}: +QIRD announced {announced} bytes, got {len(data)}"
+                    f"socket {self.connect_id}: {self._kind.read_answer} announced {announced} "
+                    f"bytes, got {len(data)}"
                 )
             self._rx += data
             self.bytes_received += len(data)
@@ -574,7 +656,7 @@ class QuectelTcpStream:
             if self._error is not None:
                 raise self._error
             response = await self._at.command_with_data(
-                f"AT+QISEND={self.connect_id},{len(chunk)}", chunk
+                f"{self._kind.send}={self.connect_id},{len(chunk)}", chunk
             )
             if response.result.success:
                 return
@@ -597,7 +679,7 @@ class QuectelTcpStream:
                 raise self._lost
             error = await last_socket_error(self._at)
             raise StreamBroken(
-                f"socket {self.connect_id} to {self.where}: AT+QISEND failed: "
+                f"socket {self.connect_id} to {self.where}: {self._kind.send} failed: "
                 f"{with_socket_error(response.result.text, error)}"
             )
 

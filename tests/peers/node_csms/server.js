@@ -6,14 +6,26 @@
 // everything that happens reported as JSON lines on stdout.
 //
 //   node server.js [--port N] [--password TEXT | --password-hex HEX] [--boot Accepted:300,Pending:1,...]
+//                  [--tls-cert PEM --tls-key PEM [--client-ca PEM]] [--state JSON]
+//
+// --tls-cert/--tls-key: serve wss:// (TLS 1.2 or later; security profile 2). --client-ca: also
+// require a client certificate signed by that CA whose commonName is the charge point identity
+// of the URL (profile 3, whitepaper A00.FR.403/405); Basic auth is then not required (a password
+// is ignored). --state: what a previous run reported in its "stopped" event, to go on from.
 //
 // stdin commands:
 //   {"cmd": "call", "id": 1, "method": "DataTransfer", "params": {...}}   -> {"event": "result"|"error", "id": 1, ...}
 //   {"cmd": "raw", "data": "..."}                                         -> sends the text as it is
 //   {"cmd": "close", "code": 1000}                                        -> closes the current charge point
+//
+// stdout events: listening {port} (or listen_failed {error}), connect {identity, protocol, tls,
+// client_cn, basic_auth}, auth_rejected {identity, reason, hadPassword}, tls_failed {reason,
+// code}, frame, call, invalid, bad_message, close, result/error, stopped {state} on SIGTERM.
 
 'use strict';
 
+const fs = require('fs');
+const https = require('https');
 const readline = require('readline');
 const { RPCServer, createRPCError } = require('ocpp-rpc');
 
@@ -33,13 +45,20 @@ const boots = option('--boot', 'Accepted:300').split(',').map((entry) => {
   const [status, interval] = entry.split(':');
   return { status, interval: Number(interval) };
 });
-let bootCount = 0;
+const tlsCert = option('--tls-cert');
+const tlsKey = option('--tls-key');
+const clientCa = option('--client-ca');
+if (clientCa !== undefined && tlsCert === undefined) throw new Error('--client-ca needs --tls-cert');
+const previous = JSON.parse(option('--state', '{}'));
+let bootCount = previous.bootCount || 0;
 let current = null;
+const clients = new Set();
 // How transaction requests are answered (see tests/peers CsmsBehaviour).
-const idTags = {};
-const fail = {};
-let nextTransactionId = 1000;
-const started = new Map(); // a StartTransaction sent again unchanged is the same transaction
+const idTags = previous.idTags || {};
+const fail = previous.fail || {};
+let nextTransactionId = previous.nextTransactionId || 1000;
+// a StartTransaction sent again unchanged is the same transaction
+const started = new Map(previous.started || []);
 
 function transactionAnswer(method, params) {
   if ((fail[method] || 0) > 0) {
@@ -67,18 +86,43 @@ const server = new RPCServer({
   callTimeoutMs: 30000,
 });
 
+function commonName(socket) {
+  if (typeof socket.getPeerCertificate !== 'function') return null;
+  const cert = socket.getPeerCertificate();
+  const cn = cert && cert.subject ? cert.subject.CN : undefined;
+  if (cn === undefined) return null;
+  return Array.isArray(cn) ? cn[cn.length - 1] : cn;
+}
+
 server.auth((accept, reject, handshake) => {
-  if (expected !== null && !(handshake.password && handshake.password.equals(expected))) {
-    emit({ event: 'auth_rejected', identity: handshake.identity, hadPassword: Boolean(handshake.password) });
-    reject(401, 'wrong charge point id or password');
+  const socket = handshake.request.socket;
+  const session = {
+    tls: Boolean(socket.encrypted),
+    client_cn: commonName(socket),
+    basic_auth: /^\s*basic\s/i.test(handshake.headers.authorization || ''),
+  };
+  const hadPassword = Boolean(handshake.password);
+  if (clientCa !== undefined) {
+    // Profile 3, A00.FR.405: the certificate (verified by the TLS layer) is this charge point's.
+    if (session.client_cn !== handshake.identity) {
+      const reason = `client certificate commonName ${JSON.stringify(session.client_cn)} is not the charge point identity`;
+      emit({ event: 'auth_rejected', identity: handshake.identity, reason, hadPassword });
+      reject(401, reason);
+      return;
+    }
+  } else if (expected !== null && !(handshake.password && handshake.password.equals(expected))) {
+    const reason = 'wrong charge point id or password';
+    emit({ event: 'auth_rejected', identity: handshake.identity, reason, hadPassword });
+    reject(401, reason);
     return;
   }
-  accept({});
+  accept(session);
 });
 
 server.on('client', (client) => {
   current = client;
-  emit({ event: 'connect', identity: client.identity, protocol: client.protocol });
+  clients.add(client);
+  emit({ event: 'connect', identity: client.identity, protocol: client.protocol, ...client.session });
 
   client.on('message', ({ message, outbound }) => {
     emit({ event: 'frame', outbound, text: message.toString() });
@@ -91,6 +135,7 @@ server.on('client', (client) => {
   });
   client.on('close', ({ code, reason }) => {
     emit({ event: 'close', identity: client.identity, code, reason: String(reason || '') });
+    clients.delete(client);
     if (current === client) current = null;
   });
 
@@ -155,11 +200,48 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   }
 });
 
-server.listen(Number(option('--port', '0')), '127.0.0.1').then((httpServer) => {
+// OpenSSL's reason, as Python's ssl.SSLError.reason has it (ERR_SSL_TLSV1_ALERT_UNKNOWN_CA -> TLSV1_ALERT_UNKNOWN_CA).
+function tlsCode(err) {
+  return typeof err.code === 'string' ? err.code.replace(/^ERR_SSL_/, '') : null;
+}
+
+function listen() {
+  const port = Number(option('--port', '0'));
+  if (tlsCert === undefined) return server.listen(port, '127.0.0.1'); // as it always was
+  const httpsServer = https.createServer({
+    cert: fs.readFileSync(tlsCert),
+    key: fs.readFileSync(tlsKey),
+    minVersion: 'TLSv1.2', // A00.FR.312
+    ...(clientCa !== undefined
+      ? { ca: fs.readFileSync(clientCa), requestCert: true, rejectUnauthorized: true }
+      : {}),
+  }, (req, res) => {
+    res.statusCode = 404; // only WebSocket upgrades, as server.listen() does
+    res.end();
+  });
+  httpsServer.on('upgrade', server.handleUpgrade);
+  httpsServer.on('tlsClientError', (err) => {
+    emit({ event: 'tls_failed', reason: String(err.message), code: tlsCode(err) });
+  });
+  return new Promise((resolve, reject) => {
+    httpsServer.once('error', reject);
+    httpsServer.listen(port, '127.0.0.1', () => resolve(httpsServer));
+  });
+}
+
+listen().then((httpServer) => {
   emit({ event: 'listening', port: httpServer.address().port });
+}, (err) => {
+  emit({ event: 'listen_failed', error: String(err.message) });
+  process.exit(1);
 });
 
 process.on('SIGTERM', async () => {
+  const state = { bootCount, idTags, fail, nextTransactionId, started: Array.from(started) };
+  // Going Away to every charge point (as the Python CSMS does), then whatever is left is cut.
+  const closed = Promise.all(Array.from(clients).map((client) => client.close({ code: 1001 })));
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000))]);
   await server.close({ force: true });
+  emit({ event: 'stopped', state });
   process.exit(0);
 });

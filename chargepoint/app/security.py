@@ -1,0 +1,169 @@
+"""Security profiles (OCPP 1.6 security whitepaper §2; use cases A01 and A05): which endpoint
+and which credentials the next connection uses, and raising the profile without ever losing
+the CSMS.
+
+* The profile in use is the ``SecurityProfile`` configuration key. It starts as the
+  configuration file's ``csms.security_profile``; the CSMS may raise it with
+  ChangeConfiguration, never lower it (A05.FR.01, A00.FR.005). The prerequisites of A05.FR.02-04
+  are checked before Accepted, and a profile without an endpoint is Rejected as well.
+* A raised profile takes effect by reconnecting. If ``csms.upgrade_attempts`` connections in a
+  row fail with it (TLS refused, HTTP 401, the port closed), the charge point falls back to the
+  last profile a connection succeeded with (A05.FR.08) and says so in the log.
+* The file wins over what the CSMS set only when the installer changed the file's profile:
+  lowering a profile is done on the charge point, not over OCPP (A00.FR.005).
+* The Basic-auth password (profiles 1 and 2) is the AuthorizationKey the CSMS set, else the
+  file's ``csms.password``; profile 3 authenticates with the charge point certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+
+from config.loader import Config
+from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE, ConfigurationKeys
+from transport.tls import TlsSettings
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS security_profile (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    proven      INTEGER NOT NULL,  -- the last profile a connection succeeded with
+    configured  INTEGER NOT NULL   -- csms.security_profile of the file when this was written
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how the next connection goes."""
+
+    profile: int
+    url: str
+    password: bytes | None
+    tls: TlsSettings | None
+
+
+class SecurityProfiles:
+    def __init__(self, config: Config, db: sqlite3.Connection) -> None:
+        self._csms = config.csms
+        self._host_link = config.modem.type == "host"
+        self._db = db
+        self._keys: ConfigurationKeys | None = None
+        self._failures = 0
+        db.executescript(SCHEMA)
+        configured = self._csms.security_profile
+        row = db.execute("SELECT proven, configured FROM security_profile").fetchone()
+        if row is None or row[1] != configured:
+            if row is not None:
+                log.warning(
+                    "csms.security_profile changed in the configuration file (%d → %d): it "
+                    "replaces the profile the CSMS set",
+                    row[1],
+                    configured,
+                )
+            # Before the keys are read: the file's profile is the key's value from now on.
+            db.execute("DELETE FROM configuration WHERE key = ?", (SECURITY_PROFILE,))
+            self._save(configured)
+        else:
+            self.proven = int(row[0])
+
+    def bind(self, keys: ConfigurationKeys) -> None:
+        self._keys = keys
+
+    @property
+    def keys(self) -> ConfigurationKeys:
+        assert self._keys is not None, "bind() the configuration keys first"
+        return self._keys
+
+    @property
+    def active(self) -> int:
+        return self.keys.integer(SECURITY_PROFILE)
+
+    def password(self) -> bytes | None:
+        """The Basic-auth password: the AuthorizationKey the CSMS set, else the file's."""
+        key = self.keys.get(AUTHORIZATION_KEY)
+        return bytes.fromhex(key) if key else self._csms.password
+
+    def endpoint(self) -> Endpoint:
+        profile = self.active
+        url = self._csms.url_for(profile)
+        if url is None:  # only a bug could get here: a profile is accepted with a URL
+            log.error("no endpoint for security profile %d: using csms.url", profile)
+            url = self._csms.url
+        csms = self._csms
+        tls = None
+        if profile >= 2:
+            mutual = profile == 3
+            tls = TlsSettings(
+                ca_file=csms.ca_file,
+                client_cert=csms.client_certificate if mutual else None,
+                client_key=csms.client_key if mutual else None,
+                cipher_suite=csms.cipher_suite,
+            )
+        password = self.password() if profile in (1, 2) else None
+        return Endpoint(profile, url, password, tls)
+
+    def check(self, value: str) -> str | None:
+        """Why ChangeConfiguration(SecurityProfile) must be Rejected, or None (A05.FR.01-05)."""
+        new, current, csms = int(value), self.active, self._csms
+        if new <= current:
+            return f"not above the profile in use ({current}): a profile is only raised"
+        if new in (1, 2) and self.password() is None:
+            return "no AuthorizationKey to authenticate with (A05.FR.02)"
+        if new >= 2 and csms.ca_file is None and not self._host_link:
+            return "no CSMS root certificate installed (csms.ca_file, A05.FR.03)"
+        if new == 3 and csms.client_certificate is None:
+            return "no charge point certificate installed (csms.client_certificate, A05.FR.04)"
+        if csms.url_for(new) is None:
+            return f"no endpoint for profile {new} (csms.upgrade_urls.{new})"
+        return None
+
+    def connected(self) -> None:
+        """A connection with the active profile succeeded: it is the one to fall back to."""
+        self._failures = 0
+        if self.active != self.proven:
+            log.warning(
+                "connected with security profile %d (raised by the CSMS from %d)",
+                self.active,
+                self.proven,
+            )
+            self._save(self.active)
+
+    def failed(self, why: str) -> None:
+        """A connection with the active profile failed at the CSMS (not the network)."""
+        active = self.active
+        if active == self.proven:
+            return
+        self._failures += 1
+        attempts = self._csms.upgrade_attempts
+        if self._failures < attempts:
+            log.warning(
+                "security profile %d: attempt %d of %d failed: %s",
+                active,
+                self._failures,
+                attempts,
+                why,
+            )
+            return
+        log.error(
+            "security profile %d failed %d times (last: %s): back to profile %d, the last "
+            "one that worked (security whitepaper A05.FR.08)",
+            active,
+            self._failures,
+            why,
+            self.proven,
+        )
+        self._failures = 0
+        self.keys.store(SECURITY_PROFILE, str(self.proven))
+
+    def _save(self, proven: int) -> None:
+        self.proven = proven
+        self._db.execute(
+            "INSERT INTO security_profile (id, proven, configured) VALUES (1, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET proven = excluded.proven, "
+            "configured = excluded.configured",
+            (proven, self._csms.security_profile),
+        )
