@@ -145,7 +145,8 @@ SCHEMA: dict[str, Any] = {
                     "type": "string",
                     "minLength": 1,
                     "description": "PEM CA certificate(s) to verify https:// file servers "
-                    "(uploaded to the module); without it https is not verified",
+                    "(uploaded to the module); default: csms.ca_file; without either, https "
+                    "is not verified",
                 },
                 "piece_size": {
                     "type": "integer",

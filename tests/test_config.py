@@ -160,7 +160,7 @@ def test_password_file_relative_to_the_config(tmp_path: Path) -> None:
 def test_password_and_password_file_together() -> None:
     text = MINIMAL.replace(
         'url = "ws://csms.example.com/ocpp"',
-        'url = "ws://h/o"\npassword = "a"\npassword_file = "b"',
+        'url = "ws://h/o"\npassword = "a"\npassword_file = "b"\nsecurity_profile = 1',
     )
     assert problems(text) == [
         "csms.password_file: give csms.password or csms.password_file, not both"

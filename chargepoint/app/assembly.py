@@ -40,12 +40,14 @@ def link_for(config: Config) -> Link:
     """The link the configuration asks for."""
     modem = config.modem
     fw = config.firmware
+    # HTTPS file servers are verified against firmware.ca_file, else the CSMS's CA.
+    ca_file = fw.ca_file or config.csms.ca_file
     if modem.type == "host":
-        return HostLink(http=HostHttp(ca_file=fw.ca_file, piece_size=fw.piece_size))
+        return HostLink(http=HostHttp(ca_file=ca_file, piece_size=fw.piece_size))
     assert modem.port is not None  # the loader insists on it for a module
     http = HttpSettings(
         context_id=modem.context_id,
-        ca_file=fw.ca_file,
+        ca_file=ca_file,
         piece_size=fw.piece_size,
         chunk=fw.chunk_size,
         scratch_drive=fw.scratch_drive,

@@ -53,6 +53,7 @@ def check_config(path: str, out: TextIO = sys.stdout) -> int:
         file=out,
     )
     print(f"  CSMS           {config.csms.url}", file=out)
+    print(f"  security       {_security_line(config)}", file=out)
     print(f"  link           {link}", file=out)
     print(f"  state          {config.storage_directory}", file=out)
     print(f"  OCPP keys      {len(keys)} ({len(config.ocpp_keys)} set by the file)", file=out)
@@ -77,7 +78,29 @@ def _warnings(config: Config) -> list[str]:
     ):
         if command and shutil.which(command[0]) is None:
             found.append(f"{name}: {command[0]} is not an executable program here")
+    key = config.csms.client_key
+    if key is not None and key.exists() and key.stat().st_mode & 0o077:
+        found.append(
+            f"csms.client_key: {key} can be read by other users (mode "
+            f"{key.stat().st_mode & 0o777:o}); make it 0600, owned by the service user"
+        )
     return found
+
+
+def _security_line(config: Config) -> str:
+    csms = config.csms
+    what = {
+        0: "no authentication",
+        1: "Basic auth over ws:// (trusted network only)",
+        2: "TLS, Basic auth",
+        3: "TLS, client certificate",
+    }[csms.security_profile]
+    line = f"profile {csms.security_profile}: {what}"
+    if csms.security_profile >= 2:
+        line += f"; CSMS CA {csms.ca_file or 'from the system trust store'}"
+    if csms.upgrade_urls:
+        line += "; the CSMS may raise it to " + ", ".join(str(p) for p, _ in csms.upgrade_urls)
+    return line
 
 
 def _modem_config(config: Config) -> str | None:
