@@ -64,6 +64,9 @@ class KeySpec:
     unit: str | None = None
     check: Check | None = None
     reboot_required: bool = False
+    # Only for a ChangeConfiguration from the CSMS (not a stored value or the file's): a rule
+    # about the change itself, such as "only raised".
+    change_check: Check | None = None
 
     def problem(self, value: str) -> str | None:
         """Why ``value`` is not acceptable for this key, or None."""
@@ -185,7 +188,9 @@ def core_keys(
         KeySpec("WebSocketPingInterval", i, rw, str(ping_interval), 0, 86400, "seconds"),
         KeySpec(AUTHORIZATION_KEY, Kind.TEXT, Access.W, key, check=_authorization_key),
         # Only raised (whitepaper A05.FR.01): the check compares with the profile in use.
-        KeySpec(SECURITY_PROFILE, i, rw, str(security_profile), 0, 3, check=security_check),
+        KeySpec(
+            SECURITY_PROFILE, i, rw, str(security_profile), 0, 3, change_check=security_check
+        ),
     ]
 
 
@@ -288,6 +293,8 @@ class ConfigurationKeys:
             log.info("ChangeConfiguration of read-only key %s: Rejected", name)
             return ConfigurationStatus.rejected
         problem = spec.problem(value)
+        if problem is None and spec.change_check is not None:
+            problem = spec.change_check(value)
         if problem is not None:
             shown = "(secret)" if spec.access is Access.W else repr(value)
             log.info("ChangeConfiguration %s = %s rejected: %s", name, shown, problem)

@@ -1,0 +1,219 @@
+"""Security profiles in the configuration file and the SecurityProfile key (security whitepaper
+§2, A00.FR.005, use case A05): what check-config refuses, what the CSMS may change, fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chargepoint.app.assembly import configuration_keys
+from chargepoint.app.security import SecurityProfiles
+from chargepoint.hardware.simulated import SimulatedCharger
+from chargepoint.storage import open_state
+from config.loader import Config, ConfigError, parse_config
+from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE, ConfigurationKeys
+from tests.harness import fresh_state
+
+HEAD = """
+[charge_point]
+id = "CP-1"
+vendor = "V"
+model = "M"
+
+[storage]
+directory = "{state}"
+
+[modem]
+type = "{link}"
+{port}
+
+[csms]
+"""
+KEY = "00112233445566778899AABBCCDDEEFF"
+
+
+def config(
+    csms: str, *, link: str = "host", state: Path | None = None, where: Path = Path("t.toml")
+) -> Config:
+    port = 'port = "/dev/ttyUSB2"' if link == "quectel" else ""
+    text = HEAD.format(state=state or fresh_state(), link=link, port=port) + csms
+    return parse_config(text, where)
+
+
+def problems(csms: str, **kwargs: object) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        config(csms, **kwargs)  # type: ignore[arg-type]
+    return error.value.problems
+
+
+@pytest.fixture
+def pem(tmp_path: Path) -> Path:
+    """Stand-ins for certificate files: the loader only checks that they are files."""
+    for name in ("ca.pem", "cp.pem", "cp.key"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    return tmp_path
+
+
+def test_the_profile_follows_from_the_url_and_the_credentials(pem: Path) -> None:
+    assert config('url = "ws://h/o"').csms.security_profile == 0
+    assert config(f'url = "wss://h/o"\npassword = "{KEY}"').csms.security_profile == 2
+    mutual = config(
+        'url = "wss://h/o"\nclient_certificate = "cp.pem"\nclient_key = "cp.key"',
+        where=pem / "t.toml",
+    )
+    assert mutual.csms.security_profile == 3
+    assert mutual.csms.client_key == pem / "cp.key"  # relative to the file
+
+
+def test_a_password_over_ws_must_be_asked_for() -> None:
+    (problem,) = problems(f'url = "ws://h/o"\npassword = "{KEY}"')
+    assert problem.startswith("csms.security_profile: a password over ws:// travels in clear")
+    explicit = config(f'url = "ws://h/o"\npassword = "{KEY}"\nsecurity_profile = 1')
+    assert explicit.csms.security_profile == 1
+
+
+@pytest.mark.parametrize(
+    ("csms", "expected"),
+    [
+        (
+            'url = "wss://h/o"\nsecurity_profile = 1\npassword = "p"',
+            "csms.url: security profile 1 needs a ws:// URL",
+        ),
+        (
+            'url = "ws://h/o"\nsecurity_profile = 2\npassword = "p"',
+            "csms.url: security profile 2 needs a wss:// URL",
+        ),
+        (
+            'url = "wss://h/o"\nsecurity_profile = 2',
+            "csms.password: security profile 2 authenticates with a password "
+            "(csms.password or csms.password_file)",
+        ),
+        (
+            'url = "wss://h/o"\nsecurity_profile = 3',
+            "csms.client_certificate: security profile 3 needs the charge point certificate "
+            "and its key (client_certificate, client_key)",
+        ),
+        (
+            'url = "wss://h/o"\nclient_certificate = "cp.pem"',
+            "csms.client_key: give client_certificate and client_key together",
+        ),
+        (
+            'url = "ws://h/o"\n[csms.upgrade_urls]\n0 = "ws://x/o"',
+            'csms.upgrade_urls: must be one of "1", "2", "3", not "0"',
+        ),
+        (
+            'url = "ws://h/o"\n[csms.upgrade_urls]\n2 = "ws://x/o"',
+            "csms.upgrade_urls.2: security profile 2 needs a wss:// URL",
+        ),
+        (
+            'url = "wss://h/o"\npassword = "p"\n[csms.upgrade_urls]\n1 = "ws://x/o"',
+            "csms.upgrade_urls.1: not above security profile 2; the profile can only be raised",
+        ),
+        (
+            'url = "wss://h/o"\npassword = "p"\ncipher_suite = "0X0035"',
+            "csms.cipher_suite: must be one of the AES-GCM suites 0XC02B, 0XC02F, 0XC02C, "
+            "0XC030, 0X009C, 0X009D (security whitepaper A00.FR.318)",
+        ),
+    ],
+)
+def test_contradictions_are_named(pem: Path, csms: str, expected: str) -> None:
+    assert problems(csms, where=pem / "t.toml") == [expected]
+
+
+def test_tls_through_the_module_needs_the_ca_file(pem: Path) -> None:
+    assert problems(f'url = "wss://h/o"\npassword = "{KEY}"', link="quectel") == [
+        "csms.ca_file: TLS through the module needs the CSMS's root CA certificate (the "
+        "module has no trust store of its own)"
+    ]
+    upgrade = (
+        f'url = "ws://h/o"\npassword = "{KEY}"\nsecurity_profile = 1\n'
+        '[csms.upgrade_urls]\n2 = "wss://h/o"'
+    )
+    assert problems(upgrade, link="quectel")[0].startswith("csms.ca_file:")
+    assert config(upgrade + "\n", link="host").csms.url_for(2) == "wss://h/o"
+    missing = problems(
+        f'url = "wss://h/o"\npassword = "{KEY}"\nca_file = "nowhere.pem"', where=pem / "t.toml"
+    )
+    assert missing == [f"csms.ca_file: {pem / 'nowhere.pem'} is not a readable file"]
+
+
+def _profiles(cfg: Config) -> tuple[SecurityProfiles, ConfigurationKeys]:
+    db = open_state(cfg.storage_directory)
+    security = SecurityProfiles(cfg, db)
+    keys = configuration_keys(cfg, SimulatedCharger(1, db), db, security.check)
+    security.bind(keys)
+    return security, keys
+
+
+def test_the_csms_may_raise_the_profile_only_when_its_prerequisites_hold(pem: Path) -> None:
+    state = fresh_state()
+    cfg = config(
+        f'url = "ws://h/o"\npassword = "{KEY}"\npassword_format = "hex"\nsecurity_profile = 1\n'
+        'ca_file = "ca.pem"\n[csms.upgrade_urls]\n2 = "wss://h/o"',
+        state=state,
+        where=pem / "t.toml",
+    )
+    security, keys = _profiles(cfg)
+    assert keys.get(SECURITY_PROFILE) == "1"
+    # A05.FR.01: never lowered, never "changed" to the same value.
+    assert keys.change(SECURITY_PROFILE, "0").value == "Rejected"
+    assert keys.change(SECURITY_PROFILE, "1").value == "Rejected"
+    # A05.FR.04: no charge point certificate for 3 (and no endpoint for it either).
+    assert keys.change(SECURITY_PROFILE, "3").value == "Rejected"
+    assert keys.change(SECURITY_PROFILE, "4").value == "Rejected"
+    assert keys.change(SECURITY_PROFILE, "2").value == "Accepted"
+    endpoint = security.endpoint()
+    assert (endpoint.profile, endpoint.url, endpoint.password) == (
+        2,
+        "wss://h/o",
+        bytes.fromhex(KEY),
+    )
+    assert endpoint.tls is not None and endpoint.tls.ca_file == pem / "ca.pem"
+    assert endpoint.tls.client_cert is None
+
+
+def test_without_an_authorization_key_profile_2_is_refused(pem: Path) -> None:
+    cfg = config(
+        'url = "ws://h/o"\nca_file = "ca.pem"\n[csms.upgrade_urls]\n2 = "wss://h/o"',
+        where=pem / "t.toml",
+    )
+    security, keys = _profiles(cfg)
+    assert security.check("2") == "no AuthorizationKey to authenticate with (A05.FR.02)"
+    assert keys.change(SECURITY_PROFILE, "2").value == "Rejected"
+    assert keys.change(AUTHORIZATION_KEY, KEY).value == "Accepted"
+    assert keys.change(SECURITY_PROFILE, "2").value == "Accepted"
+
+
+def test_a_raised_profile_that_keeps_failing_falls_back_and_a_working_one_sticks(pem: Path) -> None:
+    state = fresh_state()
+    text = (
+        f'url = "wss://h/o"\npassword = "{KEY}"\nca_file = "ca.pem"\nupgrade_attempts = 2\n'
+        'client_certificate = "cp.pem"\nclient_key = "cp.key"\nsecurity_profile = 2'
+    )
+    security, keys = _profiles(config(text, state=state, where=pem / "t.toml"))
+    assert keys.change(SECURITY_PROFILE, "3").value == "Accepted"
+    assert security.endpoint().tls is not None
+    assert security.endpoint().tls.client_cert == pem / "cp.pem"  # type: ignore[union-attr]
+    assert security.endpoint().password is None  # profile 3: the certificate authenticates
+    security.failed("TLS refused")
+    assert keys.get(SECURITY_PROFILE) == "3"
+    security.failed("TLS refused")
+    assert keys.get(SECURITY_PROFILE) == "2"  # A05.FR.08
+    assert keys.change(SECURITY_PROFILE, "3").value == "Accepted"
+    security.connected()
+    security.failed("the CSMS is restarting")  # a proven profile is kept whatever happens
+    security.failed("the CSMS is restarting")
+    assert keys.get(SECURITY_PROFILE) == "3"
+    # A restart keeps what the CSMS set...
+    again, keys = _profiles(config(text, state=state, where=pem / "t.toml"))
+    assert (keys.get(SECURITY_PROFILE), again.proven) == ("3", 3)
+    # ...unless the installer changed the file's profile: lowering is done on the charge point.
+    lowered = text.replace("security_profile = 2", "security_profile = 2\n") + "\n"
+    _, keys = _profiles(config(lowered, state=state, where=pem / "t.toml"))
+    assert keys.get(SECURITY_PROFILE) == "3"  # the same profile in the file: nothing changed
+    text1 = text.replace('url = "wss://h/o"', 'url = "ws://h/o"').replace(
+        "security_profile = 2", 'security_profile = 1\n[csms.upgrade_urls]\n3 = "wss://h/o"'
+    )
+    again, keys = _profiles(config(text1, state=state, where=pem / "t.toml"))
+    assert (keys.get(SECURITY_PROFILE), again.proven) == ("1", 1)
