@@ -33,6 +33,7 @@ connectors = 1
 [csms]
 url = "{csms.url}"
 password_file = "csms-password"
+security_profile = 1
 ping_interval = 0
 
 [modem]

@@ -339,11 +339,13 @@ async def test_malformed_csms_requests_get_the_callerror_ocpp_j_names_and_the_se
 
 
 async def test_repeated_link_failures_escalate_module_recovery_step_by_step() -> None:
-    # Nothing listens at the CSMS address: every attempt fails at AT+QIOPEN (566).
-    async with network("quectel") as net:
+    # The module's DNS cannot resolve the CSMS's name: every attempt fails at AT+QIOPEN (565),
+    # evidence about the data link. (A refused connection, 566, is the CSMS's: no escalation,
+    # see test_ladder.py.)
+    async with network("quectel", dns_failures={"csms.test"}) as net:
         assert net.sim is not None
         config = make_config(
-            "ws://127.0.0.1:1/ocpp", reconnect_delay_min=0.01, reconnect_delay_max=0.02
+            "ws://csms.test:1/ocpp", reconnect_delay_min=0.01, reconnect_delay_max=0.02
         )
         daemon = Daemon(config, net.link)
         sim, log = net.sim, net.sim.module.log

@@ -40,6 +40,7 @@ power_loss = "stop"
 [csms]
 url = "{url}"
 password = "{PASSWORD.hex()}"
+security_profile = 1
 password_format = "hex"
 call_timeout = 5
 ping_interval = 0

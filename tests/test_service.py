@@ -56,6 +56,7 @@ connectors = 1
 [csms]
 url = "{url}"
 password = "{SECRET}"
+security_profile = 1
 ping_interval = 0
 reconnect_delay_min = 0.2
 reconnect_delay_max = 0.5

@@ -312,7 +312,7 @@ class Daemon:
             self.security.failed(str(exc))
             return Outcome(Blame.CSMS, 0.0, str(exc))
         except ServerRefused as exc:
-            log.warning("the CSMS does not take connections: %s", exc)
+            log.warning("cannot reach the CSMS, which does not take connections: %s", exc)
             self.security.failed(str(exc))
             return Outcome(Blame.CSMS, 0.0, str(exc))
         except TransportError as exc:
