@@ -35,7 +35,7 @@ from chargepoint.blocks.transactions import Transactions
 from chargepoint.blocks.unsupported import ReservationNotSupported
 from chargepoint.hardware.charger import Charger
 from chargepoint.protocol.outbox import Item, Outbox, RetryPolicy
-from chargepoint.protocol.request import Online
+from chargepoint.protocol.request import Online, SessionHooks
 from config.ocpp_keys import IMPLEMENTED_PROFILES, ConfigurationKeys
 
 Routes = dict[str, dict[str, Any]]
@@ -154,6 +154,9 @@ class Station:
         finally:
             context.connection = None
             context.changed()
+
+    def attach(self, session: SessionHooks | None) -> None:
+        self.context.session = session
 
     def _retry_policy(self) -> RetryPolicy:
         keys = self.context.keys

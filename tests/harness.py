@@ -108,7 +108,15 @@ directory = "{state or fresh_state()}"
 
 
 def _table(values: dict[str, Any]) -> str:
-    return "\n".join(f"{key} = {json.dumps(value)}" for key, value in values.items())
+    return "\n".join(f"{key} = {_toml(value)}" for key, value in values.items())
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Path):
+        return json.dumps(str(value))
+    return json.dumps(value)
 
 
 @contextlib.asynccontextmanager

@@ -27,7 +27,12 @@ from chargepoint.blocks.events import Events
 from chargepoint.hardware.charger import Charger, HardwareEvent, IdTagPresented
 from chargepoint.model.transactions import TransactionStore
 from chargepoint.protocol.outbox import Outbox
-from chargepoint.protocol.request import REQUEST_FAILURES, Online, describe_failure
+from chargepoint.protocol.request import (
+    REQUEST_FAILURES,
+    Online,
+    SessionHooks,
+    describe_failure,
+)
 from config.ocpp_keys import ConfigurationKeys
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,9 @@ class Context:
         self._changed = asyncio.Event()
         self.outbox = Outbox(db, self.transactions, on_change=self._changed.set)
         self.connection: Online | None = None
+        # The OCPP session from the WebSocket's opening, before the CSMS has accepted the
+        # charge point too (ChangeConfiguration is allowed while Pending).
+        self.session: SessionHooks | None = None
         self._lock = asyncio.Lock()
         self._settled: list[Callable[[], None]] = []
         self._hardware: defaultdict[type[Any], list[Callable[[Any], Awaitable[None]]]] = (

@@ -64,17 +64,16 @@ class Provisioning:
 
     @after(Action.change_configuration)  # type: ignore[untyped-decorator]
     def _after_change_configuration(self, key: str, value: str) -> None:
-        connection = self._context.connection
+        session = self._context.session
         keys = self._context.keys
-        if connection is None or key not in (AUTHORIZATION_KEY, SECURITY_PROFILE):
+        if session is None or key not in (AUTHORIZATION_KEY, SECURITY_PROFILE):
             return
         if keys.get(key) != value:
             return  # Rejected: nothing changed
         # Whitepaper A01 and A05.FR.06/07: disconnect, and connect again with the new password
         # or the new profile; queued messages wait on disk meanwhile.
         what = "AuthorizationKey" if key == AUTHORIZATION_KEY else f"SecurityProfile to {value}"
-        hooks = connection.session
-        hooks.spawn(hooks.reconnect(f"the CSMS changed the {what}"), "reconnect for security")
+        session.spawn(session.reconnect(f"the CSMS changed the {what}"), "reconnect for security")
 
     # -- reset --
 

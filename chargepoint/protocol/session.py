@@ -32,7 +32,7 @@ from ocpp.v16.enums import RegistrationStatus
 
 from chargepoint.protocol.charge_point import ChargePoint, OcppConnection
 from chargepoint.protocol.frame_trace import FrameTrace
-from chargepoint.protocol.request import Online, describe_failure
+from chargepoint.protocol.request import Online, SessionHooks, describe_failure
 from config.ocpp_keys import ConfigurationKeys
 from transport.websocket import WebSocketClosed
 
@@ -98,6 +98,10 @@ class Duties(Protocol):
 
     async def serve(self, online: Online, *, booted: bool) -> None: ...
 
+    def attach(self, session: SessionHooks | None) -> None:
+        """The session on the connection now open (None: it ended)."""
+        ...
+
 
 class Reconnect(WebSocketClosed):
     """The charge point ends the connection on purpose, to connect again (new password)."""
@@ -133,6 +137,7 @@ class Session:
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
+                self._station.attach(self)
                 tasks.create_task(self.charge_point.start(), name="ocpp receive")
                 tasks.create_task(self._lifecycle(), name="ocpp lifecycle")
         except* WebSocketClosed as group:
@@ -142,6 +147,7 @@ class Session:
             ended += [exc for exc in group.exceptions if isinstance(exc, WebSocketClosed)]
         finally:
             self._tasks = None
+            self._station.attach(None)
             self.charge_point.connection_ended(str(ended[0]) if ended else "session ended")
         if not ended:
             raise AssertionError("an OCPP session only ends with its connection")

@@ -1,0 +1,302 @@
+"""wss:// end to end: the daemon, the simulated module's TLS (AT+QSSL*) or the host's, and a real
+TLS CSMS with certificates made at test time (security whitepaper §2, profiles 2 and 3; use
+case A05 for raising the profile; A00.FR.309/310 for a certificate the charge point refuses)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargepoint.app.daemon import Blame, Daemon
+from tests.conftest import TcpProxy
+from tests.harness import PASSWORD, csms_peer, fresh_state, make_config, network, running
+from tests.peers import Csms, ServerTls
+from tests.pki import Pki, make_pki
+from transport.modems.quectel import QuectelLink
+
+CP = "CP-TEST/1"
+MODULE_RECOVERY = ("AT+QIDEACT", "AT+CFUN", "AT+QPOWD")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def tls_config(url: str, pki: Pki, *, profile: int = 2, **csms: Any) -> Any:
+    files: dict[str, Any] = {"ca_file": str(pki.ca)}
+    if profile == 3:
+        client = pki.client(CP)
+        files |= {"client_certificate": str(client.cert), "client_key": str(client.key)}
+    return make_config(url, security_profile=profile, **files, **csms)
+
+
+def connects(peer: Csms) -> list[dict[str, Any]]:
+    return [e for e in peer.events if e["event"] == "connect"]
+
+
+def failed_handshakes(peer: Csms) -> int:
+    return peer.count("tls_failed")
+
+
+def module_recovery(log: list[str]) -> list[str]:
+    return [c for c in log if c.startswith(MODULE_RECOVERY)]
+
+
+@contextlib.asynccontextmanager
+async def proxied(port: int) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy recording what crosses between the simulated module and the CSMS."""
+    proxy = TcpProxy(port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+async def test_profile_2_through_the_module_carries_no_plaintext_on_the_network(
+    kind: str, pki: Pki
+) -> None:
+    tls = ServerTls(pki.server.cert, pki.server.key)
+    async with (
+        csms_peer(kind, password=PASSWORD, tls=tls) as peer,
+        proxied(peer.port) as proxy,
+        network("quectel") as net,
+    ):
+        assert net.sim is not None
+        daemon = Daemon(tls_config(f"wss://127.0.0.1:{proxy.port}/ocpp", pki), net.link)
+        async with running(daemon):
+            await peer.wait_for(lambda _: peer.calls("BootNotification"))
+            await peer.wait_for(lambda _: len(peer.calls("StatusNotification")) >= 3)
+        (connect,) = connects(peer)
+        assert (connect["identity"], connect["tls"], connect["basic_auth"]) == (CP, True, True)
+        log = net.sim.module.log
+        assert any(c.startswith("AT+QSSLOPEN=1,2,") for c in log)
+        assert not any(c.startswith("AT+QIOPEN") for c in log)  # no plain socket at all
+        assert any(c.startswith('AT+QFUPL="UFS:csms-ca.pem"') for c in log)
+        assert 'AT+QSSLCFG="seclevel",2,1' in log and 'AT+QSSLCFG="sslversion",2,3' in log
+        # What left the module for the network: TLS records only (the module encrypted).
+        wire = bytes(proxy.from_client)
+        assert wire[:1] == b"\x16"  # a TLS handshake record
+        for plaintext in (b"GET /", b"ocpp1.6", b"Authorization", b"BootNotification", CP.encode()):
+            assert plaintext not in wire
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+async def test_profile_3_through_the_module_authenticates_with_the_certificate(
+    kind: str, pki: Pki
+) -> None:
+    tls = ServerTls(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca)
+    async with csms_peer(kind, tls=tls) as peer, network("quectel") as net:
+        assert net.sim is not None
+        daemon = Daemon(tls_config(peer.url, pki, profile=3), net.link)
+        async with running(daemon):
+            await peer.wait_for(lambda _: peer.calls("BootNotification"))
+        (connect,) = connects(peer)
+        assert (connect["client_cn"], connect["basic_auth"]) == (CP, False)
+        log = net.sim.module.log
+        assert 'AT+QSSLCFG="seclevel",2,2' in log
+        assert 'AT+QSSLCFG="clientkey",2,"UFS:cp-key.pem"' in log
+
+
+@pytest.mark.parametrize("profile", [2, 3])
+async def test_profiles_2_and_3_on_the_host_link(profile: int, pki: Pki) -> None:
+    tls = ServerTls(pki.server.cert, pki.server.key, pki.cpo_ca if profile == 3 else None)
+    async with csms_peer("python", password=PASSWORD, tls=tls) as peer, network("host") as net:
+        daemon = Daemon(tls_config(peer.url, pki, profile=profile), net.link)
+        async with running(daemon):
+            await peer.wait_for(lambda _: peer.calls("BootNotification"))
+        (connect,) = connects(peer)
+        assert connect["tls"]
+        assert connect["client_cn"] == (CP if profile == 3 else None)
+
+
+async def test_certificates_go_to_the_module_once_and_again_only_when_they_change(
+    pki: Pki, tmp_path: Path
+) -> None:
+    tls = ServerTls(pki.server.cert, pki.server.key)
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.ca.read_bytes())
+    async with csms_peer("python", password=PASSWORD, tls=tls) as peer, network("quectel") as net:
+        assert net.sim is not None
+        state = fresh_state()
+        for round_ in range(3):
+            if round_ == 2:
+                ca.write_bytes(pki.ca.read_bytes() + pki.untrusted_ca.read_bytes())  # a new bundle
+            config = make_config(peer.url, state=state, security_profile=2, ca_file=str(ca))
+            async with running(Daemon(config, QuectelLink(net.sim.path, 115200))):
+                await peer.wait_for(lambda _, n=round_: len(connects(peer)) > n)
+        uploads = [c for c in net.sim.module.log if c.startswith('AT+QFUPL="UFS:csms-ca.pem"')]
+        assert len(uploads) == 2  # the first run, and the changed bundle; not the second run
+        assert uploads[1] == f'AT+QFUPL="UFS:csms-ca.pem",{ca.stat().st_size},20'
+
+
+REFUSED = [
+    ("untrusted_server", "unable to get local issuer certificate"),
+    ("expired_server", "certificate has expired"),
+    ("wrong_host_server", "mismatch"),
+]
+
+
+@pytest.mark.parametrize(("server", "reason"), REFUSED)
+@pytest.mark.parametrize("link", ["quectel", "host"])
+async def test_a_csms_certificate_the_charge_point_must_refuse(
+    link: str, server: str, reason: str, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = getattr(pki, server)
+    async with (
+        csms_peer("python", password=PASSWORD, tls=ServerTls(files.cert, files.key)) as peer,
+        network(link) as net,
+    ):
+        daemon = Daemon(tls_config(peer.url, pki, reconnect_delay_max=0.1), net.link)
+        async with running(daemon):
+            # Refused, retried, refused again...: no crash, no WebSocket.
+            await peer.wait_for(lambda _: failed_handshakes(peer) >= 4, timeout=60)
+        assert connects(peer) == []  # A00.FR.310: no WebSocket over a refused certificate
+        assert all(o.blame is Blame.CSMS for o in daemon.outcomes)
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        if link == "host":
+            assert any(reason in e for e in errors), errors
+        else:
+            assert net.sim is not None
+            assert any(
+                "TLS with 127.0.0.1:" in e and "the module rejected the CSMS certificate" in e
+                for e in errors
+            ), errors
+            assert module_recovery(net.sim.module.log) == []
+
+
+async def test_profile_2_against_a_csms_that_wants_a_client_certificate(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    tls = ServerTls(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca)
+    async with csms_peer("python", tls=tls) as peer, network("quectel") as net:
+        daemon = Daemon(tls_config(peer.url, pki, reconnect_delay_max=0.1), net.link)
+        async with running(daemon):
+            await peer.wait_for(lambda _: failed_handshakes(peer) >= 3, timeout=60)
+        assert connects(peer) == []
+        assert any(
+            "the CSMS refused the handshake" in r.getMessage()
+            or "offers no TLS 1.2" in r.getMessage()
+            for r in caplog.records
+        )
+
+
+async def change_profile(peer: Csms, value: str) -> str:
+    reply = await peer.call("ChangeConfiguration", {"key": "SecurityProfile", "value": value})
+    return str(reply["status"])
+
+
+async def security_profile(peer: Csms) -> str:
+    reply = await peer.call("GetConfiguration", {"key": ["SecurityProfile"]})
+    return str(reply["configurationKey"][0]["value"])
+
+
+@pytest.mark.parametrize("link", ["quectel", "host"])
+async def test_the_csms_raises_the_profile_from_2_to_3(link: str, pki: Pki) -> None:
+    two = ServerTls(pki.server.cert, pki.server.key)
+    three = ServerTls(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca)
+    async with (
+        csms_peer("python", password=PASSWORD, tls=two) as old,
+        csms_peer("python", tls=three) as new,
+        network(link) as net,
+    ):
+        client = pki.client(CP)
+        config = make_config(
+            old.url,
+            security_profile=2,
+            ca_file=str(pki.ca),
+            client_certificate=str(client.cert),
+            client_key=str(client.key),
+            upgrade_urls={"3": new.url},
+        )
+        async with running(Daemon(config, net.link)):
+            await old.wait_for(lambda _: old.calls("BootNotification"))
+            assert await change_profile(old, "2") == "Rejected"  # A05.FR.01: not higher
+            assert await change_profile(old, "1") == "Rejected"  # never lowered (A00.FR.005)
+            assert await security_profile(old) == "2"
+            assert await change_profile(old, "3") == "Accepted"  # A05.FR.05
+            await new.wait_for(lambda _: connects(new))  # A05.FR.06/07
+            assert await security_profile(new) == "3"
+        (connect,) = connects(new)
+        assert connect["client_cn"] == CP
+        assert old.events[-1]["event"] in ("close", "stopped") or len(connects(old)) == 1
+
+
+async def test_a_raised_profile_the_csms_cannot_take_falls_back(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    two = ServerTls(pki.server.cert, pki.server.key)
+    # The new endpoint trusts another CA than the one that signed our certificate.
+    three = ServerTls(pki.server.cert, pki.server.key, client_ca=pki.untrusted_ca)
+    async with (
+        csms_peer("python", password=PASSWORD, tls=two) as old,
+        csms_peer("python", tls=three) as new,
+        network("quectel") as net,
+    ):
+        assert net.sim is not None
+        client = pki.client(CP)
+        config = make_config(
+            old.url,
+            security_profile=2,
+            ca_file=str(pki.ca),
+            client_certificate=str(client.cert),
+            client_key=str(client.key),
+            upgrade_urls={"3": new.url},
+            upgrade_attempts=2,
+            reconnect_delay_max=0.1,
+        )
+        async with running(Daemon(config, net.link)):
+            await old.wait_for(lambda _: old.calls("BootNotification"))
+            assert await change_profile(old, "3") == "Accepted"
+            await old.wait_for(lambda _: len(connects(old)) == 2, timeout=60)  # A05.FR.08
+            assert await security_profile(old) == "2"
+        assert connects(new) == []
+        assert any("back to profile 2" in r.getMessage() for r in caplog.records)
+        assert module_recovery(net.sim.module.log) == []
+
+
+async def test_no_secret_reaches_a_log_the_frame_trace_or_get_configuration(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    new_key = "A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4"
+    tls = ServerTls(pki.server.cert, pki.server.key)
+    async with csms_peer("python", password=PASSWORD, tls=tls) as peer, network("quectel") as net:
+        client = pki.client(CP)
+        config = make_config(
+            peer.url,
+            security_profile=2,
+            ca_file=str(pki.ca),
+            client_certificate=str(client.cert),
+            client_key=str(client.key),
+        )
+        daemon = Daemon(config, net.link)
+        async with running(daemon):
+            await peer.wait_for(lambda _: peer.calls("BootNotification"))
+            reply = await peer.call(
+                "ChangeConfiguration", {"key": "AuthorizationKey", "value": new_key}
+            )
+            assert reply["status"] == "Accepted"
+            peer.password = bytes.fromhex(new_key)  # type: ignore[union-attr]
+            await peer.wait_for(lambda _: len(connects(peer)) == 2)  # A01: reconnected with it
+            everything = await peer.call("GetConfiguration", {})
+            asked = await peer.call("GetConfiguration", {"key": ["AuthorizationKey"]})
+        trace = (config.storage_directory / "ocpp-frames.jsonl").read_text()
+    key_pem = client.key.read_text()
+    body = [line for line in key_pem.splitlines() if line and not line.startswith("-----")]
+    secrets = [new_key, new_key.lower(), PASSWORD.hex(), PASSWORD.hex().upper(), *body]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for secret in secrets:
+        assert secret not in logged
+        assert secret not in trace
+        assert secret not in json.dumps(everything)
+    assert "AuthorizationKey" not in json.dumps(everything)
+    assert asked.get("unknownKey") == ["AuthorizationKey"]
