@@ -12,8 +12,9 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,14 @@ pytestmark = pytest.mark.parametrize("kind", PEERS)
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(autouse=True)
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A refused handshake is the normal case here: the peers must not trip over it."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
 
 
 @contextlib.asynccontextmanager
@@ -137,18 +146,20 @@ async def test_a_client_not_trusting_the_csms_certificate_fails_the_handshake(
             async with open_ws(peer, context=client_context(pki.untrusted_ca), password=PASSWORD):
                 pass
         failed = await wait_event(peer, "tls_failed")
-        assert failed["code"] == "TLSV1_ALERT_UNKNOWN_CA", failed
-        assert "unknown ca" in failed["reason"].lower()
+        # An asyncio client drops the connection without a TLS alert (an OpenSSL client that
+        # sends one would give TLSV1_ALERT_UNKNOWN_CA).
+        assert failed["code"] == "ECONNRESET", failed
         assert peer.count("connect") == 0
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 async def test_profile2_refuses_tls_1_1(kind: str, pki: Pki) -> None:
     """A00.FR.312/314: TLS 1.2 or later only; the CSMS ends a TLS 1.1 handshake."""
     context = client_context(pki.ca)
     context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_1
     context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer TLS 1.1 at all
     async with serving(kind, tls=profile2(pki)) as peer:
-        with pytest.raises(ssl.SSLError):
+        with pytest.raises(OSError):
             async with open_ws(peer, context=context):
                 pass
         failed = await wait_event(peer, "tls_failed")

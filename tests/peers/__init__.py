@@ -209,6 +209,8 @@ class PythonCsms(PeerLog):
             """TLS started by hand (``loop.start_tls``), not by ``create_server(ssl=...)``:
             asyncio drops a failed server-side handshake silently, this way it is recorded."""
 
+            secured = False
+
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 assert context is not None
                 transport.pause_reading()  # start_tls takes over the reading
@@ -231,7 +233,12 @@ class PythonCsms(PeerLog):
                     log.record({"event": "tls_failed", "reason": reason, "code": code})
                     return
                 assert transport is not None
+                self.secured = True
                 super().connection_made(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if self.secured:  # else the handshake failed: nothing was set up
+                    super().connection_lost(exc)
 
         self.server = await serve(
             self._serve,

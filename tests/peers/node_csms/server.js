@@ -200,9 +200,18 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   }
 });
 
-// OpenSSL's reason, as Python's ssl.SSLError.reason has it (ERR_SSL_TLSV1_ALERT_UNKNOWN_CA -> TLSV1_ALERT_UNKNOWN_CA).
+// OpenSSL's reason, as Python's ssl.SSLError.reason has it (ERR_SSL_TLSV1_ALERT_UNKNOWN_CA ->
+// TLSV1_ALERT_UNKNOWN_CA; ERR_TLS_HANDSHAKE_TIMEOUT -> HANDSHAKE_TIMEOUT; ECONNRESET as it is).
 function tlsCode(err) {
-  return typeof err.code === 'string' ? err.code.replace(/^ERR_SSL_/, '') : null;
+  return typeof err.code === 'string' ? err.code.replace(/^ERR_(SSL|TLS)_/, '') : null;
+}
+
+function tlsFailure(err, socket) {
+  if (socket && socket.authorizationError) {
+    // Node completes the handshake, then drops a client whose certificate does not verify.
+    return { reason: `certificate verify failed: ${socket.authorizationError}`, code: 'CERTIFICATE_VERIFY_FAILED' };
+  }
+  return { reason: String(err.message), code: tlsCode(err) };
 }
 
 function listen() {
@@ -212,6 +221,7 @@ function listen() {
     cert: fs.readFileSync(tlsCert),
     key: fs.readFileSync(tlsKey),
     minVersion: 'TLSv1.2', // A00.FR.312
+    handshakeTimeout: 10000, // as the Python CSMS
     ...(clientCa !== undefined
       ? { ca: fs.readFileSync(clientCa), requestCert: true, rejectUnauthorized: true }
       : {}),
@@ -220,8 +230,8 @@ function listen() {
     res.end();
   });
   httpsServer.on('upgrade', server.handleUpgrade);
-  httpsServer.on('tlsClientError', (err) => {
-    emit({ event: 'tls_failed', reason: String(err.message), code: tlsCode(err) });
+  httpsServer.on('tlsClientError', (err, socket) => {
+    emit({ event: 'tls_failed', ...tlsFailure(err, socket) });
   });
   return new Promise((resolve, reject) => {
     httpsServer.once('error', reject);
