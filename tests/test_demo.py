@@ -33,6 +33,9 @@ async def test_demo_plays_the_whole_script_and_summarises_it() -> None:
         assert expected in timeline, expected
     assert "FAILED" not in text
     assert "result                 every step completed" in summary
+    # The session ran over wss:// with the TLS in the simulated module (security profile 2).
+    assert re.search(r"security\s+profile 2: wss://127\.0\.0\.1:\d+, TLS in the module", summary)
+    assert "0 plain TCP sockets" in summary
     assert "firmware               BootNotification firmwareVersion 1.0.0 → 1.1.0" in summary
     queued = re.search(r"coverage hole\s+(\d+) queued messages delivered", summary)
     assert queued and int(queued.group(1)) >= 3

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from chargepoint.app import control
 from chargepoint.app.assembly import link_for
 from chargepoint.app.daemon import Daemon
 from chargepoint.app.service import ServiceNotifier
+from chargepoint.demo.certificates import make_certificates
 from chargepoint.demo.csms import DemoCsms
 from chargepoint.demo.installation import (
     BAUD,
@@ -149,7 +151,10 @@ class Demo:
             shutil.rmtree(directory, ignore_errors=True)
 
     async def _run(self, directory: Path) -> int:
-        csms = DemoCsms(IDENTITY, PASSWORD.encode(), self.timeline.frame)
+        certificates = make_certificates(directory)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(certificates.server_cert, certificates.server_key)
+        csms = DemoCsms(IDENTITY, PASSWORD.encode(), self.timeline.frame, tls)
         image = f"DEMO-FIRMWARE {NEW_VERSION}\n".encode()
         image += bytes(i * 7 % 251 for i in range(FIRMWARE_SIZE - len(image)))
         files = FileServer(files={FIRMWARE_PATH: image})
@@ -160,9 +165,12 @@ class Demo:
             async with SimulatorShell(
                 QuectelModule(ModuleProfile()), baud=BAUD, latency=LATENCY
             ) as sim:
-                config_path = write_config(directory, csms.url, sim.path)
+                config_path = write_config(directory, csms.url, sim.path, certificates.ca)
                 parts = Parts(csms, files, sim, config_path)
-                self.say(f"CSMS (ocpp library) on {csms.url}")
+                self.say(
+                    f"CSMS (ocpp library) on {csms.url}, its certificate signed by a CA made "
+                    "for this run (security profile 2)"
+                )
                 self.say(f"HTTP file server on {files.url('/')} with {FIRMWARE_PATH}")
                 self.say(
                     f"simulated Quectel EC200U on {sim.path}, {BAUD} baud, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -119,8 +120,15 @@ class _Handlers(CsmsSide):  # type: ignore[misc]  # the ocpp library is untyped
 
 
 class DemoCsms:
-    def __init__(self, identity: str, password: bytes, on_frame: FrameSink) -> None:
+    def __init__(
+        self,
+        identity: str,
+        password: bytes,
+        on_frame: FrameSink,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.identity = identity
+        self.tls = tls
         self.password = password
         self.on_frame = on_frame
         self.calls: list[tuple[str, dict[str, Any]]] = []  # (action, snake_case payload)
@@ -135,7 +143,7 @@ class DemoCsms:
     def url(self) -> str:
         assert self._server is not None
         port = self._server.sockets[0].getsockname()[1]
-        return f"ws://127.0.0.1:{port}/ocpp"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port}/ocpp"
 
     async def start(self) -> None:
         self._server = await serve(
@@ -145,6 +153,7 @@ class DemoCsms:
             subprotocols=[Subprotocol("ocpp1.6")],
             process_request=self._check_auth,
             ping_interval=None,  # the charge point pings (WebSocketPingInterval)
+            ssl=self.tls,
         )
 
     async def stop(self) -> None:
@@ -153,7 +162,7 @@ class DemoCsms:
             await self._server.wait_closed()
 
     def _check_auth(self, connection: ServerConnection, request: Request) -> Response | None:
-        # OCPP-J 1.6 §7 / security whitepaper profile 1: Basic auth, user = charge point id.
+        # Security whitepaper profiles 1 and 2: Basic auth, user = charge point id.
         header = request.headers.get("Authorization", "")
         identity = urllib.parse.unquote(request.path.rsplit("/", 1)[-1])
         expected = base64.b64encode(identity.encode() + b":" + self.password).decode()

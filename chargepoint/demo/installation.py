@@ -21,7 +21,7 @@ version_file.write_text(version + "\\n")
 """
 
 
-def write_config(directory: Path, csms_url: str, sim_path: str) -> Path:
+def write_config(directory: Path, csms_url: str, sim_path: str, ca_file: Path) -> Path:
     """The configuration an installer would write for the demo, with its firmware installer."""
     version_file = directory / "firmware-version"
     version_file.write_text(OLD_VERSION + "\n")
@@ -43,7 +43,7 @@ connectors = 1
 [csms]
 url = "{csms_url}"
 password_file = "csms-password"
-security_profile = 1
+ca_file = "{ca_file}"               # security profile 2: TLS in the module, Basic auth inside
 reconnect_delay_min = 1
 reconnect_delay_max = 4
 

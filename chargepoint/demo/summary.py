@@ -49,6 +49,7 @@ def print_summary(
         ("UART host → module", f"{sim.bytes_from_host} bytes"),
         ("UART module → host", f"{sim.bytes_to_host} bytes"),
         ("AT commands", f"{timeline.commands} ({timeline.urcs} URCs)"),
+        ("security", _security_line(parts)),
         ("transactions", f"{len(csms.seen('StopTransaction'))} stopped"),
         ("coverage hole", f"{delivered_after_hole} queued messages delivered after it"),
         ("energy charged", f"{csms.energy_wh} Wh (meterStop - meterStart, as the CSMS bills)"),
@@ -60,6 +61,18 @@ def print_summary(
     for name, value in rows:
         print(f"  {name:<22} {value}", file=out)
     out.flush()
+
+
+def _security_line(parts: Parts) -> str:
+    log = parts.sim.module.log
+    opens = sum(c.startswith("AT+QSSLOPEN") for c in log)
+    plain = sum(c.startswith("AT+QIOPEN") for c in log)
+    if not opens:
+        return f"no TLS ({plain} plain TCP sockets)"
+    return (
+        f"profile 2: {parts.csms.url.split('/ocpp')[0]}, TLS in the module "
+        f"({opens} AT+QSSLOPEN, {plain} plain TCP sockets), CSMS certificate verified by it"
+    )
 
 
 def _counts(counter: Counter[str]) -> str:

@@ -9,7 +9,14 @@ from collections import Counter
 from typing import Any, TextIO
 
 # Commands that move bulk data (payload on the UART): counted, not printed one by one.
-DATA_COMMANDS = ("AT+QISEND", "AT+QIRD", "AT+QFREAD", "AT+QFWRITE")
+DATA_COMMANDS = (
+    "AT+QISEND",
+    "AT+QIRD",
+    "AT+QSSLSEND",
+    "AT+QSSLRECV",
+    "AT+QFREAD",
+    "AT+QFWRITE",
+)
 WIDTH = 160
 MODULE_STATUS = ("module status: ", "module on ")  # the driver's words for URCs shown anyway
 
