@@ -16,7 +16,7 @@ async def test_demo_plays_the_whole_script_and_summarises_it() -> None:
     text = out.getvalue()
     timeline, _, summary = text.partition("\nsummary\n")
     # The serial line, summarised: control commands with their results, data only counted.
-    assert re.search(r"uart  AT\+QIOPEN=1,0,\"TCP\",\"127\.0\.0\.1\",\d+,0,0  ⇒  OK", timeline)
+    assert re.search(r"uart  AT\+QSSLOPEN=1,2,0,\"127\.0\.0\.1\",\d+,0  ⇒  OK", timeline)
     assert "data commands:" in timeline and "AT+QISEND=" not in timeline
     assert 'urc +QIURC: "pdpdeact",1' in timeline  # the coverage hole, as the module says it
     assert "AT+QHTTPGET=" in timeline and "AT+QHTTPPOSTFILE=" in timeline

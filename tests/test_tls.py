@@ -19,6 +19,7 @@ from tests.harness import PASSWORD, csms_peer, fresh_state, make_config, network
 from tests.peers import Csms, ServerTls
 from tests.pki import Pki, make_pki
 from transport.modems.quectel import QuectelLink
+from transport.simulator import ModuleProfile, QuectelModule
 
 CP = "CP-TEST/1"
 MODULE_RECOVERY = ("AT+QIDEACT", "AT+CFUN", "AT+QPOWD")
@@ -300,3 +301,31 @@ async def test_no_secret_reaches_a_log_the_frame_trace_or_get_configuration(
         assert secret not in json.dumps(everything)
     assert "AuthorizationKey" not in json.dumps(everything)
     assert asked.get("unknownKey") == ["AuthorizationKey"]
+
+
+async def test_a_module_clock_nobody_set_is_set_from_the_csms(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No network time (NITZ) on this cell: the first connection cannot check certificate
+    dates and says so; the CSMS's currentTime then sets the module clock, and the next
+    connection checks them (at-protocol.md §9.13)."""
+    tls = ServerTls(pki.server.cert, pki.server.key)
+    module = QuectelModule(ModuleProfile(nitz=False))
+    async with (
+        csms_peer("python", password=PASSWORD, tls=tls) as peer,
+        network("quectel", module=module) as net,
+    ):
+        assert net.sim is not None
+        daemon = Daemon(tls_config(peer.url, pki), net.link)
+        async with running(daemon):
+            await peer.wait_for(lambda _: len(peer.calls("StatusNotification")) >= 3)
+            await peer.close_connection(1012, "restarting")
+            await peer.wait_for(lambda _: len(connects(peer)) == 2)
+        log = net.sim.module.log
+        assert 'AT+QSSLCFG="ignorelocaltime",2,1' in log  # first: dates not checkable
+        clock_set = next(i for i, c in enumerate(log) if c.startswith('AT+CCLK="'))
+        assert 'AT+QSSLCFG="ignorelocaltime",2,0' in log[clock_set:]  # then checked
+        assert any("module clock is not set" in r.getMessage() for r in caplog.records)
+        assert any(
+            "module clock set from the CSMS's time" in r.getMessage() for r in caplog.records
+        )

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from ocpp.routing import after, on
 from ocpp.v16 import call_result
 from ocpp.v16.datatypes import KeyValue
-from ocpp.v16.enums import Action, Reason, ResetStatus, ResetType
+from ocpp.v16.enums import Action, ConfigurationStatus, Reason, ResetStatus, ResetType
 
 from chargepoint.blocks.availability import Availability
 from chargepoint.blocks.context import Context
@@ -47,6 +47,7 @@ class Provisioning:
         self._transactions = transactions
         self._reset_hook = reset_hook
         self.resetting: ResetType | None = None
+        self._accepted_change: tuple[str, str] | None = None  # for the @after handler
 
     # -- configuration --
 
@@ -60,15 +61,18 @@ class Provisioning:
 
     @on(Action.change_configuration)  # type: ignore[untyped-decorator]
     def _on_change_configuration(self, key: str, value: str) -> call_result.ChangeConfiguration:
-        return call_result.ChangeConfiguration(self._context.keys.change(key, value))
+        status = self._context.keys.change(key, value)
+        self._accepted_change = (key, value) if status is ConfigurationStatus.accepted else None
+        return call_result.ChangeConfiguration(status)
 
     @after(Action.change_configuration)  # type: ignore[untyped-decorator]
     def _after_change_configuration(self, key: str, value: str) -> None:
         session = self._context.session
         keys = self._context.keys
+        accepted, self._accepted_change = self._accepted_change, None
         if session is None or key not in (AUTHORIZATION_KEY, SECURITY_PROFILE):
             return
-        if keys.get(key) != value:
+        if accepted != (key, value) or keys.get(key) != value:
             return  # Rejected: nothing changed
         # Whitepaper A01 and A05.FR.06/07: disconnect, and connect again with the new password
         # or the new profile; queued messages wait on disk meanwhile.

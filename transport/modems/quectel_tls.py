@@ -67,8 +67,9 @@ class ModuleClock:
         match = _CCLK.search(values[0]) if values and response.result.success else None
         if match is None:
             return None
+        yy = int(match["yy"])
         when = datetime(
-            2000 + int(match["yy"]),
+            (1900 if yy >= 80 else 2000) + yy,  # 27.007 §8.15: the power-on value is 80/01/06
             int(match["mo"]),
             int(match["dd"]),
             int(match["h"]),

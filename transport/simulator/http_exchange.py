@@ -11,7 +11,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from transport.simulator.quectel_http import HttpRequest, TlsSettings
+from transport.simulator.quectel_http import HttpRequest
+from transport.simulator.tls import TlsFailure, TlsSettings, check_peer, client_context
 
 MAX_HEADER = 64 * 1024
 
@@ -45,7 +46,7 @@ async def exchange(
     if name in dns_failures:
         raise HttpFailure(714, f"simulated DNS failure for {name}")
     address = hosts.get(name, name)
-    context = _tls_context(request.tls) if secure else None
+    context = _tls_context(request.tls, name) if secure else None
     try:
         async with asyncio.timeout(request.timeout):
             if latency:
@@ -56,7 +57,8 @@ async def exchange(
                         address,
                         port,
                         ssl=context,
-                        server_hostname=(name if request.tls and request.tls.sni else None)
+                        # "" sends no SNI ("sni" 0, §9.12); None would send the address.
+                        server_hostname=(name if request.tls and request.tls.sni else "")
                         if context
                         else None,
                     )
@@ -68,6 +70,12 @@ async def exchange(
                 ) from error
             except (OSError, TimeoutError) as error:
                 raise HttpFailure(716, f"connect to {name}:{port} failed: {error}") from error
+            if context is not None and request.tls is not None:
+                try:
+                    check_peer(writer.get_extra_info("ssl_object"), request.tls)
+                except TlsFailure as failure:
+                    writer.transport.abort()
+                    raise HttpFailure(701, f"TLS with {name}:{port} refused: {failure}") from None
             try:
                 writer.write(request.raw)
                 await writer.drain()
@@ -84,16 +92,18 @@ async def exchange(
         raise HttpFailure(728, f"no response within {request.timeout:g} s") from None
 
 
-def _tls_context(tls: TlsSettings | None) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False  # BG96-era firmware verifies the chain, not the name
-    if tls is None or tls.seclevel == 0:
+def _tls_context(tls: TlsSettings | None, name: str) -> ssl.SSLContext:
+    """The context of the request's SSL context (the same reading as AT+QSSLOPEN's); a module
+    that cannot even start the handshake answers 701 like any other TLS failure."""
+    if tls is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    context.verify_mode = ssl.CERT_REQUIRED
-    if tls.ca_pem:
-        context.load_verify_locations(cadata=tls.ca_pem.decode("latin-1"))
-    return context
+    try:
+        return client_context(tls)
+    except TlsFailure as failure:
+        raise HttpFailure(701, f"TLS with {name} impossible: {failure}") from None
 
 
 async def _read_response(reader: asyncio.StreamReader) -> HttpResult:

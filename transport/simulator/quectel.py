@@ -9,7 +9,10 @@ a misreading in one shows up as a failing test instead of cancelling out.
 Behaviour follows docs/at-protocol.md (§n): V.25ter framing with echo on at boot (§1.1), the
 ``> `` prompt and fixed/variable-length QISEND (§2.7), buffer-mode QIRD with one "recv" URC
 until the buffer is drained (§2.8, §9.2), "closed"/"pdpdeact" URCs (§2.13), socket error codes
-kept for AT+QIGETERROR (§2.12), +CME ERROR per AT+CMEE (§1.1, §7), boot URCs (§7); the FILE,
+kept for AT+QIGETERROR (§2.12), +CME ERROR per AT+CMEE (§1.1, §7), boot URCs (§7); the SSL
+sockets (AT+QSSLOPEN/QSSLSEND/QSSLRECV/QSSLCLOSE/QSSLSTATE, §3.2-§3.6) share the TCP socket
+table and its rules, TLS being run by the shell (:mod:`transport.simulator.tls`); the module
+clock (AT+CCLK, AT+CTZU, AT+QLTS, §7) runs from the shell's ``now``. The FILE,
 SSL-configuration and HTTP(S) commands are in :mod:`transport.simulator.quectel_http`.
 What it does not model says so with an ERROR and a comment, never silently.
 """
@@ -19,17 +22,30 @@ from __future__ import annotations
 import enum
 import heapq
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from transport.simulator.module_storage import ModuleStorage
 from transport.simulator.quectel_http import HttpCommands, HttpRequest
+from transport.simulator.tls import TlsSettings
 
 CTRL_Z = 0x1A
 ESC = 0x1B
 MAX_SEND = 1460
 MAX_READ = 1500
 SOCKET_IDS = range(12)
+SSL_CONTEXT_IDS = range(6)
+
+# The module clock (§7; 3GPP TS 27.007 §8.15). Unset, it starts at the GPS epoch and reads
+# "80/01/06,00:00:00+00"; a network time (NITZ) or AT+CCLK sets it.
+CLOCK_AT_POWER_ON = datetime(1980, 1, 6, tzinfo=UTC)
+# The network's UTC at the shell's time 0 when no shell says otherwise (the shell passes the
+# real one), so a module driven directly by a test is deterministic.
+DEFAULT_NETWORK_EPOCH = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+_CCLK_TIME = re.compile(r"(\d\d)/(\d\d)/(\d\d),(\d\d):(\d\d):(\d\d)([+-])(\d\d)")
 
 
 class SimState(enum.Enum):
@@ -101,6 +117,8 @@ class ModuleProfile:
     send_input_timeout: float = 5.0  # EC200U "qisend/timeout" default (§2.11)
     ufs_size: int = 14 * 1024 * 1024  # UFS capacity (AT+QFLDS="UFS", §4.1)
     ram_size: int = 512 * 1024  # RAM disk capacity
+    checkhost_option: bool = True  # AT+QSSLCFG="checkhost" exists (newer firmware, §3.1)
+    nitz: bool = True  # the network sends its time at registration (AT+QLTS, AT+CTZU)
 
 
 # Status URCs real modules volunteer (§7 boot URCs, +QIND indications) that answer no command
@@ -134,7 +152,19 @@ class OpenTcp:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenSsl:
+    """Connect to ``host``:``port`` and run a TLS handshake as ``tls`` says (AT+QSSLOPEN)."""
+
+    socket_id: int
+    host: str
+    port: int
+    tls: TlsSettings
+
+
+@dataclass(frozen=True, slots=True)
 class SendTcp:
+    """Bytes for the socket's peer; for an SSL socket the plaintext the shell encrypts."""
+
     socket_id: int
     data: bytes
 
@@ -145,7 +175,8 @@ class CloseTcp:
     abort: bool  # True: vanish (reboot, PDP loss); False: orderly FIN
 
 
-Action = OpenTcp | SendTcp | CloseTcp | HttpRequest
+Action = OpenTcp | OpenSsl | SendTcp | CloseTcp | HttpRequest
+SocketKind = Literal["TCP", "SSL"]
 
 
 class SocketState(enum.IntEnum):
@@ -165,6 +196,8 @@ class _Socket:
     host: str
     remote_port: int
     access_mode: int
+    kind: SocketKind = "TCP"
+    ssl_context: int = 0  # the AT+QSSLCFG context of an SSL socket
     state: SocketState = SocketState.OPENING
     local_port: int = 0
     rx: bytearray = field(default_factory=bytearray)
@@ -218,7 +251,14 @@ class QuectelModule(HttpCommands):
         self.chatter_urcs = CHATTER_URCS
         self.refused_sends: set[int] = set()  # sockets whose every QISEND gets SEND FAIL
         self.send_result_delay = 0.0  # the next QISEND's result comes this much later (once)
-        self.most_sockets_held = 0  # the most socket ids taken at one time, ever
+        self.most_sockets_held = 0  # the most socket ids taken at one time, ever (TCP and SSL)
+        # After this many AT+QSSLOPENs since power-on every one answers 552 until a reboot:
+        # the EG800K's degraded SSL stack (§3.2, §9.11).
+        self.ssl_degrade_after: int | None = None
+        self.network_time_offset = 0.0  # seconds the network's clock is ahead of true UTC
+        self.network_epoch = DEFAULT_NETWORK_EPOCH  # the network's UTC at now == 0
+        self.ctzu = 0  # AT+CTZU, saved to NV by the module itself, so it survives reboots
+        self._last_now = now
         self.log: list[str] = []  # commands as received, for transcripts
         self._output: list[bytes] = []
         self._actions: list[Action] = []
@@ -229,13 +269,17 @@ class QuectelModule(HttpCommands):
         self._extra_delay = 0.0
         self._after_reply: Callable[[float], None] | None = None
         self._init_http(ModuleStorage(self.profile.ufs_size, self.profile.ram_size))
+        self._set_clock(CLOCK_AT_POWER_ON.timestamp(), 0, now)
         self._power_on(now)
 
     # -- power --
 
     def power_on(self, now: float) -> None:
-        """Switch the module on at ``now`` (the shell's clock): RDY after the boot time."""
+        """Switch the module on at ``now`` (the shell's clock): RDY after the boot time. The
+        clock starts unset; a reset (:meth:`reboot`) keeps it, as the RTC is kept "until the
+        module is fully disconnected from power" (EC2x AT manual, AT+CCLK)."""
         self._timers.clear()
+        self._set_clock(CLOCK_AT_POWER_ON.timestamp(), 0, now)
         self._power_on(now)
 
     def _power_on(self, now: float) -> None:
@@ -251,6 +295,9 @@ class QuectelModule(HttpCommands):
         self.contexts: dict[int, _Context] = {}
         self.sockets: dict[int, _Socket] = {}
         self.refused_sends.clear()
+        self.ssl_opens = 0  # AT+QSSLOPENs since power-on, for ssl_degrade_after
+        self._was_registered = False
+        self._nitz: tuple[float, float] | None = None  # (network UTC, now) of the last NITZ
         self.last_error = 0
         self._inbuf = bytearray()
         self._input: _SendInput | None = None
@@ -274,6 +321,7 @@ class QuectelModule(HttpCommands):
             self._urc("+QUSIM: 1")
             self._urc("+QIND: SMS DONE")
             self._urc("+QIND: PB DONE")
+        self._expect_registration()
 
     @property
     def booted(self) -> bool:
@@ -302,10 +350,12 @@ class QuectelModule(HttpCommands):
     def receive(self, data: bytes, now: float) -> None:
         if self.muted or not self._powered or self._booting:
             return  # a hung, unpowered or booting module hears nothing
+        self._last_now = now
         self._inbuf += data
         self._process(now)
 
     def tick(self, now: float) -> None:
+        self._last_now = now
         while self._timers and self._timers[0][0] <= now:
             _, _, callback = heapq.heappop(self._timers)
             callback(now)
@@ -366,6 +416,7 @@ class QuectelModule(HttpCommands):
             return
         body = text[start + 2 :].strip()
         self.log.append("AT" + body)
+        self._check_registration(now)
         self._reply = []
         self._reply_raw = None
         self._extra_delay = 0.0
@@ -625,6 +676,8 @@ class QuectelModule(HttpCommands):
         elif self.cfun != 1:
             self._radio_on_at = now
         self.cfun = fun
+        if fun == 1:
+            self._expect_registration()
         return "OK"
 
     def _cmd_qpowd(self, form: str, args: list[str], now: float) -> str:
@@ -637,6 +690,96 @@ class QuectelModule(HttpCommands):
                 self._reply.append('+QURCCFG: "urcport","uart1"')
             return "OK"
         return self._cme(50)
+
+    # -- the module clock (§7, §9.13; 3GPP TS 27.007 §8.15) --
+
+    def _set_clock(self, utc: float, quarters: int, now: float) -> None:
+        self._clock_utc = utc  # UTC epoch seconds at now
+        self._clock_set_at = now
+        self._clock_zone = quarters  # local time = UTC + quarters x 15 min (+CCLK's ±zz)
+
+    def clock_utc(self, now: float) -> datetime:
+        """What the module clock says at ``now`` (the shell's clock), as UTC."""
+        return datetime.fromtimestamp(self._clock_utc + (now - self._clock_set_at), UTC)
+
+    def network_utc(self, now: float) -> float:
+        """The network's time at ``now`` (UTC epoch), shifted by :attr:`network_time_offset`."""
+        return self.network_epoch + now + self.network_time_offset
+
+    def _module_time(self) -> float:
+        return self.clock_utc(self._last_now).timestamp()
+
+    def _checkhost_supported(self) -> bool:
+        return self.profile.checkhost_option
+
+    def _expect_registration(self) -> None:
+        """Look again when registration is due, so NITZ arrives on time (not at the next
+        command)."""
+        self._at(self._radio_on_at + self.profile.registered_after, self._check_registration)
+
+    def _check_registration(self, now: float) -> None:
+        registered = self._registered(now)
+        if registered and not self._was_registered and self.profile.nitz:
+            # The network sends its time (NITZ) at registration; with AT+CTZU on, the module
+            # sets its clock from it (§7).
+            self._nitz = (self.network_utc(now), now)
+            if self.ctzu:
+                self._set_clock(self.network_utc(now), 0, now)
+        self._was_registered = registered
+
+    def _cmd_cclk(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            return "OK"
+        if form == "read":
+            local = self.clock_utc(now) + timedelta(minutes=15 * self._clock_zone)
+            sign = "-" if self._clock_zone < 0 else "+"
+            self._reply.append(
+                f'+CCLK: "{local:%y/%m/%d,%H:%M:%S}{sign}{abs(self._clock_zone):02d}"'
+            )
+            return "OK"
+        parsed = _cclk_time(args[0]) if form == "write" and len(args) == 1 else None
+        if parsed is None:
+            return self._cme(50)
+        utc, quarters = parsed
+        self._set_clock(utc, quarters, now)
+        return "OK"
+
+    def _cmd_ctzu(self, form: str, args: list[str], now: float) -> str:
+        # EC2x AT manual: 0 off, 1 on, 3 on and the local time written to the RTC; the
+        # simulator's clock is UTC-only (+00), so 1 and 3 both set it.
+        if form == "test":
+            self._reply.append("+CTZU: (0,1,3)")
+            return "OK"
+        if form == "read":
+            self._reply.append(f"+CTZU: {self.ctzu}")
+            return "OK"
+        if form != "write" or args not in (["0"], ["1"], ["3"]):
+            return self._cme(50)
+        self.ctzu = int(args[0])
+        if self.ctzu and self.profile.nitz and self._registered(now):
+            self._set_clock(self.network_utc(now), 0, now)
+        return "OK"
+
+    def _cmd_qlts(self, form: str, args: list[str], now: float) -> str:
+        # Mode 0 (and the bare command): the time the network last sent; 1 the current UTC
+        # and 2 the current local time computed from it (EC2x AT manual) - UTC here, +00.
+        # Nothing received since power-on: +QLTS: "".
+        if form == "test":
+            self._reply.append("+QLTS: (0-2)")
+            return "OK"
+        if form == "exec":
+            mode = 0
+        elif form == "write" and args in (["0"], ["1"], ["2"]):
+            mode = int(args[0])
+        else:
+            return self._cme(50)
+        if self._nitz is None:
+            self._reply.append('+QLTS: ""')
+            return "OK"
+        sent, at = self._nitz
+        when = datetime.fromtimestamp(sent if mode == 0 else sent + (now - at), UTC)
+        self._reply.append(f'+QLTS: "{when:%Y/%m/%d,%H:%M:%S}+00,0"')
+        return "OK"
 
     # -- PDP contexts (§2.1-§2.3) --
 
@@ -783,22 +926,41 @@ class QuectelModule(HttpCommands):
         if form == "test":
             self._reply.append("+QICLOSE: (0-11),(0-65535)")
             return "OK"
+        return self._close(form, args, "TCP")
+
+    def _close(self, form: str, args: list[str], kind: SocketKind) -> str:
+        """AT+QICLOSE / AT+QSSLCLOSE (§2.5, §3.5): the id is free again, whatever its state."""
         if form != "write" or not 1 <= len(args) <= 2:
             return self._qi_error(552)
         sock_id = self._socket_arg(args[0])
-        if sock_id is None:
+        if sock_id is None or (len(args) == 2 and not _in_range(args[1], 0, 65535)):
             return self._qi_error(552)
-        sock = self.sockets.pop(sock_id, None)
+        sock = self._socket_of(sock_id, kind)
+        if isinstance(sock, str):
+            return sock
+        self.sockets.pop(sock_id, None)
         if sock is not None and sock.state in (SocketState.OPENING, SocketState.CONNECTED):
             self._actions.append(CloseTcp(sock_id, abort=False))
         self.refused_sends.discard(sock_id)
         self.last_error = 0
         return "OK"
 
+    def _socket_of(self, sock_id: int | None, kind: SocketKind) -> _Socket | str | None:
+        """The socket ``sock_id`` if it is of ``kind``; None if the id is free; "ERROR" (552)
+        if the id is a socket of the other kind. The manuals do not say what QISEND on an SSL
+        id answers; 552 "invalid parameters" names the mistake (the wrong command family for
+        the id) better than 567 "socket has been closed", which a driver takes for a peer
+        close."""
+        sock = self.sockets.get(sock_id) if sock_id is not None else None
+        if sock is not None and sock.kind != kind:
+            return self._qi_error(552)
+        return sock
+
     def _cmd_qistate(self, form: str, args: list[str], now: float) -> str:
+        # TCP sockets only: SSL sockets are listed by AT+QSSLSTATE (§2.6, §3.5).
         if form == "test":
             return "OK"
-        chosen = list(self.sockets.values())
+        chosen = [s for s in self.sockets.values() if s.kind == "TCP"]
         if form == "write":
             if len(args) != 2 or args[0] not in ("0", "1") or not args[1].isdigit():
                 return self._qi_error(552)
@@ -854,21 +1016,28 @@ class QuectelModule(HttpCommands):
         sock_id = self._socket_arg(args[0])
         if sock_id is None:
             return self._qi_error(552)
-        sock = self.sockets.get(sock_id)
+        sock = self._socket_of(sock_id, "TCP")
+        if isinstance(sock, str):
+            return sock
         if len(args) == 2 and args[1] == "0":
             # Query form: +QISEND: <total_send_length>,<ackedbytes>,<unackedbytes>
             if sock is None:
                 return self._qi_error(567)
             self._reply.append(f"+QISEND: {sock.total_sent},{sock.acked},{sock.unacked}")
             return "OK"
+        return self._send_prompt(sock, args)
+
+    def _send_prompt(self, sock: _Socket | None, args: list[str]) -> str | None:
+        """The ``> `` prompt of AT+QISEND / AT+QSSLSEND (§2.7, §3.3), or why not."""
         if sock is None or sock.state is not SocketState.CONNECTED:
             return self._qi_error(567)
         length: int | None = None
         if len(args) == 2:
-            if not args[1].isdigit() or not 1 <= int(args[1]) <= MAX_SEND:
+            if not _in_range(args[1], 1, MAX_SEND):
                 return self._qi_error(552)
             length = int(args[1])
         self._reply_raw = b"\r\n> "
+        sock_id = sock.socket_id
 
         def open_input(at: float) -> None:
             self._input = _SendInput(sock_id, length, at + self.profile.send_input_timeout)
@@ -951,8 +1120,9 @@ class QuectelModule(HttpCommands):
             return "OK"
         if form != "write" or not 1 <= len(args) <= 2:
             return self._qi_error(552)
-        sock_id = self._socket_arg(args[0])
-        sock = self.sockets.get(sock_id) if sock_id is not None else None
+        sock = self._socket_of(self._socket_arg(args[0]), "TCP")
+        if isinstance(sock, str):
+            return sock
         if sock is None or sock.state in (SocketState.INITIAL, SocketState.OPENING):
             return self._qi_error(567)
         if len(args) == 2 and args[1] == "0":
@@ -960,28 +1130,134 @@ class QuectelModule(HttpCommands):
             return "OK"
         want = MAX_READ
         if len(args) == 2:
-            if not args[1].isdigit() or not 1 <= int(args[1]) <= MAX_READ:
+            if not _in_range(args[1], 1, MAX_READ):
                 return self._qi_error(552)
             want = int(args[1])
+        return self._read(sock, want, "+QIRD")
+
+    def _read(self, sock: _Socket, want: int, prefix: str) -> str:
+        """``<prefix>: <n>`` and n bytes of the receive buffer, or ``<prefix>: 0`` (§2.8, §3.4)."""
         data = bytes(sock.rx[:want])
         del sock.rx[:want]
         sock.total_read += len(data)
         if data:
-            self._reply_raw = f"\r\n+QIRD: {len(data)}\r\n".encode() + data + b"\r\n"
+            self._reply_raw = f"\r\n{prefix}: {len(data)}\r\n".encode() + data + b"\r\n"
         else:
-            self._reply.append("+QIRD: 0")
+            self._reply.append(f"{prefix}: 0")
             sock.recv_reported = False  # drained: the next data gets a new URC (§2.8)
+        return "OK"
+
+    # -- SSL sockets (§3.2-§3.6): the TCP table, other names --
+
+    def _cmd_qsslopen(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append(
+                f"+QSSLOPEN: (1-{self.profile.max_context}),(0-5),(0-11),<serveraddr>,"
+                "<server_port>[,(0-2)]"
+            )
+            return "OK"
+        if form != "write" or len(args) not in (5, 6):
+            return self._qi_error(552)
+        ctx_id = self._context_id(args[0])
+        ssl_ctx = int(args[1]) if _in_range(args[1], 0, len(SSL_CONTEXT_IDS) - 1) else None
+        sock_id = self._socket_arg(args[2])
+        host = args[3]
+        if ctx_id is None or ssl_ctx is None or sock_id is None or not host:
+            return self._qi_error(552)
+        if not _in_range(args[4], 0, 65535):
+            return self._qi_error(552)
+        mode = args[5] if len(args) == 6 else "0"
+        if mode == "2":
+            return self._qi_error(555)  # transparent mode (CONNECT) is not modelled
+        if mode not in ("0", "1"):
+            return self._qi_error(552)
+        if not self._context_active(ctx_id):
+            return self._qi_error(572)
+        if sock_id in self.sockets:
+            # The id space is QIOPEN's: an id taken by either kind is refused by URC (§3.2).
+            self.last_error = 563
+            self._after_reply = lambda _t: self._urc(f"+QSSLOPEN: {sock_id},563")
+            return "OK"
+        port = int(args[4])
+        sock = _Socket(sock_id, ctx_id, host, port, int(mode), kind="SSL", ssl_context=ssl_ctx)
+        self.sockets[sock_id] = sock
+        self.most_sockets_held = max(self.most_sockets_held, len(self.sockets))
+        self.last_error = 0
+        self.ssl_opens += 1
+        if self.ssl_degrade_after is not None and self.ssl_opens > self.ssl_degrade_after:
+            # The degraded stack fails every open; the id stays taken until AT+QSSLCLOSE.
+            sock.state = SocketState.CLOSING
+            self._after_reply = lambda _t: self._urc(f"+QSSLOPEN: {sock_id},552")
+            return "OK"
+        tls = self.ssl_settings(ssl_ctx, host)
+        self._after_reply = lambda _t: self._actions.append(OpenSsl(sock_id, host, port, tls))
+        return "OK"
+
+    def _cmd_qsslsend(self, form: str, args: list[str], now: float) -> str | None:
+        if form == "test":
+            self._reply.append("+QSSLSEND: (0-11),(1-1460)")
+            return "OK"
+        if form != "write" or not 1 <= len(args) <= 2:
+            return self._qi_error(552)
+        sock_id = self._socket_arg(args[0])
+        if sock_id is None or (len(args) == 2 and args[1] == "0"):
+            # No acked-bytes query "=<id>,0" in the BG96 SSL manual (§3.3, §11).
+            return self._qi_error(552)
+        sock = self._socket_of(sock_id, "SSL")
+        if isinstance(sock, str):
+            return sock
+        return self._send_prompt(sock, args)
+
+    def _cmd_qsslrecv(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append("+QSSLRECV: (0-11),(1-1500)")
+            return "OK"
+        # <readlen> 1-1500 is required; the "=<id>,0" query is firmware-dependent and absent
+        # from the BG96 SSL manual (§3.4, §9.17), so ERROR here: a driver must not need it.
+        if form != "write" or len(args) != 2 or not _in_range(args[1], 1, MAX_READ):
+            return self._qi_error(552)
+        sock = self._socket_of(self._socket_arg(args[0]), "SSL")
+        if isinstance(sock, str):
+            return sock
+        if sock is None or sock.state in (SocketState.INITIAL, SocketState.OPENING):
+            return self._qi_error(567)
+        return self._read(sock, int(args[1]), "+QSSLRECV")
+
+    def _cmd_qsslclose(self, form: str, args: list[str], now: float) -> str:
+        if form == "test":
+            self._reply.append("+QSSLCLOSE: (0-11),(0-65535)")
+            return "OK"
+        return self._close(form, args, "SSL")
+
+    def _cmd_qsslstate(self, form: str, args: list[str], now: float) -> str:
+        # AT+QSSLSTATE (all SSL sockets) or AT+QSSLSTATE=<clientID> (§3.5); TCP sockets are
+        # AT+QISTATE's.
+        if form == "test":
+            return "OK"
+        chosen = [s for s in self.sockets.values() if s.kind == "SSL"]
+        if form == "write":
+            sock_id = self._socket_arg(args[0]) if len(args) == 1 else None
+            if sock_id is None:
+                return self._qi_error(552)
+            chosen = [s for s in chosen if s.socket_id == sock_id]
+        for sock in sorted(chosen, key=lambda s: s.socket_id):
+            self._reply.append(
+                f'+QSSLSTATE: {sock.socket_id},"SSLClient","{sock.host}",{sock.remote_port},'
+                f"{sock.local_port},{int(sock.state)},{sock.context_id},{sock.socket_id},"
+                f'{sock.access_mode},"uart1",{sock.ssl_context}'
+            )
         return "OK"
 
     # -- network side (called by the shell) --
 
     def tcp_opened(self, socket_id: int, local_port: int) -> None:
+        """The connection is up (for an SSL socket: the TLS handshake is done too)."""
         sock = self.sockets.get(socket_id)
         if sock is None or sock.state is not SocketState.OPENING:
             return
         sock.state = SocketState.CONNECTED
         sock.local_port = local_port
-        self._urc(f"+QIOPEN: {socket_id},0")
+        self._urc(f"{_open_urc(sock)}: {socket_id},0")
 
     def tcp_open_failed(self, socket_id: int, code: int) -> None:
         sock = self.sockets.get(socket_id)
@@ -989,28 +1265,28 @@ class QuectelModule(HttpCommands):
             return
         # The id stays taken until the host closes it (§2.4: "if no URC, AT+QICLOSE").
         sock.state = SocketState.CLOSING
-        self._urc(f"+QIOPEN: {socket_id},{code}")
+        self._urc(f"{_open_urc(sock)}: {socket_id},{code}")
 
     def tcp_received(self, socket_id: int, data: bytes) -> None:
         sock = self.sockets.get(socket_id)
         if sock is None or sock.state is not SocketState.CONNECTED or not data:
             return
         sock.total_received += len(data)
+        urc = _socket_urc(sock)
         if sock.access_mode == 1:
-            # Direct push: the data rides on the URC, at most 1500 bytes each (§2.13).
+            # Direct push: the data rides on the URC, at most 1500 bytes each (§2.13, §3.6).
             for i in range(0, len(data), MAX_READ):
                 piece = data[i : i + MAX_READ]
                 sock.total_read += len(piece)
-                self._urc(f'+QIURC: "recv",{socket_id},{len(piece)}', piece + b"\r\n")
+                self._urc(f'{urc}: "recv",{socket_id},{len(piece)}', piece + b"\r\n")
             return
         was_empty = not sock.rx
         sock.rx += data
         if not sock.recv_reported:
             sock.recv_reported = True
-            self._urc(
-                f'+QIURC: "recv",{socket_id}'
-                + (f",{len(data)}" if self.recvind and was_empty else "")
-            )
+            # "recvind" is an AT+QICFG option: it lengthens +QIURC only (§2.11).
+            shows_length = self.recvind and was_empty and sock.kind == "TCP"
+            self._urc(f'{urc}: "recv",{socket_id}' + (f",{len(data)}" if shows_length else ""))
 
     def receive_room(self, socket_id: int) -> int:
         sock = self.sockets.get(socket_id)
@@ -1029,7 +1305,7 @@ class QuectelModule(HttpCommands):
         if sock is None or sock.state is not SocketState.CONNECTED:
             return
         sock.state = SocketState.CLOSING  # buffered data stays readable until AT+QICLOSE
-        self._urc(f'+QIURC: "closed",{socket_id}')
+        self._urc(f'{_socket_urc(sock)}: "closed",{socket_id}')
 
     # -- faults a test injects --
 
@@ -1046,6 +1322,7 @@ class QuectelModule(HttpCommands):
         if covered == self.in_coverage:
             return
         self.in_coverage = covered
+        self._check_registration(now)
         stat = self._registration(now)
         for name, n in self.reg_urc.items():
             if n == 2 and stat in (1, 5):
@@ -1069,6 +1346,38 @@ class QuectelModule(HttpCommands):
                 self._actions.append(CloseTcp(sock.socket_id, abort=True))
                 sock.state = SocketState.CLOSING
         self._urc(f'+QIURC: "pdpdeact",{context_id}')
+
+
+def _open_urc(sock: _Socket) -> str:
+    return "+QSSLOPEN" if sock.kind == "SSL" else "+QIOPEN"
+
+
+def _socket_urc(sock: _Socket) -> str:
+    return "+QSSLURC" if sock.kind == "SSL" else "+QIURC"
+
+
+def _in_range(text: str, low: int, high: int) -> bool:
+    return text.isdigit() and low <= int(text) <= high
+
+
+def _cclk_time(text: str) -> tuple[float, int] | None:
+    """``yy/MM/dd,hh:mm:ss±zz`` (local time, zone in quarter hours -48..+56) as (UTC epoch,
+    zone), or None if it is not a valid time."""
+    match = _CCLK_TIME.fullmatch(text)
+    if match is None:
+        return None
+    yy, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    quarters = int(match[8]) * (-1 if match[7] == "-" else 1)
+    if not -48 <= quarters <= 56:
+        return None
+    try:
+        # Two-digit years: 80-99 are the 1900s (the unset clock reads 80/01/06), the rest 2000s.
+        local = datetime(
+            (1900 if yy >= 80 else 2000) + yy, month, day, hour, minute, second, tzinfo=UTC
+        )
+    except ValueError:
+        return None
+    return (local - timedelta(minutes=15 * quarters)).timestamp(), quarters
 
 
 def _arguments(text: str) -> list[str] | None:

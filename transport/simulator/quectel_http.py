@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from transport.simulator.module_storage import FILE_ERROR_TEXT, FileError, ModuleStorage, checksum
+from transport.simulator.tls import (
+    ALL_SUITES,
+    CIPHER_SUITES,
+    TlsSettings,
+    cipher_suite_id,
+    module_settings,
+)
 
 HTTP_ERROR_TEXT = {
     701: "HTTP(S) unknown error",
@@ -72,19 +79,12 @@ SSL_DEFAULTS = {
     "ignorelocaltime": "1",
     "negotiatetime": "300",
     "sni": "0",
+    "checkhost": "0",  # newer firmware (§3.1 "others"); older firmware answers ERROR
 }
+SSL_FILE_OPTIONS = ("cacert", "clientcert", "clientkey")
 MAX_URL = 700
 MAX_GET_REQUEST = 2048
 MAX_POST = 1024000
-
-
-@dataclass(frozen=True, slots=True)
-class TlsSettings:
-    """What an AT+QSSLCFG context says about one HTTPS request."""
-
-    seclevel: int  # 0 none, 1 verify the server, 2 also present a client certificate
-    ca_pem: bytes | None  # the "cacert" file's content, read from UFS
-    sni: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,13 @@ class HttpCommands:
         raise NotImplementedError
 
     def _context_active(self, context_id: int) -> bool:
+        raise NotImplementedError
+
+    def _checkhost_supported(self) -> bool:
+        raise NotImplementedError
+
+    def _module_time(self) -> float:
+        """The module clock now, UTC epoch seconds."""
         raise NotImplementedError
 
     def _init_http(self, storage: ModuleStorage) -> None:
@@ -378,12 +385,29 @@ class HttpCommands:
 
     # -- SSL contexts (§3.1) --
 
+    def _ssl_options(self) -> list[str]:
+        return [o for o in SSL_DEFAULTS if o != "checkhost" or self._checkhost_supported()]
+
     def _cmd_qsslcfg(self, form: str, args: list[str], now: float) -> str:
         if form == "test":
-            for option in SSL_DEFAULTS:
-                self._reply.append(f'+QSSLCFG: "{option}",(0-5)')
+            # The BG96 test response (§3.1) and the options of newer firmware.
+            suites = ",".join([*CIPHER_SUITES, ALL_SUITES])
+            ranges = {
+                "sslversion": "(0-4)",
+                "ciphersuite": f"({suites})",
+                "cacert": "<cacertpath>",
+                "clientcert": "<client_cert_path>",
+                "clientkey": "<client_key_path>",
+                "seclevel": "(0-2)",
+                "ignorelocaltime": "(0,1)",
+                "negotiatetime": "(10-300)",
+                "sni": "(0,1)",
+                "checkhost": "(0,1)",
+            }
+            for option in self._ssl_options():
+                self._reply.append(f'+QSSLCFG: "{option}",(0-5),{ranges[option]}')
             return "OK"
-        if form != "write" or len(args) not in (2, 3) or args[0] not in SSL_DEFAULTS:
+        if form != "write" or len(args) not in (2, 3) or args[0] not in self._ssl_options():
             return "ERROR"
         if not args[1].isdigit() or int(args[1]) > 5:
             return "ERROR"
@@ -391,15 +415,21 @@ class HttpCommands:
         option = args[0]
         if len(args) == 2:
             value = ctx[option]
-            shown = f'"{value}"' if option in ("cacert", "clientcert", "clientkey") else value
+            shown = f'"{value}"' if option in SSL_FILE_OPTIONS else value
             self._reply.append(f'+QSSLCFG: "{option}",{args[1]},{shown}')
             return "OK"
         value = args[2]
+        if option == "ciphersuite":
+            suite = cipher_suite_id(value)
+            if suite is None:
+                return "ERROR"  # a suite this firmware does not know
+            value = suite
         valid = {
             "sslversion": value in ("0", "1", "2", "3", "4"),
             "seclevel": value in ("0", "1", "2"),
             "ignorelocaltime": value in ("0", "1"),
             "sni": value in ("0", "1"),
+            "checkhost": value in ("0", "1"),
             "negotiatetime": value.isdigit() and 10 <= int(value) <= 300,
         }.get(option, True)
         if not valid:
@@ -407,17 +437,15 @@ class HttpCommands:
         ctx[option] = value
         return "OK"
 
+    def ssl_settings(self, ssl_context: int, host: str) -> TlsSettings:
+        """What SSL context ``ssl_context`` says about a connection to ``host`` now."""
+        options = self.ssl_cfg.get(ssl_context, SSL_DEFAULTS)
+        return module_settings(options, self.storage, host, self._module_time())
+
     def _tls_for(self, url: str) -> TlsSettings | None:
         if not url.lower().startswith("https://"):
             return None
-        ctx = self.ssl_cfg.get(self.http_cfg["sslctxid"], SSL_DEFAULTS)
-        ca: bytes | None = None
-        if ctx["cacert"]:
-            try:
-                ca = self.storage.read_file(ctx["cacert"])
-            except FileError:
-                ca = None  # the handshake will fail: the CA file is missing
-        return TlsSettings(int(ctx["seclevel"]), ca, ctx["sni"] == "1")
+        return self.ssl_settings(self.http_cfg["sslctxid"], urlsplit(url).hostname or "")
 
     # -- HTTP(S) (§6) --
 

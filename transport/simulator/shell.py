@@ -1,9 +1,11 @@
 """The simulator's I/O: a pseudo-terminal for the UART, real TCP connections for the sockets.
 
 :class:`SimulatorShell` owns one :class:`~transport.simulator.quectel.QuectelModule` and moves
-bytes: host ⇄ pty master ⇄ module ⇄ asyncio TCP connections ⇄ real servers. It paces the pty
-at a UART baud rate in both directions (10 bits a byte: start, 8 data, stop), delays network
-traffic by a fixed latency, and exposes the faults a test injects.
+bytes: host ⇄ pty master ⇄ module ⇄ asyncio TCP connections ⇄ real servers. An SSL socket's
+connection carries TLS run here (:class:`~transport.simulator.tls.TlsStream`), so the host's
+plaintext never crosses the network, as in a module that terminates TLS (at-protocol.md §3).
+It paces the pty at a UART baud rate in both directions (10 bits a byte: start, 8 data, stop),
+delays network traffic by a fixed latency, and exposes the faults a test injects.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import logging
 import os
 import pty
 import socket
+import time
 import tty
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from transport.fd_ready import wait_readable, wait_writable
 from transport.simulator.http_exchange import HttpFailure, exchange
-from transport.simulator.quectel import CloseTcp, OpenTcp, QuectelModule, SendTcp
+from transport.simulator.quectel import CloseTcp, OpenSsl, OpenTcp, QuectelModule, SendTcp
 from transport.simulator.quectel_http import HttpRequest
+from transport.simulator.tls import TlsFailure, TlsStream
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,41 @@ class _Pacer:
             await asyncio.sleep(delay)
 
 
+class _Stream(Protocol):
+    """What a socket's connection is to the shell: TCP as it is, or TLS over it."""
+
+    async def read(self, size: int) -> bytes: ...
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class _PlainStream:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, size: int) -> bytes:
+        return await self._reader.read(size)
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def abort(self) -> None:
+        self._writer.transport.abort()
+
+
 @dataclass
 class _Connection:
     socket_id: int
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    stream: _Stream
     outgoing: deque[tuple[float, bytes]] = field(default_factory=deque)
     wake_sender: asyncio.Event = field(default_factory=asyncio.Event)
     wake_reader: asyncio.Event = field(default_factory=asyncio.Event)
@@ -98,11 +132,15 @@ class SimulatorShell:
         hosts: dict[str, str] | None = None,
         dns_failures: set[str] | None = None,
         connect_timeout: float = 10.0,
+        tls_time_scale: float = 1.0,
         link: str | None = None,
         record: bool = False,
     ) -> None:
         self.module = module or QuectelModule()
         self.latency = latency
+        # Multiplies the module's "negotiatetime" (10-300 s, §3.1): a test of a server that
+        # never finishes the handshake need not wait 10 s.
+        self.tls_time_scale = tls_time_scale
         self.uplink_rate = (
             uplink_rate  # bytes/s leaving the module's send buffer; None: as fast as TCP takes them
         )
@@ -148,6 +186,9 @@ class SimulatorShell:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.link)
             os.symlink(self.path, self.link)
+        # The simulated network's time is true UTC (NITZ, AT+QLTS); the module's clock stays
+        # its own until NITZ or AT+CCLK sets it.
+        self.module.network_epoch = time.time() - self._now()
         self.module.power_on(self._now())
         self._tasks = [
             self._spawn(self._uart_receive(), "sim uart rx"),
@@ -308,7 +349,7 @@ class SimulatorShell:
     def _service(self) -> None:
         """Carry out what the module asked for and queue what it said."""
         for action in self.module.take_actions():
-            if isinstance(action, OpenTcp):
+            if isinstance(action, OpenTcp | OpenSsl):
                 task = self._spawn(self._open(action), f"sim open {action.socket_id}")
                 self._opening[action.socket_id] = task
             elif isinstance(action, SendTcp):
@@ -341,7 +382,7 @@ class SimulatorShell:
 
     # -- the network --
 
-    async def _open(self, action: OpenTcp) -> None:
+    async def _open(self, action: OpenTcp | OpenSsl) -> None:
         host = self.hosts.get(action.host, action.host)
         try:
             self._resolve_check(action.host)
@@ -349,22 +390,79 @@ class SimulatorShell:
                 await asyncio.sleep(2 * self.latency)  # SYN, SYN-ACK
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(host, action.port)
-        except socket.gaierror:
-            self.module.tcp_open_failed(action.socket_id, 565)
-        except (OSError, TimeoutError):
-            self.module.tcp_open_failed(action.socket_id, 566)
+        except socket.gaierror as error:
+            self._open_failed(action, 565, f"DNS: {error}")
+        except (OSError, TimeoutError) as error:
+            self._open_failed(action, 566, f"TCP connect failed: {error!r}")
         else:
-            conn = _Connection(action.socket_id, reader, writer)
-            self._connections[action.socket_id] = conn
-            conn.tasks = [
-                self._spawn(self._network_receive(conn), f"sim net rx {action.socket_id}"),
-                self._spawn(self._network_send(conn), f"sim net tx {action.socket_id}"),
-            ]
-            local_port = writer.get_extra_info("sockname")[1]
-            self.module.tcp_opened(action.socket_id, local_port)
+            local_port: int = writer.get_extra_info("sockname")[1]
+            stream: _Stream | None = _PlainStream(reader, writer)
+            if isinstance(action, OpenSsl):
+                try:
+                    stream = await self._handshake(action, reader, writer)
+                except BaseException:
+                    writer.transport.abort()  # cancelled (AT+QSSLCLOSE, reboot) mid-handshake
+                    raise
+            if stream is not None:
+                conn = _Connection(action.socket_id, stream)
+                self._connections[action.socket_id] = conn
+                conn.tasks = [
+                    self._spawn(self._network_receive(conn), f"sim net rx {action.socket_id}"),
+                    self._spawn(self._network_send(conn), f"sim net tx {action.socket_id}"),
+                ]
+                self.module.tcp_opened(action.socket_id, local_port)
         finally:
             self._opening.pop(action.socket_id, None)
         self._service()
+
+    async def _handshake(
+        self, action: OpenSsl, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> TlsStream | None:
+        """TLS as the SSL context says (at-protocol.md §3.1); None when it failed, which the
+        module reports as 566 like a refused connection (§3.2, §9.13)."""
+        deadline = self._now() + action.tls.negotiate_time * self.tls_time_scale
+        try:
+            stream = TlsStream(reader, writer, action.tls)
+            async with asyncio.timeout_at(deadline):
+                await stream.handshake()
+            if stream.verdict_pending:
+                await self._verdict(action, stream, deadline)
+        except TlsFailure as failure:
+            why = str(failure)
+        except TimeoutError:
+            why = f'no TLS handshake within "negotiatetime" {action.tls.negotiate_time:g} s'
+        else:
+            return stream
+        writer.transport.abort()
+        self._open_failed(action, 566, f"TLS: {why}")
+        return None
+
+    async def _verdict(self, action: OpenSsl, stream: TlsStream, deadline: float) -> None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                await stream.await_verdict()
+        except TimeoutError:
+            # The server asked for a certificate and has said nothing since: it did not
+            # refuse, and the client's handshake is over.
+            log.info(
+                "simulated AT+QSSLOPEN %d: no word from %s after the TLS 1.3 handshake; taken "
+                "as accepted",
+                action.socket_id,
+                action.host,
+            )
+
+    def _open_failed(self, action: OpenTcp | OpenSsl, code: int, why: str) -> None:
+        command = "AT+QSSLOPEN" if isinstance(action, OpenSsl) else "AT+QIOPEN"
+        log.info(
+            "simulated %s %d to %s:%d failed (%d): %s",
+            command,
+            action.socket_id,
+            action.host,
+            action.port,
+            code,
+            why,
+        )
+        self.module.tcp_open_failed(action.socket_id, code)
 
     async def _http(self, request: HttpRequest) -> None:
         try:
@@ -405,7 +503,7 @@ class SimulatorShell:
                     conn.wake_reader.clear()
                     await conn.wake_reader.wait()
                     continue
-                data = await conn.reader.read(min(room, 65536))
+                data = await conn.stream.read(min(room, 65536))
                 if not data:
                     break
                 conn.in_flight += len(data)
@@ -448,8 +546,8 @@ class SimulatorShell:
                     continue  # lost on the air: never acknowledged, so it stays "unacked"
                 if pacer is not None:
                     await pacer.pace(len(data), waiting=waiting)
-                conn.writer.write(data)
-                await conn.writer.drain()
+                conn.stream.write(data)
+                await conn.stream.drain()
                 self.module.tcp_sent(conn.socket_id, len(data))
         except (ConnectionError, OSError):
             pass
@@ -462,9 +560,9 @@ class SimulatorShell:
             if task is not asyncio.current_task():
                 task.cancel()
         if abort:
-            conn.writer.transport.abort()
+            conn.stream.abort()
         else:
-            conn.writer.close()
+            conn.stream.close()
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
