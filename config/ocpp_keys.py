@@ -188,9 +188,7 @@ def core_keys(
         KeySpec("WebSocketPingInterval", i, rw, str(ping_interval), 0, 86400, "seconds"),
         KeySpec(AUTHORIZATION_KEY, Kind.TEXT, Access.W, key, check=_authorization_key),
         # Only raised (whitepaper A05.FR.01): the check compares with the profile in use.
-        KeySpec(
-            SECURITY_PROFILE, i, rw, str(security_profile), 0, 3, change_check=security_check
-        ),
+        KeySpec(SECURITY_PROFILE, i, rw, str(security_profile), 0, 3, change_check=security_check),
     ]
 
 
