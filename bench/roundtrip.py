@@ -7,6 +7,12 @@ WebSocket frames themselves take on a 115200-baud UART (CALL down, CALLRESULT up
 ``floor_with_at_ms`` adds the AT bytes no driver can avoid (the "recv" URC, the AT+QIRD command
 and its answer's framing, the AT+QISEND command, its prompt and SEND OK).
 
+The module path is measured twice: over ws:// (plain, the unsuffixed metrics) and over wss://
+with TLS in the simulated module (AT+QSSLOPEN/QSSLSEND/QSSLRECV, the ``_tls`` metrics), the
+bench CSMS serving a throw-away certificate whose CA the driver installs on the module. The
+UART carries the same plaintext frames either way; only the AT commands' names differ, and the
+network carries TLS records. ``p50_tls_over_plain`` is what TLS in the module costs.
+
     python -m bench.roundtrip [--quick]
 """
 
@@ -26,6 +32,7 @@ from typing import Any
 
 from ocpp.v16.enums import DataTransferStatus
 
+from bench.tls import BenchPki, csms_security, make_pki
 from chargepoint.app.daemon import Daemon
 from chargepoint.blocks.data_transfer import DataTransferReply, DataTransferVendors
 from config.loader import parse_config
@@ -67,21 +74,27 @@ async def _lines(process: asyncio.subprocess.Process) -> dict[str, Any]:
     return result
 
 
-async def measure(path: str, count: int, *, callgrind: bool = False) -> dict[str, Any]:
+async def measure(
+    path: str, count: int, *, callgrind: bool = False, pki: BenchPki | None = None
+) -> dict[str, Any]:
     """One path, ``count`` CALLs. In-process, the charge point's CPU time is measured; with
-    ``callgrind`` it runs in its own process under valgrind and its instructions are counted."""
+    ``callgrind`` it runs in its own process under valgrind and its instructions are counted.
+    With ``pki`` the CSMS serves wss:// with its certificate, and the charge point trusts its CA
+    (security profile 2; through the module, TLS runs in the module)."""
+    tls_args = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)] if pki else []
     csms = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bench.roundtrip_csms",
         "--count",
         str(count),
+        *tls_args,
         stdout=asyncio.subprocess.PIPE,
     )
     processes: list[asyncio.subprocess.Process] = [csms]
     try:
         port = (await _lines(csms))["listening"]
-        url = f"ws://127.0.0.1:{port}/ocpp"
+        url = f"{'wss' if pki else 'ws'}://127.0.0.1:{port}/ocpp"
         with tempfile.TemporaryDirectory() as tmp:
             modem = None
             if path == "modem":
@@ -106,6 +119,7 @@ async def measure(path: str, count: int, *, callgrind: bool = False) -> dict[str
                     str(count),
                 ]
                 command += ["--modem", modem] if modem else []
+                command += ["--ca-file", str(pki.ca)] if pki else []
                 charge_point = await asyncio.create_subprocess_exec(
                     "valgrind",
                     "--tool=callgrind",
@@ -124,8 +138,9 @@ async def measure(path: str, count: int, *, callgrind: bool = False) -> dict[str
             )
             config = parse_config(
                 f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
-                f'[csms]\nurl = "{url}"\nping_interval = 0\n[modem]\ntype = "host"\n'
-                f'[storage]\ndirectory = "{tmp}/state"\n'
+                f'[csms]\nurl = "{url}"\nping_interval = 0\n'
+                f"{csms_security(pki.ca if pki else None)}"
+                f'[modem]\ntype = "host"\n[storage]\ndirectory = "{tmp}/state"\n'
             )
             meter = CpuMeter()
             vendors = DataTransferVendors()
@@ -151,11 +166,11 @@ def _callgrind_total(out: Path) -> int:
     raise RuntimeError(f"no instruction total in {out}")
 
 
-async def instructions_per_message(path: str) -> float:
+async def instructions_per_message(path: str, pki: BenchPki | None = None) -> float:
     """Instructions per message, start-up cancelled out: the difference of two runs."""
     few, many = 20, 60
-    low = (await measure(path, few, callgrind=True))["instructions"]
-    high = (await measure(path, many, callgrind=True))["instructions"]
+    low = (await measure(path, few, callgrind=True, pki=pki))["instructions"]
+    high = (await measure(path, many, callgrind=True, pki=pki))["instructions"]
     return float(high - low) / (many - few)
 
 
@@ -164,45 +179,77 @@ def _frame_bytes(payload: int, *, masked: bool) -> int:
     return header + payload + (4 if masked else 0)
 
 
-async def run(count: int, *, instructions: bool) -> None:
-    modem = await measure("modem", count)
-    host = await measure("host", count)
-    down = _frame_bytes(modem["call_bytes"], masked=False)  # CSMS → charge point
-    up = _frame_bytes(modem["result_bytes"], masked=True)  # charge point → CSMS, masked
-    line_rate = BAUD / 10
-    floor = 2 * LATENCY + (down + up) / line_rate
-    # AT bytes any driver needs: URC, AT+QIRD=0,1500 and its framing; AT+QISEND, > , SEND OK.
-    qird_answer = len(f"\r\n+QIRD: {down}\r\n") + len("\r\n\r\nOK\r\n")
-    at_bytes = len('\r\n+QIURC: "recv",0\r\n') + len("AT+QIRD=0,1500\r") + qird_answer
-    at_bytes += len(f"AT+QISEND=0,{up}\r") + len("\r\n> ") + len("\r\nSEND OK\r\n")
-    floor_with_at = floor + at_bytes / line_rate
-    times = sorted(t * 1000 for t in modem["round_trips_s"])
-    host_times = sorted(t * 1000 for t in host["round_trips_s"])
-    p50, p99 = statistics.median(times), times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
-    common = {"messages": count, "baud": BAUD, "latency_ms": LATENCY * 1000}
-    emit("p50_ms", p50, "ms", path="modem", **common)
-    emit("p99_ms", p99, "ms", path="modem", **common)
-    emit("floor_ms", floor * 1000, "ms", frame_bytes_down=down, frame_bytes_up=up, **common)
-    emit("floor_with_at_ms", floor_with_at * 1000, "ms", at_bytes=at_bytes, **common)
-    emit("p50_floor_ratio", p50 / (floor * 1000), "ratio", **common)
-    emit("p50_host_ms", statistics.median(host_times), "ms", path="host", messages=count)
-    emit("cpu_us_per_message_modem", modem["cpu_us_per_message"], "us", **common)
-    emit("cpu_us_per_message_host", host["cpu_us_per_message"], "us", messages=count)
-    emit(
-        "cpu_per_message_ratio",
-        modem["cpu_us_per_message"] / host["cpu_us_per_message"],
-        "ratio",
-        **common,
+def _at_bytes(down: int, up: int, *, tls: bool) -> int:
+    """AT bytes any driver needs per message: the "recv" URC, the read command and its answer's
+    framing; the send command, its prompt and SEND OK (TCP: AT+QIRD, AT+QISEND; TLS: the
+    AT+QSSL* commands of the same shape)."""
+    urc, read, answer, send = (
+        ("+QSSLURC", "AT+QSSLRECV", "+QSSLRECV", "AT+QSSLSEND")
+        if tls
+        else ("+QIURC", "AT+QIRD", "+QIRD", "AT+QISEND")
     )
-    if instructions and shutil.which("valgrind"):
-        # CPU time on a virtual machine charges about 100-230 us for every sleep and wake-up
-        # (measured: a bare asyncio.sleep wake-up), and the module path must wait for the
-        # module several times per message. Instructions count the work itself.
-        modem_ir = await instructions_per_message("modem")
-        host_ir = await instructions_per_message("host")
-        emit("instructions_per_message_modem", modem_ir, "instructions", **common)
-        emit("instructions_per_message_host", host_ir, "instructions")
-        emit("instructions_per_message_ratio", modem_ir / host_ir, "ratio", **common)
+    read_answer = len(f"\r\n{answer}: {down}\r\n") + len("\r\n\r\nOK\r\n")
+    at_bytes = len(f'\r\n{urc}: "recv",0\r\n') + len(f"{read}=0,1500\r") + read_answer
+    return at_bytes + len(f"{send}=0,{up}\r") + len("\r\n> ") + len("\r\nSEND OK\r\n")
+
+
+def _percentiles(result: dict[str, Any]) -> tuple[float, float]:
+    times = sorted(t * 1000 for t in result["round_trips_s"])
+    return statistics.median(times), times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+
+
+async def run(count: int, *, instructions: bool) -> None:
+    with tempfile.TemporaryDirectory() as certificates:
+        pki = make_pki(Path(certificates))
+        modem = await measure("modem", count)
+        modem_tls = await measure("modem", count, pki=pki)
+        host = await measure("host", count)
+        down = _frame_bytes(modem["call_bytes"], masked=False)  # CSMS → charge point
+        up = _frame_bytes(modem["result_bytes"], masked=True)  # charge point → CSMS, masked
+        line_rate = BAUD / 10
+        floor = 2 * LATENCY + (down + up) / line_rate
+        at_bytes = _at_bytes(down, up, tls=False)
+        floor_with_at = floor + at_bytes / line_rate
+        at_bytes_tls = _at_bytes(down, up, tls=True)
+        floor_with_at_tls = floor + at_bytes_tls / line_rate
+        host_times = sorted(t * 1000 for t in host["round_trips_s"])
+        p50, p99 = _percentiles(modem)
+        p50_tls, p99_tls = _percentiles(modem_tls)
+        if modem_tls["tls"] is None or modem["tls"] is not None:
+            raise RuntimeError("the TLS path did not run over TLS, or the plain one did")
+        cpu, cpu_tls = modem["cpu_us_per_message"], modem_tls["cpu_us_per_message"]
+        common = {"messages": count, "baud": BAUD, "latency_ms": LATENCY * 1000}
+        emit("p50_ms", p50, "ms", path="modem", **common)
+        emit("p99_ms", p99, "ms", path="modem", **common)
+        emit("floor_ms", floor * 1000, "ms", frame_bytes_down=down, frame_bytes_up=up, **common)
+        emit("floor_with_at_ms", floor_with_at * 1000, "ms", at_bytes=at_bytes, **common)
+        emit("p50_floor_ratio", p50 / (floor * 1000), "ratio", **common)
+        emit("p50_host_ms", statistics.median(host_times), "ms", path="host", messages=count)
+        emit("cpu_us_per_message_modem", cpu, "us", **common)
+        emit("cpu_us_per_message_host", host["cpu_us_per_message"], "us", messages=count)
+        emit("cpu_per_message_ratio", cpu / host["cpu_us_per_message"], "ratio", **common)
+        # The same through TLS in the module. The floor is the plain one: the UART carries the
+        # same frames, and the simulated network adds latency, not a bandwidth limit.
+        tls = {"path": "modem", "tls": "module", **modem_tls["tls"], **common}
+        emit("p50_ms_tls", p50_tls, "ms", **tls)
+        emit("p99_ms_tls", p99_tls, "ms", **tls)
+        emit("floor_with_at_ms_tls", floor_with_at_tls * 1000, "ms", at_bytes=at_bytes_tls, **tls)
+        emit("p50_floor_ratio_tls", p50_tls / (floor * 1000), "ratio", **tls)
+        emit("p50_tls_over_plain", p50_tls / p50, "ratio", **tls)
+        emit("cpu_us_per_message_modem_tls", cpu_tls, "us", **tls)
+        emit("cpu_per_message_tls_over_plain", cpu_tls / cpu, "ratio", **tls)
+        if instructions and shutil.which("valgrind"):
+            # CPU time on a virtual machine charges about 100-230 us for every sleep and
+            # wake-up (measured: a bare asyncio.sleep wake-up), and the module path must wait
+            # for the module several times per message. Instructions count the work itself.
+            modem_ir = await instructions_per_message("modem")
+            host_ir = await instructions_per_message("host")
+            emit("instructions_per_message_modem", modem_ir, "instructions", **common)
+            emit("instructions_per_message_host", host_ir, "instructions")
+            emit("instructions_per_message_ratio", modem_ir / host_ir, "ratio", **common)
+            tls_ir = await instructions_per_message("modem", pki)
+            emit("instructions_per_message_modem_tls", tls_ir, "instructions", **tls)
+            emit("instructions_per_message_tls_over_plain", tls_ir / modem_ir, "ratio", **tls)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     parser = argparse.ArgumentParser(prog="python -m bench.roundtrip")
     parser.add_argument(
-        "--quick", action="store_true", help="60 messages each path, no instruction counts (~15 s)"
+        "--quick", action="store_true", help="60 messages each path, no instruction counts (~25 s)"
     )
     args = parser.parse_args(argv)
     asyncio.run(run(60 if args.quick else 300, instructions=not args.quick))

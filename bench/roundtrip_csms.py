@@ -4,7 +4,9 @@ is measured alone.
 It accepts one charge point, answers its BootNotification (Accepted, no heartbeats to speak
 of) and StatusNotifications, then sends ``--count`` DataTransfer CALLs one after the other and
 times each until its CALLRESULT arrives. It prints JSON lines: ``{"listening": port}``, then
-``{"round_trips_s": [...], "call_bytes": n, "result_bytes": m}``.
+``{"round_trips_s": [...], "call_bytes": n, "result_bytes": m, "tls": ...}`` (``tls``: None, or
+``tls_version`` and ``cipher`` as negotiated). With ``--certfile`` and
+``--keyfile`` it serves wss:// with that certificate (the charge point then connects over TLS).
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
+
+from bench.tls import server_context
 
 
 async def _session(connection: ServerConnection, count: int, done: asyncio.Event) -> None:
@@ -55,17 +61,17 @@ async def _session(connection: ServerConnection, count: int, done: asyncio.Event
         result = await answer
         times.append(time.perf_counter() - started)
         call_bytes, result_bytes = len(text.encode()), len(result.encode())
-    print(
-        json.dumps(
-            {"round_trips_s": times, "call_bytes": call_bytes, "result_bytes": result_bytes}
-        ),
-        flush=True,
-    )
+    # Over wss://: which TLS the charge point's side (the module) negotiated, as evidence.
+    tls: ssl.SSLObject | None = connection.transport.get_extra_info("ssl_object")
+    cipher = tls.cipher() if tls is not None else None
+    record = {"round_trips_s": times, "call_bytes": call_bytes, "result_bytes": result_bytes}
+    record["tls"] = {"tls_version": cipher[1], "cipher": cipher[0]} if cipher else None
+    print(json.dumps(record), flush=True)
     done.set()
     receiving.cancel()
 
 
-async def _main(count: int) -> None:
+async def _main(count: int, context: ssl.SSLContext | None = None) -> None:
     done = asyncio.Event()
 
     async def handler(connection: ServerConnection) -> None:
@@ -73,7 +79,9 @@ async def _main(count: int) -> None:
         await done.wait()
 
     ocpp16 = Subprotocol("ocpp1.6")
-    async with serve(handler, "127.0.0.1", 0, subprotocols=[ocpp16], ping_interval=None) as server:
+    async with serve(
+        handler, "127.0.0.1", 0, subprotocols=[ocpp16], ping_interval=None, ssl=context
+    ) as server:
         print(json.dumps({"listening": server.sockets[0].getsockname()[1]}), flush=True)
         await done.wait()
 
@@ -81,7 +89,13 @@ async def _main(count: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100)
-    asyncio.run(_main(parser.parse_args().count))
+    parser.add_argument("--certfile", type=Path, help="serve wss:// with this certificate chain")
+    parser.add_argument("--keyfile", type=Path, help="and this key")
+    args = parser.parse_args()
+    if (args.certfile is None) != (args.keyfile is None):
+        parser.error("--certfile and --keyfile go together")
+    context = server_context(args.certfile, args.keyfile) if args.certfile else None
+    asyncio.run(_main(args.count, context))
     return 0
 
 
