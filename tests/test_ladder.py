@@ -72,3 +72,38 @@ async def test_a_csms_certificate_the_module_refuses_never_touches_the_module(
             await peer.wait_for(lambda _: peer.calls("BootNotification"), timeout=30)
         assert not [o for o in daemon.outcomes if o.blame is not Blame.CSMS]
         assert module_recovery(net.sim.module.log) == []
+
+
+async def test_a_module_whose_tls_stack_degraded_is_restarted(tmp_path: Path) -> None:
+    """at-protocol.md §9.11: after many opens some firmware answers 552 to every AT+QSSLOPEN
+    until it reboots. That is evidence about the module: the ladder climbs to a restart, and
+    the charge point is back."""
+    pki = make_pki(tmp_path)
+    tls = ServerTls(pki.server.cert, pki.server.key)
+    async with (
+        csms_peer("python", password=PASSWORD, tls=tls) as peer,
+        network("quectel") as net,
+    ):
+        assert net.sim is not None
+        sim = net.sim
+        sim.module.ssl_degrade_after = 2
+        config = make_config(
+            peer.url,
+            security_profile=2,
+            ca_file=str(pki.ca),
+            reconnect_delay_min=0.01,
+            reconnect_delay_max=0.05,
+        )
+        async with running(Daemon(config, net.link)):
+            for opened in (1, 2):
+                await peer.wait_for(lambda e, n=opened: connections(e) == n)
+                sim.drop_connection(0)  # the cell drops it; the next open is the third
+            await sim.wait_for_command("AT+CFUN=1,1")
+            await peer.wait_for(lambda e: connections(e) == 3, timeout=60)
+        log = sim.module.log
+        assert log.index("AT+QIDEACT=1") < log.index("AT+CFUN=1,1")  # the ladder, in order
+        assert "AT+QSSLOPEN" in " ".join(log[log.index("AT+CFUN=1,1") :])  # TLS again after it
+
+
+def connections(events: list[dict[str, object]]) -> int:
+    return sum(e["event"] == "connect" for e in events)

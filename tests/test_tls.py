@@ -65,6 +65,7 @@ async def proxied(port: int) -> AsyncIterator[TcpProxy]:
 async def test_profile_2_through_the_module_carries_no_plaintext_on_the_network(
     kind: str, pki: Pki
 ) -> None:
+    """TC_086_CS (server-side certificate, profile 2) and TC_085_CS (Basic auth header)."""
     tls = ServerTls(pki.server.cert, pki.server.key)
     async with (
         csms_peer(kind, password=PASSWORD, tls=tls) as peer,
@@ -94,6 +95,7 @@ async def test_profile_2_through_the_module_carries_no_plaintext_on_the_network(
 async def test_profile_3_through_the_module_authenticates_with_the_certificate(
     kind: str, pki: Pki
 ) -> None:
+    """TC_087_CS: the client certificate, and no Basic auth, under profile 3."""
     tls = ServerTls(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca)
     async with csms_peer(kind, tls=tls) as peer, network("quectel") as net:
         assert net.sim is not None
@@ -202,6 +204,8 @@ async def security_profile(peer: Csms) -> str:
 
 @pytest.mark.parametrize("link", ["quectel", "host"])
 async def test_the_csms_raises_the_profile_from_2_to_3(link: str, pki: Pki) -> None:
+    """TC_083_CS (upgrade: Accepted, then the charge point reconnects by itself with the new
+    profile) and TC_084_CS (a lower profile: Rejected)."""
     two = ServerTls(pki.server.cert, pki.server.key)
     three = ServerTls(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca)
     async with (
@@ -267,8 +271,10 @@ async def test_a_raised_profile_the_csms_cannot_take_falls_back(
 async def test_no_secret_reaches_a_log_the_frame_trace_or_get_configuration(
     pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """TC_073_CS with the tool's key ("OCA_OCTT_admin_test" hex-encoded, 19 bytes): Accepted,
+    then a reconnect with the new password; whitepaper A01.FR.12: the key is never disclosed."""
     caplog.set_level(logging.DEBUG)
-    new_key = "A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4"
+    new_key = "4F43415F4F4354545F61646D696E5F74657374"
     tls = ServerTls(pki.server.cert, pki.server.key)
     async with csms_peer("python", password=PASSWORD, tls=tls) as peer, network("quectel") as net:
         client = pki.client(CP)

@@ -278,6 +278,7 @@ class Daemon:
         return {
             "charge_point": self.config.charge_point.id,
             "link": self.link.description,
+            "security_profile": self.security.active,
             **describe(self.station),
         }
 

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_IDS = range(12)  # <connectID> 0-11 (§2.4)
 ID_IN_USE = 563
+INVALID_PARAMETERS = 552  # for QSSLOPEN, after many opens: a degraded TLS stack (§9.11)
 CONNECT_FAILED = 566  # the server refused or is unreachable; for QSSLOPEN also a TLS failure
 
 # Socket error codes of §2.12, with what to check where there is something to check.
@@ -242,6 +243,12 @@ class QuectelSockets:
         if code == CONNECT_FAILED:
             raise ServerRefused(
                 f"cannot connect to {slot.where}: {describe_socket_error(code)}", code
+            )
+        if code == INVALID_PARAMETERS and slot.kind is SSL:
+            raise SocketOpenError(
+                f"cannot connect to {slot.where}: the module's TLS stack refuses every open "
+                "(+QSSLOPEN 552, a firmware fault after many opens); a module restart clears it",
+                code,
             )
         if code != 0:
             raise SocketOpenError(
