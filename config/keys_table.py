@@ -88,7 +88,7 @@ NOTES = {
         "32-40 hex digits; never returned, never logged; the charge point reconnects with it"
     ),
     SECURITY_PROFILE: (
-        "0-3; only raised, and only when its prerequisites hold; the charge point reconnects "
+        "only raised, and only when its prerequisites hold; the charge point reconnects "
         "with it and falls back to the last profile that worked if it fails"
     ),
 }
