@@ -145,8 +145,8 @@ SCHEMA: dict[str, Any] = {
                     "type": "string",
                     "minLength": 1,
                     "description": "PEM CA certificate(s) to verify https:// file servers "
-                    "(uploaded to the module); default: csms.ca_file; without either, https "
-                    "is not verified",
+                    "(uploaded to the module; may be the same file as csms.ca_file); without it "
+                    "the host link uses the system's trust store, the module verifies nothing",
                 },
                 "piece_size": {
                     "type": "integer",

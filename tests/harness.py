@@ -198,17 +198,21 @@ def reported_after_boot(events: list[dict[str, Any]], count: int, connectors: in
 
 
 class LogWatch(logging.Handler):
-    """``seen`` is set once a record starting with ``start`` is logged. Enter it before the
-    action that logs, so the record cannot come before the watch."""
+    """``seen`` is set once ``count`` records starting with ``start`` are logged. Enter it
+    before the action that logs, so the record cannot come before the watch."""
 
-    def __init__(self, start: str) -> None:
+    def __init__(self, start: str, count: int = 1) -> None:
         super().__init__(logging.DEBUG)
         self.start = start
+        self.count = count
+        self.matched = 0
         self.seen = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith(self.start):
-            self.seen.set()
+            self.matched += 1
+            if self.matched >= self.count:
+                self.seen.set()
 
     def __enter__(self) -> LogWatch:
         logging.getLogger().addHandler(self)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from chargepoint.app.backoff import Backoff
-from chargepoint.app.daemon import recovery_step
+from chargepoint.app.reconnect import Blame, Outcome, ReconnectPolicy, recovery_step
 from chargepoint.protocol.validation import message_id_of, validate_call_payload
 from transport.link import RecoveryStep
 
@@ -105,3 +105,78 @@ def test_message_id_is_recovered_from_a_broken_call() -> None:
     assert message_id_of('[3,"abc",{}') is None  # not a CALL: nothing to answer
     assert message_id_of("garbage") is None
     assert message_id_of('[2,"' + "i" * 37 + '",') is None  # longer than OCPP-J allows
+
+
+class _Profiles:
+    """Stands in for SecurityProfiles: whether a raised profile is being tried, and the failed
+    attempts reported to it."""
+
+    def __init__(self, upgrading: bool = False) -> None:
+        self.upgrading = upgrading
+        self.failures: list[str] = []
+
+    def failed(self, why: str, *, unauthorized: bool = False) -> None:
+        self.failures.append(why)
+
+
+def _policy(upgrading: bool = False) -> tuple[ReconnectPolicy, _Profiles, list[float]]:
+    now = [0.0]
+    profiles = _Profiles(upgrading)
+    policy = ReconnectPolicy(
+        Backoff(1.0, 64.0, random.Random(2)),
+        profiles,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+    return policy, profiles, now
+
+
+LINK = Outcome(Blame.LINK, 0.0, "DNS failed")
+REFUSED = Outcome(Blame.CSMS, 0.0, "566", refused=True)
+BAD_CERTIFICATE = Outcome(Blame.CSMS, 0.0, "TLS", reached_server=True)
+
+
+def test_only_link_failures_climb_and_the_csms_answering_resets_them() -> None:
+    policy, _, _ = _policy()
+    steps = [policy.after(LINK)[0] for _ in range(3)]
+    assert steps[-1] is RecoveryStep.REACTIVATE_PDP
+    # What follows is the CSMS's doing: no step again (it used to repeat PDP each time).
+    assert {policy.after(o)[0] for o in (REFUSED, BAD_CERTIFICATE, REFUSED)} == {
+        RecoveryStep.REOPEN
+    }
+    assert policy.link_failures == 0  # the certificate came back: the data link works
+    assert [policy.after(LINK)[0] for _ in range(3)][-1] is RecoveryStep.REACTIVATE_PDP
+
+
+def test_an_intentional_reconnect_waits_the_shortest_delay() -> None:
+    policy, _, _ = _policy()
+    for _ in range(6):
+        policy.after(REFUSED)  # the back-off has grown to its cap
+    reconnect = Outcome(Blame.CSMS, 5.0, "new password", opened=True, intentional=True)
+    _, delay = policy.after(reconnect)
+    assert delay <= 1.0
+
+
+def test_refusals_for_half_an_hour_check_the_data_link_once_per_half_hour() -> None:
+    policy, _, now = _policy()
+    seen = []
+    for minute in range(0, 91):
+        now[0] = minute * 60.0
+        seen.append((minute, policy.after(REFUSED)[0]))
+    checks = [m for m, step in seen if step is not RecoveryStep.REOPEN]
+    assert checks == [30, 60, 90]
+    assert {step for _, step in seen if step is not RecoveryStep.REOPEN} == {
+        RecoveryStep.REACTIVATE_PDP
+    }
+    # A certificate failure proves the link: it never triggers that check.
+    policy, _, now = _policy()
+    now[0] = 3600.0
+    assert policy.after(BAD_CERTIFICATE)[0] is RecoveryStep.REOPEN
+
+
+def test_while_a_raised_profile_is_tried_every_failure_counts_towards_falling_back() -> None:
+    policy, profiles, _ = _policy(upgrading=True)
+    steps = [policy.after(o)[0] for o in (LINK, LINK, LINK, REFUSED)]
+    assert steps == [RecoveryStep.REOPEN] * 4  # not the module's fault while upgrading
+    assert profiles.failures == ["DNS failed", "DNS failed", "DNS failed", "566"]
+    policy.after(Outcome(Blame.CSMS, 70.0, "closed", opened=True))
+    assert len(profiles.failures) == 4  # a session that opened is no failure

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from chargepoint.app.daemon import Blame, Daemon
+from chargepoint.app.daemon import Daemon
+from chargepoint.app.reconnect import Blame
 from tests.harness import PASSWORD, csms_peer, make_config, network, running
 from tests.peers import ServerTls
 from tests.pki import make_pki
@@ -42,7 +43,9 @@ async def test_a_csms_outage_of_90_s_never_touches_the_module() -> None:
         assert all(o.blame is Blame.CSMS for o in daemon.outcomes), daemon.outcomes
         assert module_recovery(net.sim.module.log) == []
         opens = [c for c in net.sim.module.log if c.startswith("AT+QIOPEN")]
-        assert len(opens) == refused + 1  # one socket per attempt, nothing else
+        # One socket per attempt, nothing else (one attempt may have been under way when the
+        # outcomes were counted).
+        assert refused + 1 <= len(opens) <= refused + 2
 
 
 async def test_a_csms_certificate_the_module_refuses_never_touches_the_module(

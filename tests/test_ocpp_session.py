@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from ocpp.v16.enums import DataTransferStatus
 
-from chargepoint.app.daemon import Blame, Daemon
+from chargepoint.app.daemon import Daemon
+from chargepoint.app.reconnect import Blame
 from chargepoint.blocks.data_transfer import DataTransferReply, DataTransferVendors
 from tests.conftest import TcpProxy, fast
 from tests.harness import (

@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from chargepoint.app.assembly import configuration_keys
 from chargepoint.app.security import SecurityProfiles
+from chargepoint.blocks.diagnostics import redact_config
 from chargepoint.hardware.simulated import SimulatedCharger
 from chargepoint.storage import open_state
 from config.loader import Config, ConfigError, parse_config
 from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE, ConfigurationKeys
 from tests.harness import fresh_state
+from tests.pki import make_pki
 
 HEAD = """
 [charge_point]
@@ -47,12 +50,15 @@ def problems(csms: str, **kwargs: object) -> list[str]:
     return error.value.problems
 
 
-@pytest.fixture
-def pem(tmp_path: Path) -> Path:
-    """Stand-ins for certificate files: the loader only checks that they are files."""
-    for name in ("ca.pem", "cp.pem", "cp.key"):
-        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
-    return tmp_path
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CSMS root CA and a charge point certificate with its key, beside the config file."""
+    directory = tmp_path_factory.mktemp("security")
+    pki = make_pki(directory / "pki")
+    client = pki.client("CP-1")
+    for source, name in ((pki.ca, "ca.pem"), (client.cert, "cp.pem"), (client.key, "cp.key")):
+        shutil.copy(source, directory / name)
+    return directory
 
 
 def test_the_profile_follows_from_the_url_and_the_credentials(pem: Path) -> None:
@@ -179,7 +185,10 @@ def test_without_an_authorization_key_profile_2_is_refused(pem: Path) -> None:
         where=pem / "t.toml",
     )
     security, keys = _profiles(cfg)
-    assert security.check("2") == "no AuthorizationKey to authenticate with (A05.FR.02)"
+    assert (
+        security.check("2")
+        == "no AuthorizationKey of 16 to 20 bytes to authenticate with (A05.FR.02)"
+    )
     assert keys.change(SECURITY_PROFILE, "2").value == "Rejected"
     assert keys.change(AUTHORIZATION_KEY, KEY).value == "Accepted"
     assert keys.change(SECURITY_PROFILE, "2").value == "Accepted"
@@ -217,3 +226,66 @@ def test_a_raised_profile_that_keeps_failing_falls_back_and_a_working_one_sticks
     )
     again, keys = _profiles(config(text1, state=state, where=pem / "t.toml"))
     assert (keys.get(SECURITY_PROFILE), again.proven) == ("1", 1)
+
+
+def test_what_the_csms_may_not_raise_to(pem: Path) -> None:
+    # A05.FR.02: a text password of 8 bytes is no AuthorizationKey.
+    short = config(
+        'url = "ws://h/o"\npassword = "changeme"\nsecurity_profile = 1\nca_file = "ca.pem"\n'
+        '[csms.upgrade_urls]\n2 = "wss://h/o"',
+        where=pem / "t.toml",
+    )
+    security, _ = _profiles(short)
+    assert security.check("2") == (
+        "no AuthorizationKey of 16 to 20 bytes to authenticate with (A05.FR.02)"
+    )
+    # Profile 1 sends the password in clear: not on the CSMS's word alone.
+    zero = config(
+        f'url = "ws://h/o"\npassword = "{KEY}"\npassword_format = "hex"\nsecurity_profile = 0'
+    )
+    security, _ = _profiles(zero)
+    assert security.check("1") == "profile 1 (a password over ws://) needs csms.upgrade_urls.1"
+    # A05.FR.04: a certificate whose key does not fit it is no valid certificate.
+    (pem / "other.key").write_bytes((pem / "pki" / "server.key").read_bytes())
+    mismatched = config(
+        f'url = "wss://h/o"\npassword = "{KEY}"\nca_file = "ca.pem"\n'
+        'client_certificate = "cp.pem"\nclient_key = "other.key"\nsecurity_profile = 2',
+        where=pem / "t.toml",
+    )
+    security, _ = _profiles(mismatched)
+    problem = security.check("3")
+    assert problem is not None and problem.startswith("the TLS files cannot be used:")
+
+
+def test_a_new_authorization_key_the_csms_keeps_refusing_is_given_up(pem: Path) -> None:
+    """A01.FR.04: if our ChangeConfiguration.conf was lost, the CSMS keeps the old password."""
+    cfg = config(
+        f'url = "wss://h/o"\npassword = "{KEY}"\npassword_format = "hex"\nupgrade_attempts = 2'
+    )
+    security, keys = _profiles(cfg)
+    new = "4F43415F4F4354545F61646D696E5F74657374"
+    assert keys.change(AUTHORIZATION_KEY, new).value == "Accepted"
+    assert security.endpoint().password == bytes.fromhex(new)
+    security.failed("HTTP 401", unauthorized=True)
+    assert security.endpoint().password == bytes.fromhex(new)
+    security.failed("HTTP 401", unauthorized=True)
+    assert security.endpoint().password == bytes.fromhex(KEY)  # back to what worked
+    # Once a connection proved a new key, a later 401 never brings the old one back.
+    assert keys.change(AUTHORIZATION_KEY, new).value == "Accepted"
+    security.connected()
+    for _ in range(3):
+        security.failed("HTTP 401", unauthorized=True)
+    assert security.endpoint().password == bytes.fromhex(new)
+
+
+def test_the_diagnostics_copy_of_the_configuration_holds_no_secret() -> None:
+    text = (
+        'csms.password = "s3cret"\n'
+        'modem = { password = "apn-pw", apn = "internet" }\n'
+        'url = "wss://user:pw-in-url@csms.example.com/ocpp"\n'
+        '[csms]\npassword = "abc"\nclient_key = "/etc/chargepoint/cp-key.pem"\n'
+    )
+    redacted = redact_config(text)
+    for secret in ("s3cret", "apn-pw", "pw-in-url", "abc"):
+        assert secret not in redacted
+    assert 'apn = "internet"' in redacted and "@csms.example.com/ocpp" in redacted

@@ -16,9 +16,10 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-# The GCM suites a module can be told to use (AT+QSSLCFG="ciphersuite" takes one hex id), with
-# the whitepaper's order of preference: forward secrecy (ECDHE) first, then the RSA key
-# exchange every compliant CSMS must offer (A00.FR.317).
+# The GCM suites a module can be told to use (AT+QSSLCFG="ciphersuite" takes one hex id):
+# forward secrecy (ECDHE) first, then the two RSA-key-exchange suites A00.FR.317 obliges every
+# CSMS with an RSA certificate to offer (0X009C, 0X009D). A00.FR.318 wants the client to offer
+# a 128- and a 256-bit suite of one family, which a one-suite module cannot (README).
 MODULE_CIPHER_SUITES = {
     "0XC02B": "ECDHE-ECDSA-AES128-GCM-SHA256",
     "0XC02F": "ECDHE-RSA-AES128-GCM-SHA256",

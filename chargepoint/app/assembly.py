@@ -40,8 +40,9 @@ def link_for(config: Config) -> Link:
     """The link the configuration asks for."""
     modem = config.modem
     fw = config.firmware
-    # HTTPS file servers are verified against firmware.ca_file, else the CSMS's CA.
-    ca_file = fw.ca_file or config.csms.ca_file
+    # HTTPS file servers (often a public CDN) are verified against firmware.ca_file, which
+    # may be the CSMS's CA file; on the host link without it, against the system's store.
+    ca_file = fw.ca_file
     if modem.type == "host":
         return HostLink(http=HostHttp(ca_file=ca_file, piece_size=fw.piece_size))
     assert modem.port is not None  # the loader insists on it for a module

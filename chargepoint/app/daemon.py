@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import logging
 import os
 import random
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any, TypeVar
@@ -32,6 +30,7 @@ from chargepoint.app.assembly import configuration_keys
 from chargepoint.app.backoff import Backoff
 from chargepoint.app.control import ControlServer
 from chargepoint.app.describe import describe
+from chargepoint.app.reconnect import Blame, Outcome, ReconnectPolicy
 from chargepoint.app.security import SecurityProfiles
 from chargepoint.app.service import ServiceNotifier
 from chargepoint.blocks.data_transfer import DataTransferVendors
@@ -42,7 +41,13 @@ from chargepoint.hardware.charger import Charger
 from chargepoint.hardware.simulated import SimulatedCharger
 from chargepoint.protocol.charge_point import redact
 from chargepoint.protocol.frame_trace import FrameTrace
-from chargepoint.protocol.session import BootFields, Registration, Session, SessionSettings
+from chargepoint.protocol.session import (
+    BootFields,
+    Reconnect,
+    Registration,
+    Session,
+    SessionSettings,
+)
 from chargepoint.station import Station
 from chargepoint.storage import open_state
 from config.loader import Config
@@ -69,21 +74,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-STABLE_SESSION = 60.0  # a connection that lasted this long resets back-off and escalation
-
-
-class Blame(enum.Enum):
-    LINK = "link"  # counts towards module recovery
-    CSMS = "csms"  # retried, but the module is not to blame
-    DRIVER = "driver"  # our own bookkeeping failed: retried, and resetting the module won't help
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    blame: Blame
-    duration: float  # how long the WebSocket was open (0 if it never opened)
-    reason: str
-
 
 async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
     """Run ``work``; if ``stop`` is set first, cancel it and return None."""
@@ -96,14 +86,6 @@ async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T
             return task.result()
         task.cancel()
     return None
-
-
-def recovery_step(consecutive_link_failures: int) -> RecoveryStep:
-    """Every third link failure in a row escalates one step: 3 → PDP, 6 → CFUN, 9+ → restart."""
-    failures = consecutive_link_failures
-    if failures == 0 or failures % 3:
-        return RecoveryStep.REOPEN
-    return RecoveryStep(min(failures // 3, RecoveryStep.RESTART_MODULE))
 
 
 def cut_power() -> None:
@@ -190,10 +172,10 @@ class Daemon:
         self.sessions_started = 0
         self.attempts = 0
         self.outcomes: list[Outcome] = []
-        self._backoff = Backoff(
-            config.csms.reconnect_delay_min, config.csms.reconnect_delay_max, rng
+        self._policy = ReconnectPolicy(
+            Backoff(config.csms.reconnect_delay_min, config.csms.reconnect_delay_max, rng),
+            self.security,
         )
-        self._link_failures = 0
         link.use_csms_time(self._csms_time)
 
     async def _on_reset(self, kind: ResetType) -> None:
@@ -310,12 +292,11 @@ class Daemon:
         except (TlsHandshakeFailed, TlsSetupFailed) as exc:
             # A certificate or a setting to fix: no module reset can cure it.
             log.error("cannot reach the CSMS securely (profile %d): %s", endpoint.profile, exc)
-            self.security.failed(str(exc))
-            return Outcome(Blame.CSMS, 0.0, str(exc))
+            reached = isinstance(exc, TlsHandshakeFailed)
+            return Outcome(Blame.CSMS, 0.0, str(exc), reached_server=reached)
         except ServerRefused as exc:
             log.warning("cannot reach the CSMS, which does not take connections: %s", exc)
-            self.security.failed(str(exc))
-            return Outcome(Blame.CSMS, 0.0, str(exc))
+            return Outcome(Blame.CSMS, 0.0, str(exc), refused=True)
         except TransportError as exc:
             log.warning("cannot reach the CSMS: %s", exc)
             return Outcome(Blame.LINK, 0.0, str(exc))
@@ -335,8 +316,10 @@ class Daemon:
             )
         except (HandshakeRejected, NotAnOcppServer) as exc:
             log.error("%s", exc)
-            self.security.failed(str(exc))
-            return Outcome(Blame.CSMS, 0.0, str(exc))
+            unauthorized = isinstance(exc, HandshakeRejected) and exc.status == 401
+            return Outcome(
+                Blame.CSMS, 0.0, str(exc), reached_server=True, unauthorized=unauthorized
+            )
         except WebSocketError as exc:
             log.warning("%s", exc)
             return Outcome(Blame.LINK, 0.0, str(exc))
@@ -381,24 +364,17 @@ class Daemon:
             if isinstance(closed, PingTimeout) or closed.code in (None, 1006)
             else Blame.CSMS
         )
-        return Outcome(blame, duration, str(closed))
+        return Outcome(
+            blame, duration, str(closed), opened=True, intentional=isinstance(closed, Reconnect)
+        )
 
     async def _after(self, outcome: Outcome) -> float:
-        if outcome.duration >= STABLE_SESSION:
-            self._link_failures = 0
-            self._backoff.reset()
-        if outcome.blame is Blame.LINK:
-            self._link_failures += 1
-        step = recovery_step(self._link_failures)
+        step, delay = self._policy.after(outcome)
         if step is not RecoveryStep.REOPEN:
-            log.warning(
-                "%d link failures in a row: recovery step %s", self._link_failures, step.name
-            )
             try:
                 await self.link.recover(step)
             except TransportError as exc:
                 log.error("recovery step %s failed: %s", step.name, exc)
-        delay = self._backoff.next()
         log.info("reconnecting in %.2f s", delay)
         return delay
 

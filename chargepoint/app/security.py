@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 
 from config.loader import Config
 from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE, ConfigurationKeys
@@ -42,7 +43,7 @@ class Endpoint:
 
     profile: int
     url: str
-    password: bytes | None
+    password: bytes | None = field(repr=False)
     tls: TlsSettings | None
 
 
@@ -53,6 +54,9 @@ class SecurityProfiles:
         self._db = db
         self._keys: ConfigurationKeys | None = None
         self._failures = 0
+        self._previous_key: str | None = None  # before an AuthorizationKey change not yet proven
+        self._key_now = ""
+        self._auth_failures = 0
         db.executescript(SCHEMA)
         configured = self._csms.security_profile
         row = db.execute("SELECT proven, configured FROM security_profile").fetchone()
@@ -72,6 +76,14 @@ class SecurityProfiles:
 
     def bind(self, keys: ConfigurationKeys) -> None:
         self._keys = keys
+        self._key_now = keys.get(AUTHORIZATION_KEY)
+        keys.subscribe(self._on_key)
+
+    def _on_key(self, name: str, value: str) -> None:
+        if name == AUTHORIZATION_KEY:
+            if self._previous_key is None:
+                self._previous_key = self._key_now  # until a connection proves the new one
+            self._key_now = value
 
     @property
     def keys(self) -> ConfigurationKeys:
@@ -81,6 +93,11 @@ class SecurityProfiles:
     @property
     def active(self) -> int:
         return self.keys.integer(SECURITY_PROFILE)
+
+    @property
+    def upgrading(self) -> bool:
+        """A profile the CSMS raised is being tried and has not worked yet."""
+        return self.active != self.proven
 
     def password(self) -> bytes | None:
         """The Basic-auth password: the AuthorizationKey the CSMS set, else the file's."""
@@ -111,19 +128,26 @@ class SecurityProfiles:
         new, current, csms = int(value), self.active, self._csms
         if new <= current:
             return f"not above the profile in use ({current}): a profile is only raised"
-        if new in (1, 2) and self.password() is None:
-            return "no AuthorizationKey to authenticate with (A05.FR.02)"
+        password = self.password()
+        if new in (1, 2) and (password is None or not 16 <= len(password) <= 20):
+            return "no AuthorizationKey of 16 to 20 bytes to authenticate with (A05.FR.02)"
+        if new == 1 and 1 not in dict(csms.upgrade_urls):
+            # The password would travel in clear: only where the installer said so.
+            return "profile 1 (a password over ws://) needs csms.upgrade_urls.1"
         if new >= 2 and csms.ca_file is None and not self._host_link:
             return "no CSMS root certificate installed (csms.ca_file, A05.FR.03)"
         if new == 3 and csms.client_certificate is None:
             return "no charge point certificate installed (csms.client_certificate, A05.FR.04)"
         if csms.url_for(new) is None:
             return f"no endpoint for profile {new} (csms.upgrade_urls.{new})"
-        return None
+        certificate = csms.client_certificate if new == 3 else None
+        return _unusable_files(csms.ca_file, certificate, csms.client_key)
 
     def connected(self) -> None:
         """A connection with the active profile succeeded: it is the one to fall back to."""
         self._failures = 0
+        self._auth_failures = 0
+        self._previous_key = None  # the new AuthorizationKey, if any, works
         if self.active != self.proven:
             log.warning(
                 "connected with security profile %d (raised by the CSMS from %d)",
@@ -132,8 +156,10 @@ class SecurityProfiles:
             )
             self._save(self.active)
 
-    def failed(self, why: str) -> None:
-        """A connection with the active profile failed at the CSMS (not the network)."""
+    def failed(self, why: str, *, unauthorized: bool = False) -> None:
+        """A connection attempt failed (``unauthorized``: HTTP 401)."""
+        if unauthorized and self._previous_key is not None:
+            self._unproven_key_refused(why)
         active = self.active
         if active == self.proven:
             return
@@ -159,6 +185,23 @@ class SecurityProfiles:
         self._failures = 0
         self.keys.store(SECURITY_PROFILE, str(self.proven))
 
+    def _unproven_key_refused(self, why: str) -> None:
+        # A01.FR.04: a CSMS that never saw our Accepted (the answer was lost) keeps the old
+        # password. Rather than be locked out for good, go back to the one that worked.
+        self._auth_failures += 1
+        if self._auth_failures < self._csms.upgrade_attempts:
+            return
+        previous, self._previous_key = self._previous_key, None
+        self._auth_failures = 0
+        log.error(
+            "the CSMS refuses the new AuthorizationKey %d times (last: %s): back to the "
+            "previous password, which worked",
+            self._csms.upgrade_attempts,
+            why,
+        )
+        self.keys.store(AUTHORIZATION_KEY, previous or "")
+        self._previous_key = None  # the listener saw our own change
+
     def _save(self, proven: int) -> None:
         self.proven = proven
         self._db.execute(
@@ -167,3 +210,17 @@ class SecurityProfiles:
             "configured = excluded.configured",
             (proven, self._csms.security_profile),
         )
+
+
+def _unusable_files(*paths: object) -> str | None:
+    """Why the CA, certificate or key cannot be used (A05.FR.03/04: a valid one installed)."""
+    ca, cert, key = paths
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if ca is not None:
+            context.load_verify_locations(str(ca))
+        if cert is not None and key is not None:
+            context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as error:
+        return f"the TLS files cannot be used: {error}"
+    return None

@@ -52,10 +52,14 @@ from transport.http import HttpClient, Location
 log = logging.getLogger(__name__)
 
 _LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)")
-_SECRET_LINE = re.compile(
-    r"^(\s*[\"']?[A-Za-z0-9_]*(?:password|passwd|secret|token|sim_pin|pin|key)[\"']?\s*=\s*).*$",
-    re.IGNORECASE | re.MULTILINE,
+_SECRET = r"[A-Za-z0-9_.]*(?:password|passwd|secret|token|sim_pin|pin|key)"
+# A secret's line (dotted keys too: csms.password = ...), and one inside an inline table.
+_SECRET_LINE = re.compile(rf"^(\s*[\"']?{_SECRET}[\"']?\s*=\s*).*$", re.IGNORECASE | re.MULTILINE)
+_SECRET_INLINE = re.compile(
+    rf"([{{,]\s*[\"']?{_SECRET}[\"']?\s*=\s*)(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^,}}\s]+)",
+    re.IGNORECASE,
 )
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s\"']+@", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,9 @@ class DiagnosticsSettings:
 
 def redact_config(text: str) -> str:
     """The configuration file with every secret's value replaced (passwords, PIN, keys)."""
-    return _SECRET_LINE.sub(lambda m: m.group(1) + '"***"', text)
+    text = _SECRET_LINE.sub(lambda m: m.group(1) + '"***"', text)
+    text = _SECRET_INLINE.sub(lambda m: m.group(1) + '"***"', text)
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + "***@", text)
 
 
 def _line_time(line: str) -> datetime | None:

@@ -68,11 +68,10 @@ class Provisioning:
     @after(Action.change_configuration)  # type: ignore[untyped-decorator]
     def _after_change_configuration(self, key: str, value: str) -> None:
         session = self._context.session
-        keys = self._context.keys
         accepted, self._accepted_change = self._accepted_change, None
         if session is None or key not in (AUTHORIZATION_KEY, SECURITY_PROFILE):
             return
-        if accepted != (key, value) or keys.get(key) != value:
+        if accepted != (key, value):
             return  # Rejected: nothing changed
         # Whitepaper A01 and A05.FR.06/07: disconnect, and connect again with the new password
         # or the new profile; queued messages wait on disk meanwhile.

@@ -16,6 +16,7 @@ from transport.errors import (
     StreamBroken,
     StreamClosed,
     TlsHandshakeFailed,
+    TlsSetupFailed,
 )
 from transport.link import RecoveryStep
 from transport.modem import ModemIdentity
@@ -119,7 +120,10 @@ class HostLink:
         return  # the host's own clock is what ssl checks certificate dates against
 
     async def open(self, host: str, port: int, *, tls: TlsSettings | None) -> HostTcpStream:
-        context = host_context(tls) if tls is not None else None
+        try:
+            context = host_context(tls) if tls is not None else None
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsSetupFailed(f"the TLS files cannot be used: {exc}") from exc
         return await HostTcpStream.open(host, port, tls=context, timeout=self._connect_timeout)
 
     async def recover(self, step: RecoveryStep) -> None:

@@ -49,11 +49,13 @@ from transport.modems.quectel_sockets import (
     last_socket_error,
     with_socket_error,
 )
-from transport.modems.quectel_tls import CA_FILE, QuectelTls
+from transport.modems.quectel_tls import CA_FILE, NEGOTIATE_TIME, QuectelTls
 from transport.serial_port import SerialPort
 from transport.tls import TlsSettings
 
 log = logging.getLogger(__name__)
+
+DIAGNOSIS_KEPT = 600.0  # s: how long a TLS failure's diagnosis (TCP probe) is reused
 
 # Status URCs the driver only logs: boot progress (§7), SIM, registration.
 STATUS_URCS = ("APP RDY", "+CPIN:", "+CFUN:", "+QUSIM:", "+QIND:", "+CREG:", "+CGREG:", "+CEREG:")
@@ -453,6 +455,7 @@ class QuectelLink:
         self._modem: QuectelModem | None = None
         self._info: LinkInfo | None = None
         self._csms_time: Callable[[], datetime | None] = lambda: None
+        self._tls_diagnosis: dict[tuple[str, int, TlsSettings], tuple[SocketOpenError, float]] = {}
 
     @property
     def description(self) -> str:
@@ -480,12 +483,27 @@ class QuectelLink:
             return await modem.open_tcp(host, port)
         try:
             await modem.tls.prepare(tls, self._csms_time)
+        except OSError as error:
+            raise TlsSetupFailed(f"the TLS files cannot be read: {error}") from error
         except (AtCommandFailed, TransferError) as error:
             raise TlsSetupFailed(f"the module refused the TLS set-up: {error}") from error
+        where = (host, port, tls)
         try:
-            return await modem.sockets.open_tls(host, port, modem.tls.context_id)
+            # The module's own limit: 150 s for TCP plus the TLS negotiation time (§3.2).
+            stream = await modem.sockets.open_tls(
+                host, port, modem.tls.context_id, timeout=150.0 + NEGOTIATE_TIME + 10.0
+            )
         except ServerRefused as refused:
-            raise await _why_tls_failed(modem, host, port, tls, refused) from refused
+            # Told apart once per streak of failures (and every 10 min of it): the probe
+            # costs an open, and some firmware degrades after many (§9.11).
+            now = asyncio.get_running_loop().time()
+            known, since = self._tls_diagnosis.get(where, (None, 0.0))
+            if known is None or now - since > DIAGNOSIS_KEPT:
+                known = await _why_tls_failed(modem, host, port, tls, refused)
+                self._tls_diagnosis[where] = (known, now)
+            raise known from refused
+        self._tls_diagnosis.pop(where, None)
+        return stream
 
     async def http_client(self) -> QuectelHttp:
         modem = await self._modem_brought_up()
@@ -547,19 +565,20 @@ async def _why_tls_failed(
     a technician acts on."""
     try:
         probe = await modem.open_tcp(host, port, timeout=30.0)
-    except SocketOpenError:
-        return refused  # TCP fails too: the CSMS is down or filtered
+    except ServerRefused:
+        return refused  # TCP is refused too: the CSMS is down or filtered
     await probe.close()
     ca = tls.ca_file.name if tls.ca_file is not None else "?"
     theirs = (
-        "or the CSMS refused the charge point certificate (csms.client_certificate)"
+        "the CSMS refused the charge point certificate (csms.client_certificate)"
         if tls.mutual
-        else "or the CSMS offers no TLS 1.2 with the module's cipher suite"
+        else "the CSMS wants a client certificate (security profile 3)"
     )
     return TlsHandshakeFailed(
-        f"TLS with {host}:{port} failed although TCP reaches it: the module rejected the CSMS "
-        f"certificate (check the CA file {ca}, installed on the module as {CA_FILE}, that the "
-        f"certificate names {host}, and the module clock), {theirs}",
+        f"TLS with {host}:{port} failed although TCP reaches it (the module does not say which "
+        f"side refused): the module rejected the CSMS certificate (check the CA file {ca}, "
+        f"installed on the module as {CA_FILE}, that the certificate names {host}, and the "
+        f"module clock), or {theirs}, or no common TLS 1.2 cipher suite (csms.cipher_suite)",
         refused.code,
     )
 

@@ -368,6 +368,7 @@ class QuectelSockets:
         holds for no slot of ours (left by an earlier run, or by a close that was lost) are
         closed (§9.11, §9.21)."""
         held: dict[int, SocketCommands] = {}
+        listed = {TCP}
         for kind, command, prefix in (
             (TCP, "AT+QISTATE?", "+QISTATE:"),
             (SSL, "AT+QSSLSTATE", "+QSSLSTATE:"),
@@ -376,13 +377,18 @@ class QuectelSockets:
             if not response.result.success:
                 if kind is TCP:
                     return  # without the TCP list, the table cannot be judged at all
-                continue  # firmware without the SSL commands holds no SSL socket
+                continue  # no SSL list (firmware variants): SSL slots cannot be judged
+            listed.add(kind)
             for value in response.values(prefix):
                 fields = split_fields(value)
                 if fields and fields[0].isdigit():
                     held[int(fields[0])] = kind
         for connect_id, slot in list(self._table.items()):
-            if connect_id not in held and slot.state is not SocketState.OPENING:
+            if (
+                connect_id not in held
+                and slot.state is not SocketState.OPENING
+                and slot.kind in listed
+            ):
                 log.warning(
                     "socket %d to %s (%s) is not held at the module any more",
                     connect_id,
@@ -435,10 +441,13 @@ class QuectelSockets:
 
     def on_qiopen(self, urc: Urc) -> None:
         """``+QIOPEN: <id>,<err>`` or ``+QSSLOPEN: <id>,<err>``."""
-        fields = split_fields(urc.text.partition(":")[2].strip())
+        prefix, _, rest = urc.text.partition(":")
+        fields = split_fields(rest.strip())
         if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
             slot = self._table.get(int(fields[0]))
-            opened = slot.opened if slot is not None else None
+            # A late +QIOPEN for an id now opening with QSSLOPEN (or back) is not its answer.
+            matches = slot is not None and slot.kind.open_urc == prefix + ":"
+            opened = slot.opened if slot is not None and matches else None
             if opened is not None and not opened.done():
                 opened.set_result(int(fields[1]))
                 return
