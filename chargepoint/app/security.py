@@ -21,6 +21,7 @@ import logging
 import sqlite3
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from config.loader import Config
 from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE, ConfigurationKeys
@@ -212,9 +213,8 @@ class SecurityProfiles:
         )
 
 
-def _unusable_files(*paths: object) -> str | None:
+def _unusable_files(ca: Path | None, cert: Path | None, key: Path | None) -> str | None:
     """Why the CA, certificate or key cannot be used (A05.FR.03/04: a valid one installed)."""
-    ca, cert, key = paths
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         if ca is not None:

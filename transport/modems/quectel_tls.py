@@ -44,6 +44,12 @@ _QLTS = re.compile(
 )
 
 
+def _utc(year: int, match: re.Match[str]) -> datetime:
+    """A UTC time from a match with month, day, hour, minute and second groups."""
+    month, day, hour, minute, second = (int(match[g]) for g in ("mo", "dd", "h", "m", "s"))
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
 def _digest_name(name: str) -> str:
     return name.rpartition(".")[0] + ".sha"
 
@@ -68,15 +74,8 @@ class ModuleClock:
         if match is None:
             return None
         yy = int(match["yy"])
-        when = datetime(
-            (1900 if yy >= 80 else 2000) + yy,  # 27.007 §8.15: the power-on value is 80/01/06
-            int(match["mo"]),
-            int(match["dd"]),
-            int(match["h"]),
-            int(match["m"]),
-            int(match["s"]),
-            tzinfo=UTC,
-        )
+        # 27.007 §8.15: two-digit years; the power-on value is 80/01/06, i.e. 1980.
+        when = _utc((1900 if yy >= 80 else 2000) + yy, match)
         return when if when.year >= OLDEST_VALID_CLOCK else None
 
     async def network_time(self) -> datetime | None:
@@ -84,17 +83,7 @@ class ModuleClock:
         response = await self._at.command("AT+QLTS=1", expect=("+QLTS:",), check=False)
         values = response.values("+QLTS:")
         match = _QLTS.search(values[0]) if values and response.result.success else None
-        if match is None:
-            return None
-        return datetime(
-            int(match["y"]),
-            int(match["mo"]),
-            int(match["dd"]),
-            int(match["h"]),
-            int(match["m"]),
-            int(match["s"]),
-            tzinfo=UTC,
-        )
+        return None if match is None else _utc(int(match["y"]), match)
 
     async def set(self, when: datetime) -> None:
         utc = when.astimezone(UTC)
