@@ -9,7 +9,7 @@ NODE_CSMS := tests/peers/node_csms
 NODE_STAMP := $(NODE_CSMS)/node_modules/.installed-stamp
 BENCHES := serial_throughput roundtrip outbox firmware reconnect
 
-.PHONY: demo test lint typecheck unit bench clean systemd-tool
+.PHONY: demo test lint typecheck unit bench fuzz clean systemd-tool
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required; set PYTHON=/path/to/python3.11")'
@@ -47,6 +47,10 @@ unit: $(STAMP) $(NODE_STAMP) systemd-tool
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
+
+# The property tests with a long, fresh search (tests/conftest.py, profile "fuzz").
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -m property -p no:cacheprovider
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do $(BIN)/python -m bench.$$b || exit 1; done

@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import settings
 
 from transport.modems.quectel import QuectelModem, open_quectel
 from transport.modems.quectel_settings import QuectelSettings
@@ -17,6 +18,13 @@ from transport.simulator import SimulatorShell
 # tests start must not tell the runner's service manager that they are ready or alive.
 for _variable in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
     os.environ.pop(_variable, None)
+
+# Property tests: `make test` runs a bounded, reproducible search (the same examples on every
+# run, so a red CI is a real regression); `make fuzz` searches far longer with fresh examples.
+# New property tests leave max_examples to these profiles.
+settings.register_profile("ci", max_examples=150, derandomize=True, deadline=None, database=None)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # The manual's time limits (150 s for QIACT, 90 s for registration...) scaled down so a
 # failing case fails in seconds; what is tested is the behaviour, not the numbers.

@@ -271,6 +271,7 @@ payload_strategy = st.lists(
 )
 
 
+@pytest.mark.property
 @settings(max_examples=200, deadline=None)
 @given(payloads=payload_strategy, data=st.data())
 def test_any_split_of_a_recorded_stream_gives_the_same_events(
@@ -295,6 +296,7 @@ def test_recorded_stream_holds_what_the_property_test_relies_on() -> None:
     assert Urc('+QIURC: "pdpdeact",1') in events
 
 
+@pytest.mark.property
 @settings(max_examples=300, deadline=None)
 @given(payload=st.binary(min_size=1, max_size=1500), cut=st.integers(min_value=0))
 def test_any_qird_payload_round_trips_exactly(payload: bytes, cut: int) -> None:

@@ -364,6 +364,7 @@ start_ups = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.property
 @settings(max_examples=500, deadline=None)
 @given(start=start_ups, data=st.data())
 def test_feasible_events_change_the_status_only_as_the_table_allows(
