@@ -26,6 +26,7 @@ from chargepoint.blocks.data_transfer import DataTransferVendors
 from chargepoint.blocks.diagnostics import DiagnosticsUploader
 from chargepoint.blocks.firmware import FirmwareUpdater
 from chargepoint.blocks.invalid_id import InvalidIdPolicy
+from chargepoint.blocks.local_auth_list import LocalAuthListManagement
 from chargepoint.blocks.metering import Metering
 from chargepoint.blocks.provisioning import Provisioning, ResetHook
 from chargepoint.blocks.recovery import PowerLossPolicy, recover
@@ -99,6 +100,8 @@ class Station:
         ]
         if self.firmware is not None and self.diagnostics is not None:
             blocks += [self.firmware, self.diagnostics]
+        if self.authorization.local_list is not None:
+            blocks.append(LocalAuthListManagement(self.context, self.authorization.local_list))
         if "RemoteTrigger" in profiles:
             blocks.append(
                 RemoteTrigger(

@@ -1,9 +1,10 @@
 """The charge point's durable state: one SQLite database in the state directory.
 
-Transaction messages, transactions, configuration keys, the authorization cache and connector
-availability live here, so that a power cut loses none of them. The database runs in WAL mode
-with ``synchronous=FULL``: a write has reached the disk when the call returns (architecture
-notes, "Durable state"), which is what "written before the message is sent" needs.
+Transaction messages, transactions, configuration keys, the authorization cache, the Local
+Authorization List and connector availability live here, so that a power cut loses none of
+them. The database runs in WAL mode with ``synchronous=FULL``: a write has reached the disk
+when the call returns (architecture notes, "Durable state"), which is what "written before the
+message is sent" needs.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ CREATE TABLE IF NOT EXISTS auth_cache (
     status      TEXT NOT NULL,
     expiry      TEXT,
     parent      TEXT
+);
+CREATE TABLE IF NOT EXISTS local_list (   -- the Local Authorization List (§3.5.2)
+    id_tag      TEXT PRIMARY KEY COLLATE NOCASE,  -- IdToken is a CiString20 (§7.30)
+    status      TEXT NOT NULL,
+    expiry      TEXT,
+    parent      TEXT
+);
+CREATE TABLE IF NOT EXISTS local_list_version (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    version     INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS availability (
     connector   INTEGER PRIMARY KEY,

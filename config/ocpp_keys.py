@@ -32,7 +32,10 @@ AUTHORIZATION_KEY = "AuthorizationKey"
 SECURITY_PROFILE = "SecurityProfile"  # security whitepaper §2 and A05
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 # The OCPP 1.6 feature profiles this version implements (§3); a deployment enables a subset.
-IMPLEMENTED_PROFILES = ("Core", "FirmwareManagement", "RemoteTrigger")
+IMPLEMENTED_PROFILES = ("Core", "FirmwareManagement", "LocalAuthListManagement", "RemoteTrigger")
+# A SendLocalList of this many entries, each at its longest, fits in one WebSocket message
+# (transport.websocket: max_message_size).
+LOCAL_LIST_MAX = 10_000
 MAX_CSL_ITEMS = 8
 GET_CONFIGURATION_MAX_KEYS = 64
 
@@ -132,14 +135,16 @@ def core_keys(
     security_profile: int = 0,
     security_check: Check | None = None,
 ) -> list[KeySpec]:
-    """The keys this charge point honours, with defaults from the configuration file."""
+    """The keys this charge point honours, with defaults from the configuration file; a
+    feature profile's keys only when the profile is enabled."""
+    enabled = set(profiles)
     supported = list(measurands)
     measurand_list = _measurands(supported)
     rotation = ",".join(f"{n}.Unknown" for n in range(1, connectors + 1))
     key = authorization_key.hex().upper() if authorization_key else ""
     b, i, c = Kind.BOOL, Kind.INT, Kind.CSL
     r, rw = Access.R, Access.RW
-    return [
+    specs = [
         KeySpec("AllowOfflineTxForUnknownId", b, rw, "false"),
         KeySpec("AuthorizationCacheEnabled", b, rw, "true"),
         KeySpec("AuthorizeRemoteTxRequests", b, rw, "true"),
@@ -190,6 +195,13 @@ def core_keys(
         # Only raised (whitepaper A05.FR.01): the check compares with the profile in use.
         KeySpec(SECURITY_PROFILE, i, rw, str(security_profile), 0, 3, change_check=security_check),
     ]
+    if "LocalAuthListManagement" in enabled:  # §9.2
+        specs += [
+            KeySpec("LocalAuthListEnabled", b, rw, "true"),
+            KeySpec("LocalAuthListMaxLength", i, r, str(LOCAL_LIST_MAX), 0, LOCAL_LIST_MAX),
+            KeySpec("SendLocalListMaxLength", i, r, str(LOCAL_LIST_MAX), 0, LOCAL_LIST_MAX),
+        ]
+    return specs
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,8 +81,8 @@ SCHEMA: dict[str, Any] = {
                     "default": list(IMPLEMENTED_PROFILES),
                     "description": "the OCPP 1.6 feature profiles this charger offers "
                     "(SupportedFeatureProfiles); Core always. A profile left out is answered "
-                    "as OCPP prescribes for an unsupported one. LocalAuthListManagement, "
-                    "Reservation and SmartCharging are not implemented by this version",
+                    "as OCPP prescribes for an unsupported one. Reservation and SmartCharging "
+                    "are not implemented by this version",
                 },
                 "reset_command": {
                     "type": "array",
@@ -323,10 +323,11 @@ SCHEMA: dict[str, Any] = {
                     "default": 10,
                 },
                 "max_message_size": {
-                    "description": "largest WebSocket message accepted, in bytes",
+                    "description": "largest WebSocket message accepted, in bytes; the "
+                    "default takes a SendLocalList of 10,000 entries at their longest",
                     "type": "integer",
                     "minimum": 4096,
-                    "default": 524288,
+                    "default": 2097152,
                 },
                 "reconnect_delay_min": {
                     "description": "first reconnect delay in seconds (doubles, with jitter)",

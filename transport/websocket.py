@@ -88,7 +88,7 @@ class PingTimeout(WebSocketClosed):
 class WebSocketSettings:
     ping_interval: float = 60.0  # WebSocketPingInterval (OCPP-J §7); 0 disables our pings
     pong_timeout: float = 10.0
-    max_message_size: int = 512 * 1024
+    max_message_size: int = 2 * 1024 * 1024  # a SendLocalList of 10,000 long entries
     handshake_timeout: float = 60.0
     close_timeout: float = 10.0
 

@@ -18,7 +18,9 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action, ClearCacheStatus
 
 from chargepoint.blocks.context import Context
+from chargepoint.blocks.events import LocalListConflict
 from chargepoint.model.authorization import AuthorizationCache, Authorizer, IdTagInfo
+from chargepoint.model.local_list import LocalAuthList
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,11 @@ class Authorization:
     def __init__(self, context: Context) -> None:
         self._context = context
         self.cache = AuthorizationCache(context.db)
-        self._policy = Authorizer(context.keys, self.cache)
+        # The Local Authorization List, when the deployment offers its profile.
+        self.local_list = (
+            LocalAuthList(context.db) if "LocalAuthListManagement" in context.profiles else None
+        )
+        self._policy = Authorizer(context.keys, self.cache, self.local_list, self._on_conflict)
 
     def remember(self, id_tag: str, info: IdTagInfo) -> None:
         """Keep what the CSMS said of ``id_tag`` (Authorize, Start- and StopTransaction.conf)."""
@@ -38,9 +44,18 @@ class Authorization:
     async def authorize(self, id_tag: str) -> IdTagInfo:
         connection = self._context.connection
         if connection is None:
-            return self._policy.offline(id_tag, self._policy.cached(id_tag))
+            return self._policy.offline(id_tag, *self._policy.local(id_tag))
         request: Any = partial(connection.request, line_wait=LINE_WAIT)
         return await self._policy.authorize(id_tag, request)
+
+    def _on_conflict(self, id_tag: str, listed: IdTagInfo, answered: IdTagInfo) -> None:
+        log.warning(
+            "idTag %s is %s on the local list but %s for the CSMS: reporting LocalListConflict",
+            id_tag,
+            listed.status.value,
+            answered.status.value,
+        )
+        self._context.events.publish(LocalListConflict(id_tag))
 
     @on(Action.clear_cache)  # type: ignore[untyped-decorator]
     def _on_clear_cache(self) -> call_result.ClearCache:

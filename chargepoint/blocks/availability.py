@@ -17,12 +17,19 @@ from typing import Any
 
 from ocpp.routing import on
 from ocpp.v16 import call_result
-from ocpp.v16.enums import Action, AvailabilityStatus, AvailabilityType, ChargePointStatus
+from ocpp.v16.enums import (
+    Action,
+    AvailabilityStatus,
+    AvailabilityType,
+    ChargePointErrorCode,
+    ChargePointStatus,
+)
 
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.events import (
     AuthorizationPending,
     EnergyWithheld,
+    LocalListConflict,
     LockFailed,
     OutOfService,
     TransactionEnded,
@@ -95,6 +102,7 @@ class Availability:
             TransactionEnded, lambda e: self._apply(e.connector, cs.TransactionEnded())
         )
         events.subscribe(AuthorizationPending, self._on_pending)
+        events.subscribe(LocalListConflict, self._on_local_list_conflict)
         events.subscribe(
             EnergyWithheld, lambda e: self._apply(e.connector, cs.EvseSuspended(e.withheld))
         )
@@ -207,6 +215,16 @@ class Availability:
 
     def _on_pending(self, event: AuthorizationPending) -> None:
         self._apply(event.connector, cs.Authorized() if event.pending else cs.AuthorizationEnded())
+
+    def _on_local_list_conflict(self, event: LocalListConflict) -> None:
+        # §3.5.2: "StatusNotification with ConnectorId set to 0, and ErrorCode set to
+        # 'LocalListConflict'". A notice, not a state: connector 0 keeps its status.
+        status = self.status_of(0)
+        notice = Status(status.status, ChargePointErrorCode.local_list_conflict, event.id_tag)
+        self._context.spawn(self._notify(notice), "StatusNotification LocalListConflict")
+
+    async def _notify(self, notice: Status) -> None:
+        await self._send(0, notice, datetime.now(UTC))
 
     def _on_key_changed(self, name: str, value: str) -> None:
         if name == "MinimumStatusDuration":

@@ -63,6 +63,13 @@ class LockFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalListConflict:
+    """The CSMS judged a listed idTag otherwise than the Local Authorization List (§3.5.2)."""
+
+    id_tag: str
+
+
+@dataclass(frozen=True, slots=True)
 class MeterSampled:
     connector: int
     energy_wh: float

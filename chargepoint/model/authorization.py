@@ -1,31 +1,42 @@
-"""Who may charge: the authorization cache and the offline rules (OCPP 1.6 §3.5,
-§4.1, §5.3 and the keys of §9.1).
+"""Who may charge: the Local Authorization List, the authorization cache and the offline
+rules (OCPP 1.6 §3.5, §4.1, §5.3 and the keys of §9.1, §9.2).
 
-The decision for an idTag:
+What the charge point knows locally of an idTag comes from the Local Authorization List when
+it holds the idTag (and LocalAuthListEnabled is true), else from the cache: the list has
+priority (§3.5.3). An entry whose expiryDate has passed counts as Expired (§3.5.4). The
+decision:
 
-* online, LocalPreAuthorize and an Accepted, unexpired cache entry: start at once, no
-  Authorize.req (§3.5.2 "local pre-authorization");
-* online otherwise: Authorize.req, and the answer updates the cache;
-* offline (or no answer): an Accepted cache entry is enough when LocalAuthorizeOffline is set;
-  an idTag the cache does not know is accepted when AllowOfflineTxForUnknownId is set
-  ("unknown offline authorization"); anything else is refused.
+* online, LocalPreAuthorize and a local Accepted entry: start at once, no Authorize.req
+  (§3.5.2 "local pre-authorization");
+* online otherwise: Authorize.req; the answer updates the cache, unless the idTag is on the
+  list (§3.5.3: listed idTags "SHALL NOT be added to the Authorization Cache");
+* offline (or no answer): a local Accepted entry is enough when LocalAuthorizeOffline is set;
+  a listed or cached idTag that is not Accepted is refused; an idTag known to neither is
+  accepted when AllowOfflineTxForUnknownId is set ("unknown offline authorization"), refused
+  otherwise.
 
 The cache holds the idTagInfo of every Authorize.conf, StartTransaction.conf and
-StopTransaction.conf while AuthorizationCacheEnabled is true; ClearCache empties it.
+StopTransaction.conf while AuthorizationCacheEnabled is true; ClearCache empties it. When the
+CSMS answers for a listed idTag with a validity other than the list's, the charge point tells
+the CSMS (§3.5.2: StatusNotification, connectorId 0, errorCode LocalListConflict).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocpp.v16.enums import AuthorizationStatus
 
 from chargepoint.protocol.request import REQUEST_FAILURES, Request, describe_failure
 from config.ocpp_keys import ConfigurationKeys
+
+if TYPE_CHECKING:
+    from chargepoint.model.local_list import LocalAuthList
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +56,17 @@ class IdTagInfo:
     @property
     def accepted(self) -> bool:
         return self.status is AuthorizationStatus.accepted
+
+    @property
+    def valid(self) -> bool:
+        """Valid in the sense of §3.5.2: Accepted or ConcurrentTx."""
+        return self.status in (AuthorizationStatus.accepted, AuthorizationStatus.concurrent_tx)
+
+    def as_of(self, now: datetime) -> IdTagInfo:
+        """This entry as it stands at ``now``: a valid one past its expiryDate is Expired."""
+        if self.valid and self.expired(now):
+            return IdTagInfo(AuthorizationStatus.expired, self.expiry_date, self.parent_id_tag)
+        return self
 
     def expired(self, now: datetime) -> bool:
         if self.expiry_date is None:
@@ -85,30 +107,58 @@ class AuthorizationCache:
         return int(self._db.execute("SELECT COUNT(*) FROM auth_cache").fetchone()[0])
 
 
+Conflict = Callable[[str, IdTagInfo, IdTagInfo], None]  # (idTag, the list's, the CSMS's)
+
+
 class Authorizer:
-    def __init__(self, keys: ConfigurationKeys, cache: AuthorizationCache) -> None:
+    def __init__(
+        self,
+        keys: ConfigurationKeys,
+        cache: AuthorizationCache,
+        local_list: LocalAuthList | None = None,
+        on_conflict: Conflict | None = None,
+    ) -> None:
         self._keys = keys
         self.cache = cache
+        self._list = local_list  # None: the Local Auth List Management profile is off
+        self._on_conflict = on_conflict
 
     def remember(self, id_tag: str, info: IdTagInfo) -> None:
+        listed = self.listed(id_tag)
+        if listed is not None:
+            if listed.valid != info.valid and self._on_conflict is not None:
+                self._on_conflict(id_tag, listed, info)
+            return  # §3.5.3: a listed idTag never goes into the cache
         if self._keys.boolean("AuthorizationCacheEnabled"):
             self.cache.update(id_tag, info)
+
+    def listed(self, id_tag: str) -> IdTagInfo | None:
+        """The Local Authorization List's entry, as it stands now."""
+        if self._list is None or not self._keys.boolean("LocalAuthListEnabled"):
+            return None
+        info = self._list.lookup(id_tag)
+        return None if info is None else info.as_of(datetime.now(UTC))
 
     def cached(self, id_tag: str) -> IdTagInfo | None:
         if not self._keys.boolean("AuthorizationCacheEnabled"):
             return None
         info = self.cache.lookup(id_tag)
-        if info is not None and info.accepted and info.expired(datetime.now(UTC)):
-            return IdTagInfo(AuthorizationStatus.expired, info.expiry_date, info.parent_id_tag)
-        return info
+        return None if info is None else info.as_of(datetime.now(UTC))
+
+    def local(self, id_tag: str) -> tuple[IdTagInfo | None, str]:
+        """What the charge point knows of ``id_tag`` without asking, and where from."""
+        listed = self.listed(id_tag)
+        if listed is not None:
+            return listed, "local list"
+        return self.cached(id_tag), "cache"
 
     async def authorize(self, id_tag: str, request: Request | None) -> IdTagInfo:
         """Decide for ``id_tag``; ``request`` is None while offline."""
-        cached = self.cached(id_tag)
+        known, source = self.local(id_tag)
         if request is not None:
-            if cached is not None and cached.accepted and self._keys.boolean("LocalPreAuthorize"):
-                log.info("idTag %s accepted from the cache (LocalPreAuthorize)", id_tag)
-                return cached
+            if known is not None and known.accepted and self._keys.boolean("LocalPreAuthorize"):
+                log.info("idTag %s accepted from the %s (LocalPreAuthorize)", id_tag, source)
+                return known
             try:
                 answer = await request("Authorize", {"idTag": id_tag})
             except REQUEST_FAILURES as exc:
@@ -122,15 +172,15 @@ class Authorizer:
                 self.remember(id_tag, info)
                 log.info("CSMS says idTag %s is %s", id_tag, info.status.value)
                 return info
-        return self.offline(id_tag, cached)
+        return self.offline(id_tag, known, source)
 
-    def offline(self, id_tag: str, cached: IdTagInfo | None) -> IdTagInfo:
-        if cached is not None:
-            if cached.accepted and self._keys.boolean("LocalAuthorizeOffline"):
-                log.info("offline: idTag %s accepted from the cache", id_tag)
-                return cached
-            log.info("offline: idTag %s is %s in the cache", id_tag, cached.status.value)
-            return cached if not cached.accepted else IdTagInfo(AuthorizationStatus.invalid)
+    def offline(self, id_tag: str, known: IdTagInfo | None, source: str = "cache") -> IdTagInfo:
+        if known is not None:
+            if known.accepted and self._keys.boolean("LocalAuthorizeOffline"):
+                log.info("offline: idTag %s accepted from the %s", id_tag, source)
+                return known
+            log.info("offline: idTag %s is %s in the %s", id_tag, known.status.value, source)
+            return known if not known.accepted else IdTagInfo(AuthorizationStatus.invalid)
         if self._keys.boolean("AllowOfflineTxForUnknownId"):
             log.info("offline: unknown idTag %s accepted (AllowOfflineTxForUnknownId)", id_tag)
             return IdTagInfo(AuthorizationStatus.accepted)
