@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NODE_CSMS := tests/peers/node_csms
 NODE_STAMP := $(NODE_CSMS)/node_modules/.installed-stamp
-BENCHES := serial_throughput roundtrip outbox firmware reconnect
+BENCHES := serial_throughput roundtrip outbox firmware reconnect composite_schedule
 
 .PHONY: demo test lint typecheck unit bench fuzz clean systemd-tool
 
