@@ -171,4 +171,103 @@ class TransferCorrupt(TransferError):
 
 
 class UnsupportedLocation(TransferError):
-    """The location's scheme (ftp://, ...) is one this charge point cannot use."""
+    """The location is not one this charge point can use: a scheme other than http(s) and
+    ftp(s), no host, or characters no request may carry."""
+
+
+# FTP server replies (RFC 959 §4.2.2, RFC 4217 for FTPS): what each means on a charger, what to
+# check, and whether asking again at once can help (the 4xx "transient" replies that concern the
+# connection, not the file).
+_FTP_REPLIES: dict[int, tuple[str, str, bool]] = {
+    421: (
+        "service not available, closing control connection",
+        "the server is shutting down or refuses more sessions: try again later",
+        True,
+    ),
+    425: (
+        "cannot open data connection",
+        "a firewall or NAT between the charger and the server blocks the passive data connection",
+        True,
+    ),
+    426: (
+        "connection closed; transfer aborted",
+        "the data connection broke: the transfer goes on from the last byte received",
+        True,
+    ),
+    430: (
+        "invalid user name or password",
+        "check the user and password in the location URL",
+        False,
+    ),
+    450: ("file unavailable (busy)", "the file is in use on the server: try again later", True),
+    451: ("local error in processing", "the server failed while serving the file", True),
+    452: ("insufficient storage on the server", "free space on the FTP server", False),
+    500: ("command not recognised", "the server does not speak this part of FTP", False),
+    501: ("syntax error in arguments", "check the path in the location URL", False),
+    502: ("command not implemented", "the server lacks a command the transfer needs", False),
+    503: ("bad sequence of commands", "the server's session state is unexpected", False),
+    504: ("command parameter not implemented", "the server lacks a transfer mode", False),
+    522: ("protocol not supported", "the server cannot open the data connection this way", False),
+    530: (
+        "not logged in",
+        "check the user and password in the location URL (and that the "
+        "account may log in from this address)",
+        False,
+    ),
+    532: (
+        "need an account for storing files",
+        "the account may not upload: ask the server's administrator",
+        False,
+    ),
+    534: (
+        "request denied for policy reasons",
+        "the server insists on (or refuses) TLS: check ftp:// against ftps://",
+        False,
+    ),
+    550: (
+        "file unavailable",
+        "no such file or directory, or no access to it: check the path in the location URL",
+        False,
+    ),
+    551: ("page type unknown", "the server refused the file's type", False),
+    552: ("exceeded storage allocation", "the account's quota on the server is full", False),
+    553: ("file name not allowed", "the server refuses this file name", False),
+}
+
+
+class FtpReplyError(TransferError):
+    """The FTP server refused a command with a 4xx/5xx reply: the FTP analogue of
+    :class:`HttpStatusError` (RFC 959 §4.2). ``retry_now`` for the transient replies of a
+    broken connection (421, 425, 426, 450, 451): the transfer resumes where it stopped."""
+
+    def __init__(self, where: str, reply: int, doing: str, detail: str = "") -> None:
+        meaning, advice, transient = _FTP_REPLIES.get(
+            reply, ("refused" if reply >= 500 else "failed for now", "", 400 <= reply < 500)
+        )
+        text = f"{where}: the FTP server answered {reply} ({meaning}) to {doing}"
+        if detail:
+            text += f" [{detail}]"
+        if advice:
+            text += f": {advice}"
+        super().__init__(text)
+        self.reply = reply
+        self.doing = doing
+        self.retry_now = transient
+
+
+class FtpLoginFailed(FtpReplyError):
+    """The server refused the user name or password (530, 430, or 332/532 at login)."""
+
+
+class FtpFileUnavailable(FtpReplyError):
+    """No such file or directory on the server, or no access to it (550)."""
+
+
+def ftp_reply_error(where: str, reply: int, doing: str, detail: str = "") -> FtpReplyError:
+    """The exception for server reply ``reply`` to ``doing`` (``where`` is the location as
+    logs may show it, without its password)."""
+    if reply in (430, 530) or (doing == "login" and reply in (331, 332, 532)):
+        return FtpLoginFailed(where, reply, doing, detail)
+    if reply == 550:
+        return FtpFileUnavailable(where, reply, doing, detail)
+    return FtpReplyError(where, reply, doing, detail)

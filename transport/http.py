@@ -9,9 +9,10 @@ synced, so that
 
 * the carrier (a serial line shared with OCPP) is never held for more than one piece;
 * a broken transfer resumes from the last good byte, also after a restart: ``<dest>.part.json``
-  remembers the URL, the total size and the server's validator (``ETag`` or ``Last-Modified``),
-  sent back in ``If-Range`` so a file changed on the server is fetched anew instead of being
-  spliced;
+  remembers the URL (its password hidden, :func:`redact_url`), the total size and the server's
+  validator (``ETag`` or ``Last-Modified``), sent back in ``If-Range`` so a file changed on the
+  server is fetched anew instead of being spliced (:class:`PartialFile`, which the FTP
+  transfers of :mod:`transport.ftp` share);
 * the result is checked: the total of ``Content-Range`` (or ``Content-Length``), and a SHA-256
   when one is given.
 
@@ -47,8 +48,22 @@ USER_AGENT = "chargepoint"
 MAX_HEAD = 16 * 1024
 RETRIES_NOW = 3  # a piece that fails with an error the manual answers with "resend"
 _CONTENT_RANGE = re.compile(r"bytes (?P<first>\d+)-(?P<last>\d+)/(?P<total>\d+|\*)")
+# The user information of a URL (RFC 3986 §3.2.1): "user:password@" or a lone token "user@".
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)([^/@\s\"':]*)(:[^/@\s\"']*)?@", re.IGNORECASE)
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***`` (``ftp://cp:***@host``);
+    a lone user token (``https://<token>@host``) is hidden whole. For logs, error messages and
+    files a technician may pass on: credentials in a location are used, never shown."""
+
+    def hide(match: re.Match[str]) -> str:
+        scheme, user, password = match.group(1), match.group(2), match.group(3)
+        return f"{scheme}{user}:***@" if password is not None else f"{scheme}***@"
+
+    return _USERINFO.sub(hide, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +77,22 @@ class Location:
     target: str  # path and query
     authority: str  # the Host header: host[:port] as written, without credentials
 
+    @property
+    def shown(self) -> str:
+        """The URL as logs and messages may show it (:func:`redact_url`)."""
+        return redact_url(self.url)
+
     @classmethod
     def parse(cls, url: str) -> Location:
         parts: SplitResult = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise UnsupportedLocation(
-                f"{url}: only http:// and https:// locations are supported "
-                f"(SupportedFileTransferProtocols), not {scheme or 'a bare path'}"
+                f"{redact_url(url)}: the HTTP client takes http:// and https:// locations, "
+                f"not {scheme or 'a bare path'}"
             )
         if not parts.hostname:
-            raise UnsupportedLocation(f"{url}: no host in the URL")
+            raise UnsupportedLocation(f"{redact_url(url)}: no host in the URL")
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
@@ -190,8 +210,10 @@ class HttpClient(Protocol):
 
 
 @dataclass
-class _Partial:
-    """``<dest>.part`` and what is known about it (``<dest>.part.json``)."""
+class PartialFile:
+    """``<dest>.part`` and what is known about it (``<dest>.part.json``): the URL it comes from
+    (password hidden), the total size and the server's validator, so that a later fetch, also
+    after a restart, goes on from the last good byte only if it is the same file."""
 
     dest: Path
     url: str
@@ -214,13 +236,13 @@ class _Partial:
             return 0
 
     @classmethod
-    def resume(cls, dest: Path, url: str) -> _Partial:
-        partial = cls(dest, url)
+    def resume(cls, dest: Path, url: str) -> PartialFile:
+        partial = cls(dest, redact_url(url))
         try:
             saved = json.loads(partial.meta.read_text())
         except (FileNotFoundError, ValueError):
             saved = None
-        if isinstance(saved, dict) and saved.get("url") == url:
+        if isinstance(saved, dict) and saved.get("url") == partial.url:
             total = saved.get("total")
             validator = saved.get("validator")
             partial.total = total if isinstance(total, int) else None
@@ -263,10 +285,11 @@ async def fetch_in_pieces(
     docstring). Raises :class:`~transport.errors.TransferError` subclasses; what was fetched
     stays in ``<dest>.part`` for the next call to resume."""
     where = Location.parse(url)
-    partial = _Partial.resume(dest, url)
+    shown = where.shown
+    partial = PartialFile.resume(dest, url)
     resumed_from = partial.size
     if resumed_from:
-        log.info("resuming %s at byte %d of %s", url, resumed_from, partial.total or "?")
+        log.info("resuming %s at byte %d of %s", shown, resumed_from, partial.total or "?")
     pieces = 0
     ranged = True
     failures = 0
@@ -276,7 +299,7 @@ async def fetch_in_pieces(
         nonlocal ranged
         start = partial.size
         if response.status == 206:
-            first, last, total = _content_range(url, response, start)
+            first, last, total = _content_range(shown, response, start)
             if partial.total is None or partial.validator is None:
                 partial.total = total
                 partial.validator = response.headers.get("etag") or response.headers.get(
@@ -284,14 +307,14 @@ async def fetch_in_pieces(
                 )
                 partial.save()
             elif total != partial.total:
-                raise TransferCorrupt(f"{url}: the size changed from {partial.total} to {total}")
+                raise TransferCorrupt(f"{shown}: the size changed from {partial.total} to {total}")
             await _append(partial, body, progress, limit=last - first + 1)
             return partial.size >= total
         if response.status == 200:
             # The whole file: Range ignored, or If-Range found the file changed.
             ranged = False
             if start:
-                log.warning("%s: the server sent the whole file again; starting over", url)
+                log.warning("%s: the server sent the whole file again; starting over", shown)
             partial.restart()
             partial.total = response.content_length
             partial.save()
@@ -301,10 +324,10 @@ async def fetch_in_pieces(
         if response.status == 416 and partial.total is not None and start >= partial.total:
             return True
         if response.status == 416:
-            log.warning("%s: range from %d not satisfiable; starting over", url, start)
+            log.warning("%s: range from %d not satisfiable; starting over", shown, start)
             partial.restart()
             return False
-        raise HttpStatusError(url, response.status)
+        raise HttpStatusError(shown, response.status)
 
     done = partial.total is not None and partial.size >= partial.total
     while not done:
@@ -326,12 +349,12 @@ async def fetch_in_pieces(
             continue
         failures = 0
     size = partial.size
-    digest = _sha256(partial.part)
+    digest = file_sha256(partial.part)
     if partial.total is not None and size != partial.total:
-        raise TransferCorrupt(f"{url}: got {size} bytes, expected {partial.total}")
+        raise TransferCorrupt(f"{shown}: got {size} bytes, expected {partial.total}")
     if sha256 is not None and digest != sha256.lower():
         partial.restart()
-        raise TransferCorrupt(f"{url}: SHA-256 {digest} does not match the expected {sha256}")
+        raise TransferCorrupt(f"{shown}: SHA-256 {digest} does not match the expected {sha256}")
     partial.finish()
     return FetchResult(dest, size, digest, resumed_from, pieces, ranged)
 
@@ -347,7 +370,11 @@ def _content_range(url: str, response: ResponseHead, start: int) -> tuple[int, i
 
 
 async def _append(
-    partial: _Partial, body: AsyncIterator[bytes], progress: Progress | None, *, limit: int | None
+    partial: PartialFile,
+    body: AsyncIterator[bytes],
+    progress: Progress | None,
+    *,
+    limit: int | None,
 ) -> None:
     taken = 0
     with partial.part.open("ab") as out:
@@ -371,7 +398,7 @@ async def _drain(body: AsyncIterator[bytes]) -> None:
         pass
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
         with path.open("rb") as f:

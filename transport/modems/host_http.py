@@ -56,7 +56,7 @@ class HostHttp:
 
         code = await self.exchange(where, multipart_request(where, field, file_name, data), status)
         if not 200 <= code < 300:
-            raise HttpStatusError(url, code)
+            raise HttpStatusError(where.shown, code)
         return code
 
     async def exchange(self, where: Location, head: bytes, consume: Consume[T]) -> T:
@@ -75,20 +75,20 @@ class HostHttp:
                     limit=MAX_HEAD,
                 )
         except socket.gaierror as error:
-            raise TransferError(f"{where.url}: cannot resolve {where.host}: {error}") from error
+            raise TransferError(f"{where.shown}: cannot resolve {where.host}: {error}") from error
         except (OSError, TimeoutError) as error:
-            raise TransferError(f"{where.url}: cannot connect: {error}") from error
+            raise TransferError(f"{where.shown}: cannot connect: {error}") from error
         try:
             writer.write(head)
             await writer.drain()
             try:
                 raw = await reader.readuntil(b"\r\n\r\n")
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
-                raise TransferInterrupted(f"{where.url}: no complete response header") from error
+                raise TransferInterrupted(f"{where.shown}: no complete response header") from error
             response = ResponseHead.parse(raw)
-            return await consume(response, _body(reader, response.content_length, where.url))
+            return await consume(response, _body(reader, response.content_length, where.shown))
         except OSError as error:
-            raise TransferInterrupted(f"{where.url}: {error}") from error
+            raise TransferInterrupted(f"{where.shown}: {error}") from error
         finally:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError):

@@ -139,7 +139,7 @@ class QuectelHttp:
                 codes = await self._post_file(request)
         status = codes[1] if len(codes) > 1 else 0
         if not 200 <= status < 300:
-            raise HttpStatusError(url, status)
+            raise HttpStatusError(where.shown, status)
         return status
 
     async def fetch_whole(self, url: str, dest: Path) -> int:
@@ -152,7 +152,7 @@ class QuectelHttp:
                 "+QHTTPGET", "AT+QHTTPGET", request_head("GET", where)
             )
             if codes[1] != 200 or len(codes) < 3:
-                raise HttpStatusError(url, codes[1])
+                raise HttpStatusError(where.shown, codes[1])
             size = 0
             with dest.open("wb") as out:
                 async for chunk in self._read_stream(codes[2]):
@@ -177,19 +177,21 @@ class QuectelHttp:
             elif length + MAX_HEAD <= await self.files.free("UFS"):
                 log.info(
                     "%s ignores Range: taking the whole %d bytes into the module's UFS",
-                    where.url,
+                    where.shown,
                     length,
                 )
                 name = self.WHOLE
             else:
                 return await self._consume_stream(where, head, length, consume)
             try:
-                size = await self._response_into(name, where.url)
+                size = await self._response_into(name, where.shown)
                 async with self.files.opened(name, 2) as handle:
                     start = await self._read_head(handle)
                     end = start.find(b"\r\n\r\n") + 4
                     if end < 4:
-                        raise TransferCorrupt(f"{where.url}: no complete response header in {name}")
+                        raise TransferCorrupt(
+                            f"{where.shown}: no complete response header in {name}"
+                        )
                     response = ResponseHead.parse(start[:end])
                     body = self._file_body(handle, start[end:], size - len(start))
                     return await consume(response, body)
@@ -236,9 +238,9 @@ class QuectelHttp:
         )
         if where.secure:
             await self._configure_tls()
-        url = where.url.encode("latin-1")
+        url = where.url.encode("latin-1")  # the module needs the credentials
         if len(url) > MAX_URL:
-            raise TransferError(f"{where.url}: longer than the module's {MAX_URL}-byte URL limit")
+            raise TransferError(f"{where.shown}: longer than the module's {MAX_URL}-byte URL limit")
         response = await self._at.command_with_data(
             f"AT+QHTTPURL={len(url)},30", url, timeout=35.0, log_as="AT+QHTTPURL"
         )
@@ -366,14 +368,14 @@ class QuectelHttp:
         log.warning(
             "%s ignores Range and its %d bytes do not fit the module's file system: reading them "
             "in one AT+QHTTPREAD, which holds the serial line for about %.0f s (OCPP waits)",
-            where.url,
+            where.shown,
             length,
             self._at.wire_time(length),
         )
         await self._http_command('AT+QHTTPCFG="responseheader",0', "AT+QHTTPCFG")
         codes = await self._request_with_data("+QHTTPGET", "AT+QHTTPGET", head)
         if len(codes) < 3:
-            raise TransferError(f"{where.url}: no Content-Length, so no binary-safe read")
+            raise TransferError(f"{where.shown}: no Content-Length, so no binary-safe read")
         response = ResponseHead(codes[1], {"content-length": str(codes[2])})
         body = self._read_stream(codes[2])
         try:
