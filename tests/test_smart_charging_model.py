@@ -287,7 +287,6 @@ GOOD_TX_DEFAULT = profile(1, TX_DEFAULT, [(0, 16.0)])
             replace(LIMITS, allowed_units=frozenset({W})),
             "chargingRateUnit A is not allowed",
         ),
-        (1, profile(1, TX_DEFAULT, [(0, 6.0)], start=None), LIMITS, "Absolute profile needs"),
         (1, profile(1, TX_DEFAULT, [(0, 6.0)], kind=RECURRING), LIMITS, "recurrencyKind"),
         (
             1,
@@ -296,7 +295,8 @@ GOOD_TX_DEFAULT = profile(1, TX_DEFAULT, [(0, 16.0)])
             "Recurring profile needs a startSchedule",
         ),
         (1, profile(1, TX_DEFAULT, [(0, 6.0)], recurrency=DAILY), LIMITS, "errata §3.56"),
-        (0, profile(1, CP_MAX, [(0, 6.0)], kind=RELATIVE), LIMITS, "cannot be Relative"),
+        (0, profile(1, CP_MAX, [(0, 6.0)], kind=RELATIVE), LIMITS, "Absolute or Recurring"),
+        (0, profile(1, CP_MAX, [(0, 6.0)], start=None), LIMITS, "Absolute or Recurring"),
         (1, profile(1, CP_MAX, [(0, 6.0)]), LIMITS, "only be set on connector 0"),
         (0, profile(1, TX, [(0, 6.0)]), LIMITS, "connector > 0"),
         (1, profile(1, TX_DEFAULT, [(0, 6.0)], transaction_id=42), LIMITS, "only for a TxProfile"),
@@ -328,6 +328,7 @@ def test_a_profile_is_rejected_with_a_reason(
         (1, profile(1, TX_DEFAULT, [(0, 0.0, 3)] * 1 + [(60, 8.1, 1)], stack_level=8)),
         (1, profile(1, TX, [(0, 6.0)], transaction_id=42)),
         (1, profile(1, TX, [(0, 6.0)], kind=RELATIVE)),  # transactionId is optional
+        (1, profile(1, TX, [(0, 6.0)], start=None)),  # Absolute without startSchedule: §7.13
         (1, profile(1, TX, [(0, 6.0)], valid_from=at(0), valid_to=at(60))),  # errata §3.65-66
     ],
 )
@@ -451,8 +452,10 @@ def test_expired_profiles_are_those_that_can_never_apply_again() -> None:
 
 @pytest.mark.parametrize(("unit", "limit"), [(A, 6.0), (W, 6000.0)])
 def test_tc_056_tx_default_profile_is_the_composite(unit: ChargingRateUnit, limit: float) -> None:
-    installed = [InstalledProfile(1, profile(1, TX_DEFAULT, [(0, limit)], duration=300, unit=unit))]
-    schedule = composite(installed, duration=300, unit=unit)
+    # As in the OCTT's SetChargingProfile.req: Absolute, but no startSchedule (§7.13).
+    tx_default = profile(1, TX_DEFAULT, [(0, limit)], duration=300, unit=unit, start=None)
+    assert rejection_reason(1, tx_default, LIMITS) is None
+    schedule = composite([InstalledProfile(1, tx_default)], duration=300, unit=unit)
     assert schedule.charging_rate_unit is unit
     assert schedule.duration == 300
     assert schedule.start_schedule == at(X)
@@ -742,6 +745,14 @@ def test_a_weekly_profile_restarts_on_the_same_weekday_and_time() -> None:
     assert limit_at(installed, 1, at(WEEK)) == ChargingLimit(6.0, A, 3)
 
 
+def test_an_absolute_profile_without_start_schedule_counts_from_the_start_of_charging() -> None:
+    absolute = profile(1, TX, [(0, 6.0), (600, 16.0)], start=None, duration=1200)
+    installed = [InstalledProfile(1, absolute)]
+    started = ActiveTransaction(42, at(-300))
+    schedule = composite(installed, start=T0, duration=1800, transaction=started)
+    assert steps(schedule) == [(0, 6.0), (300, 16.0), (900, LOCAL.limit)]
+
+
 def test_a_relative_profile_counts_from_the_transaction_start() -> None:
     relative = profile(1, TX_DEFAULT, [(0, 6.0), (600, 16.0)], kind=RELATIVE, duration=1200)
     installed = [InstalledProfile(1, relative)]
@@ -938,10 +949,9 @@ def _effect(p: ChargingProfile, t: int, origin: int) -> tuple[float, int, str] |
     if p.valid_to is not None and t >= _epoch(p.valid_to):
         return None
     s = p.schedule
-    if p.kind == "Relative":
+    if p.kind == "Relative" or s.start_schedule is None:
         elapsed = t - origin
     elif p.kind == "Absolute":
-        assert s.start_schedule is not None
         elapsed = t - _epoch(s.start_schedule)
     else:
         assert s.start_schedule is not None
@@ -1059,7 +1069,9 @@ def cases(draw: st.DrawFn, *, with_transaction: bool | None = None) -> Case:
             back = draw(st.integers(min_value=0, max_value=3)) * cycle
             schedule_start: datetime | None = draw(near) - timedelta(seconds=back)
         else:
-            schedule_start = None if kind is RELATIVE else draw(near)
+            # An Absolute one without startSchedule counts from the start of charging (§7.13).
+            with_start = kind is ABSOLUTE and draw(st.integers(min_value=0, max_value=3)) > 0
+            schedule_start = draw(near) if with_start else None
         unit = draw(st.sampled_from([A, W]))
         duration_choice = draw(
             st.one_of(

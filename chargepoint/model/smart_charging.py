@@ -46,7 +46,10 @@ Kinds (§7.9, §7.13, §7.37, errata §3.78): Absolute counts from startSchedule
 every 24 h (Daily) or 7 days (Weekly) from startSchedule, never before it, and periods or a
 duration longer than the recurrence are cut there (errata §3.44); Relative counts from the start
 of the transaction, and without one from the moment being planned for (the composite's start:
-"if a transaction started now"; :func:`limit_at`'s instant).
+"if a transaction started now"; :func:`limit_at`'s instant). An Absolute profile without
+startSchedule counts like a Relative one: §7.13 says a schedule without it is relative to the
+start of charging, and OCTT TC_056, TC_057 and TC_082 send Absolute profiles without one and
+expect them Accepted.
 
 Units (§7.12, errata §3.68, §3.34): A is per phase, W is the total; converting uses
 W = A x voltage x numberPhases, numberPhases 3 when absent (§7.14), and a converted limit is
@@ -354,19 +357,20 @@ def _profile_problem(profile: ChargingProfile, limits: ProfileLimits) -> str | N
         return f"transactionId is only for a TxProfile, not a {profile.purpose} (§7.8)"
     start = profile.schedule.start_schedule
     match profile.kind:
-        case ChargingProfileKind.ABSOLUTE if start is None:
-            return "an Absolute profile needs a startSchedule to count from (§7.9)"
         case ChargingProfileKind.RECURRING:
             if profile.recurrency_kind is None:
                 return "a Recurring profile needs a recurrencyKind (§7.8, §7.37)"
             if start is None:
                 return "a Recurring profile needs a startSchedule to recur from (§7.37)"
-        case ChargingProfileKind.RELATIVE if (
-            profile.purpose is ChargingProfilePurpose.CHARGE_POINT_MAX
-        ):
-            # A Relative schedule counts from the start of charging (§7.9); the charge point
-            # as a whole has none. EVerest libocpp refuses these too.
-            return "a ChargePointMaxProfile cannot be Relative: nothing starts for it (§7.9)"
+    if profile.purpose is ChargingProfilePurpose.CHARGE_POINT_MAX and (
+        start is None or profile.kind is ChargingProfileKind.RELATIVE
+    ):
+        # Relative, or without startSchedule, a schedule counts from the start of charging
+        # (§7.9, §7.13); the charge point as a whole has none. EVerest libocpp refuses these.
+        return (
+            "a ChargePointMaxProfile must be Absolute or Recurring with a startSchedule: "
+            "no charging starts for the charge point as a whole (§7.9, §7.13)"
+        )
     if profile.recurrency_kind is not None and profile.kind is not ChargingProfileKind.RECURRING:
         return "recurrencyKind is only for a Recurring profile (errata §3.56)"
     if (
@@ -620,8 +624,8 @@ class _Entry:
             cycle = WEEK if profile.recurrency_kind is RecurrencyKind.WEEKLY else DAY
         ends = [x for x in (schedule.duration, cycle) if x is not None]
         phases = tuple(p.number_phases or DEFAULT_PHASES for p in schedule.periods)
-        # An Absolute or Recurring profile without startSchedule is refused by
-        # rejection_reason; should one be installed anyway, it counts like a Relative one.
+        # Without startSchedule an Absolute profile counts from the start of charging (§7.13);
+        # rejection_reason refuses a Recurring one, which would do the same if installed.
         origin = None
         if profile.kind is not ChargingProfileKind.RELATIVE and schedule.start_schedule:
             origin = _seconds(schedule.start_schedule)
