@@ -25,8 +25,9 @@ How a connector's limit at an instant t is found (connector > 0):
    expects exactly that for an Absolute profile (stack level 1 ends at 150 s, stack level 0's
    8 A shows). EVerest libocpp does the same.
 2. TxDefaultProfiles come from connector 0 and from the connector itself; at an equal stack
-   level the connector's own profile shadows connector 0's for that connector only (§3.13.1:
-   connector 0's profile is "replaced only for that specific connector"; errata §3.53).
+   level the connector's own profile shadows connector 0's, for that connector only (§3.13.1,
+   errata §3.53). The ones installed now count, also for a running transaction: a new or
+   updated TxDefaultProfile applies to it at once and a removed one stops (errata §3.8).
 3. TxProfiles count only while a transaction runs on the connector, and only those without a
    transactionId or with the running one (§3.13.1, §5.16). While a TxProfile is *valid*, it
    overrules every TxDefaultProfile, also where its own schedule has ended: §3.13.1 says a
@@ -46,7 +47,7 @@ Kinds (§7.9, §7.13, §7.37, errata §3.78): Absolute counts from startSchedule
 every 24 h (Daily) or 7 days (Weekly) from startSchedule, never before it, and periods or a
 duration longer than the recurrence are cut there (errata §3.44); Relative counts from the start
 of the transaction, and without one from the moment being planned for (the composite's start:
-"if a transaction started now"; :func:`limit_at`'s instant). An Absolute profile without
+as if a transaction started then; :func:`limit_at`'s instant). An Absolute profile without
 startSchedule counts like a Relative one: §7.13 says a schedule without it is relative to the
 start of charging, and OCTT TC_056, TC_057 and TC_082 send Absolute profiles without one and
 expect them Accepted.
@@ -515,7 +516,7 @@ def composite_schedule(
 
     Where no profile limits the connector the schedule shows ``local_limit``, the charger's own
     maximum: a schedule must cover its duration with periods (§7.13), and OCTT TC_067 expects
-    "the local limit of the Charging Station" once every profile is cleared.
+    the charging station's local limit once every profile is cleared.
 
     ``unit`` is GetCompositeSchedule.req's chargingRateUnit; without one, the unit all the
     connector's profiles share, or else ``local_limit``'s. ``transaction`` is the one running on
