@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+from transport.ftp import FtpClient
 from transport.http import HttpClient
 from transport.modem import ModemIdentity
 from transport.stream import ByteStream
@@ -51,6 +52,10 @@ class Link(Protocol):
 
     async def http_client(self) -> HttpClient:
         """The HTTP(S) client for file transfers (firmware, diagnostics) on this link."""
+        ...
+
+    async def ftp_client(self) -> FtpClient:
+        """The FTP(S) client for ftp:// and ftps:// locations on this link."""
         ...
 
     async def recover(self, step: RecoveryStep) -> None: ...

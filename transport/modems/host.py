@@ -20,6 +20,7 @@ from transport.errors import (
 )
 from transport.link import RecoveryStep
 from transport.modem import ModemIdentity
+from transport.modems.host_ftp import HostFtp
 from transport.modems.host_http import HostHttp
 from transport.shielding import shielded
 from transport.tls import TlsSettings, host_context
@@ -109,12 +110,21 @@ class HostLink:
     description = "host TCP/IP"
     identity: ModemIdentity | None = None
 
-    def __init__(self, connect_timeout: float = 30.0, http: HostHttp | None = None) -> None:
+    def __init__(
+        self,
+        connect_timeout: float = 30.0,
+        http: HostHttp | None = None,
+        ftp: HostFtp | None = None,
+    ) -> None:
         self._connect_timeout = connect_timeout
         self._http = http or HostHttp()
+        self._ftp = ftp or HostFtp()
 
     async def http_client(self) -> HostHttp:
         return self._http
+
+    async def ftp_client(self) -> HostFtp:
+        return self._ftp
 
     def use_csms_time(self, now: Callable[[], datetime | None]) -> None:
         return  # the host's own clock is what ssl checks certificate dates against

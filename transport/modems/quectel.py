@@ -41,6 +41,7 @@ from transport.modem import (
     SignalQuality,
 )
 from transport.modems.quectel_files import QuectelFiles
+from transport.modems.quectel_ftp import FTP_URCS, FtpSettings, QuectelFtp
 from transport.modems.quectel_http import HTTP_URCS, HttpSettings, QuectelHttp
 from transport.modems.quectel_settings import QuectelSettings
 from transport.modems.quectel_sockets import (
@@ -68,6 +69,7 @@ URC_PREFIXES = (
     "POWERED DOWN",
     *STATUS_URCS,
     *HTTP_URCS,
+    *FTP_URCS,
 )
 
 PAYLOAD_RULES = (
@@ -92,6 +94,7 @@ class QuectelModem:
         self._booted = asyncio.Event()
         self._link_up = False
         self._http: QuectelHttp | None = None
+        self._ftp: QuectelFtp | None = None
         self.reboots = 0
         channel.subscribe("+QIURC:", self._on_qiurc)
         channel.subscribe("+QIOPEN:", self.sockets.on_qiopen)
@@ -121,6 +124,12 @@ class QuectelModem:
         if self._http is None:
             self._http = QuectelHttp(self._at, settings)
         return self._http
+
+    def ftp(self, settings: FtpSettings | None = None) -> QuectelFtp:
+        """The module's FTP(S) client (for ftp:// and ftps:// locations), on this channel."""
+        if self._ftp is None:
+            self._ftp = QuectelFtp(self._at, settings)
+        return self._ftp
 
     @property
     def link_up(self) -> bool:
@@ -427,6 +436,8 @@ class QuectelModem:
     def _lost_everything(self, error: StreamClosed) -> None:
         self._at.abort(error)
         self.sockets.lose_all(error)
+        if self._ftp is not None:
+            self._ftp.lost(error)  # its session went with the module: no URC will come
 
     def _on_status(self, urc: Urc) -> None:
         log.info("module status: %s", urc.text)
@@ -446,11 +457,20 @@ class QuectelLink:
         baudrate: int = 115200,
         settings: QuectelSettings | None = None,
         http: HttpSettings | None = None,
+        ftp: FtpSettings | None = None,
     ) -> None:
         self._path = path
         self._baudrate = baudrate
         self._settings = settings or QuectelSettings()
         self._http_settings = http or HttpSettings(context_id=self._settings.context_id)
+        # Unless told otherwise, FTP(S) takes what the HTTP(S) transfers were given: the same
+        # context, CA file (firmware.ca_file), chunk and scratch drive.
+        self._ftp_settings = ftp or FtpSettings(
+            context_id=self._http_settings.context_id,
+            ca_file=self._http_settings.ca_file,
+            chunk=self._http_settings.chunk,
+            scratch_drive=self._http_settings.scratch_drive,
+        )
         self._channel: AtChannel | None = None
         self._modem: QuectelModem | None = None
         self._info: LinkInfo | None = None
@@ -508,6 +528,10 @@ class QuectelLink:
     async def http_client(self) -> QuectelHttp:
         modem = await self._modem_brought_up()
         return modem.http(self._http_settings)
+
+    async def ftp_client(self) -> QuectelFtp:
+        modem = await self._modem_brought_up()
+        return modem.ftp(self._ftp_settings)
 
     async def recover(self, step: RecoveryStep) -> None:
         if step is RecoveryStep.REOPEN:

@@ -115,6 +115,15 @@ class ModuleStorage:
             raise FileError(403)
         self.files[key] = bytearray(data)
 
+    def append(self, name: str, data: bytes) -> None:
+        """Add ``data`` at the end of an existing file (a download arriving, AT+QFTPGET)."""
+        key = self.key(name)
+        if key not in self.files:
+            raise FileError(405)
+        if len(data) > self.free(key[:3]):
+            raise FileError(403)
+        self.files[key] += data
+
     def read_file(self, name: str) -> bytes:
         key = self.key(name)
         if key not in self.files:

@@ -13,7 +13,8 @@ kept for AT+QIGETERROR (§2.12), +CME ERROR per AT+CMEE (§1.1, §7), boot URCs 
 sockets (AT+QSSLOPEN/QSSLSEND/QSSLRECV/QSSLCLOSE/QSSLSTATE, §3.2-§3.6) share the TCP socket
 table and its rules, TLS being run by the shell (:mod:`transport.simulator.tls`); the module
 clock (AT+CCLK, AT+CTZU, AT+QLTS, §7) runs from the shell's ``now``. The FILE,
-SSL-configuration and HTTP(S) commands are in :mod:`transport.simulator.quectel_http`.
+SSL-configuration and HTTP(S) commands are in :mod:`transport.simulator.quectel_http`, the
+FTP(S) commands (§5) in :mod:`transport.simulator.quectel_ftp`.
 What it does not model says so with an ERROR and a comment, never silently.
 """
 
@@ -29,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from transport.simulator.module_storage import ModuleStorage
+from transport.simulator.quectel_ftp import POLL as FTP_POLL
+from transport.simulator.quectel_ftp import FtpCommands
 from transport.simulator.quectel_http import HttpCommands, HttpRequest
 from transport.simulator.tls import TlsSettings
 
@@ -232,7 +235,7 @@ class _SendInput:
     data: bytearray = field(default_factory=bytearray)
 
 
-class QuectelModule(HttpCommands):
+class QuectelModule(HttpCommands, FtpCommands):
     """The command interpreter. Feed it with :meth:`receive` and the network event methods;
     collect :meth:`take_output` (units of bytes never to be split by injected noise) and
     :meth:`take_actions`; call :meth:`tick` at :meth:`next_deadline`."""
@@ -269,6 +272,7 @@ class QuectelModule(HttpCommands):
         self._extra_delay = 0.0
         self._after_reply: Callable[[float], None] | None = None
         self._init_http(ModuleStorage(self.profile.ufs_size, self.profile.ram_size))
+        self._init_ftp()
         self._set_clock(CLOCK_AT_POWER_ON.timestamp(), 0, now)
         self._power_on(now)
 
@@ -302,6 +306,7 @@ class QuectelModule(HttpCommands):
         self._inbuf = bytearray()
         self._input: _SendInput | None = None
         self._reset_http()
+        self._reset_ftp()
         self._busy_until = now
         self._booting = True
         self._powered = True
@@ -342,6 +347,7 @@ class QuectelModule(HttpCommands):
             self._actions.append(CloseTcp(sock.socket_id, abort=True))
         self.sockets.clear()
         self._timers.clear()
+        self._drop_ftp_session()
         self._urc("POWERED DOWN")
         self._powered = False
 
@@ -356,6 +362,7 @@ class QuectelModule(HttpCommands):
 
     def tick(self, now: float) -> None:
         self._last_now = now
+        self.poll_ftp()
         while self._timers and self._timers[0][0] <= now:
             _, _, callback = heapq.heappop(self._timers)
             callback(now)
@@ -372,6 +379,8 @@ class QuectelModule(HttpCommands):
             times.append(self._input.deadline)
         if self.data_input is not None:
             times.append(self.data_input.deadline)
+        if self.ftp_waiting:
+            times.append(self._last_now + FTP_POLL)  # the FTP network's events (quectel_ftp)
         return min(times) if times else None
 
     def take_output(self) -> list[bytes]:
@@ -379,6 +388,7 @@ class QuectelModule(HttpCommands):
         return [] if self.muted else out
 
     def take_actions(self) -> list[Action]:
+        self.take_ftp_actions()
         actions: list[Action] = [*self._actions, *self.http_actions]
         self._actions, self.http_actions = [], []
         return actions
@@ -870,6 +880,7 @@ class QuectelModule(HttpCommands):
         ctx = self.contexts.get(ctx_id)
         if ctx is not None:
             ctx.active = False
+        self.ftp_network_lost(ctx_id)
         # AT+QIDEACT "closes all sockets of that context" (§2.3).
         for sock_id in [s.socket_id for s in self.sockets.values() if s.context_id == ctx_id]:
             sock = self.sockets.pop(sock_id)
@@ -1338,6 +1349,7 @@ class QuectelModule(HttpCommands):
         if ctx is None or not ctx.active:
             return
         ctx.active = False
+        self.ftp_network_lost(context_id)
         for sock in self.sockets.values():
             if sock.context_id == context_id and sock.state in (
                 SocketState.OPENING,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from transport.simulator.module_storage import FILE_ERROR_TEXT, FileError, ModuleStorage, checksum
+from transport.simulator.quectel_ftp import FTP_ERROR_TEXT
 from transport.simulator.tls import (
     ALL_SUITES,
     CIPHER_SUITES,
@@ -163,7 +164,11 @@ class HttpCommands:
         if self.cmee == 0:
             return "ERROR"
         if self.cmee == 2:
-            text = HTTP_ERROR_TEXT.get(code) or FILE_ERROR_TEXT.get(code, "unknown")
+            text = (
+                HTTP_ERROR_TEXT.get(code)
+                or FTP_ERROR_TEXT.get(code)
+                or FILE_ERROR_TEXT.get(code, "unknown")
+            )
             return f"+CME ERROR: {text}"
         return f"+CME ERROR: {code}"
 
