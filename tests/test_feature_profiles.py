@@ -1,18 +1,17 @@
 """Feature profiles per deployment (issue 14 item 1): ``charge_point.feature_profiles`` lists
 what this charger offers, ``SupportedFeatureProfiles`` reports exactly that, and a request of a
-profile it does not offer is answered as OCPP prescribes: ReserveNow.conf Rejected (OCTT
+profile it does not offer is answered as OCPP prescribes (Local Auth List Management:
+tests/test_octt_local_list.py): ReserveNow.conf Rejected (OCTT
 TC_048_4_CS, TC_050_4_CS), else the CallError NotSupported (OCPP-J 1.6 §4.2.3: a known action
 the charge point does not support). Through the daemon, the module simulator and both CSMSs.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from config.loader import ConfigError
-from tests.harness import LogWatch, make_config, rig
+from tests.harness import make_config, rig
 from tests.peers import CsmsCallError
 
 
@@ -67,7 +66,7 @@ async def test_a_core_only_deployment_reports_core_and_refuses_the_other_profile
                 {"location": "http://127.0.0.1:9/fw.bin", "retrieveDate": "2030-01-01T00:00:00Z"},
             ),
             ("GetDiagnostics", {"location": "http://127.0.0.1:9/up/"}),
-            ("SendLocalList", {"listVersion": 1, "updateType": "Full"}),  # not implemented
+            ("SendLocalList", {"listVersion": 1, "updateType": "Full"}),  # LocalAuthList...
             ("ClearChargingProfile", {}),
         ):
             with pytest.raises(CsmsCallError) as refused:
@@ -87,35 +86,3 @@ def test_a_deployment_without_core_or_with_an_unknown_profile_is_refused_at_star
         with pytest.raises(ConfigError) as refused:
             make_config("ws://127.0.0.1:9/ocpp", charge_point={"feature_profiles": profiles})
         assert "feature_profiles" in str(refused.value) and wrong in str(refused.value)
-
-
-async def test_tc_042_1_and_tc_043_1_cs_local_auth_list_not_supported(peer_kind: str) -> None:
-    async with rig(peer_kind) as r:
-        assert "LocalAuthListManagement" not in (await _supported(r)).split(",")
-        # TC_042_1: listVersion -1, or the CallError NotSupported (ours: not offered at all).
-        with pytest.raises(CsmsCallError) as refused:
-            await r.peer.call("GetLocalListVersion", {})
-        assert refused.value.code == "NotSupported"
-        # TC_043_1: SendLocalList (updateType Full) refused the same way ...
-        with pytest.raises(CsmsCallError) as refused:
-            await r.peer.call(
-                "SendLocalList",
-                {
-                    "listVersion": 1,
-                    "updateType": "Full",
-                    "localAuthorizationList": [
-                        {"idTag": "LISTED", "idTagInfo": {"status": "Accepted"}}
-                    ],
-                },
-            )
-        assert refused.value.code == "NotSupported"
-        # ... and "the Charge Point cannot locally authorize EV drivers that have an IdToken
-        # that is on the local authorization list that was sent".
-        r.offline()
-        await r.wait_offline()
-        r.charger.plug(1)
-        with LogWatch("idTag LISTED not accepted") as refused_locally:
-            r.charger.present("LISTED", 1)
-            async with asyncio.timeout(30):
-                await refused_locally.seen.wait()
-        assert r.station.transactions.active(1) is None

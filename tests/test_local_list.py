@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from ocpp.v16.enums import AuthorizationStatus, UpdateStatus
 
 from chargepoint.model.authorization import AuthorizationCache, Authorizer, IdTagInfo
-from chargepoint.model.local_list import LocalAuthList, ListUpdate
+from chargepoint.model.local_list import ListUpdate, LocalAuthList
 from chargepoint.storage import open_state
 from tests.harness import fresh_state, keys_on
 

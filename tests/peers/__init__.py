@@ -437,7 +437,10 @@ class NodeCsms(PeerLog):
                 args += ["--client-ca", str(self.tls.client_ca)]
         first = len(self.events)
         self.process = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=EVENT_LINE_LIMIT,
         )
         self._reader = asyncio.create_task(self._read_events())
         started = await self.wait_for(
@@ -525,6 +528,11 @@ class NodeCsms(PeerLog):
 
 
 Csms = PythonCsms | NodeCsms
+
+
+# One event line of the Node.js CSMS holds a whole frame: a SendLocalList of 10,000 entries
+# is ~1.7 MB.
+EVENT_LINE_LIMIT = 8 * 1024 * 1024
 
 
 def _now() -> str:
