@@ -82,8 +82,7 @@ NOTES = {
     "ClockAlignedDataInterval": "0 = off, counted from midnight (UTC)",
     "ConnectorPhaseRotation": f"`<connector>.<{'|'.join(PHASE_ROTATIONS)}>`",
     "HeartbeatInterval": "the BootNotification interval sets it",
-    "LocalAuthListEnabled": "Local Auth List Management profile; false: the list is kept, "
-    "not used",
+    "LocalAuthListEnabled": "Local Auth List Management profile; false: list kept, unused",
     "LocalAuthListMaxLength": "idTags; Local Auth List Management profile",
     "SendLocalListMaxLength": "entries per SendLocalList; Local Auth List Management profile",
     "MeterValueSampleInterval": "0 = off",
