@@ -87,13 +87,13 @@ class FtpLocation:
     @property
     def directory(self) -> str:
         """The directory of the file the path names ("" for the login directory)."""
-        head, sep, _ = self.path.rstrip("/").rpartition("/")
+        head, sep, _ = self.path.rpartition("/")
         return (head or "/") if sep else ""
 
     @property
     def name(self) -> str:
-        """The last segment of the path: the file to fetch."""
-        return self.path.rstrip("/").rpartition("/")[2]
+        """The last segment of the path: the file to fetch ("" when the path ends with "/")."""
+        return self.path.rpartition("/")[2]
 
     @property
     def file_name(self) -> str:
@@ -224,6 +224,8 @@ async def fetch_resuming(
     for the next call to resume."""
     where = FtpLocation.parse(url)
     shown = where.shown
+    if not where.name:
+        raise UnsupportedLocation(f"{shown}: names a directory, not a file to fetch")
     partial = PartialFile.resume(dest, url)
     resumed_from = partial.size
     if resumed_from:

@@ -8,9 +8,9 @@ Ethernet (the host's own TCP/IP stack). The daemon never learns which one it hol
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from transport.ftp import FtpClient
 from transport.http import HttpClient
@@ -61,3 +61,13 @@ class Link(Protocol):
     async def recover(self, step: RecoveryStep) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def ftp_client_beside(
+    http_client: Callable[[], Awaitable[HttpClient]],
+) -> Callable[[], Awaitable[FtpClient]] | None:
+    """The ``ftp_client`` method of the link whose ``http_client`` method is given, if it has
+    one: for the firmware and diagnostics blocks, which the composition root builds with the
+    link's ``http_client`` only."""
+    method = getattr(getattr(http_client, "__self__", None), "ftp_client", None)
+    return cast(Callable[[], Awaitable[FtpClient]], method) if callable(method) else None

@@ -14,8 +14,10 @@ from config.loader import Config, ConfigError
 from config.ocpp_keys import Check, ConfigurationKeys, KeySpec, core_keys
 from transport.link import Link
 from transport.modems.host import HostLink
+from transport.modems.host_ftp import HostFtp
 from transport.modems.host_http import HostHttp
 from transport.modems.quectel import QuectelLink
+from transport.modems.quectel_ftp import FtpSettings
 from transport.modems.quectel_http import HttpSettings
 from transport.modems.quectel_settings import PdpAuth, QuectelSettings
 
@@ -40,11 +42,14 @@ def link_for(config: Config) -> Link:
     """The link the configuration asks for."""
     modem = config.modem
     fw = config.firmware
-    # HTTPS file servers (often a public CDN) are verified against firmware.ca_file, which
-    # may be the CSMS's CA file; on the host link without it, against the system's store.
+    # HTTPS and FTPS file servers (often a public CDN) are verified against firmware.ca_file,
+    # which may be the CSMS's CA file; on the host link without it, against the system's store.
     ca_file = fw.ca_file
     if modem.type == "host":
-        return HostLink(http=HostHttp(ca_file=ca_file, piece_size=fw.piece_size))
+        return HostLink(
+            http=HostHttp(ca_file=ca_file, piece_size=fw.piece_size),
+            ftp=HostFtp(ca_file=ca_file),
+        )
     assert modem.port is not None  # the loader insists on it for a module
     http = HttpSettings(
         context_id=modem.context_id,
@@ -53,7 +58,13 @@ def link_for(config: Config) -> Link:
         chunk=fw.chunk_size,
         scratch_drive=fw.scratch_drive,
     )
-    return QuectelLink(modem.port, modem.baudrate, quectel_settings(config), http)
+    ftp = FtpSettings(
+        context_id=modem.context_id,
+        ca_file=ca_file,
+        chunk=fw.chunk_size,
+        scratch_drive=fw.scratch_drive,
+    )
+    return QuectelLink(modem.port, modem.baudrate, quectel_settings(config), http, ftp)
 
 
 def key_specs(

@@ -11,10 +11,12 @@ The archive (tar.gz) holds what a support engineer asks for first:
   keys GetConfiguration shows: AuthorizationKey never);
 * ``module.json``: the module's identity (manufacturer, model, firmware, IMEI, ICCID, IMSI).
 
-It is uploaded as multipart/form-data through the link's HTTP client (through the module on a
-cellular charger), with ``retries`` more attempts ``retryInterval`` apart: DiagnosticsStatus-
-Notification Uploading, then Uploaded or UploadFailed. ``ftp://`` locations are refused with
-UploadFailed and a log line saying so (SupportedFileTransferProtocols is HTTP,HTTPS).
+It is uploaded through the link's client for the location's scheme (through the module on a
+cellular charger): an http(s) location gets a multipart/form-data POST, an ftp(s) location
+names the directory the archive is stored in (OCPP 1.6 §6.27); ``retries`` more attempts
+``retryInterval`` apart: DiagnosticsStatusNotification Uploading, then Uploaded or
+UploadFailed. Another scheme is UploadFailed at once, with a log line naming the four that
+work. A password in the location is used, never logged, and hidden in the archive's frames.
 TriggerMessage(DiagnosticsStatusNotification) gets Uploading while busy, otherwise Idle.
 """
 
@@ -47,7 +49,9 @@ from chargepoint.blocks.transfer_retries import (
 )
 from chargepoint.protocol.frame_trace import FrameTrace
 from transport.errors import UnsupportedLocation
-from transport.http import HttpClient, Location
+from transport.ftp import FtpClient, FtpLocation, parse_location
+from transport.http import HttpClient, Location, redact_url
+from transport.link import ftp_client_beside
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ _SECRET_INLINE = re.compile(
     rf"([{{,]\s*[\"']?{_SECRET}[\"']?\s*=\s*)(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^,}}\s]+)",
     re.IGNORECASE,
 )
-_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s\"']+@", re.IGNORECASE)
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ def redact_config(text: str) -> str:
     """The configuration file with every secret's value replaced (passwords, PIN, keys)."""
     text = _SECRET_LINE.sub(lambda m: m.group(1) + '"***"', text)
     text = _SECRET_INLINE.sub(lambda m: m.group(1) + '"***"', text)
-    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + "***@", text)
+    return redact_url(text)
 
 
 def _line_time(line: str) -> datetime | None:
@@ -119,11 +123,14 @@ class DiagnosticsUploader:
         settings: DiagnosticsSettings,
         trace: FrameTrace | None,
         identity: Callable[[], dict[str, Any]],
+        ftp: Callable[[], Awaitable[FtpClient]] | None = None,
     ) -> None:
         self.charge_point_id = charge_point_id
         self._context = context
         self._name = ""
         self.http = http
+        # Given the link's http_client only, the FTP client is the same link's.
+        self.ftp = ftp or ftp_client_beside(http)
         self.settings = settings
         self.trace = trace
         self.identity = identity
@@ -131,9 +138,12 @@ class DiagnosticsUploader:
         self._task: asyncio.Task[None] | None = None
 
     def file_name(self) -> str:
-        """The name of the archive a request now will upload (GetDiagnostics.conf)."""
+        """The name of the archive a request now will upload (GetDiagnostics.conf): one path
+        segment whatever the identity holds ("CP/1" gives "CP_1"), so an FTP server stores it
+        in the location's directory, not in a subdirectory."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        return f"diagnostics-{self.charge_point_id}-{stamp}.tar.gz"
+        station = _UNSAFE_IN_NAME.sub("_", self.charge_point_id)
+        return f"diagnostics-{station}-{stamp}.tar.gz"
 
     def request(
         self,
@@ -226,7 +236,7 @@ class DiagnosticsUploader:
         name: str,
     ) -> bool:
         try:
-            Location.parse(location)
+            where = parse_location(location)
         except UnsupportedLocation as error:
             log.error("diagnostics not uploaded: %s", error)
             return False
@@ -235,14 +245,23 @@ class DiagnosticsUploader:
         log.info("diagnostics archive %s: %d bytes", name, len(data))
 
         async def attempt(_number: int) -> int:
-            client = await self.http()
+            client = await self._client(where)
             return await client.upload(location, name, data)
 
-        status = await with_retries("diagnostics upload", retries, retry_interval, attempt)
-        if status is None:
+        outcome = await with_retries("diagnostics upload", retries, retry_interval, attempt)
+        if outcome is None:
             return False
-        log.info("diagnostics %s uploaded to %s (HTTP %d)", name, location, status)
+        detail = f"{outcome} bytes stored" if isinstance(where, FtpLocation) else f"HTTP {outcome}"
+        log.info("diagnostics %s uploaded to %s (%s)", name, where.shown, detail)
         return True
+
+    async def _client(self, where: Location | FtpLocation) -> HttpClient | FtpClient:
+        """The link's client for the location's scheme."""
+        if not isinstance(where, FtpLocation):
+            return await self.http()
+        if self.ftp is None:
+            raise UnsupportedLocation(f"{where.shown}: this link has no FTP client")
+        return await self.ftp()
 
     def archive(
         self, start: datetime | None, stop: datetime | None, identity: dict[str, Any]
@@ -292,7 +311,7 @@ def _frames_between(path: Path, start: datetime | None, stop: datetime | None) -
                 except (ValueError, KeyError, TypeError):
                     continue
                 if (start is None or when >= start) and (stop is None or when <= stop):
-                    kept.append(line)
+                    kept.append(redact_url(line))  # an ftp:// location's password
     except OSError:
         pass
     return kept

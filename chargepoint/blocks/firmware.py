@@ -4,8 +4,11 @@ TC_044_1/2/3): download, wait, install, reboot.
 The update is one row in the state database, so it survives a restart at any point:
 
 * ``waiting``: not yet downloaded. At ``retrieveDate`` (a date in the past runs at once) the
-  image is fetched through the link's HTTP client into ``<state>/firmware/`` — in Range pieces,
-  resuming a partial file — with ``retries`` further attempts ``retryInterval`` apart.
+  image is fetched into ``<state>/firmware/`` through the link's client for the location's
+  scheme — HTTP(S) in Range pieces, FTP(S) from the last good byte (REST) — resuming a partial
+  file either way, with ``retries`` further attempts ``retryInterval`` apart; another scheme
+  fails at once with a log line naming the four that work. A password in the location is
+  used, never logged.
   FirmwareStatusNotification Downloading, then Downloaded or DownloadFailed.
 * ``downloaded``: the connectors not charging become Unavailable and the update waits for the
   running transactions to end (§5.19 "Waiting for transactions to finish"), then Installing:
@@ -46,7 +49,9 @@ from chargepoint.blocks.transfer_retries import (
     with_retries,
 )
 from transport.errors import UnsupportedLocation
-from transport.http import FetchResult, HttpClient, Location
+from transport.ftp import FtpClient, FtpLocation, parse_location
+from transport.http import FetchResult, HttpClient, Location, redact_url
+from transport.link import ftp_client_beside
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,14 @@ def install_argv(command: tuple[str, ...], image: Path) -> list[str]:
     return [*command, str(image)]
 
 
+def image_location(location: str) -> Location | FtpLocation:
+    """UpdateFirmware's location taken apart: http(s) or ftp(s), naming a file."""
+    where = parse_location(location)
+    if isinstance(where, FtpLocation) and not where.name:
+        raise UnsupportedLocation(f"{where.shown}: names a directory, not an image")
+    return where
+
+
 def read_version(version_file: Path | None) -> str | None:
     """The firmware version the installer left in ``version_file`` (first line), if any."""
     if version_file is None:
@@ -96,6 +109,7 @@ class FirmwareUpdater:
         http: Callable[[], Awaitable[HttpClient]],
         settings: FirmwareSettings,
         reboot: Callable[[], Awaitable[None]],
+        ftp: Callable[[], Awaitable[FtpClient]] | None = None,
     ) -> None:
         self._context = context
         self._availability = availability
@@ -103,6 +117,8 @@ class FirmwareUpdater:
         self.db = context.db
         self.scheduler = context.scheduler
         self.http = http
+        # Given the link's http_client only, the FTP client is the same link's.
+        self.ftp = ftp or ftp_client_beside(http)
         self.settings = settings
         self.reboot = reboot
         self.status: FirmwareStatus | None = None  # None: idle
@@ -153,7 +169,11 @@ class FirmwareUpdater:
             "VALUES (1, ?, ?, ?, ?, 0, 'waiting', NULL)",
             (location, retrieve_date.isoformat(), retries, retry_interval),
         )
-        log.info("firmware update from %s scheduled for %s", location, retrieve_date.isoformat())
+        log.info(
+            "firmware update from %s scheduled for %s",
+            redact_url(location),
+            retrieve_date.isoformat(),
+        )
         self._schedule(retrieve_date)
 
     def trigger_status(self) -> FirmwareStatus:
@@ -232,15 +252,15 @@ class FirmwareUpdater:
         self.status = FirmwareStatus.downloading
         await self._notify(FirmwareStatus.downloading)
         try:
-            name = Location.parse(location).file_name
+            where = image_location(location)
         except UnsupportedLocation as error:
             log.error("firmware download impossible: %s", error)
             return None
-        dest = self.settings.directory / name
+        dest = self.settings.directory / where.file_name
 
         async def attempt(number: int) -> FetchResult:
             self.db.execute("UPDATE firmware_update SET attempts = ? WHERE id = 1", (number,))
-            client = await self.http()
+            client = await self._client(where)
             return await client.fetch(location, dest, sha256=self.settings.sha256)
 
         result = await with_retries("firmware download", retries, retry_interval, attempt)
@@ -255,6 +275,14 @@ class FirmwareUpdater:
             f" (resumed at byte {result.resumed_from})" if result.resumed_from else "",
         )
         return dest
+
+    async def _client(self, where: Location | FtpLocation) -> HttpClient | FtpClient:
+        """The link's client for the location's scheme."""
+        if not isinstance(where, FtpLocation):
+            return await self.http()
+        if self.ftp is None:
+            raise UnsupportedLocation(f"{where.shown}: this link has no FTP client")
+        return await self.ftp()
 
     async def _install_when_free(self, image: Path) -> None:
         self.status = FirmwareStatus.downloaded

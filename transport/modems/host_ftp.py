@@ -89,20 +89,20 @@ class HostFtpSession:
 
     async def open(self, directory: str) -> None:
         await self._blocking(self._connect, "connect", connecting=True)
-        await self._blocking(lambda: self._login(directory), "login")
+        await self._blocking(self._login, "login")
+        if directory:
+            await self._blocking(lambda: self._ftp.cwd(directory), f"CWD {directory}")
 
     def _connect(self) -> None:
         self._ftp.connect(self._where.host, self._where.port, timeout=self._timeout)
 
-    def _login(self, directory: str) -> None:
+    def _login(self) -> None:
         ftp = self._ftp
         ftp.login(self._where.user, self._where.password)  # FTP_TLS: AUTH TLS first
         if isinstance(ftp, ftplib.FTP_TLS):
             ftp.prot_p()
         ftp.set_pasv(self._passive)
         ftp.voidcmd("TYPE I")
-        if directory:
-            ftp.cwd(directory)
 
     async def stat(self, name: str) -> RemoteFile:
         return await self._blocking(lambda: self._stat(name), f"SIZE {name}")
