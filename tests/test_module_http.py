@@ -257,3 +257,20 @@ async def test_host_client_same_pieces_and_upload(server: FileServer, tmp_path: 
     assert (tmp_path / "fw.bin").read_bytes() == content and result.pieces == 5
     assert await host.upload(server.url("/up"), "d.gz", b"abc") == 201
     assert server.uploads[-1].data == b"abc"
+
+
+async def test_a_password_in_an_http_location_is_hidden_in_errors_and_part_files(
+    server: FileServer, tmp_path: Path
+) -> None:
+    content = image(64 * KIB, seed=11)
+    server.files["/fw.bin"] = content
+    url = server.url("/fw.bin").replace("http://", "http://cp:pw-in-url-7@")
+    with pytest.raises(HttpStatusError) as caught:
+        await HostHttp().fetch(url.replace("/fw.bin", "/missing.bin"), tmp_path / "x.bin")
+    assert "pw-in-url-7" not in str(caught.value) and "cp:***@" in str(caught.value)
+    server.drop_after = [None, 0, 0, 0, 0]
+    with pytest.raises(TransferError):
+        await HostHttp(piece_size=32 * KIB).fetch(url, tmp_path / "fw.bin")
+    assert "pw-in-url-7" not in (tmp_path / "fw.bin.part.json").read_text()
+    result = await HostHttp(piece_size=32 * KIB).fetch(url, tmp_path / "fw.bin")
+    assert result.resumed_from == 32 * KIB and (tmp_path / "fw.bin").read_bytes() == content

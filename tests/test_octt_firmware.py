@@ -1,22 +1,28 @@
 """Firmware Management and Diagnostics end to end (OCPP 1.6 §5.9, §5.19, §4.4-4.5; OCTT 2.18
-TC_044_1/2/3 and 2.19 TC_045_1/2), named by case id, against both CSMS peers: the daemon on
-the simulated Quectel module, files through the module's HTTP commands from a real HTTP server
-(transport/simulator/file_server.py), a real installer process."""
+TC_044_1/2/3 and 2.19 TC_045_1/2), named by case id, against both CSMS peers and over both
+file transfer schemes: the daemon on the simulated Quectel module, files through the module's
+HTTP commands from a real HTTP server (transport/simulator/file_server.py) or through its FTP
+commands from a real FTP server (tests/ftp_server.py, with a user and password in the
+location), a real installer process. The FTP variants assert the same frames as the HTTP ones."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import random
 import sys
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.ftp_server import PASSWORD as FTP_PASSWORD
+from tests.ftp_server import Cut, FtpServer
 from tests.harness import Rig, rig, strict_failures
 from transport.simulator.file_server import FileServer
 
@@ -44,6 +50,71 @@ def peer_kind(request: pytest.FixtureRequest) -> str:
 def server() -> Iterator[FileServer]:
     with FileServer() as s:
         yield s
+
+
+@dataclass
+class Stored:
+    file_name: str
+    data: bytes
+
+
+class Files:
+    """Where the CSMS's locations point: the HTTP file server or the FTP server, one face."""
+
+    def __init__(self, server: FileServer | FtpServer) -> None:
+        self.server = server
+
+    @property
+    def scheme(self) -> str:
+        return "ftp" if isinstance(self.server, FtpServer) else "http"
+
+    def put(self, path: str, data: bytes) -> str:
+        """Serve ``data`` at ``path``; its location."""
+        self.server.files[path] = data
+        return self.server.url(path)
+
+    def missing(self, path: str) -> str:
+        return self.server.url(path)
+
+    def upload_location(self, path: str) -> str:
+        """A location uploads go to: an HTTP URL taking POSTs, an existing FTP directory."""
+        if isinstance(self.server, FtpServer):
+            self.server.mkdir(path)
+            return self.server.url(path + "/")
+        return self.server.url(path)
+
+    def failing_upload_location(self) -> str:
+        """A location every upload to fails: a POST answered 500, a directory not there."""
+        if isinstance(self.server, FtpServer):
+            return self.server.url("/files/failedLocation")
+        self.server.fail_uploads = 1
+        return self.server.url("/files/failedLocation")
+
+    @property
+    def uploads(self) -> list[Stored]:
+        return [Stored(u.file_name, u.data) for u in self.server.uploads]
+
+
+@pytest.fixture(params=["http", "ftp"])
+def files(request: pytest.FixtureRequest) -> Iterator[Files]:
+    store: FileServer | FtpServer = FtpServer() if request.param == "ftp" else FileServer()
+    with store:
+        yield Files(store)
+
+
+def password_in_logs(caplog: pytest.LogCaptureFixture, files: Files) -> list[str]:
+    """The loggers whose records show the FTP password, but the OCPP frame log: the frame of
+    UpdateFirmware/GetDiagnostics carries the location as the CSMS sent it, and redacting it
+    there is chargepoint/protocol's business (charge_point.redact)."""
+    if files.scheme == "ftp":  # the module was given the account, the log shows it masked
+        assert 'AT+QFTPCFG="account","cp-test","***"' in caplog.text
+    return sorted(
+        {
+            r.name
+            for r in caplog.records
+            if FTP_PASSWORD in r.getMessage() and r.name != "chargepoint.frames"
+        }
+    )
 
 
 def firmware_config(tmp_path: Path, verdict: str = "ok", **extra: Any) -> dict[str, Any]:
@@ -83,17 +154,15 @@ def no_strict_failures(r: Rig) -> None:
 
 
 async def test_tc_044_1_cs_firmware_update_download_and_install(
-    peer_kind: str, server: FileServer, tmp_path: Path
+    peer_kind: str, files: Files, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     image = random.Random(1).randbytes(200 * KIB)
-    server.files["/fw/cp-2.0.0.bin"] = image
+    location = files.put("/fw/cp-2.0.0.bin", image)
     async with rig(peer_kind, firmware=firmware_config(tmp_path)) as r:
         boots_before = len(r.calls("BootNotification"))
         assert (
-            await r.peer.call(
-                "UpdateFirmware", {"location": server.url("/fw/cp-2.0.0.bin"), "retrieveDate": NOW}
-            )
-            == {}
+            await r.peer.call("UpdateFirmware", {"location": location, "retrieveDate": NOW}) == {}
         )
         # Installed, the daemon restarts itself (the reboot hook's default).
         await r.wait_stopped()
@@ -125,14 +194,17 @@ async def test_tc_044_1_cs_firmware_update_download_and_install(
         await r.peer.call("TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
         await wait_status(r, "FirmwareStatusNotification", "Idle")
         no_strict_failures(r)
+    assert password_in_logs(caplog, files) == []
 
 
-async def test_tc_044_2_cs_firmware_update_download_failed(peer_kind: str, tmp_path: Path) -> None:
+async def test_tc_044_2_cs_firmware_update_download_failed(
+    peer_kind: str, files: Files, tmp_path: Path
+) -> None:
     async with rig(peer_kind, firmware=firmware_config(tmp_path)) as r:
         await r.peer.call(
             "UpdateFirmware",
             {
-                "location": "ftp://127.0.0.1:21/download_fail.fwi",
+                "location": files.missing("/download_fail.fwi"),  # 404 / 550
                 "retrieveDate": NOW,
                 "retries": 0,
             },
@@ -163,13 +235,11 @@ async def test_download_failed_after_retries_on_404(
 
 
 async def test_tc_044_3_cs_firmware_update_installation_failed(
-    peer_kind: str, server: FileServer, tmp_path: Path
+    peer_kind: str, files: Files, tmp_path: Path
 ) -> None:
-    server.files["/fw/bad.bin"] = b"not a firmware image" * 100
+    location = files.put("/fw/bad.bin", b"not a firmware image" * 100)
     async with rig(peer_kind, firmware=firmware_config(tmp_path, verdict="bad")) as r:
-        await r.peer.call(
-            "UpdateFirmware", {"location": server.url("/fw/bad.bin"), "retrieveDate": NOW}
-        )
+        await r.peer.call("UpdateFirmware", {"location": location, "retrieveDate": NOW})
         await wait_status(r, "FirmwareStatusNotification", "InstallationFailed")
         assert statuses(r, "FirmwareStatusNotification") == [
             "Downloading",
@@ -204,18 +274,15 @@ async def test_installation_waits_for_the_running_transaction(
         assert len(r.calls("StopTransaction")) == 1
 
 
-async def test_two_mib_download_while_the_csms_keeps_calling(
-    server: FileServer, tmp_path: Path
-) -> None:
+async def test_two_mib_download_while_the_csms_keeps_calling(files: Files, tmp_path: Path) -> None:
     # At 921600 baud (a fast UART; bench.firmware does 115200), every call the CSMS makes
-    # during the download is answered within its timeout.
+    # during the download is answered within its timeout: HTTP pieces and the FTP client's
+    # file are both pulled in AT+QFREAD chunks, interleaved with the OCPP socket's commands.
     image = random.Random(3).randbytes(2 * 1024 * KIB)
-    server.files["/fw/big.bin"] = image
+    location = files.put("/fw/big.bin", image)
     config = firmware_config(tmp_path, piece_size=64 * KIB)
     async with rig("python", firmware=config, sim_options={"baud": 921600}) as r:
-        await r.peer.call(
-            "UpdateFirmware", {"location": server.url("/fw/big.bin"), "retrieveDate": NOW}
-        )
+        await r.peer.call("UpdateFirmware", {"location": location, "retrieveDate": NOW})
         await wait_status(r, "FirmwareStatusNotification", "Downloading")
         answered = 0
         while "Downloaded" not in statuses(r, "FirmwareStatusNotification"):
@@ -247,6 +314,31 @@ async def test_an_interrupted_download_resumes_on_the_next_update(
     assert (tmp_path / "installed.bin").read_bytes() == image
 
 
+async def test_an_interrupted_ftp_download_resumes_on_the_next_update(tmp_path: Path) -> None:
+    image = random.Random(4).randbytes(160 * KIB)
+    with FtpServer() as server:
+        server.files["/fw/fw.bin"] = image
+        async with rig("python", firmware=firmware_config(tmp_path)) as r:
+            # 64 KiB arrive, then the server cuts every transfer at once: the attempt fails.
+            server.cuts = [Cut(64 * KIB), Cut(0), Cut(0), Cut(0)]
+            update = {"location": server.url("/fw/fw.bin"), "retrieveDate": NOW, "retries": 0}
+            await r.peer.call("UpdateFirmware", update)
+            await wait_status(r, "FirmwareStatusNotification", "DownloadFailed")
+            with server.lock:
+                server.commands.clear()
+            await r.peer.call("UpdateFirmware", update)
+            await r.wait_stopped()
+        assert server.sent("REST") == [str(64 * KIB)]
+    assert statuses(r, "FirmwareStatusNotification") == [
+        "Downloading",
+        "DownloadFailed",
+        "Downloading",
+        "Downloaded",
+        "Installing",
+    ]
+    assert (tmp_path / "installed.bin").read_bytes() == image
+
+
 # -- 2.19 Diagnostics --
 
 
@@ -259,8 +351,10 @@ def archive_members(data: bytes) -> dict[str, bytes]:
 
 
 async def test_tc_045_1_cs_get_diagnostics(
-    peer_kind: str, server: FileServer, tmp_path: Path
+    peer_kind: str, files: Files, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
+    location = files.upload_location("/upload/diag")
     log_file = tmp_path / "chargepoint.log"
     old = (datetime.now() - timedelta(days=2)).strftime("%Y-%m-%d %H:%M:%S")
     new = (datetime.now() + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
@@ -270,15 +364,13 @@ async def test_tc_045_1_cs_get_diagnostics(
     async with rig(peer_kind, diagnostics={"log_files": [str(tmp_path / "*.log")]}) as r:
         # The window starts now: the log's old line and the boot's frames are outside it.
         start = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        answer = await r.peer.call(
-            "GetDiagnostics", {"location": server.url("/upload/diag"), "startTime": start}
-        )
+        answer = await r.peer.call("GetDiagnostics", {"location": location, "startTime": start})
         name = answer["fileName"]
         assert name.startswith("diagnostics-CP-TEST") and name.endswith(".tar.gz")
         await wait_status(r, "DiagnosticsStatusNotification", "Uploaded")
         assert statuses(r, "DiagnosticsStatusNotification") == ["Uploading", "Uploaded"]
         no_strict_failures(r)
-    [upload] = server.uploads
+    [upload] = files.uploads
     assert upload.file_name == name
     members = archive_members(upload.data)
     assert members["logs/chargepoint.log"] == b"" + (
@@ -288,19 +380,33 @@ async def test_tc_045_1_cs_get_diagnostics(
     assert "GetDiagnostics" in frames and "BootNotification" not in frames  # after startTime
     assert b"password" not in members["ocpp-keys.json"]
     assert b"EC200U" in members["module.json"]
+    assert FTP_PASSWORD not in frames  # the GetDiagnostics frame's location, redacted
+    assert password_in_logs(caplog, files) == []
 
 
-async def test_tc_045_2_cs_get_diagnostics_upload_failed(peer_kind: str) -> None:
+async def test_tc_045_2_cs_get_diagnostics_upload_failed(peer_kind: str, files: Files) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call(
-            "GetDiagnostics",
-            {"location": "ftp://127.0.0.1:21/files/failedLocation", "retries": 0},
+            "GetDiagnostics", {"location": files.failing_upload_location(), "retries": 0}
         )
         assert "fileName" in answer
         await wait_status(r, "DiagnosticsStatusNotification", "UploadFailed")
         assert statuses(r, "DiagnosticsStatusNotification") == ["Uploading", "UploadFailed"]
         await r.charging(1)  # normal operation goes on
         no_strict_failures(r)
+    assert files.uploads == []
+
+
+async def test_other_schemes_fail_at_once_naming_the_ones_that_work(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with rig("python") as r:
+        await r.peer.call(
+            "GetDiagnostics", {"location": "sftp://u:pw@127.0.0.1/files/", "retries": 3}
+        )
+        await wait_status(r, "DiagnosticsStatusNotification", "UploadFailed")
+        assert statuses(r, "DiagnosticsStatusNotification") == ["Uploading", "UploadFailed"]
+    assert "transferred over http, https, ftp and ftps, not sftp" in caplog.text
 
 
 async def test_a_failed_upload_is_retried(server: FileServer) -> None:
