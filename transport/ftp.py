@@ -12,9 +12,9 @@ the right directory) and both fetch through :func:`fetch_resuming`:
   (password hidden), the size the server gave (SIZE) and its modification time (MDTM), in the
   :class:`~transport.http.PartialFile` the HTTP transfers use;
 * a broken transfer (426, a dropped connection, a server that went away) is taken up again
-  from the last good byte with REST, at once while it keeps making progress (``retry_now``
-  errors, at most ``RETRIES_NOW`` in a row that bring nothing), and after a restart by the
-  next fetch, when SIZE and MDTM still say the same;
+  from the last good byte with REST, at once as long as it makes progress (``retry_now``
+  errors; the fetch gives up once ``RETRIES_NOW`` attempts in a row brought nothing), and
+  after a restart by the next fetch, when SIZE and MDTM still say the same;
 * the result is checked against SIZE, and against a SHA-256 when one is given.
 
 The weakness, said plainly: FTP has no ETag, and SIZE with MDTM is a weak validator. A file
@@ -248,14 +248,14 @@ async def fetch_resuming(
                 f"{shown}: the transfer ended after {partial.size} of {partial.total} bytes"
             )
         except TransferError as error:
-            failures = 1 if partial.size > before else failures + 1
-            if not error.retry_now or failures > RETRIES_NOW:
+            failures = 0 if partial.size > before else failures + 1
+            if not error.retry_now or failures >= RETRIES_NOW:
                 raise
             log.warning("%s broke off at byte %d (%s): resuming", shown, partial.size, error)
-    size = partial.size
-    if partial.total is not None and size != partial.total:
+    size, total = partial.size, partial.total
+    if total is not None and size != total:
         partial.restart()
-        raise TransferCorrupt(f"{shown}: got {size} bytes, the server said {partial.total}")
+        raise TransferCorrupt(f"{shown}: got {size} bytes, the server said {total}")
     digest = file_sha256(partial.part)
     if sha256 is not None and digest != sha256.lower():
         partial.restart()
