@@ -32,6 +32,7 @@ from chargepoint.blocks.provisioning import Provisioning, ResetHook
 from chargepoint.blocks.recovery import PowerLossPolicy, recover
 from chargepoint.blocks.remote_control import RemoteControl
 from chargepoint.blocks.remote_trigger import RemoteTrigger
+from chargepoint.blocks.reservation import Reservations
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.blocks.unsupported import ReservationNotSupported
 from chargepoint.hardware.charger import Charger
@@ -65,12 +66,19 @@ class Station:
         self.transactions = Transactions(context, self.availability, self.authorization)
         self.invalid_id = InvalidIdPolicy(context, self.transactions)
         self.power_loss = power_loss
+        self.reservations = (
+            Reservations(context, self.availability, self.transactions)
+            if "Reservation" in context.profiles
+            else None
+        )
         self.card_reader = CardReader(
-            context, self.availability, self.authorization, self.transactions
+            context, self.availability, self.authorization, self.transactions, self.reservations
         )
         self.metering = Metering(context, self.transactions)
         self.provisioning = Provisioning(context, self.availability, self.transactions, reset_hook)
-        self.remote_control = RemoteControl(context, self.transactions, self.authorization)
+        self.remote_control = RemoteControl(
+            context, self.transactions, self.authorization, self.reservations
+        )
         self.data_transfer = data_transfer or DataTransferVendors()
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
@@ -96,7 +104,7 @@ class Station:
             self.remote_control,
             self.provisioning,
             self.data_transfer,
-            ReservationNotSupported(),
+            self.reservations or ReservationNotSupported(),
         ]
         if self.firmware is not None and self.diagnostics is not None:
             blocks += [self.firmware, self.diagnostics]
@@ -122,6 +130,8 @@ class Station:
         """Load what the last run left and pick up interrupted transactions."""
         self.metering.start()
         await recover(self.context, self.transactions, self.power_loss)
+        if self.reservations is not None:
+            self.reservations.start()
         if self.firmware is not None:
             self.firmware.start()
 

@@ -1,10 +1,10 @@
 """The charge point's durable state: one SQLite database in the state directory.
 
 Transaction messages, transactions, configuration keys, the authorization cache, the Local
-Authorization List and connector availability live here, so that a power cut loses none of
-them. The database runs in WAL mode with ``synchronous=FULL``: a write has reached the disk
-when the call returns (architecture notes, "Durable state"), which is what "written before the
-message is sent" needs.
+Authorization List, reservations and connector availability live here, so that a power cut
+loses none of them. The database runs in WAL mode with ``synchronous=FULL``: a write has
+reached the disk when the call returns (architecture notes, "Durable state"), which is what
+"written before the message is sent" needs.
 """
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS local_list (   -- the Local Authorization List (§3.5
 CREATE TABLE IF NOT EXISTS local_list_version (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     version     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (  -- ReserveNow (§5.13)
+    id          INTEGER PRIMARY KEY,  -- the CSMS's reservationId
+    connector   INTEGER NOT NULL,     -- 0: any connector
+    id_tag      TEXT NOT NULL,
+    parent      TEXT,
+    expiry      TEXT NOT NULL         -- ISO 8601, UTC
 );
 CREATE TABLE IF NOT EXISTS availability (
     connector   INTEGER PRIMARY KEY,

@@ -85,6 +85,7 @@ NOTES = {
     "LocalAuthListEnabled": "Local Auth List Management profile; false: list kept, unused",
     "LocalAuthListMaxLength": "idTags; Local Auth List Management profile",
     "SendLocalListMaxLength": "entries per SendLocalList; Local Auth List Management profile",
+    "ReserveConnectorZeroSupported": "Reservation profile; `[ocpp_keys]` may set false",
     "MeterValueSampleInterval": "0 = off",
     "WebSocketPingInterval": "0 = off; takes effect at once",
     AUTHORIZATION_KEY: (

@@ -32,7 +32,13 @@ AUTHORIZATION_KEY = "AuthorizationKey"
 SECURITY_PROFILE = "SecurityProfile"  # security whitepaper §2 and A05
 PHASE_ROTATIONS = ("NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR")
 # The OCPP 1.6 feature profiles this version implements (§3); a deployment enables a subset.
-IMPLEMENTED_PROFILES = ("Core", "FirmwareManagement", "LocalAuthListManagement", "RemoteTrigger")
+IMPLEMENTED_PROFILES = (
+    "Core",
+    "FirmwareManagement",
+    "LocalAuthListManagement",
+    "Reservation",
+    "RemoteTrigger",
+)
 # A SendLocalList of this many entries, each at its longest, fits in one WebSocket message
 # (transport.websocket: max_message_size).
 LOCAL_LIST_MAX = 10_000
@@ -201,6 +207,8 @@ def core_keys(
             KeySpec("LocalAuthListMaxLength", i, r, str(LOCAL_LIST_MAX), 0, LOCAL_LIST_MAX),
             KeySpec("SendLocalListMaxLength", i, r, str(LOCAL_LIST_MAX), 0, LOCAL_LIST_MAX),
         ]
+    if "Reservation" in enabled:  # §9.3
+        specs.append(KeySpec("ReserveConnectorZeroSupported", b, r, "true"))
     return specs
 
 

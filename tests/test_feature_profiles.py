@@ -1,9 +1,9 @@
 """Feature profiles per deployment (issue 14 item 1): ``charge_point.feature_profiles`` lists
 what this charger offers, ``SupportedFeatureProfiles`` reports exactly that, and a request of a
-profile it does not offer is answered as OCPP prescribes (Local Auth List Management:
-tests/test_octt_local_list.py): ReserveNow.conf Rejected (OCTT
+profile it does not offer is answered as OCPP prescribes: ReserveNow.conf Rejected (OCTT
 TC_048_4_CS, TC_050_4_CS), else the CallError NotSupported (OCPP-J 1.6 §4.2.3: a known action
 the charge point does not support). Through the daemon, the module simulator and both CSMSs.
+The profiles when offered: tests/test_octt_local_list.py, tests/test_octt_reservation.py.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ async def _supported(r: object) -> str:
 async def test_tc_048_4_and_tc_050_4_cs_reservation_not_supported_is_rejected(
     peer_kind: str,
 ) -> None:
-    async with rig(peer_kind) as r:
+    profiles = ["Core", "FirmwareManagement", "LocalAuthListManagement", "RemoteTrigger"]
+    async with rig(peer_kind, charge_point={"feature_profiles": profiles}) as r:
         assert "Reservation" not in (await _supported(r)).split(",")
+        answer = await r.peer.call("GetConfiguration", {"key": ["ReserveConnectorZeroSupported"]})
+        assert answer.get("unknownKey") == ["ReserveConnectorZeroSupported"]
         statuses = len(r.calls("StatusNotification"))
         # TC_048_4: a connector; TC_050_4: the charge point as a whole (connectorId 0).
         for reservation_id, connector in ((41, 1), (42, 0)):

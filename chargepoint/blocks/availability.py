@@ -28,6 +28,7 @@ from ocpp.v16.enums import (
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.events import (
     AuthorizationPending,
+    ConnectorReserved,
     EnergyWithheld,
     LocalListConflict,
     LockFailed,
@@ -103,6 +104,9 @@ class Availability:
         )
         events.subscribe(AuthorizationPending, self._on_pending)
         events.subscribe(LocalListConflict, self._on_local_list_conflict)
+        events.subscribe(
+            ConnectorReserved, lambda e: self._apply(e.connector, cs.Reserved(e.reserved))
+        )
         events.subscribe(
             EnergyWithheld, lambda e: self._apply(e.connector, cs.EvseSuspended(e.withheld))
         )

@@ -12,6 +12,7 @@ from ocpp.v16.enums import ChargePointStatus, Reason
 from chargepoint.blocks.authorization import Authorization
 from chargepoint.blocks.availability import Availability
 from chargepoint.blocks.context import Context
+from chargepoint.blocks.reservation import Reservations
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.hardware.charger import IdTagPresented
 from chargepoint.model.transactions import Transaction
@@ -26,11 +27,13 @@ class CardReader:
         availability: Availability,
         authorization: Authorization,
         transactions: Transactions,
+        reservations: Reservations | None = None,
     ) -> None:
         self._context = context
         self._availability = availability
         self._authorization = authorization
         self._transactions = transactions
+        self._reservations = reservations  # None: the Reservation profile is off
         context.on_hardware(IdTagPresented, self._on_id_tag)
 
     def _connector_for(self, id_tag: str, number: int | None) -> int | None:
@@ -55,6 +58,8 @@ class CardReader:
             and self._availability.status_of(n).status is not ChargePointStatus.finishing
         ]
         candidates = plugged or [n for n in free if transactions.can_start(n)]
+        if self._reservations is not None:
+            candidates = self._reservations.preferred(id_tag, candidates)
         return candidates[0] if candidates else None
 
     async def _on_id_tag(self, event: IdTagPresented) -> None:
@@ -90,6 +95,9 @@ class CardReader:
                 self._availability.status_of(number).status.value,
             )
             return
+        reservations = self._reservations
+        if reservations is not None and reservations.refuses_at_once(number, id_tag):
+            return
         info = await self._authorization.authorize(id_tag)
         async with self._context.work():
             if not info.accepted:
@@ -97,7 +105,14 @@ class CardReader:
                 return
             if not transactions.can_start(number) or transactions.pending_id_tag(number):
                 return
-            await transactions.authorized(number, id_tag, info.parent_id_tag)
+            reservation_id = None
+            if reservations is not None:
+                allowed, reservation_id = reservations.may_charge(
+                    number, id_tag, info.parent_id_tag
+                )
+                if not allowed:
+                    return
+            await transactions.authorized(number, id_tag, info.parent_id_tag, reservation_id)
 
     async def _on_stop_tag(self, number: int, tx: Transaction, id_tag: str) -> None:
         if await self._same_owner(number, tx, id_tag, "stop the transaction of"):

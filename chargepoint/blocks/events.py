@@ -16,6 +16,15 @@ from typing import Any, TypeVar
 @dataclass(frozen=True, slots=True)
 class TransactionStarted:
     connector: int
+    reservation_id: int | None = None  # the reservation it ends (§5.13)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorReserved:
+    """Whether the connector shows Reserved (the reservation block decides)."""
+
+    connector: int
+    reserved: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from ocpp.v16.enums import Action, Reason, RemoteStartStopStatus, UnlockStatus
 
 from chargepoint.blocks.authorization import Authorization
 from chargepoint.blocks.context import Context
+from chargepoint.blocks.reservation import Reservations
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.model.authorization import IdTagInfo
 
@@ -22,11 +23,16 @@ log = logging.getLogger(__name__)
 
 class RemoteControl:
     def __init__(
-        self, context: Context, transactions: Transactions, authorization: Authorization
+        self,
+        context: Context,
+        transactions: Transactions,
+        authorization: Authorization,
+        reservations: Reservations | None = None,
     ) -> None:
         self._context = context
         self._transactions = transactions
         self._authorization = authorization
+        self._reservations = reservations  # None: the Reservation profile is off
 
     @on(Action.remote_start_transaction)  # type: ignore[untyped-decorator]
     def _on_remote_start(
@@ -55,7 +61,12 @@ class RemoteControl:
             ]
             hardware = self._context.charger.connectors
             plugged = [n for n in free if hardware[n - 1].ev_connected]
-            number = (plugged or free or [1])[0]
+            candidates = plugged or free
+            if self._reservations is not None:
+                candidates = self._reservations.preferred(id_tag, candidates)
+            number = (candidates or [1])[0]
+        if self._reservations is not None and self._reservations.refuses_at_once(number, id_tag):
+            return RemoteStartStopStatus.rejected
         # Claim the connector now, so a second request for it is rejected.
         if not transactions.claim(number, id_tag):
             return RemoteStartStopStatus.rejected
@@ -69,10 +80,17 @@ class RemoteControl:
         async with self._context.work():
             if not self._transactions.release(number, id_tag):
                 return
-            if info.accepted and self._transactions.can_start(number):
-                await self._transactions.authorized(number, id_tag, info.parent_id_tag)
-            else:
+            if not info.accepted or not self._transactions.can_start(number):
                 log.info("remote start for %s not authorized: %s", id_tag, info.status.value)
+                return
+            reservation_id = None
+            if self._reservations is not None:
+                allowed, reservation_id = self._reservations.may_charge(
+                    number, id_tag, info.parent_id_tag
+                )
+                if not allowed:
+                    return
+            await self._transactions.authorized(number, id_tag, info.parent_id_tag, reservation_id)
 
     @on(Action.remote_stop_transaction)  # type: ignore[untyped-decorator]
     def _on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:

@@ -31,23 +31,23 @@ class TransactionJournal:
         parent_id_tag: str | None,
         reading: MeterReading,
         when: datetime,
+        reservation_id: int | None = None,
     ) -> Transaction:
         meter_start = int(reading.energy_wh)
+        payload: dict[str, Any] = {
+            "connectorId": connector,
+            "idTag": id_tag,
+            "meterStart": meter_start,
+            "timestamp": timestamp(when),
+        }
+        if reservation_id is not None:
+            payload["reservationId"] = reservation_id  # §5.13: the reservation it ends
         with atomic(self._context.db):
             tx = self._context.transactions.start(
                 connector, id_tag, parent_id_tag, meter_start, when
             )
             self._add_stop_value(tx, reading, "Transaction.Begin", when)
-            self._context.send_durable(
-                "StartTransaction",
-                {
-                    "connectorId": connector,
-                    "idTag": id_tag,
-                    "meterStart": meter_start,
-                    "timestamp": timestamp(when),
-                },
-                tx.local_id,
-            )
+            self._context.send_durable("StartTransaction", payload, tx.local_id)
         return tx
 
     def end(

@@ -53,6 +53,7 @@ class Authorized:
     parent_id_tag: str | None
     expires: asyncio.TimerHandle | None = None
     confirmed: bool = True  # False: a remote start still waiting for its Authorize
+    reservation_id: int | None = None  # the reservation its transaction will end (§5.13)
 
 
 @dataclass
@@ -193,11 +194,18 @@ class Transactions:
         self._withdraw(connector)
         return True
 
-    async def authorized(self, number: int, id_tag: str, parent_id_tag: str | None) -> None:
-        """``id_tag`` may charge on connector ``number``: start now if the EV is there, else
-        wait ConnectionTimeOut for it. Call inside a unit of work."""
+    async def authorized(
+        self,
+        number: int,
+        id_tag: str,
+        parent_id_tag: str | None,
+        reservation_id: int | None = None,
+    ) -> None:
+        """``id_tag`` may charge on connector ``number`` (using reservation
+        ``reservation_id``): start now if the EV is there, else wait ConnectionTimeOut for it.
+        Call inside a unit of work."""
         connector = self.connectors[number - 1]
-        authorized = Authorized(id_tag, parent_id_tag)
+        authorized = Authorized(id_tag, parent_id_tag, reservation_id=reservation_id)
         if connector.hardware.ev_connected:
             await self._start(connector, authorized)
             return
@@ -272,10 +280,13 @@ class Transactions:
             authorized.parent_id_tag,
             reading,
             datetime.now(UTC),
+            authorized.reservation_id,
         )
         connector.transaction = tx
         hardware.start_energy()
-        self._context.events.publish(TransactionStarted(connector.number))
+        self._context.events.publish(
+            TransactionStarted(connector.number, authorized.reservation_id)
+        )
         log.info(
             "transaction started on connector %d for %s (meter %d Wh)",
             connector.number,

@@ -28,15 +28,12 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ocpp.v16.enums import AuthorizationStatus
 
 from chargepoint.protocol.request import REQUEST_FAILURES, Request, describe_failure
 from config.ocpp_keys import ConfigurationKeys
-
-if TYPE_CHECKING:
-    from chargepoint.model.local_list import LocalAuthList
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +107,18 @@ class AuthorizationCache:
 Conflict = Callable[[str, IdTagInfo, IdTagInfo], None]  # (idTag, the list's, the CSMS's)
 
 
+class LocalList(Protocol):
+    """The Local Authorization List as the decision reads it (:mod:`.local_list`)."""
+
+    def lookup(self, id_tag: str) -> IdTagInfo | None: ...
+
+
 class Authorizer:
     def __init__(
         self,
         keys: ConfigurationKeys,
         cache: AuthorizationCache,
-        local_list: LocalAuthList | None = None,
+        local_list: LocalList | None = None,
         on_conflict: Conflict | None = None,
     ) -> None:
         self._keys = keys
