@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol, cast
 
-from transport.ftp import FtpClient
-from transport.http import HttpClient
+from transport.errors import UnsupportedLocation
+from transport.ftp import FtpClient, FtpLocation
+from transport.http import HttpClient, Location
 from transport.modem import ModemIdentity
 from transport.stream import ByteStream
 from transport.tls import TlsSettings
@@ -63,11 +64,26 @@ class Link(Protocol):
     async def close(self) -> None: ...
 
 
-def ftp_client_beside(
-    http_client: Callable[[], Awaitable[HttpClient]],
-) -> Callable[[], Awaitable[FtpClient]] | None:
-    """The ``ftp_client`` method of the link whose ``http_client`` method is given, if it has
-    one: for the firmware and diagnostics blocks, which the composition root builds with the
-    link's ``http_client`` only."""
-    method = getattr(getattr(http_client, "__self__", None), "ftp_client", None)
-    return cast(Callable[[], Awaitable[FtpClient]], method) if callable(method) else None
+class TransferClients:
+    """A link's file-transfer clients, picked by a location's scheme (the firmware and
+    diagnostics blocks): http(s) to ``http``, ftp(s) to ``ftp``. Given the link's
+    ``http_client`` method only (as the composition root does), the FTP client is the same
+    link's ``ftp_client``."""
+
+    def __init__(
+        self,
+        http: Callable[[], Awaitable[HttpClient]],
+        ftp: Callable[[], Awaitable[FtpClient]] | None = None,
+    ) -> None:
+        self.http = http
+        if ftp is None:
+            beside = getattr(getattr(http, "__self__", None), "ftp_client", None)
+            ftp = cast(Callable[[], Awaitable[FtpClient]], beside) if callable(beside) else None
+        self.ftp = ftp
+
+    async def client_for(self, where: Location | FtpLocation) -> HttpClient | FtpClient:
+        if not isinstance(where, FtpLocation):
+            return await self.http()
+        if self.ftp is None:
+            raise UnsupportedLocation(f"{where.shown}: this link has no FTP client")
+        return await self.ftp()

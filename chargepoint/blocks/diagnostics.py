@@ -50,8 +50,8 @@ from chargepoint.blocks.transfer_retries import (
 from chargepoint.protocol.frame_trace import FrameTrace
 from transport.errors import UnsupportedLocation
 from transport.ftp import FtpClient, FtpLocation, parse_location
-from transport.http import HttpClient, Location, redact_url
-from transport.link import ftp_client_beside
+from transport.http import HttpClient, redact_url
+from transport.link import TransferClients
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,7 @@ class DiagnosticsUploader:
         self.charge_point_id = charge_point_id
         self._context = context
         self._name = ""
-        self.http = http
-        # Given the link's http_client only, the FTP client is the same link's.
-        self.ftp = ftp or ftp_client_beside(http)
+        self.transfers = TransferClients(http, ftp)
         self.settings = settings
         self.trace = trace
         self.identity = identity
@@ -245,7 +243,7 @@ class DiagnosticsUploader:
         log.info("diagnostics archive %s: %d bytes", name, len(data))
 
         async def attempt(_number: int) -> int:
-            client = await self._client(where)
+            client = await self.transfers.client_for(where)
             return await client.upload(location, name, data)
 
         outcome = await with_retries("diagnostics upload", retries, retry_interval, attempt)
@@ -254,14 +252,6 @@ class DiagnosticsUploader:
         detail = f"{outcome} bytes stored" if isinstance(where, FtpLocation) else f"HTTP {outcome}"
         log.info("diagnostics %s uploaded to %s (%s)", name, where.shown, detail)
         return True
-
-    async def _client(self, where: Location | FtpLocation) -> HttpClient | FtpClient:
-        """The link's client for the location's scheme."""
-        if not isinstance(where, FtpLocation):
-            return await self.http()
-        if self.ftp is None:
-            raise UnsupportedLocation(f"{where.shown}: this link has no FTP client")
-        return await self.ftp()
 
     def archive(
         self, start: datetime | None, stop: datetime | None, identity: dict[str, Any]

@@ -51,7 +51,7 @@ from chargepoint.blocks.transfer_retries import (
 from transport.errors import UnsupportedLocation
 from transport.ftp import FtpClient, FtpLocation, parse_location
 from transport.http import FetchResult, HttpClient, Location, redact_url
-from transport.link import ftp_client_beside
+from transport.link import TransferClients
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,7 @@ class FirmwareUpdater:
         self._transactions = transactions
         self.db = context.db
         self.scheduler = context.scheduler
-        self.http = http
-        # Given the link's http_client only, the FTP client is the same link's.
-        self.ftp = ftp or ftp_client_beside(http)
+        self.transfers = TransferClients(http, ftp)
         self.settings = settings
         self.reboot = reboot
         self.status: FirmwareStatus | None = None  # None: idle
@@ -260,7 +258,7 @@ class FirmwareUpdater:
 
         async def attempt(number: int) -> FetchResult:
             self.db.execute("UPDATE firmware_update SET attempts = ? WHERE id = 1", (number,))
-            client = await self._client(where)
+            client = await self.transfers.client_for(where)
             return await client.fetch(location, dest, sha256=self.settings.sha256)
 
         result = await with_retries("firmware download", retries, retry_interval, attempt)
@@ -275,14 +273,6 @@ class FirmwareUpdater:
             f" (resumed at byte {result.resumed_from})" if result.resumed_from else "",
         )
         return dest
-
-    async def _client(self, where: Location | FtpLocation) -> HttpClient | FtpClient:
-        """The link's client for the location's scheme."""
-        if not isinstance(where, FtpLocation):
-            return await self.http()
-        if self.ftp is None:
-            raise UnsupportedLocation(f"{where.shown}: this link has no FTP client")
-        return await self.ftp()
 
     async def _install_when_free(self, image: Path) -> None:
         self.status = FirmwareStatus.downloaded

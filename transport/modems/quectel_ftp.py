@@ -206,7 +206,7 @@ class QuectelFtp:
             await self._open(where)
             try:
                 if directory:
-                    await self._request(
+                    await self.request(
                         "+QFTPCWD", f'AT+QFTPCWD="{directory}"', f"CWD {directory}", where
                     )
                 yield QuectelFtpSession(self, where)
@@ -261,7 +261,7 @@ class QuectelFtp:
     async def _open(self, where: FtpLocation) -> None:
         command = f'AT+QFTPOPEN="{where.host}",{where.port}'
         try:
-            await self._request("+QFTPOPEN", command, "login", where)
+            await self.request("+QFTPOPEN", command, "login", where)
         except ModuleFtpError as error:
             if error.code != BUSY:
                 raise
@@ -269,7 +269,7 @@ class QuectelFtp:
             # and wait for +QFTPCLOSE, then open ours.
             log.info("the module's FTP client still holds a session: closing it first")
             await self._close()
-            await self._request("+QFTPOPEN", command, "login", where)
+            await self.request("+QFTPOPEN", command, "login", where)
 
     async def _close(self) -> None:
         """AT+QFTPCLOSE and its URC (it is asynchronous, §9.14); a failure is only logged."""
@@ -291,7 +291,7 @@ class QuectelFtp:
         finally:
             self._waiting.pop("+QFTPCLOSE", None)
 
-    async def _request(
+    async def request(
         self, urc: str, command: str, doing: str, where: FtpLocation, *, transfer: bool = False
     ) -> list[str]:
         """``command``, ``OK``, then its URC's fields after ``<err>`` 0; any ``<err>`` raised."""
@@ -436,18 +436,16 @@ class QuectelFtpSession:
 
     async def stat(self, name: str) -> RemoteFile:
         ftp, where = self._ftp, self._where
+        size: int | None = None
         try:
-            size: int | None = int(
-                (await ftp._request("+QFTPSIZE", f'AT+QFTPSIZE="{name}"', f"SIZE {name}", where))[0]
-            )
+            answer = await ftp.request("+QFTPSIZE", f'AT+QFTPSIZE="{name}"', f"SIZE {name}", where)
         except FtpReplyError as error:
             if error.reply not in UNSUPPORTED:
-                raise
-            size = None
-        except ValueError:
-            size = None
+                raise  # 550: no such file, said before anything is downloaded
+        else:
+            size = int(answer[0]) if answer and answer[0].isdigit() else None
         try:
-            answer = await ftp._request("+QFTPMDTM", f'AT+QFTPMDTM="{name}"', f"MDTM {name}", where)
+            answer = await ftp.request("+QFTPMDTM", f'AT+QFTPMDTM="{name}"', f"MDTM {name}", where)
             modified = answer[0] or None
         except TransferError as error:
             log.debug("no MDTM for %s: %s", name, error)
@@ -465,7 +463,7 @@ class QuectelFtpSession:
         reported = None
         try:
             try:
-                answer = await ftp._request(
+                answer = await ftp.request(
                     "+QFTPGET",
                     f'AT+QFTPGET="{name}","{scratch}",{offset}',
                     f"RETR {name}",
@@ -489,7 +487,7 @@ class QuectelFtpSession:
         ftp, where = self._ftp, self._where
         try:
             await ftp.put_file(ftp.UPLOAD, data, where)
-            answer = await ftp._request(
+            answer = await ftp.request(
                 "+QFTPPUT",
                 f'AT+QFTPPUT="{name}","{ftp.UPLOAD}",0',
                 f"STOR {name}",
