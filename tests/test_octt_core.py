@@ -653,7 +653,7 @@ async def test_tc_019_cs_retrieve_configuration(peer_kind: str) -> None:
             {
                 "key": "SupportedFeatureProfiles",
                 "readonly": True,
-                "value": "Core,FirmwareManagement,RemoteTrigger",
+                "value": "Core,FirmwareManagement,LocalAuthListManagement,Reservation,RemoteTrigger",
             }
         ]
         everything = (await r.peer.call("GetConfiguration", {}))["configurationKey"]
