@@ -33,6 +33,7 @@ from chargepoint.blocks.recovery import PowerLossPolicy, recover
 from chargepoint.blocks.remote_control import RemoteControl
 from chargepoint.blocks.remote_trigger import RemoteTrigger
 from chargepoint.blocks.reservation import Reservations
+from chargepoint.blocks.smart_charging import SmartCharging
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.blocks.unsupported import ReservationNotSupported
 from chargepoint.hardware.charger import Charger
@@ -76,8 +77,13 @@ class Station:
         )
         self.metering = Metering(context, self.transactions)
         self.provisioning = Provisioning(context, self.availability, self.transactions, reset_hook)
+        self.smart_charging = (
+            SmartCharging(context, self.transactions)
+            if "SmartCharging" in context.profiles
+            else None
+        )
         self.remote_control = RemoteControl(
-            context, self.transactions, self.authorization, self.reservations
+            context, self.transactions, self.authorization, self.reservations, self.smart_charging
         )
         self.data_transfer = data_transfer or DataTransferVendors()
         self.firmware: FirmwareUpdater | None = None
@@ -108,6 +114,8 @@ class Station:
         ]
         if self.firmware is not None and self.diagnostics is not None:
             blocks += [self.firmware, self.diagnostics]
+        if self.smart_charging is not None:
+            blocks.append(self.smart_charging)
         if self.authorization.local_list is not None:
             blocks.append(LocalAuthListManagement(self.context, self.authorization.local_list))
         if "RemoteTrigger" in profiles:
@@ -132,10 +140,14 @@ class Station:
         await recover(self.context, self.transactions, self.power_loss)
         if self.reservations is not None:
             self.reservations.start()
+        if self.smart_charging is not None:
+            self.smart_charging.start()
         if self.firmware is not None:
             self.firmware.start()
 
     async def close(self) -> None:
+        if self.smart_charging is not None:
+            await self.smart_charging.close()
         if self.firmware is not None:
             await self.firmware.close()
         if self.diagnostics is not None:

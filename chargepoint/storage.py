@@ -1,10 +1,10 @@
 """The charge point's durable state: one SQLite database in the state directory.
 
 Transaction messages, transactions, configuration keys, the authorization cache, the Local
-Authorization List, reservations and connector availability live here, so that a power cut
-loses none of them. The database runs in WAL mode with ``synchronous=FULL``: a write has
-reached the disk when the call returns (architecture notes, "Durable state"), which is what
-"written before the message is sent" needs.
+Authorization List, reservations, charging profiles and connector availability live here, so
+that a power cut loses none of them. The database runs in WAL mode with ``synchronous=FULL``:
+a write has reached the disk when the call returns (architecture notes, "Durable state"),
+which is what "written before the message is sent" needs.
 """
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ CREATE TABLE IF NOT EXISTS reservations (  -- ReserveNow (§5.13)
     id_tag      TEXT NOT NULL,
     parent      TEXT,
     expiry      TEXT NOT NULL         -- ISO 8601, UTC
+);
+CREATE TABLE IF NOT EXISTS charging_profiles (  -- SetChargingProfile (§5.16)
+    id          INTEGER PRIMARY KEY,  -- chargingProfileId
+    connector   INTEGER NOT NULL,     -- the connectorId it was set for; 0: the charge point
+    profile     TEXT NOT NULL         -- JSON csChargingProfiles
 );
 CREATE TABLE IF NOT EXISTS availability (
     connector   INTEGER PRIMARY KEY,

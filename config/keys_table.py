@@ -86,6 +86,11 @@ NOTES = {
     "LocalAuthListMaxLength": "idTags; Local Auth List Management profile",
     "SendLocalListMaxLength": "entries per SendLocalList; Local Auth List Management profile",
     "ReserveConnectorZeroSupported": "Reservation profile; `[ocpp_keys]` may set false",
+    "ChargeProfileMaxStackLevel": "Smart Charging profile",
+    "ChargingScheduleAllowedChargingRateUnit": "Current, Power; Smart Charging profile",
+    "ChargingScheduleMaxPeriods": "per schedule; Smart Charging profile",
+    "ConnectorSwitch3to1PhaseSupported": "Smart Charging profile",
+    "MaxChargingProfilesInstalled": "Smart Charging profile",
     "MeterValueSampleInterval": "0 = off",
     "WebSocketPingInterval": "0 = off; takes effect at once",
     AUTHORIZATION_KEY: (

@@ -37,6 +37,7 @@ IMPLEMENTED_PROFILES = (
     "FirmwareManagement",
     "LocalAuthListManagement",
     "Reservation",
+    "SmartCharging",
     "RemoteTrigger",
 )
 # A SendLocalList of this many entries, each at its longest, fits in one WebSocket message
@@ -130,6 +131,13 @@ def _authorization_key(value: str) -> str | None:
     return None
 
 
+def _rate_units(value: str) -> str | None:
+    items = csl(value)
+    if not items or any(item not in ("Current", "Power") for item in items):
+        return "must be Current, Power or Current,Power"
+    return None
+
+
 def core_keys(
     *,
     connectors: int,
@@ -209,6 +217,20 @@ def core_keys(
         ]
     if "Reservation" in enabled:  # §9.3
         specs.append(KeySpec("ReserveConnectorZeroSupported", b, r, "true"))
+    if "SmartCharging" in enabled:  # §9.4
+        specs += [
+            KeySpec("ChargeProfileMaxStackLevel", i, r, "10", 0, 100),
+            KeySpec(
+                "ChargingScheduleAllowedChargingRateUnit",
+                c,
+                r,
+                "Current,Power",
+                check=_rate_units,
+            ),
+            KeySpec("ChargingScheduleMaxPeriods", i, r, "24", 1, 1000),
+            KeySpec("ConnectorSwitch3to1PhaseSupported", b, r, "false"),
+            KeySpec("MaxChargingProfilesInstalled", i, r, "32", 1, 1000),
+        ]
     return specs
 
 

@@ -81,8 +81,7 @@ SCHEMA: dict[str, Any] = {
                     "default": list(IMPLEMENTED_PROFILES),
                     "description": "the OCPP 1.6 feature profiles this charger offers "
                     "(SupportedFeatureProfiles); Core always. A profile left out is answered "
-                    "as OCPP prescribes for an unsupported one. SmartCharging is not "
-                    "implemented by this version",
+                    "as OCPP prescribes for an unsupported one",
                 },
                 "reset_command": {
                     "type": "array",

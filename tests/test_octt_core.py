@@ -653,7 +653,8 @@ async def test_tc_019_cs_retrieve_configuration(peer_kind: str) -> None:
             {
                 "key": "SupportedFeatureProfiles",
                 "readonly": True,
-                "value": "Core,FirmwareManagement,LocalAuthListManagement,Reservation,RemoteTrigger",
+                "value": "Core,FirmwareManagement,LocalAuthListManagement,Reservation,"
+                "SmartCharging,RemoteTrigger",
             }
         ]
         everything = (await r.peer.call("GetConfiguration", {}))["configurationKey"]

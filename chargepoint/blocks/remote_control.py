@@ -15,6 +15,7 @@ from ocpp.v16.enums import Action, Reason, RemoteStartStopStatus, UnlockStatus
 from chargepoint.blocks.authorization import Authorization
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.reservation import Reservations
+from chargepoint.blocks.smart_charging import SmartCharging
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.model.authorization import IdTagInfo
 
@@ -28,11 +29,13 @@ class RemoteControl:
         transactions: Transactions,
         authorization: Authorization,
         reservations: Reservations | None = None,
+        smart_charging: SmartCharging | None = None,
     ) -> None:
         self._context = context
         self._transactions = transactions
         self._authorization = authorization
         self._reservations = reservations  # None: the Reservation profile is off
+        self._smart_charging = smart_charging  # None: the Smart Charging profile is off
 
     @on(Action.remote_start_transaction)  # type: ignore[untyped-decorator]
     def _on_remote_start(
@@ -41,11 +44,16 @@ class RemoteControl:
         connector_id: int | None = None,
         charging_profile: dict[str, Any] | None = None,
     ) -> call_result.RemoteStartTransaction:
-        if charging_profile is not None:
-            log.info("RemoteStartTransaction with a charging profile: not applied")
-        return call_result.RemoteStartTransaction(self.remote_start(id_tag, connector_id))
+        return call_result.RemoteStartTransaction(
+            self.remote_start(id_tag, connector_id, charging_profile)
+        )
 
-    def remote_start(self, id_tag: str, connector_id: int | None) -> RemoteStartStopStatus:
+    def remote_start(
+        self,
+        id_tag: str,
+        connector_id: int | None,
+        charging_profile: dict[str, Any] | None = None,
+    ) -> RemoteStartStopStatus:
         transactions = self._transactions
         numbers = list(self._context.connectors)
         if connector_id is not None:
@@ -67,6 +75,11 @@ class RemoteControl:
             number = (candidates or [1])[0]
         if self._reservations is not None and self._reservations.refuses_at_once(number, id_tag):
             return RemoteStartStopStatus.rejected
+        if charging_profile is not None:
+            if self._smart_charging is None:
+                log.info("RemoteStartTransaction with a charging profile: Smart Charging is off")
+            elif not self._smart_charging.remote_start_profile(number, charging_profile):
+                return RemoteStartStopStatus.rejected  # OCTT TC_060_CS
         # Claim the connector now, so a second request for it is rejected.
         if not transactions.claim(number, id_tag):
             return RemoteStartStopStatus.rejected

@@ -41,6 +41,16 @@ MEASURANDS = (
 
 
 @dataclass(frozen=True, slots=True)
+class Rating:
+    """What each connector can deliver: the Smart Charging block converts limits in W to A
+    with it (W = A x voltage x phases) and reports the maximum where no profile applies."""
+
+    max_current_a: float  # per phase
+    voltage_v: float  # phase to neutral
+    phases: int
+
+
+@dataclass(frozen=True, slots=True)
 class Fault:
     code: ChargePointErrorCode
     info: str | None = None
@@ -146,6 +156,9 @@ class Charger(Protocol):
 
     @property
     def measurands(self) -> tuple[str, ...]: ...
+
+    @property
+    def rating(self) -> Rating: ...
 
     @property
     def fault(self) -> Fault | None:

@@ -30,6 +30,7 @@ from chargepoint.hardware.charger import (
     MeterReading,
     Plugged,
     PowerFailing,
+    Rating,
     Unplugged,
 )
 
@@ -258,6 +259,10 @@ class SimulatedCharger:
     @property
     def measurands(self) -> tuple[str, ...]:
         return MEASURANDS
+
+    @property
+    def rating(self) -> Rating:
+        return Rating(MAX_CURRENT, VOLTAGE, PHASES)
 
     @property
     def fault(self) -> Fault | None:
