@@ -199,7 +199,7 @@ def core_keys(
         KeySpec("StopTxnSampledDataMaxLength", i, r, str(MAX_CSL_ITEMS)),
         KeySpec("SupportedFeatureProfiles", c, r, ",".join(profiles)),
         # §8: the protocols of UpdateFirmware / GetDiagnostics locations.
-        KeySpec("SupportedFileTransferProtocols", c, r, "HTTP,HTTPS"),
+        KeySpec("SupportedFileTransferProtocols", c, r, "FTP,FTPS,HTTP,HTTPS"),
         KeySpec("TransactionMessageAttempts", i, rw, "3", 1, 100, "times"),
         KeySpec("TransactionMessageRetryInterval", i, rw, "60", 0, 86400, "seconds"),
         KeySpec("UnlockConnectorOnEVSideDisconnect", b, rw, "true"),

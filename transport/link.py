@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol, cast
+from typing import Protocol
 
 from transport.errors import UnsupportedLocation
 from transport.ftp import FtpClient, FtpLocation
@@ -66,9 +66,8 @@ class Link(Protocol):
 
 class TransferClients:
     """A link's file-transfer clients, picked by a location's scheme (the firmware and
-    diagnostics blocks): http(s) to ``http``, ftp(s) to ``ftp``. Given the link's
-    ``http_client`` method only (as the composition root does), the FTP client is the same
-    link's ``ftp_client``."""
+    diagnostics blocks, ``chargepoint fetch``): http(s) to ``http``, ftp(s) to ``ftp`` (None:
+    this link transfers no FTP, and an ftp(s) location is refused)."""
 
     def __init__(
         self,
@@ -76,9 +75,6 @@ class TransferClients:
         ftp: Callable[[], Awaitable[FtpClient]] | None = None,
     ) -> None:
         self.http = http
-        if ftp is None:
-            beside = getattr(getattr(http, "__self__", None), "ftp_client", None)
-            ftp = cast(Callable[[], Awaitable[FtpClient]], beside) if callable(beside) else None
         self.ftp = ftp
 
     async def client_for(self, where: Location | FtpLocation) -> HttpClient | FtpClient:

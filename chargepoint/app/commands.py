@@ -17,6 +17,8 @@ from chargepoint.logs import stderr_is_journal
 from config.loader import Config, ConfigError, load_config
 from transport.at import AtChannel, Urc
 from transport.errors import TransportError
+from transport.ftp import parse_location
+from transport.link import TransferClients
 from transport.modems.quectel import open_quectel, quectel_channel
 
 # Commands that hand the line over to a data phase (">" or CONNECT, then our bytes): the
@@ -263,12 +265,13 @@ def _size(count: int) -> str:
 
 
 async def fetch(config: Config, url: str, output: Path, out: TextIO = sys.stdout) -> int:
-    """Download ``url`` through the link (the module's HTTP client), as UpdateFirmware does:
-    in Range pieces, resumable (run it again after an interruption)."""
+    """Download ``url`` (http, https, ftp or ftps) through the link, as UpdateFirmware does:
+    in pieces, resumable (run it again after an interruption)."""
     link = link_for(config)
     progress = ProgressLine(sys.stderr)
     try:
-        client = await link.http_client()
+        where = parse_location(url)
+        client = await TransferClients(link.http_client, link.ftp_client).client_for(where)
         result = await client.fetch(url, output, progress=progress)
     except TransportError as error:
         progress.finish()

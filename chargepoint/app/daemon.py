@@ -141,6 +141,7 @@ class Daemon:
                 availability=availability,
                 transactions=transactions,
                 http=self.link.http_client,
+                ftp=self.link.ftp_client,
                 settings=FirmwareSettings(
                     directory=storage / "firmware",
                     install_command=config.firmware.install_command,
@@ -153,6 +154,7 @@ class Daemon:
                 charge_point_id=config.charge_point.id,
                 context=context,
                 http=self.link.http_client,
+                ftp=self.link.ftp_client,
                 settings=DiagnosticsSettings(
                     log_files=config.diagnostics.log_files,
                     config_file=config.source if config.source.is_file() else None,

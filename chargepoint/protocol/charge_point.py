@@ -44,6 +44,7 @@ from chargepoint.protocol.validation import (
     validate_call_payload,
 )
 from config.ocpp_keys import AUTHORIZATION_KEY
+from transport.http import redact_url
 
 ocpp.messages.ASYNC_VALIDATION = False
 
@@ -62,7 +63,9 @@ _SECRET_VALUE = re.compile(r'("value"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
 
 def redact(frame: str) -> str:
-    """The frame with an AuthorizationKey's value hidden (security whitepaper A01.FR.12)."""
+    """The frame with an AuthorizationKey's value (security whitepaper A01.FR.12) and the
+    password of any URL in it (an UpdateFirmware or GetDiagnostics location) hidden."""
+    frame = redact_url(frame)
     if AUTHORIZATION_KEY not in frame:
         return frame
     return _SECRET_VALUE.sub(r'\1"***"', frame)
