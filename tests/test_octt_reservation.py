@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from chargepoint.app.describe import describe
 from tests.harness import LogWatch, Rig, rig, strict_failures
 from tests.test_octt_core import wire
 
@@ -291,6 +292,9 @@ async def test_a_reservation_with_the_same_id_is_replaced(peer_kind: str) -> Non
         assert r.station.reservations is not None
         [moved] = r.station.reservations.book.all()
         assert (moved.connector, moved.id_tag) == (2, "MOVED")
+        shown = describe(r.station)["connectors"]  # chargepoint ctl status
+        assert shown[0]["reservation"] is None
+        assert shown[1]["reservation"]["reservation_id"] == 51
 
 
 async def test_a_reservation_survives_a_restart_unless_it_expired_meanwhile(

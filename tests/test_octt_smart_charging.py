@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from chargepoint.app.describe import describe
 from tests.harness import Rig, rig, strict_failures
 from tests.peers import CsmsCallError
 
@@ -361,6 +362,8 @@ async def test_the_limit_follows_each_period_boundary(peer_kind: str) -> None:
         assert datetime.now(UTC) >= start + timedelta(seconds=3)
         reading = connector.read_meter()
         assert reading.current_a == 6 and reading.power_w == 6 * 230 * 3
+        shown = describe(r.station)["connectors"][CONNECTOR - 1]  # chargepoint ctl status
+        assert (shown["current_limit_a"], shown["power_w"]) == (6, 6 * 230 * 3)
         # The transaction ends: its TxProfile goes, and the limit with it.
         await r.peer.call("RemoteStopTransaction", {"transactionId": transaction_id})
         await r.wait_calls("StopTransaction")

@@ -27,6 +27,18 @@ def describe(station: Station) -> dict[str, Any]:
                 "authorized": station.transactions.pending_id_tag(number),
                 "energy_wh": int(reading.energy_wh),
                 "power_w": round(reading.power_w),
+                # Smart Charging's limit per phase (None: no profile limits it).
+                "current_limit_a": None
+                if station.smart_charging is None
+                else station.smart_charging.limit_of(number),
+                "reservation": None
+                if station.reservations is None
+                or (reservation := station.reservations.book.on_connector(number)) is None
+                else {
+                    "reservation_id": reservation.reservation_id,
+                    "id_tag": reservation.id_tag,
+                    "expiry": reservation.expiry.isoformat(),
+                },
                 "transaction": None
                 if tx is None
                 else {
@@ -43,6 +55,9 @@ def describe(station: Station) -> dict[str, Any]:
         "online": station.online,
         "status": station.availability.status_of(0).status.value,
         "feature_profiles": sorted(station.context.profiles),
+        "local_list_version": None
+        if station.authorization.local_list is None
+        else station.authorization.local_list.version,
         "queued_messages": len(station.context.outbox),
         "delivered_messages": station.context.outbox.delivered,
         "connectors": connectors,
