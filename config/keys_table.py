@@ -62,6 +62,7 @@ _ARGUMENTS: dict[str, tuple[Callable[[], Any], Any]] = {
     "profiles": (lambda: tuple(_schema_default("charge_point", "feature_profiles")), ("Core",)),
     "security_profile": (lambda: 0, 2),  # ws:// without a password: profile 0
     "security_check": (lambda: None, None),  # decides ChangeConfiguration, not the table
+    "max_message_size": (lambda: _schema_default("csms", "max_message_size"), 524288),
 }
 
 # Defaults the deployment sets, worded by what sets them; {value} is the default
@@ -75,6 +76,7 @@ DEPLOYMENT_DEFAULTS = {
     "WebSocketPingInterval": "`csms.ping_interval` (default {value})",
     AUTHORIZATION_KEY: "`csms.password` (hex) if 16-20 bytes, else empty",
     SECURITY_PROFILE: "`csms.security_profile` (default {value})",
+    "SendLocalListMaxLength": "`csms.max_message_size` / 200, at most 10000 (default {value})",
 }
 
 # What a reader needs beyond the unit and bounds (the "Unit / values" column).
@@ -113,11 +115,15 @@ def keys_table(registry: Registry = core_keys) -> str:
     """The Markdown table, one row per key in the registry's order (as GetConfiguration)."""
     default_configuration, other_deployment = _deployments()
     specs = registry(**default_configuration)
-    others = {spec.name: spec.default for spec in registry(**other_deployment)}
-    # A key the other deployment lacks belongs to a feature profile it leaves out (see NOTES).
-    depends = {
-        spec.name for spec in specs if spec.name in others and others[spec.name] != spec.default
-    }
+    # One argument changed at a time: a key whose default moves with it depends on the
+    # deployment (a key a variant lacks belongs to a feature profile it leaves out, see NOTES).
+    depends: set[str] = set()
+    for name, value in other_deployment.items():
+        variant = registry(**{**default_configuration, name: value})
+        moved = {spec.name: spec.default for spec in variant}
+        depends.update(
+            spec.name for spec in specs if spec.name in moved and moved[spec.name] != spec.default
+        )
     _check_wording(specs, depends)
     lines = [_row(HEADER), "|" + "---|" * len(HEADER)]
     for spec in specs:

@@ -40,9 +40,12 @@ IMPLEMENTED_PROFILES = (
     "SmartCharging",
     "RemoteTrigger",
 )
-# A SendLocalList of this many entries, each at its longest, fits in one WebSocket message
-# (transport.websocket: max_message_size).
+# The Local Authorization List's length; a SendLocalList may carry as many entries as fit in
+# one WebSocket message (csms.max_message_size), each at its longest (an idTag and a parent of
+# 20 characters, ConcurrentTx, an expiryDate with an offset: under 200 bytes of JSON).
 LOCAL_LIST_MAX = 10_000
+LONGEST_LIST_ENTRY = 200
+DEFAULT_MAX_MESSAGE = 2 * 1024 * 1024
 MAX_CSL_ITEMS = 8
 GET_CONFIGURATION_MAX_KEYS = 64
 
@@ -148,6 +151,7 @@ def core_keys(
     profiles: Iterable[str] = IMPLEMENTED_PROFILES,
     security_profile: int = 0,
     security_check: Check | None = None,
+    max_message_size: int = DEFAULT_MAX_MESSAGE,
 ) -> list[KeySpec]:
     """The keys this charge point honours, with defaults from the configuration file; a
     feature profile's keys only when the profile is enabled."""
@@ -210,10 +214,11 @@ def core_keys(
         KeySpec(SECURITY_PROFILE, i, rw, str(security_profile), 0, 3, change_check=security_check),
     ]
     if "LocalAuthListManagement" in enabled:  # §9.2
+        send_max = min(LOCAL_LIST_MAX, max_message_size // LONGEST_LIST_ENTRY)
         specs += [
             KeySpec("LocalAuthListEnabled", b, rw, "true"),
             KeySpec("LocalAuthListMaxLength", i, r, str(LOCAL_LIST_MAX), 0, LOCAL_LIST_MAX),
-            KeySpec("SendLocalListMaxLength", i, r, str(LOCAL_LIST_MAX), 0, LOCAL_LIST_MAX),
+            KeySpec("SendLocalListMaxLength", i, r, str(send_max), 0, LOCAL_LIST_MAX),
         ]
     if "Reservation" in enabled:  # §9.3
         specs.append(KeySpec("ReserveConnectorZeroSupported", b, r, "true"))

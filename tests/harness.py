@@ -280,12 +280,9 @@ class Rig:
                 await self._task
             self._task = None
 
-    async def restart(self, *, off: float = 0.0) -> None:
-        """Power off and on: the process ends without stopping anything; state stays on disk.
-        ``off``: seconds the charge point stays off (time that passes while it is down)."""
+    async def restart(self) -> None:
+        """Power off and on: the process ends without stopping anything; state stays on disk."""
         await self.stop()
-        if off > 0:
-            await asyncio.sleep(off)
         self.daemon = self._new_daemon()
         self.start()
 

@@ -102,6 +102,14 @@ def test_errata_3_52_versions_0_and_minus_1_are_refused(
     assert local.entries() == {"A": ACCEPTED} and local.version == 3
 
 
+def test_a_full_update_entry_without_idtaginfo_fails(db: sqlite3.Connection) -> None:
+    """§7.1: idTagInfo is "Required when UpdateType is Full"."""
+    local = LocalAuthList(db)
+    outcome = local.apply(full(1, A=ACCEPTED, B=None), list_max=100, send_max=50)
+    assert outcome.status is UpdateStatus.failed and "no idTagInfo" in str(outcome.reason)
+    assert len(local) == 0
+
+
 def test_too_many_entries_or_a_too_long_list_fails_and_changes_nothing(
     db: sqlite3.Connection,
 ) -> None:
@@ -172,19 +180,22 @@ POWER_CUT = textwrap.dedent(
     from chargepoint.storage import open_state
     from ocpp.v16.enums import AuthorizationStatus
 
-    class Cut(tuple):
-        # The entries of a Full update of 10,000 idTags; the power goes at the 6,000th.
-        def __iter__(self):
-            for n, entry in enumerate(tuple.__iter__(self)):
-                if n == 6000:
-                    os._exit(9)
-                yield entry
+    db = open_state(sys.argv[1])
+    written = 0
 
-    local = LocalAuthList(open_state(sys.argv[1]))
+    def statement(sql):
+        # The power goes at the 6,000th idTag written of a Full update of 10,000: the old
+        # list is deleted and 5,999 new ones are in, none of it committed.
+        global written
+        if sql.startswith("INSERT INTO local_list "):
+            written += 1
+            if written == 6000:
+                os._exit(9)
+
+    db.set_trace_callback(statement)
     info = IdTagInfo(AuthorizationStatus.accepted)
-    entries = Cut((f"NEW{n:05}", info) for n in range(10_000))
-    update = ListUpdate(8, True, entries)
-    local.apply(update, list_max=10_000, send_max=10_000)
+    update = ListUpdate(8, True, tuple((f"NEW{n:05}", info) for n in range(10_000)))
+    LocalAuthList(db).apply(update, list_max=10_000, send_max=10_000)
     """
 )
 
@@ -198,7 +209,7 @@ def test_a_power_cut_in_the_middle_of_an_update_leaves_the_old_list_whole() -> N
     process = subprocess.run(
         [sys.executable, "-c", POWER_CUT, str(state)], env=env, capture_output=True, check=False
     )
-    assert process.returncode == 9, process.stderr.decode()
+    assert process.returncode == 9, process.stderr.decode()  # cut at the 6,000th INSERT
     after = LocalAuthList(open_state(state))
     assert after.version == 7
     assert after.entries() == old
@@ -237,7 +248,12 @@ def reference(
 ) -> tuple[UpdateStatus, dict[str, IdTagInfo], int]:
     """The spec read plainly; keys are case-folded idTags."""
     folded = [tag.casefold() for tag, _ in update.entries]
-    if update.version <= 0 or len(update.entries) > send_max or len(set(folded)) < len(folded):
+    if (
+        update.version <= 0
+        or len(update.entries) > send_max
+        or len(set(folded)) < len(folded)
+        or (update.full and any(info is None for _, info in update.entries))
+    ):
         return UpdateStatus.failed, entries, version
     if not update.full and update.version <= version:
         return UpdateStatus.version_mismatch, entries, version

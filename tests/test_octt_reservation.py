@@ -11,6 +11,7 @@ off).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,7 +68,8 @@ async def started(r: Rig, count: int = 1) -> dict[str, Any]:
 
 
 async def refused(r: Rig, id_tag: str, connector: int) -> None:
-    with LogWatch(f"idTag {id_tag}") as said:
+    """``id_tag`` may not charge on ``connector``: the reservation block said so."""
+    with LogWatch(f"idTag {id_tag} (parent None) may not charge on connector {connector}") as said:
         r.charger.present(id_tag, connector)
         async with asyncio.timeout(30):
             await said.seen.wait()
@@ -125,17 +127,46 @@ async def test_tc_046_2_cs_reserved_connector_remote_start(peer_kind: str) -> No
         assert strict_failures(r.peer) == []
 
 
+def expire_now(r: Rig, reservation_id: int) -> None:
+    """The clock reaches the reservation's expiryDate: its apscheduler job runs now (the job,
+    not a wait on the wall clock, is what ends it)."""
+    r.station.context.scheduler.modify_job(
+        f"reservation-{reservation_id}", next_run_time=datetime.now(UTC)
+    )
+
+
 async def test_tc_047_cs_reservation_expires(peer_kind: str) -> None:
     async with rig(peer_kind) as r:
         await unavailable(r, 2)
-        assert await reserve(r, 1, 13, expiry=later(2)) == "Accepted"  # step 2
+        assert await reserve(r, 1, 13) == "Accepted"  # step 2
         await r.wait_status(1, "Reserved")  # step 3
+        expire_now(r, 13)
         # Step 5: at expiryDate the connector is Available again.
         await r.peer.wait_for(lambda _: r.status_sequence(1)[-2:] == ["Reserved", "Available"])
         # Step 7: another idTag charges there; its StartTransaction names no reservation.
         await r.charging(1, "SOMEONE")
         assert "reservationId" not in (await started(r))
         assert strict_failures(r.peer) == []
+
+
+async def test_an_idtag_waiting_for_the_cable_when_its_reservation_ends_names_none(
+    peer_kind: str,
+) -> None:
+    """The reservation expired between the card and the cable: StartTransaction carries no
+    reservationId (§5.13: it tells the CSMS which reservation the transaction ended)."""
+    async with rig(peer_kind) as r:
+        assert await reserve(r, 1, 14) == "Accepted"
+        await r.wait_status(1, "Reserved")
+        r.charger.present(RESERVER, 1)
+        await r.wait_status(1, "Preparing")
+        expire_now(r, 14)
+        reservations = r.station.reservations
+        assert reservations is not None
+        async with asyncio.timeout(30):
+            await r.station.wait_until(lambda: reservations.book.all() == [])
+        r.charger.plug(1)
+        start = await started(r)
+        assert start["idTag"] == RESERVER and "reservationId" not in start
 
 
 async def test_tc_048_1_cs_faulted_connector(peer_kind: str) -> None:
@@ -302,13 +333,17 @@ async def test_a_reservation_survives_a_restart_unless_it_expired_meanwhile(
 ) -> None:
     async with rig(peer_kind) as r:
         assert await reserve(r, 1, 61) == "Accepted"
-        short = datetime.now(UTC) + timedelta(seconds=1)
-        expiry = short.isoformat().replace("+00:00", "Z")
-        assert await reserve(r, 2, 62, id_tag="SHORT", expiry=expiry) == "Accepted"
+        assert await reserve(r, 2, 62, id_tag="SHORT") == "Accepted"
         await r.wait_status(2, "Reserved")
         boots = len(r.calls("BootNotification"))
-        # The charge point stays off until 62 has expired.
-        await r.restart(off=max(0.0, (short - datetime.now(UTC)).total_seconds()) + 0.1)
+        await r.stop()
+        # The charge point stays off past 62's expiryDate: on disk, its expiry is behind us.
+        db = sqlite3.connect(r.config.storage_directory / "state.db")
+        with db:
+            past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+            db.execute("UPDATE reservations SET expiry = ? WHERE id = 62", (past,))
+        db.close()
+        await r.restart()
         await r.booted(boots + 1)
         after_boot = r.calls("StatusNotification")
         reported = {p["connectorId"]: p["status"] for p in after_boot}

@@ -12,6 +12,7 @@ check holds however slow the machine is. After the cases: the limit reaching the
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -341,13 +342,22 @@ async def test_tc_060_cs_remote_start_with_another_purpose_is_rejected(peer_kind
 
 
 async def test_the_limit_follows_each_period_boundary(peer_kind: str) -> None:
-    """The charger's current changes at the boundary the schedule names (an apscheduler job,
-    no polling), and the meter's power follows it."""
+    """The charger's current changes at the instants the schedule names (an apscheduler job,
+    no polling) and not before, and the meter's power follows it."""
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(CONNECTOR)
         connector = r.charger.connector(CONNECTOR)
         assert connector.limit_a is None  # no profile: the charger's maximum
-        start = datetime.now(UTC).replace(microsecond=0)
+        handed: list[tuple[float | None, datetime]] = []
+        hand = connector.set_current_limit
+
+        def recorded(amps: float | None) -> None:
+            handed.append((amps, datetime.now(UTC)))
+            hand(amps)
+
+        connector.set_current_limit = recorded  # type: ignore[method-assign]
+        # Starts 5 s from now: none until then, 10 A for 3 s, then 6 A.
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
         body = profile(
             9,
             "TxProfile",
@@ -357,9 +367,12 @@ async def test_the_limit_follows_each_period_boundary(peer_kind: str) -> None:
             transaction_id=transaction_id,
         )
         assert await set_profile(r, CONNECTOR, body) == "Accepted"
-        await r.station.wait_until(lambda: connector.limit_a == 10)
-        await r.station.wait_until(lambda: connector.limit_a == 6)
-        assert datetime.now(UTC) >= start + timedelta(seconds=3)
+        async with asyncio.timeout(60):
+            await r.station.wait_until(lambda: connector.limit_a == 6)
+        amps = [a for a, _ in handed]
+        assert amps[-1] == 6 and set(amps) <= {10, 6}
+        for limit, when in handed:  # never early
+            assert when >= start + timedelta(seconds=0 if limit == 10 else 3)
         reading = connector.read_meter()
         assert reading.current_a == 6 and reading.power_w == 6 * 230 * 3
         shown = describe(r.station)["connectors"][CONNECTOR - 1]  # chargepoint ctl status
@@ -367,9 +380,47 @@ async def test_the_limit_follows_each_period_boundary(peer_kind: str) -> None:
         # The transaction ends: its TxProfile goes, and the limit with it.
         await r.peer.call("RemoteStopTransaction", {"transactionId": transaction_id})
         await r.wait_calls("StopTransaction")
-        await r.station.wait_until(lambda: connector.limit_a is None)
+        async with asyncio.timeout(30):
+            await r.station.wait_until(lambda: connector.limit_a is None)
         assert r.station.smart_charging is not None
         assert r.station.smart_charging.installed() == []
+
+
+async def test_a_remote_start_profile_goes_with_its_authorization(peer_kind: str) -> None:
+    """A remote start that never becomes a transaction leaves its TxProfile to no one (errata
+    §3.42: it is the newly started transaction's)."""
+    async with rig(peer_kind) as r:
+        await r.peer.configure(id_tags={"NOBODY": {"status": "Invalid"}})
+        answer = await r.peer.call(
+            "RemoteStartTransaction",
+            {
+                "idTag": "NOBODY",
+                "connectorId": CONNECTOR,
+                "chargingProfile": profile(14, "TxProfile", [(0, 6)]),
+            },
+        )
+        assert answer == {"status": "Accepted"}
+        await r.wait_calls("Authorize")
+        async with asyncio.timeout(30):
+            await r.station.wait_until(
+                lambda: r.station.transactions.pending_id_tag(CONNECTOR) is None
+            )
+        await r.charging(CONNECTOR, "SOMEONE")
+        assert r.charger.connector(CONNECTOR).limit_a is None
+        assert r.station.smart_charging is not None
+        assert r.station.smart_charging.installed() == []
+
+
+async def test_a_tx_profile_does_not_outlive_a_power_cut(peer_kind: str) -> None:
+    async with rig(peer_kind) as r:
+        transaction_id = await r.charging(CONNECTOR)
+        body = profile(15, "TxProfile", [(0, 6)], transaction_id=transaction_id)
+        assert await set_profile(r, CONNECTOR, body) == "Accepted"
+        await r.restart()  # the transaction is stopped (PowerLoss) at boot
+        await r.booted(2)
+        assert r.station.smart_charging is not None
+        assert r.station.smart_charging.installed() == []
+        assert r.charger.connector(CONNECTOR).limit_a is None
 
 
 async def test_a_charge_point_maximum_is_shared_by_the_charging_connectors(
@@ -403,6 +454,10 @@ async def test_power_limits_are_converted_with_the_phases_and_profiles_survive_a
         await r.booted(2)
         answer = await composite(r, 60, connector=2)
         assert periods(answer) == [(0, 10)]
+        # Connector 0, no ChargePointMaxProfile: what the charge point may draw, both
+        # connectors at their maximum (errata v4.0 §3.30).
+        answer = await composite(r, 60, connector=0)
+        assert periods(answer) == [(0, 2 * r.charger.rating.max_current_a)]
 
 
 async def test_a_connector_that_does_not_exist_is_a_property_constraint_violation(

@@ -165,3 +165,24 @@ def test_no_other_idtag_ever_gets_a_reserved_connector(
     assert {r.connector for r in the_book.all() if r.connector} == {
         r.connector for r in made if r.connector
     }
+
+
+def test_what_ends_reservations() -> None:
+    """§5.13 (3): the charge point Faulted or Unavailable ends every reservation; a connector,
+    its own; a connector-0 reservation ends when no connector could serve it."""
+    the_book = book(res(1, 1), res(2, 2, "B"), res(3, 0, "C"))
+    ended = the_book.ended_by
+    assert ended(snapshot(FREE, FREE)) == []
+    assert [r.reservation_id for r in ended(snapshot(FAULTED, FREE))] == [1]
+    assert [r.reservation_id for r in ended(snapshot(FAULTED, OFF))] == [1, 2, 3]
+    assert len(ended(snapshot(FREE, FREE, whole=FAULTED))) == 3
+    assert len(ended(snapshot(BUSY, BUSY, whole=OFF))) == 3
+    # Busy connectors may still serve it later: a connector-0 reservation stays.
+    assert [r.reservation_id for r in ended(snapshot(BUSY, BUSY))] == []
+
+
+def test_which_decisions_need_the_parent() -> None:
+    the_book = book(res(1, 1, "A", "FAMILY"), res(2, 0, "B"))
+    assert the_book.needs_parent(1, "OTHER")
+    assert not the_book.needs_parent(1, "a")  # the reservation's own idTag
+    assert not the_book.needs_parent(2, "OTHER")  # connector 0's has no parent

@@ -84,6 +84,7 @@ def key_specs(
         profiles=config.charge_point.feature_profiles,
         security_profile=config.csms.security_profile,
         security_check=security_check,
+        max_message_size=csms.max_message_size,
     )
     by_name = {spec.name: spec for spec in specs}
     problems = []

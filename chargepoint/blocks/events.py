@@ -12,11 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from chargepoint.model.smart_charging import ChargingProfile
+
 
 @dataclass(frozen=True, slots=True)
 class TransactionStarted:
     connector: int
     reservation_id: int | None = None  # the reservation it ends (§5.13)
+    charging_profile: ChargingProfile | None = None  # its RemoteStartTransaction's TxProfile
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ that does not take the list). With the profile disabled in the configuration the
 no handler at all: CallError NotSupported.
 
 An update is applied inside the handler, in one SQLite transaction, before it is answered:
-Accepted means the list is on disk.
+Accepted means the list is on disk. The event loop waits for it: 10,000 entries take ~35 ms on
+a desktop core, a few hundred ms on a controller's, which the serial line's buffers absorb.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from chargepoint.blocks.reservation import Reservations
 from chargepoint.blocks.smart_charging import SmartCharging
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.model.authorization import IdTagInfo
+from chargepoint.model.smart_charging import ChargingProfile
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +76,30 @@ class RemoteControl:
             number = (candidates or [1])[0]
         if self._reservations is not None and self._reservations.refuses_at_once(number, id_tag):
             return RemoteStartStopStatus.rejected
+        profile: ChargingProfile | None = None
         if charging_profile is not None:
             if self._smart_charging is None:
                 log.info("RemoteStartTransaction with a charging profile: Smart Charging is off")
-            elif not self._smart_charging.remote_start_profile(number, charging_profile):
-                return RemoteStartStopStatus.rejected  # OCTT TC_060_CS
+            else:
+                profile = self._smart_charging.remote_start_profile(charging_profile)
+                if profile is None:
+                    return RemoteStartStopStatus.rejected  # OCTT TC_060_CS
         # Claim the connector now, so a second request for it is rejected.
         if not transactions.claim(number, id_tag):
             return RemoteStartStopStatus.rejected
-        self._context.spawn(self._remote_start(number, id_tag), "remote start")
+        self._context.spawn(self._remote_start(number, id_tag, profile), "remote start")
         return RemoteStartStopStatus.accepted
 
-    async def _remote_start(self, number: int, id_tag: str) -> None:
+    async def _remote_start(
+        self, number: int, id_tag: str, profile: ChargingProfile | None
+    ) -> None:
         info = IdTagInfo.from_json({"status": "Accepted"})
-        if self._context.keys.boolean("AuthorizeRemoteTxRequests"):
+        reservations = self._reservations
+        # §5.13: a reservation with a parentIdTag needs the idTag's parent, which only the
+        # list, the cache or an Authorize.req can give, whatever AuthorizeRemoteTxRequests says.
+        if self._context.keys.boolean("AuthorizeRemoteTxRequests") or (
+            reservations is not None and reservations.needs_parent(number, id_tag)
+        ):
             info = await self._authorization.authorize(id_tag)
         async with self._context.work():
             if not self._transactions.release(number, id_tag):
@@ -103,7 +114,9 @@ class RemoteControl:
                 )
                 if not allowed:
                     return
-            await self._transactions.authorized(number, id_tag, info.parent_id_tag, reservation_id)
+            await self._transactions.authorized(
+                number, id_tag, info.parent_id_tag, reservation_id, profile
+            )
 
     @on(Action.remote_stop_transaction)  # type: ignore[untyped-decorator]
     def _on_remote_stop(self, transaction_id: int) -> call_result.RemoteStopTransaction:

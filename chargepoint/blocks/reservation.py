@@ -72,6 +72,9 @@ class Reservations:
 
     # -- what the card reader and the remote start ask --
 
+    def needs_parent(self, number: int, id_tag: str) -> bool:
+        return self.book.needs_parent(number, id_tag)
+
     def refuses_at_once(self, number: int, id_tag: str) -> bool:
         """Connector ``number`` is reserved for someone else whatever ``id_tag``'s parent."""
         if self.book.blocks_without_asking(number, id_tag):
@@ -157,6 +160,8 @@ class Reservations:
         )
         if status is ReservationStatus.accepted:
             replaced = self.book.get(reservation_id) is not None
+            if replaced:
+                self._transactions.forget_reservation(reservation_id)
             self.book.put(request)
             self._schedule(request)
             log.info(
@@ -204,6 +209,7 @@ class Reservations:
     def _end(self, reservation_id: int, why: str) -> bool:
         if not self.book.remove(reservation_id):
             return False
+        self._transactions.forget_reservation(reservation_id)
         with contextlib.suppress(JobLookupError):
             self._context.scheduler.remove_job(_job(reservation_id))
         log.info("reservation %d ended: %s", reservation_id, why)

@@ -71,14 +71,31 @@ class SmartCharging:
         self._transactions = transactions
         self._rating = context.charger.rating
         self._applied: dict[int, float | None] = {}
-        # A RemoteStartTransaction's TxProfile, installed when its transaction starts.
-        self._remote: dict[int, ChargingProfile] = {}
         context.events.subscribe(TransactionStarted, self._on_transaction_started)
         context.events.subscribe(TransactionEnded, self._on_transaction_ended)
 
     def start(self) -> None:
+        """After the transactions a restart interrupted are resumed or stopped: a TxProfile
+        whose transaction is gone (a power cut between its end and this) goes too."""
         self._drop_expired()
+        stale = [
+            item.profile.id
+            for item in self.installed()
+            if item.profile.purpose is ChargingProfilePurpose.TX
+            and not self._runs(item.connector_id, item.profile.transaction_id)
+        ]
+        if stale:
+            self._remove(stale)
+            log.info("TxProfiles %s outlived their transaction: removed", stale)
         self.apply()
+
+    def _runs(self, connector_id: int, transaction_id: int | None) -> bool:
+        running = self._transaction(connector_id)
+        return running is not None and (
+            transaction_id is None
+            or running.transaction_id is None
+            or running.transaction_id == transaction_id
+        )
 
     async def close(self) -> None:
         with contextlib.suppress(JobLookupError):
@@ -129,9 +146,12 @@ class SmartCharging:
         start = datetime.fromisoformat(tx.start_time.replace("Z", "+00:00"))
         return ActiveTransaction(tx.transaction_id, start)
 
-    def _local_limit(self) -> ChargingLimit:
+    def _local_limit(self, connector_id: int) -> ChargingLimit:
+        """The charger's own maximum: a connector's, or for connector 0 (what the charge point
+        may draw from the grid, errata v4.0 §3.30) all connectors' together."""
         rating = self._rating
-        return ChargingLimit(rating.max_current_a, ChargingRateUnit.A, rating.phases)
+        count = len(self._context.connectors) if connector_id == 0 else 1
+        return ChargingLimit(rating.max_current_a * count, ChargingRateUnit.A, rating.phases)
 
     # -- SetChargingProfile (§5.16) --
 
@@ -150,12 +170,17 @@ class SmartCharging:
             log.warning("SetChargingProfile rejected: %s", exc)
             return call_result.SetChargingProfile(ChargingProfileStatus.rejected)
         installed = self.installed()
+        transaction = self._transaction(connector_id)
+        if (
+            transaction is not None
+            and transaction.transaction_id is None
+            and profile.transaction_id is not None
+        ):
+            # The CSMS may send the TxProfile right behind StartTransaction.conf, before the
+            # charge point has recorded the id that answer gave: the CSMS's id is the one.
+            transaction = ActiveTransaction(profile.transaction_id, transaction.start)
         reason = rejection_reason(
-            connector_id,
-            profile,
-            self._limits(),
-            transaction=self._transaction(connector_id),
-            installed=installed,
+            connector_id, profile, self._limits(), transaction=transaction, installed=installed
         )
         if reason is not None:
             log.warning(
@@ -219,7 +244,7 @@ class SmartCharging:
             connector_id,
             now,
             duration,
-            local_limit=self._local_limit(),
+            local_limit=self._local_limit(connector_id),
             unit=None if charging_rate_unit is None else ChargingRateUnit(charging_rate_unit),
             transaction=self._transaction(connector_id),
             voltage=self._rating.voltage_v,
@@ -235,23 +260,23 @@ class SmartCharging:
 
     # -- RemoteStartTransaction with a chargingProfile (§5.11) --
 
-    def remote_start_profile(self, connector_id: int, profile_json: dict[str, Any]) -> bool:
-        """Take the TxProfile of a RemoteStartTransaction.req for connector ``connector_id``:
-        False when it must be refused (OCTT TC_060_CS: a purpose other than TxProfile)."""
+    def remote_start_profile(self, profile_json: dict[str, Any]) -> ChargingProfile | None:
+        """The TxProfile of a RemoteStartTransaction.req, to travel with its authorization
+        and be set when its transaction starts; None when the request must be refused (OCTT
+        TC_060_CS: a purpose other than TxProfile)."""
         try:
             profile = ChargingProfile.from_json(snake_to_camel_case(profile_json))
         except ChargingProfileError as exc:
             log.warning("RemoteStartTransaction's charging profile refused: %s", exc)
-            return False
+            return None
         reason = remote_start_rejection(profile, self._limits())
         if reason is not None:
             log.warning("RemoteStartTransaction's charging profile refused: %s", reason)
-            return False
-        self._remote[connector_id] = profile
-        return True
+            return None
+        return profile
 
     def _on_transaction_started(self, event: TransactionStarted) -> None:
-        profile = self._remote.pop(event.connector, None)
+        profile = event.charging_profile
         if profile is not None:
             self._install(event.connector, profile)
             log.info(

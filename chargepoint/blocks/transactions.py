@@ -39,6 +39,7 @@ from chargepoint.hardware.charger import (
     Unplugged,
 )
 from chargepoint.model.authorization import IdTagInfo
+from chargepoint.model.smart_charging import ChargingProfile
 from chargepoint.model.transactions import Transaction
 from chargepoint.protocol.outbox import Item
 
@@ -54,6 +55,7 @@ class Authorized:
     expires: asyncio.TimerHandle | None = None
     confirmed: bool = True  # False: a remote start still waiting for its Authorize
     reservation_id: int | None = None  # the reservation its transaction will end (§5.13)
+    charging_profile: ChargingProfile | None = None  # a remote start's TxProfile (§5.11)
 
 
 @dataclass
@@ -200,12 +202,18 @@ class Transactions:
         id_tag: str,
         parent_id_tag: str | None,
         reservation_id: int | None = None,
+        charging_profile: ChargingProfile | None = None,
     ) -> None:
         """``id_tag`` may charge on connector ``number`` (using reservation
-        ``reservation_id``): start now if the EV is there, else wait ConnectionTimeOut for it.
-        Call inside a unit of work."""
+        ``reservation_id``, with a remote start's ``charging_profile``): start now if the EV is
+        there, else wait ConnectionTimeOut for it. Call inside a unit of work."""
         connector = self.connectors[number - 1]
-        authorized = Authorized(id_tag, parent_id_tag, reservation_id=reservation_id)
+        authorized = Authorized(
+            id_tag,
+            parent_id_tag,
+            reservation_id=reservation_id,
+            charging_profile=charging_profile,
+        )
         if connector.hardware.ev_connected:
             await self._start(connector, authorized)
             return
@@ -221,6 +229,14 @@ class Transactions:
         )
         connector.authorized = authorized
         self._context.events.publish(AuthorizationPending(number, True))
+
+    def forget_reservation(self, reservation_id: int) -> None:
+        """Reservation ``reservation_id`` ended (expired, cancelled, replaced): an idTag still
+        waiting for the cable starts without it (its StartTransaction names no reservation)."""
+        for connector in self.connectors:
+            authorized = connector.authorized
+            if authorized is not None and authorized.reservation_id == reservation_id:
+                authorized.reservation_id = None
 
     def _on_out_of_service(self, event: OutOfService) -> None:
         connector = self.connectors[event.connector - 1]
@@ -285,7 +301,9 @@ class Transactions:
         connector.transaction = tx
         hardware.start_energy()
         self._context.events.publish(
-            TransactionStarted(connector.number, authorized.reservation_id)
+            TransactionStarted(
+                connector.number, authorized.reservation_id, authorized.charging_profile
+            )
         )
         log.info(
             "transaction started on connector %d for %s (meter %d Wh)",

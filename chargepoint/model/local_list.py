@@ -8,8 +8,9 @@ list has afterwards. The rules this model applies, in this order:
 
 * version 0 and -1 mean "empty" and "not supported" in GetLocalListVersion.conf, so an update
   naming either is refused (errata §3.52) — ``Failed``;
-* more entries than SendLocalListMaxLength, or one idTag twice in one update (idTags are
-  CiString20, case-insensitive: §7.2, §7.30), is ``Failed``;
+* more entries than SendLocalListMaxLength, one idTag twice in one update (IdToken is a
+  case-insensitive CiString20: §7.28, §7.1), or an entry without idTagInfo in a Full update
+  (§7.1) is ``Failed``;
 * a Differential update whose version is not above the list's is ``VersionMismatch`` (§6.42);
 * a list longer than LocalAuthListMaxLength afterwards is ``Failed`` and changes nothing;
 * an empty list has version 0 whatever the update named (§5.10: "0 SHALL be used to indicate
@@ -88,7 +89,7 @@ class UpdateRefused(Exception):
 
 def precheck(update: ListUpdate, version: int, send_max: int) -> Outcome | None:
     """What the update is refused for before anything is written, or None."""
-    if update.version in (EMPTY_VERSION, NOT_ENABLED_VERSION) or update.version < 0:
+    if update.version <= EMPTY_VERSION:  # 0 and -1 are reserved, and no version is below
         return Outcome(UpdateStatus.failed, f"listVersion {update.version} is reserved (errata)")
     if len(update.entries) > send_max:
         return Outcome(
@@ -96,7 +97,10 @@ def precheck(update: ListUpdate, version: int, send_max: int) -> Outcome | None:
             f"{len(update.entries)} entries, more than SendLocalListMaxLength {send_max}",
         )
     seen: set[str] = set()
-    for id_tag, _ in update.entries:
+    for id_tag, info in update.entries:
+        if update.full and info is None:
+            # §7.1 AuthorizationData.idTagInfo: "Required when UpdateType is Full".
+            return Outcome(UpdateStatus.failed, f"idTag {id_tag} has no idTagInfo in a Full update")
         folded = id_tag.casefold()
         if folded in seen:
             return Outcome(UpdateStatus.failed, f"idTag {id_tag} appears twice")

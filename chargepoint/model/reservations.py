@@ -95,7 +95,13 @@ class ReservationBook:
         ]
 
     def get(self, reservation_id: int) -> Reservation | None:
-        return next((r for r in self.all() if r.reservation_id == reservation_id), None)
+        row = self._db.execute(
+            "SELECT id, connector, id_tag, parent, expiry FROM reservations WHERE id = ?",
+            (reservation_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Reservation(row[0], row[1], row[2], row[3], datetime.fromisoformat(row[4]))
 
     def put(self, reservation: Reservation) -> None:
         self._db.execute(
@@ -187,6 +193,16 @@ class ReservationBook:
             and own.id_tag.casefold() != id_tag.casefold()
         )
 
+    def needs_parent(self, number: int, id_tag: str) -> bool:
+        """Whether deciding ``id_tag`` on connector ``number`` needs its parentIdTag: a
+        reservation there (or of connector 0) has one, and is not ``id_tag``'s own."""
+        return any(
+            r.parent_id_tag is not None
+            and r.connector in (0, number)
+            and r.id_tag.casefold() != id_tag.casefold()
+            for r in self.all()
+        )
+
     def shown_reserved(self, snapshot: Snapshot) -> set[int]:
         """The connectors whose status is Reserved."""
         reservations = self.all()
@@ -199,12 +215,21 @@ class ReservationBook:
         return shown
 
     def ended_by(self, snapshot: Snapshot) -> list[Reservation]:
-        """Reservations a Faulted or Unavailable connector (or charge point) ends (§5.13)."""
+        """Reservations a Faulted or Unavailable charge point or connector ends (§5.13 (3)):
+        the charge point's ends them all; a connector's, its own; and a reservation of
+        connector 0 ends when no connector is left that could serve it."""
+        whole = snapshot.charge_point
+        if whole.faulted or whole.unavailable:
+            return self.all()
+        usable = [
+            n
+            for n, state in snapshot.connectors.items()
+            if not (state.faulted or state.unavailable)
+        ]
         ended = []
         for reservation in self.all():
             if reservation.connector == 0:
-                whole = snapshot.charge_point
-                gone = whole.faulted or whole.unavailable
+                gone = not usable
             else:
                 state = snapshot.connectors.get(reservation.connector)
                 gone = state is None or state.faulted or state.unavailable
