@@ -70,11 +70,18 @@ async def test_a_core_only_deployment_reports_core_and_refuses_the_other_profile
             ),
             ("GetDiagnostics", {"location": "http://127.0.0.1:9/up/"}),
             ("SendLocalList", {"listVersion": 1, "updateType": "Full"}),  # LocalAuthList...
-            ("ClearChargingProfile", {}),
+            ("GetLocalListVersion", {}),
+            ("ClearChargingProfile", {}),  # SmartCharging
+            ("GetCompositeSchedule", {"connectorId": 1, "duration": 60}),
         ):
             with pytest.raises(CsmsCallError) as refused:
                 await r.peer.call(action, payload)
             assert refused.value.code == "NotSupported", action
+        # The profiles' keys are not there either.
+        profile_keys = ["LocalAuthListEnabled", "ReserveConnectorZeroSupported"]
+        profile_keys += ["ChargeProfileMaxStackLevel", "MaxChargingProfilesInstalled"]
+        answer = await r.peer.call("GetConfiguration", {"key": profile_keys})
+        assert sorted(answer["unknownKey"]) == sorted(profile_keys)
         # Core goes on as before.
         answer = await r.peer.call(
             "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "90"}
