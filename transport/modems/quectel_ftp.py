@@ -54,6 +54,7 @@ from transport.errors import (
 from transport.ftp import FtpLocation, RemoteFile, fetch_resuming, store_in_directory
 from transport.http import FetchResult, Progress
 from transport.modems.quectel_files import QuectelFiles, error_code
+from transport.modems.quectel_tls import file_server_context
 from transport.shielding import shielded
 
 log = logging.getLogger(__name__)
@@ -242,21 +243,15 @@ class QuectelFtp:
     async def _configure_tls(self) -> None:
         s = self.settings
         ctx = s.ssl_context_id
-        await self._at.command(f'AT+QSSLCFG="sslversion",{ctx},4')
-        await self._at.command(f'AT+QSSLCFG="ciphersuite",{ctx},0XFFFF')
-        if s.ca_file is None:
-            log.warning("ftps without a CA file: the server's certificate is not verified")
-            await self._at.command(f'AT+QSSLCFG="seclevel",{ctx},0')
-            return
-        if not self._ca_uploaded:
-            await self.files.upload(self.CA, s.ca_file.read_bytes())
-            self._ca_uploaded = True
-        await self._at.command(f'AT+QSSLCFG="cacert",{ctx},"{self.CA}"')
-        await self._at.command(f'AT+QSSLCFG="seclevel",{ctx},1')
-        try:
-            await self._at.command(f'AT+QSSLCFG="sni",{ctx},1')  # newer firmware (§3.1, §9.12)
-        except AtCommandFailed:
-            log.debug("this firmware has no SNI option")
+        self._ca_uploaded = await file_server_context(
+            self._at,
+            self.files,
+            ctx,
+            s.ca_file,
+            self.CA,
+            ca_uploaded=self._ca_uploaded,
+            scheme="ftps",
+        )
 
     async def _open(self, where: FtpLocation) -> None:
         command = f'AT+QFTPOPEN="{where.host}",{where.port}'

@@ -17,6 +17,7 @@ are never logged (the AT layer logs only the length of data it sends).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -199,3 +200,34 @@ class QuectelTls:
             await self._files.delete(name)
             await self._files.delete(_digest_name(name))
             log.info("removed %s from the module", name)
+
+
+async def file_server_context(
+    at: AtChannel,
+    files: QuectelFiles,
+    context_id: int,
+    ca_file: Path | None,
+    ca_name: str,
+    *,
+    ca_uploaded: bool,
+    scheme: str,
+) -> bool:
+    """SSL context ``context_id`` for a file server (https://, ftps://): TLS 1.2 or later, any
+    suite the module has, the server verified against ``ca_file`` (uploaded once as
+    ``ca_name``) with SNI where the firmware has it, or not verified without a CA file (a
+    warning says so). Returns whether the CA file is on the module now."""
+    await at.command(f'AT+QSSLCFG="sslversion",{context_id},4')
+    await at.command(f'AT+QSSLCFG="ciphersuite",{context_id},0XFFFF')
+    if ca_file is None:
+        log.warning("%s without a CA file: the server's certificate is not verified", scheme)
+        await at.command(f'AT+QSSLCFG="seclevel",{context_id},0')
+        return ca_uploaded
+    if not ca_uploaded:
+        await files.upload(ca_name, await asyncio.to_thread(ca_file.read_bytes))
+    await at.command(f'AT+QSSLCFG="cacert",{context_id},"{ca_name}"')
+    await at.command(f'AT+QSSLCFG="seclevel",{context_id},1')
+    try:
+        await at.command(f'AT+QSSLCFG="sni",{context_id},1')  # newer firmware (§3.1, §9.12)
+    except AtCommandFailed:
+        log.debug("this firmware has no SNI option")
+    return True
