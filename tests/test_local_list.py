@@ -22,7 +22,7 @@ from ocpp.v16.enums import AuthorizationStatus, UpdateStatus
 
 from chargepoint.model.authorization import AuthorizationCache, Authorizer, IdTagInfo
 from chargepoint.model.local_list import ListUpdate, LocalAuthList
-from chargepoint.storage import open_state
+from chargepoint.storage import SCHEMA, open_state
 from tests.harness import fresh_state, keys_on
 
 ACCEPTED = IdTagInfo(AuthorizationStatus.accepted)
@@ -177,7 +177,7 @@ POWER_CUT = textwrap.dedent(
     import os, sys
     from chargepoint.model.authorization import IdTagInfo
     from chargepoint.model.local_list import LocalAuthList, ListUpdate
-    from chargepoint.storage import open_state
+    from chargepoint.storage import SCHEMA, open_state
     from ocpp.v16.enums import AuthorizationStatus
 
     db = open_state(sys.argv[1])
@@ -269,9 +269,12 @@ def reference(
 
 
 @pytest.mark.property
+@pytest.mark.timeout(1200)  # make fuzz: 20,000 examples take minutes
 @given(st.lists(updates, max_size=12))
 def test_any_sequence_of_updates_gives_the_reference_list(sequence: list[ListUpdate]) -> None:
-    local = LocalAuthList(open_state(fresh_state()))
+    db = sqlite3.connect(":memory:", isolation_level=None)  # the same schema, no fsync per example
+    db.executescript(SCHEMA)
+    local = LocalAuthList(db)
     expected: dict[str, IdTagInfo] = {}
     version = 0
     for update in sequence:

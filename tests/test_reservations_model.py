@@ -6,6 +6,7 @@ connector-0 reservations always keep a connector free.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,8 +21,7 @@ from chargepoint.model.reservations import (
     Snapshot,
     parse_expiry,
 )
-from chargepoint.storage import open_state
-from tests.harness import fresh_state
+from chargepoint.storage import SCHEMA
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -36,7 +36,9 @@ def snapshot(*states: ConnectorState, whole: ConnectorState = FREE) -> Snapshot:
 
 
 def book(*reservations: Reservation) -> ReservationBook:
-    the_book = ReservationBook(open_state(fresh_state()))
+    db = sqlite3.connect(":memory:", isolation_level=None)  # the state's schema, in memory
+    db.executescript(SCHEMA)
+    the_book = ReservationBook(db)
     for reservation in reservations:
         the_book.put(reservation)
     return the_book
@@ -134,6 +136,7 @@ def scenes(draw: st.DrawFn) -> tuple[ReservationBook, Snapshot, list[Reservation
 
 
 @pytest.mark.property
+@pytest.mark.timeout(1200)  # make fuzz: 20,000 examples take minutes
 @given(scenes(), st.integers(min_value=1, max_value=4), tags, parents)
 def test_no_other_idtag_ever_gets_a_reserved_connector(
     scene: tuple[ReservationBook, Snapshot, list[Reservation]],
