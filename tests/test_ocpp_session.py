@@ -292,7 +292,8 @@ MALFORMED = [
     ('[2,"not-object","DataTransfer",[1,2]]', "not-object", "FormationViolation"),
     ('[2,"unknown","FlyToTheMoon",{}]', "unknown", "NotImplemented"),
     (
-        # Smart Charging is not supported: a known action without a handler (OCPP-J §4.2.3).
+        # Smart Charging is not offered by this deployment: a known action without a handler
+        # (OCPP-J §4.2.3).
         '[2,"unhandled","ClearChargingProfile",{}]',
         "unhandled",
         "NotSupported",
@@ -308,7 +309,9 @@ async def test_malformed_csms_requests_get_the_callerror_ocpp_j_names_and_the_se
         csms_peer(peer_kind, password=PASSWORD, boots="Accepted:1") as peer,
         network(link_kind) as net,
     ):
-        daemon = Daemon(make_config(peer.url), net.link)
+        without = ["Core", "FirmwareManagement", "RemoteTrigger"]  # no Smart Charging
+        config = make_config(peer.url, charge_point={"feature_profiles": without})
+        daemon = Daemon(config, net.link)
         async with running(daemon):
             await peer.wait_for(lambda _: len(statuses(peer)) == 3)
             for text, message_id, code in MALFORMED:

@@ -1,7 +1,7 @@
 """The reservation decisions of :mod:`chargepoint.model.reservations` (OCPP 1.6 §5.13) on a
-real SQLite file: the ReserveNow answers in the order §5.13 gives them, and the property that
-no idTag but the reserved one (or one of its parent) ever gets a reserved connector, and that
-connector-0 reservations always keep a connector free.
+real SQLite database (in memory, with the state's schema): the ReserveNow answers in the order
+§5.13 gives them, and the property that no idTag but the reserved one (or one of its parent)
+ever gets a reserved connector, and that connector-0 reservations always keep a connector free.
 """
 
 from __future__ import annotations
