@@ -206,8 +206,9 @@ class Reservations:
             if reservation is not None and reservation.expiry == expiry:
                 self._end(reservation_id, "expired")
 
-    def _end(self, reservation_id: int, why: str) -> bool:
-        if not self.book.remove(reservation_id):
+    def _end(self, reservation_id: int, why: str, *, removed: bool = False) -> bool:
+        """End the reservation (``removed``: its row is already gone) and its expiry job."""
+        if not self.book.remove(reservation_id) and not removed:
             return False
         self._transactions.forget_reservation(reservation_id)
         with contextlib.suppress(JobLookupError):
@@ -217,9 +218,8 @@ class Reservations:
 
     def _on_transaction_started(self, event: TransactionStarted) -> None:
         if event.reservation_id is not None:
-            self._end(
-                event.reservation_id, f"used by the transaction on connector {event.connector}"
-            )
+            used = f"used by the transaction on connector {event.connector}"
+            self._end(event.reservation_id, used, removed=True)  # the journal deleted it
 
     def _on_settled(self) -> None:
         snapshot = self.snapshot()

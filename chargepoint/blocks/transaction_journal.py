@@ -48,6 +48,10 @@ class TransactionJournal:
             )
             self._add_stop_value(tx, reading, "Transaction.Begin", when)
             self._context.send_durable("StartTransaction", payload, tx.local_id)
+            if reservation_id is not None:
+                # §5.13: the transaction ends the reservation, in the same write, so a power
+                # cut cannot leave it standing once StartTransaction has named it.
+                self._context.db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
         return tx
 
     def end(
