@@ -189,8 +189,12 @@ class AtParser:
         payload_rules: Iterable[PayloadRule] = (),
         max_line: int = 4096,
         max_payload: int = 65536,
+        normalise: Callable[[str], str] | None = None,
     ) -> None:
         self._urc_prefixes = tuple(urc_prefixes)
+        # Rewrites each line before it is classified: a family whose results vary in case or
+        # spacing ("+Socket: 3" in TI's guide, "+socket:3" from TI's code) gets one spelling.
+        self._normalise = normalise
         self._payload_rules = tuple(payload_rules)
         self._max_line = max_line
         self._max_payload = max_payload
@@ -291,6 +295,8 @@ class AtParser:
         text = raw.decode("latin-1").strip()
         if not text:
             return
+        if self._normalise is not None:
+            text = self._normalise(text)
         event = self._classify(text)
         if isinstance(event, Connect) and event.length is None and self._armed is not None:
             length, self._sink = self._armed, self._armed_sink
@@ -439,6 +445,10 @@ class _Request:
     sink: Callable[[bytes], None] | None = None
     bulk: bool = False
     probe: bool = False  # a bare AT sent to find out whether the module is back in step
+    # A command the module acknowledges with OK at once and ends with a second final result
+    # once the operation is over (TI SimpleLink's "blocked" commands: AT+Connect, AT+Recv,
+    # AT+Select...: OK, then "+recv:..." and OK, or "ERROR:process command,<code>").
+    blocked: bool = False
 
     @property
     def shown(self) -> str:
@@ -455,6 +465,7 @@ class _Pending:
     owns_lock: bool
     lines: list[Line] = field(default_factory=list)
     prompted: bool = False  # the data has been written after the prompt
+    acknowledged: bool = False  # a blocked command's first OK has come
     finished: bool = False  # the final result (or a failure) has come
     abandoned: bool = False  # the caller was cancelled; the reader settles it
     settled: bool = False
@@ -494,8 +505,10 @@ class AtChannel:
         probe_attempts: int = 3,
         probe_timeout: float = 2.0,
         quiet_time: float = 0.3,
+        probe_command: str = "AT",
     ) -> None:
         self._port = port
+        self._probe_command = probe_command
         self._parser = parser
         self._default_timeout = default_timeout
         self._probe_attempts = probe_attempts
@@ -504,6 +517,7 @@ class AtChannel:
         self._last_rx = 0.0
         self._lock = asyncio.Lock()
         self._interactive_waiting = 0  # commands not marked BULK waiting for the lock
+        self._bulk_waiting = 0
         self._no_interactive = asyncio.Event()
         self._last_interactive = 0.0
         self._pending: _Pending | None = None
@@ -524,6 +538,12 @@ class AtChannel:
     def failed(self) -> bool:
         """The port is gone or the channel was closed: nothing more can be sent on it."""
         return self._failure is not None
+
+    @property
+    def waiting(self) -> int:
+        """Commands waiting for the line (interactive and bulk): a driver that would hold the
+        line for a while (a blocking wait for socket data) makes it short when others wait."""
+        return self._interactive_waiting + self._bulk_waiting
 
     def wire_time(self, count: int) -> float:
         """Seconds ``count`` bytes take on the line (start bit, 8 data bits, stop bit)."""
@@ -574,15 +594,18 @@ class AtChannel:
         expect: tuple[str, ...] = (),
         log_as: str | None = None,
         check: bool = True,
+        blocked: bool = False,
     ) -> Response:
         """Send ``command`` and wait for its final result.
 
         ``expect`` lists the prefixes of this command's information lines that would otherwise
         be taken for URCs (``+CPIN:`` for ``AT+CPIN?``). ``log_as`` replaces the command in logs
         when it carries a secret. With ``check`` (the default) an error result raises
-        :class:`AtCommandFailed`.
+        :class:`AtCommandFailed`. A ``blocked`` command's first OK only says it was accepted:
+        its result is the final result after it (the line stays held until then).
         """
-        return await self._run(_Request(command, None, timeout, expect, log_as, check))
+        request = _Request(command, None, timeout, expect, log_as, check, blocked=blocked)
+        return await self._run(request)
 
     async def command_with_data(
         self,
@@ -653,7 +676,11 @@ class AtChannel:
     async def _run(self, request: _Request) -> Response:
         request = dataclasses.replace(request, bulk=BULK.get())
         if request.bulk:
-            await self._acquire_bulk()
+            self._bulk_waiting += 1
+            try:
+                await self._acquire_bulk()
+            finally:
+                self._bulk_waiting -= 1
         else:
             self._interactive_waiting += 1
             try:
@@ -709,7 +736,9 @@ class AtChannel:
             await self._wait_for_quiet_line()
         for attempt in range(1, self._probe_attempts + 1):
             try:
-                request = _Request("AT", None, self._probe_timeout, (), None, False, probe=True)
+                request = _Request(
+                    self._probe_command, None, self._probe_timeout, (), None, False, probe=True
+                )
                 await self._exchange(request, owns_lock=False)
                 if self._owed:
                     await self._wait_for_quiet_line()
@@ -861,7 +890,14 @@ class AtChannel:
             if pending is not None and pending.request.probe and event.kind is not ResultKind.OK:
                 self._paid(f"late final result {event.text!r} while probing with AT")
             elif pending is not None and not pending.finished:
-                self._finish(pending, event)
+                if (
+                    pending.request.blocked
+                    and not pending.acknowledged
+                    and event.kind is ResultKind.OK
+                ):
+                    pending.acknowledged = True  # accepted; the result comes when it is over
+                else:
+                    self._finish(pending, event)
             else:
                 self._paid(f"final result {event.text!r} with no command waiting")
         elif isinstance(event, Prompt):
