@@ -98,9 +98,30 @@ class ModemConfig:
     context_id: int
     sim_pin: str | None
     registration_timeout: float
+    wifi: WifiConfig | None = None
 
     def __repr__(self) -> str:
         return f"ModemConfig(type={self.type!r}, port={self.port!r}, apn={self.apn!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class WifiConfig:
+    """The ``[wifi]`` table: the network a Wi-Fi module joins."""
+
+    ssid: str | None
+    security: str  # open | wep | wpa_wpa2 | wpa_ent
+    key: str | None
+    eap_method: str | None
+    user: str | None
+    anonymous_user: str | None
+    provisioning: str  # profile | connect | stored
+    join_timeout: float
+
+    def __repr__(self) -> str:  # the key stays out of logs and tracebacks
+        return (
+            f"WifiConfig(ssid={self.ssid!r}, security={self.security!r}, "
+            f"provisioning={self.provisioning!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +189,14 @@ def parse_config(text: str, source: Path = Path("<config>")) -> Config:
     problems = [problem for error in _VALIDATOR.iter_errors(data) for problem in _describe(error)]
     if problems:
         raise ConfigError(str(source), sorted(set(problems)))
+    wifi_given = bool(data.get("wifi"))
     _fill_defaults(data, SCHEMA)
     problems = []
+    if wifi_given and data["modem"]["type"] != "simplelink":
+        problems.append(
+            f'wifi: only a Wi-Fi module uses it (modem.type is "{data["modem"]["type"]}"); '
+            "remove the table or set modem.type"
+        )
     config = _build(data, source, problems)
     if problems or config is None:
         raise ConfigError(str(source), problems)
@@ -183,8 +210,11 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
         problems.append(f"firmware.ca_file: {fw['ca_file']} is not a readable file")
     password = _csms_password(csms, source, problems)
     security = _security(csms, modem, password, source, problems)
-    if modem["type"] == "quectel" and "port" not in modem:
-        problems.append('modem.port: required when modem.type is "quectel" (e.g. "/dev/ttyUSB2")')
+    if modem["type"] != "host" and "port" not in modem:
+        problems.append(
+            f'modem.port: required when modem.type is "{modem["type"]}" (e.g. "/dev/ttyUSB2")'
+        )
+    wifi = _wifi(data.get("wifi"), modem["type"], problems)
     if csms["reconnect_delay_max"] < csms["reconnect_delay_min"]:
         problems.append("csms.reconnect_delay_max: must not be less than csms.reconnect_delay_min")
     if problems:
@@ -229,6 +259,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             context_id=modem["context_id"],
             sim_pin=modem.get("sim_pin"),
             registration_timeout=float(modem["registration_timeout"]),
+            wifi=wifi,
         ),
         storage_directory=Path(data["storage"]["directory"]),
         log_level=data["logging"]["level"],
@@ -251,6 +282,72 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             max_log_bytes=data["diagnostics"]["max_log_bytes"],
         ),
         ready_timeout=float(data["service"]["ready_timeout"]),
+    )
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _wifi(table: dict[str, Any] | None, modem_type: str, problems: list[str]) -> WifiConfig | None:
+    """``[wifi]``, checked against its security type: the mistakes that would otherwise show
+    only as a module that never joins (a WPA passphrase of 7 characters, a key on an open
+    network, 802.1X without an identity)."""
+    if modem_type != "simplelink":
+        return None
+    table = table or {}
+    provisioning = table.get("provisioning", "profile")
+    security = table.get("security", "wpa_wpa2")
+    ssid = table.get("ssid") or None
+    key = table.get("key") or None
+    if provisioning != "stored" and ssid is None:
+        problems.append(
+            "wifi.ssid: required (the network to join), unless wifi.provisioning is "
+            '"stored" (the module already holds it)'
+        )
+    if provisioning != "stored":
+        problem = _wifi_key_problem(security, key, table)
+        if problem is not None:
+            problems.append(problem)
+    return WifiConfig(
+        ssid=ssid,
+        security=security,
+        key=key,
+        eap_method=table.get("eap_method"),
+        user=table.get("user") or None,
+        anonymous_user=table.get("anonymous_user") or None,
+        provisioning=provisioning,
+        join_timeout=float(table.get("join_timeout", 30)),
+    )
+
+
+def _wifi_key_problem(security: str, key: str | None, table: dict[str, Any]) -> str | None:
+    if security == "open":
+        if key is not None:
+            return "wifi.key: an open network takes no key; remove it, or set wifi.security"
+        return None
+    if security == "wpa_ent":
+        if not table.get("user"):
+            return "wifi.user: 802.1X (wpa_ent) needs the identity to log in with"
+        if "eap_method" not in table:
+            return "wifi.eap_method: 802.1X (wpa_ent) needs the method (e.g. PEAP0_MSCHAPv2)"
+        if key is None and not table["eap_method"].endswith("TLS"):
+            return f"wifi.key: 802.1X with {table['eap_method']} needs the password"
+        return None
+    if key is None:
+        return f'wifi.key: a {security} network needs its key (wifi.security = "{security}")'
+    hex_key = set(key) <= _HEX
+    if security == "wep":
+        if len(key) in (5, 13) or (hex_key and len(key) in (10, 26)):
+            return None
+        return (
+            f"wifi.key: a WEP key is 5 or 13 characters or 10 or 26 hex digits, not "
+            f"{len(key)} characters"
+        )
+    if 8 <= len(key) <= 63 or (hex_key and len(key) == 64):
+        return None
+    return (
+        f"wifi.key: a WPA passphrase is 8 to 63 characters (or 64 hex digits), not "
+        f"{len(key)} characters"
     )
 
 

@@ -349,11 +349,13 @@ SCHEMA: dict[str, Any] = {
             "required": ["type"],
             "properties": {
                 "type": {
-                    "description": "quectel: a Quectel module on a serial port; host: this "
-                    "computer's own network",
-                    "enum": ["quectel", "host"],
-                    "x-message": 'must be "quectel" (a Quectel module on a serial port) or '
-                    '"host" (this computer\'s own network)',
+                    "description": "quectel: a Quectel cellular module on a serial port; "
+                    "simplelink: a TI SimpleLink Wi-Fi network processor (CC3220, CC3235) on a "
+                    "serial port, joining the network of [wifi]; host: this computer's own "
+                    "network",
+                    "enum": ["quectel", "simplelink", "host"],
+                    "x-message": 'must be "quectel" (a Quectel cellular module), "simplelink" '
+                    '(a TI SimpleLink Wi-Fi module) or "host" (this computer\'s own network)',
                 },
                 "port": {
                     "description": "the module's AT port, best by its stable name under "
@@ -395,6 +397,64 @@ SCHEMA: dict[str, Any] = {
                     "type": "number",
                     "exclusiveMinimum": 0,
                     "default": 90,
+                },
+            },
+        },
+        "wifi": {
+            "type": "object",
+            "description": "the Wi-Fi network a Wi-Fi module joins (modem.type = simplelink)",
+            "additionalProperties": False,
+            "properties": {
+                "ssid": {
+                    **_at_string(),
+                    "description": "the network's name (1 to 32 characters)",
+                    "minLength": 1,
+                    "maxLength": 32,
+                },
+                "security": {
+                    "description": "open, wep, wpa_wpa2 (WPA2/WPA3-transition personal, a "
+                    "passphrase) or wpa_ent (802.1X: user, eap_method)",
+                    "enum": ["open", "wep", "wpa_wpa2", "wpa_ent"],
+                    "default": "wpa_wpa2",
+                },
+                "key": {
+                    **_at_string(),
+                    "description": "the passphrase (WPA: 8 to 63 characters or 64 hex digits; "
+                    "WEP: 5 or 13 characters or 10 or 26 hex digits) or the 802.1X password; "
+                    "never logged",
+                },
+                "eap_method": {
+                    "description": "802.1X method for wpa_ent",
+                    "enum": [
+                        "TLS",
+                        "TTLS_TLS",
+                        "TTLS_MSCHAPv2",
+                        "TTLS_PSK",
+                        "PEAP0_TLS",
+                        "PEAP0_MSCHAPv2",
+                        "PEAP0_PSK",
+                        "PEAP1_TLS",
+                        "PEAP1_PSK",
+                    ],
+                },
+                "user": {**_at_string(), "description": "802.1X identity for wpa_ent"},
+                "anonymous_user": {
+                    **_at_string(),
+                    "description": "802.1X outer (anonymous) identity for wpa_ent",
+                },
+                "provisioning": {
+                    "description": "profile: store the network on the module, which then "
+                    "rejoins by itself after a drop or a restart; connect: join at every "
+                    "bring-up, store nothing; stored: use what is already provisioned on the "
+                    "module (ssid and key not needed)",
+                    "enum": ["profile", "connect", "stored"],
+                    "default": "profile",
+                },
+                "join_timeout": {
+                    "description": "seconds to wait for the access point and an IP address",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "default": 30,
                 },
             },
         },

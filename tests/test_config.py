@@ -83,8 +83,8 @@ type = "ppp"
         "charge_point.model: missing (required)",
         "charge_point.vendor: must be at most 20 characters (OCPP limit)",
         "csms.ping_interval: must be at least 0",
-        'modem.type: must be "quectel" (a Quectel module on a serial port) or "host" '
-        "(this computer's own network)",
+        'modem.type: must be "quectel" (a Quectel cellular module), "simplelink" (a TI '
+        'SimpleLink Wi-Fi module) or "host" (this computer\'s own network)',
     ]
 
 
@@ -186,3 +186,73 @@ def test_ocpp_keys_in_the_file_are_checked_like_change_configuration() -> None:
     ]
     good = make_config("ws://127.0.0.1:1/ocpp", keys={"MeterValueSampleInterval": 15})
     assert Daemon(good, HostLink()).keys.integer("MeterValueSampleInterval") == 15
+
+
+WIFI_MODULE = """
+[charge_point]
+id = "CP1"
+vendor = "V"
+model = "M"
+
+[csms]
+url = "ws://127.0.0.1:9000/ocpp"
+
+[modem]
+type = "simplelink"
+port = "/dev/ttyS1"
+"""
+
+
+@pytest.mark.parametrize(
+    ("wifi", "problem"),
+    [
+        ('ssid = "Site"\nkey = "seven77"', "wifi.key: a WPA passphrase is 8 to 63 characters"),
+        (
+            'ssid = "Site"',
+            'wifi.key: a wpa_wpa2 network needs its key (wifi.security = "wpa_wpa2")',
+        ),
+        ('ssid = "Site"\nsecurity = "open"\nkey = "whatever1"', "wifi.key: an open network"),
+        ('ssid = "Site"\nsecurity = "wep"\nkey = "abcdef"', "wifi.key: a WEP key is 5 or 13"),
+        ('ssid = "Site"\nsecurity = "wpa_ent"\nkey = "pw"', "wifi.user: 802.1X (wpa_ent)"),
+        (
+            'ssid = "Site"\nsecurity = "wpa_ent"\nuser = "cp1"\neap_method = "PEAP0_MSCHAPv2"',
+            "wifi.key: 802.1X with PEAP0_MSCHAPv2 needs the password",
+        ),
+        ('key = "longenough"', "wifi.ssid: required (the network to join)"),
+        ('ssid = "Si"te"', None),  # not TOML at all: reported by the TOML parser
+    ],
+)
+def test_the_wifi_table_is_checked_against_its_security_type(
+    wifi: str, problem: str | None
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(WIFI_MODULE + "\n[wifi]\n" + wifi + "\n")
+    if problem is not None:
+        assert [p for p in caught.value.problems if p.startswith(problem)], caught.value.problems
+
+
+@pytest.mark.parametrize(
+    "wifi",
+    [
+        'ssid = "Site Net, 2nd floor"\nkey = "correct horse battery"',
+        'ssid = "Site"\nkey = "' + "ab" * 32 + '"',
+        'ssid = "Site"\nsecurity = "open"',
+        'ssid = "Site"\nsecurity = "wep"\nkey = "0123456789"',
+        'ssid = "Site"\nsecurity = "wpa_ent"\nuser = "cp1"\neap_method = "TLS"',
+        'provisioning = "stored"',
+    ],
+)
+def test_good_wifi_tables_load_and_the_key_stays_out_of_repr(wifi: str) -> None:
+    config = parse_config(WIFI_MODULE + "\n[wifi]\n" + wifi + "\n")
+    assert config.modem.wifi is not None
+    assert "horse" not in repr(config.modem) and "horse" not in repr(config.modem.wifi)
+
+
+def test_a_wifi_table_without_a_wifi_module_is_a_mistake() -> None:
+    text = WIFI_MODULE.replace('"simplelink"', '"quectel"') + '\n[wifi]\nssid = "Site"\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert caught.value.problems == [
+        'wifi: only a Wi-Fi module uses it (modem.type is "quectel"); remove the table or set '
+        "modem.type"
+    ]

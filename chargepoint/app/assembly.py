@@ -13,58 +13,66 @@ from chargepoint.hardware.charger import Charger
 from config.loader import Config, ConfigError
 from config.ocpp_keys import Check, ConfigurationKeys, KeySpec, core_keys
 from transport.link import Link
+from transport.modems.families import Family, ModuleSettings, WifiSettings, family
 from transport.modems.host import HostLink
 from transport.modems.host_ftp import HostFtp
 from transport.modems.host_http import HostHttp
-from transport.modems.quectel import QuectelLink
-from transport.modems.quectel_ftp import FtpSettings
-from transport.modems.quectel_http import HttpSettings
-from transport.modems.quectel_settings import PdpAuth, QuectelSettings
 
 
-def quectel_settings(config: Config) -> QuectelSettings:
-    """The module driver's settings from ``[modem]``."""
+def module_family(config: Config) -> Family | None:
+    """The module family ``modem.type`` names; None for the host's own network."""
+    return None if config.modem.type == "host" else family(config.modem.type)
+
+
+def module_settings(config: Config) -> ModuleSettings:
+    """What ``[modem]``, ``[wifi]`` and ``[firmware]`` say about the module, for its driver."""
     modem = config.modem
-    return QuectelSettings(
+    fw = config.firmware
+    wifi = modem.wifi
+    assert modem.port is not None  # the loader insists on it for a module
+    return ModuleSettings(
+        port=modem.port,
+        baudrate=modem.baudrate,
         apn=modem.apn,
         username=modem.username,
         password=modem.password,
-        auth={"none": PdpAuth.NONE, "pap": PdpAuth.PAP, "chap": PdpAuth.CHAP}.get(
-            modem.auth, PdpAuth.PAP_OR_CHAP
-        ),
+        auth=modem.auth,
         context_id=modem.context_id,
         sim_pin=modem.sim_pin,
         registration_timeout=modem.registration_timeout,
+        wifi=None
+        if wifi is None
+        else WifiSettings(
+            ssid=wifi.ssid,
+            security=wifi.security,
+            key=wifi.key,
+            eap_method=wifi.eap_method,
+            user=wifi.user,
+            anonymous_user=wifi.anonymous_user,
+            provisioning=wifi.provisioning,
+            join_timeout=wifi.join_timeout,
+        ),
+        # HTTPS and FTPS file servers (often a public CDN) are verified against
+        # firmware.ca_file, which may be the CSMS's CA file.
+        files_ca=fw.ca_file,
+        piece_size=fw.piece_size,
+        chunk=fw.chunk_size,
+        scratch_drive=fw.scratch_drive,
     )
 
 
 def link_for(config: Config) -> Link:
     """The link the configuration asks for."""
-    modem = config.modem
     fw = config.firmware
-    # HTTPS and FTPS file servers (often a public CDN) are verified against firmware.ca_file,
-    # which may be the CSMS's CA file; on the host link without it, against the system's store.
-    ca_file = fw.ca_file
-    if modem.type == "host":
+    found = module_family(config)
+    if found is None:
+        # On the host link without firmware.ca_file, servers are verified against the
+        # system's trust store.
         return HostLink(
-            http=HostHttp(ca_file=ca_file, piece_size=fw.piece_size),
-            ftp=HostFtp(ca_file=ca_file),
+            http=HostHttp(ca_file=fw.ca_file, piece_size=fw.piece_size),
+            ftp=HostFtp(ca_file=fw.ca_file),
         )
-    assert modem.port is not None  # the loader insists on it for a module
-    http = HttpSettings(
-        context_id=modem.context_id,
-        ca_file=ca_file,
-        piece_size=fw.piece_size,
-        chunk=fw.chunk_size,
-        scratch_drive=fw.scratch_drive,
-    )
-    ftp = FtpSettings(
-        context_id=modem.context_id,
-        ca_file=ca_file,
-        chunk=fw.chunk_size,
-        scratch_drive=fw.scratch_drive,
-    )
-    return QuectelLink(modem.port, modem.baudrate, quectel_settings(config), http, ftp)
+    return found.link(module_settings(config))
 
 
 def key_specs(

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from chargepoint.app.assembly import key_specs, link_for, quectel_settings
+from chargepoint.app.assembly import key_specs, link_for, module_family, module_settings
 from chargepoint.hardware.charger import MEASURANDS
 from chargepoint.logs import stderr_is_journal
 from config.loader import Config, ConfigError, load_config
@@ -19,20 +19,7 @@ from transport.at import AtChannel, Urc
 from transport.errors import TransportError
 from transport.ftp import parse_location
 from transport.link import TransferClients
-from transport.modems.quectel import open_quectel, quectel_channel
-
-# Commands that hand the line over to a data phase (">" or CONNECT, then our bytes): the
-# daemon drives them; the console does not.
-DATA_PHASE = (
-    "AT+QISEND",
-    "AT+QFUPL",
-    "AT+QFWRITE",
-    "AT+QHTTPURL",
-    "AT+QHTTPPOST",
-    "AT+QHTTPPUT",
-    "AT+QSSLSEND",
-    "AT+CMGS",
-)
+from transport.modems.families import Family
 
 
 def check_config(path: str, out: TextIO = sys.stdout) -> int:
@@ -43,10 +30,10 @@ def check_config(path: str, out: TextIO = sys.stdout) -> int:
     except ConfigError as error:
         print(error.report(), file=sys.stderr)
         return 1
+    found = module_family(config)
     link = (
-        f"Quectel module on {config.modem.port} at {config.modem.baudrate} baud, "
-        f"APN {config.modem.apn!r}"
-        if config.modem.type == "quectel"
+        found.describe(module_settings(config))
+        if found is not None
         else "the controller's own network (modem.type = host)"
     )
     print(f"{path}: OK", file=out)
@@ -68,7 +55,7 @@ def _warnings(config: Config) -> list[str]:
     """Things that are not errors in the file but will stop the service on this machine."""
     found = []
     port = config.modem.port
-    if config.modem.type == "quectel" and port is not None and not Path(port).exists():
+    if config.modem.type != "host" and port is not None and not Path(port).exists():
         found.append(
             f"modem.port: {port} does not exist here (module not plugged in? its stable name "
             "is under /dev/serial/by-id/)"
@@ -105,40 +92,27 @@ def _security_line(config: Config) -> str:
     return line
 
 
-def _modem_config(config: Config) -> str | None:
-    if config.modem.type != "quectel" or config.modem.port is None:
+def _modem_family(config: Config) -> Family | None:
+    found = module_family(config)
+    if found is None:
         print(
             'chargepoint: modem.type is "host": the daemon uses the controller\'s own network, '
             "there is no module to talk to",
             file=sys.stderr,
         )
-        return None
-    return config.modem.port
+    return found
 
 
 async def modem_info(config: Config, out: TextIO = sys.stdout) -> int:
     """Bring the module up as the daemon would and print what it says about itself."""
-    port = _modem_config(config)
-    if port is None:
+    found = _modem_family(config)
+    if found is None:
         return 1
-    settings = quectel_settings(config)
     try:
-        async with open_quectel(port, config.modem.baudrate, settings) as modem:
-            info = await modem.bring_up()
+        rows = await found.info(module_settings(config))
     except TransportError as error:
         print(f"chargepoint modem info: {error}", file=sys.stderr)
         return 1
-    identity = info.identity
-    rows = [
-        ("module", f"{identity.manufacturer} {identity.model} on {port}"),
-        ("firmware", identity.revision),
-        ("IMEI", identity.imei),
-        ("SIM ICCID", identity.iccid or "unknown"),
-        ("SIM IMSI", identity.imsi or "unknown"),
-        ("registration", info.registration.describe()),
-        ("signal", info.signal.describe()),
-        ("PDP context", f"{settings.context_id}, APN {settings.apn!r}, address {info.ip_address}"),
-    ]
     for name, value in rows:
         print(f"{name:<14}{value}", file=out)
     return 0
@@ -148,11 +122,11 @@ async def modem_at(
     config: Config, command: str | None, timeout: float, out: TextIO = sys.stdout
 ) -> int:
     """One AT command, or a console (a command per line of stdin), URCs shown as they come."""
-    port = _modem_config(config)
-    if port is None:
+    found = _modem_family(config)
+    if found is None:
         return 1
     try:
-        channel = quectel_channel(port, config.modem.baudrate, quectel_settings(config))
+        channel = found.channel(module_settings(config))
     except TransportError as error:
         print(f"chargepoint modem at: {error}", file=sys.stderr)
         return 1
@@ -160,8 +134,8 @@ async def modem_at(
     channel.subscribe("", lambda urc: _show_urc(urc, out))
     try:
         if command is not None:
-            return 0 if await _send(channel, command, timeout, out) else 1
-        return await _console(channel, timeout, out)
+            return 0 if await _send(channel, found, command, timeout, out) else 1
+        return await _console(channel, found, timeout, out)
     finally:
         await channel.close()
 
@@ -170,19 +144,22 @@ def _show_urc(urc: Urc, out: TextIO) -> None:
     print(f"urc: {urc.text}", file=out, flush=True)
 
 
-async def _send(channel: AtChannel, line: str, timeout: float, out: TextIO) -> bool:
+async def _send(channel: AtChannel, found: Family, line: str, timeout: float, out: TextIO) -> bool:
     command = line.strip()
-    if command.upper().startswith(DATA_PHASE):
+    if found.data_phase and command.upper().startswith(found.data_phase):
         print(f"{command}: needs a data phase, which only the daemon drives", file=out)
         return False
     if not command.upper().startswith("AT"):
         print(f"{command}: AT commands start with AT", file=out)
         return False
-    name = command[2:].split("=", 1)[0].rstrip("?")
+    name = command[2:].split("=", 1)[0].rstrip("?").strip()
     # The command's own information lines (+CREG: for AT+CREG?) are its answer, not URCs.
     expect = (name + ":",) if name.startswith("+") else ()
+    blocked = ("AT" + name).upper() in found.blocked
     try:
-        response = await channel.command(command, timeout=timeout, expect=expect, check=False)
+        response = await channel.command(
+            command, timeout=timeout, expect=expect, check=False, blocked=blocked
+        )
     except TransportError as error:
         print(f"{command}: {error}", file=out, flush=True)
         return False
@@ -193,7 +170,7 @@ async def _send(channel: AtChannel, line: str, timeout: float, out: TextIO) -> b
     return response.result.success
 
 
-async def _console(channel: AtChannel, timeout: float, out: TextIO) -> int:
+async def _console(channel: AtChannel, found: Family, timeout: float, out: TextIO) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         print("AT console: one command per line; URCs appear as they come. Ctrl-D ends.", file=out)
@@ -207,7 +184,7 @@ async def _console(channel: AtChannel, timeout: float, out: TextIO) -> int:
             return 1 if failures and not interactive else 0
         if line.strip().lower() in ("exit", "quit"):
             return 0
-        if line.strip() and not await _send(channel, line, timeout, out):
+        if line.strip() and not await _send(channel, found, line, timeout, out):
             failures += 1
 
 

@@ -1,0 +1,158 @@
+"""The module families the daemon can drive, by the name ``modem.type`` gives them.
+
+The composition root, the operator commands and the demo reach a family only through this
+table and the plain settings below, so nothing above :mod:`transport.modems` knows which
+module it drives: adding a family is a driver in this package and one entry in
+:data:`FAMILIES`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from transport.at import AtChannel
+from transport.link import Link
+from transport.modems.quectel import QuectelLink, open_quectel, quectel_channel
+from transport.modems.quectel_ftp import FtpSettings
+from transport.modems.quectel_http import HttpSettings
+from transport.modems.quectel_settings import PdpAuth, QuectelSettings
+
+
+@dataclass(frozen=True, slots=True)
+class WifiSettings:
+    """The network a Wi-Fi module joins (``[wifi]`` of the configuration file)."""
+
+    ssid: str | None
+    security: str = "wpa_wpa2"  # open | wep | wpa_wpa2 | wpa_ent
+    key: str | None = None
+    eap_method: str | None = None
+    user: str | None = None
+    anonymous_user: str | None = None
+    provisioning: str = "profile"  # profile | connect | stored
+    join_timeout: float = 30.0
+
+    def __repr__(self) -> str:  # the key never reaches a log
+        return f"WifiSettings(ssid={self.ssid!r}, security={self.security!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSettings:
+    """What the configuration says about the module, whatever its family; each family takes
+    the part that concerns it (a cellular module the APN, a Wi-Fi module the network)."""
+
+    port: str
+    baudrate: int = 115200
+    apn: str = ""
+    username: str = ""
+    password: str = ""
+    auth: str = "pap_or_chap"  # none | pap | chap | pap_or_chap
+    context_id: int = 1
+    sim_pin: str | None = None
+    registration_timeout: float = 90.0
+    wifi: WifiSettings | None = None
+    files_ca: Path | None = None  # CA of HTTPS/FTPS file servers (firmware.ca_file)
+    piece_size: int = 128 * 1024  # bytes per HTTP Range request
+    chunk: int = 4096  # bytes per module file read/write: the longest the line is held
+    scratch_drive: str = "RAM"
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One module family: how to build its link, read its identity, and talk AT to it."""
+
+    name: str
+    summary: str  # for check-config: "Quectel cellular module"
+    describe: Callable[[ModuleSettings], str]  # the link line of check-config
+    link: Callable[[ModuleSettings], Link]
+    info: Callable[[ModuleSettings], Awaitable[list[tuple[str, str]]]]  # `modem info` rows
+    channel: Callable[[ModuleSettings], AtChannel]  # `modem at`; not started
+    # Commands the AT console must not send: they hand the line to a data phase the daemon
+    # drives (">" or CONNECT, then bytes), and commands whose first OK only says "accepted".
+    data_phase: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+
+
+# --- Quectel ---------------------------------------------------------------------------------
+
+
+def _quectel_settings(settings: ModuleSettings) -> QuectelSettings:
+    return QuectelSettings(
+        apn=settings.apn,
+        username=settings.username,
+        password=settings.password,
+        auth={"none": PdpAuth.NONE, "pap": PdpAuth.PAP, "chap": PdpAuth.CHAP}.get(
+            settings.auth, PdpAuth.PAP_OR_CHAP
+        ),
+        context_id=settings.context_id,
+        sim_pin=settings.sim_pin,
+        registration_timeout=settings.registration_timeout,
+    )
+
+
+def _quectel_link(settings: ModuleSettings) -> Link:
+    quectel = _quectel_settings(settings)
+    http = HttpSettings(
+        context_id=settings.context_id,
+        ca_file=settings.files_ca,
+        piece_size=settings.piece_size,
+        chunk=settings.chunk,
+        scratch_drive=settings.scratch_drive,
+    )
+    ftp = FtpSettings(
+        context_id=settings.context_id,
+        ca_file=settings.files_ca,
+        chunk=settings.chunk,
+        scratch_drive=settings.scratch_drive,
+    )
+    return QuectelLink(settings.port, settings.baudrate, quectel, http, ftp)
+
+
+async def _quectel_info(settings: ModuleSettings) -> list[tuple[str, str]]:
+    quectel = _quectel_settings(settings)
+    async with open_quectel(settings.port, settings.baudrate, quectel) as modem:
+        info = await modem.bring_up()
+    identity = info.identity
+    return [
+        ("module", f"{identity.manufacturer} {identity.model} on {settings.port}"),
+        ("firmware", identity.revision),
+        ("IMEI", identity.imei),
+        ("SIM ICCID", identity.iccid or "unknown"),
+        ("SIM IMSI", identity.imsi or "unknown"),
+        ("registration", info.registration.describe()),
+        ("signal", info.signal.describe()),
+        ("PDP context", f"{quectel.context_id}, APN {quectel.apn!r}, address {info.ip_address}"),
+    ]
+
+
+def _quectel_channel(settings: ModuleSettings) -> AtChannel:
+    quectel = _quectel_settings(settings)
+    return quectel_channel(settings.port, settings.baudrate, quectel)
+
+
+QUECTEL = Family(
+    name="quectel",
+    summary="Quectel cellular module (EC2x, EG9x, BG9x, EC200U)",
+    describe=lambda s: f"Quectel module on {s.port} at {s.baudrate} baud, APN {s.apn!r}",
+    link=_quectel_link,
+    info=_quectel_info,
+    channel=_quectel_channel,
+    data_phase=(
+        "AT+QISEND",
+        "AT+QFUPL",
+        "AT+QFWRITE",
+        "AT+QHTTPURL",
+        "AT+QHTTPPOST",
+        "AT+QHTTPPUT",
+        "AT+QSSLSEND",
+        "AT+CMGS",
+    ),
+)
+
+
+FAMILIES: dict[str, Family] = {family.name: family for family in (QUECTEL,)}
+
+
+def family(name: str) -> Family:
+    """The family ``modem.type`` names; KeyError for one this build does not have."""
+    return FAMILIES[name]
