@@ -81,6 +81,11 @@ class PdpActivationError(ModemError):
     """The packet data context (APN) could not be activated."""
 
 
+class WlanError(ModemError):
+    """The Wi-Fi station could not join its network (no access point with the SSID answered,
+    the key or the 802.1X credentials were refused, no IP address from DHCP)."""
+
+
 class SocketOpenError(ModemError):
     """The module could not open a TCP connection."""
 

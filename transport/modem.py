@@ -81,6 +81,7 @@ class ModemIdentity:
     imei: str
     iccid: str | None
     imsi: str | None
+    mac: str | None = None  # Wi-Fi modules: the station's MAC address
 
 
 @dataclass(frozen=True, slots=True)
