@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NODE_CSMS := tests/peers/node_csms
 NODE_STAMP := $(NODE_CSMS)/node_modules/.installed-stamp
+# The simulated module family of `make demo`: quectel (cellular) or simplelink (Wi-Fi).
+MODULE ?= quectel
 BENCHES := serial_throughput roundtrip outbox firmware reconnect composite_schedule
 
 .PHONY: demo test lint typecheck unit bench fuzz clean systemd-tool
@@ -34,7 +36,7 @@ systemd-tool:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends systemd; }
 
 demo: $(STAMP)
-	$(BIN)/chargepoint demo
+	$(BIN)/chargepoint demo --module $(MODULE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 """Building blocks for tests that run the whole charge point: configuration files, CSMS peers,
-the network in between (host TCP or the simulated Quectel module) and a running daemon."""
+the network in between (host TCP or a simulated module of either family) and a running daemon."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from chargepoint.hardware.charger import MEASURANDS
 from chargepoint.hardware.simulated import SimulatedCharger
 from chargepoint.station import Station
 from chargepoint.storage import open_state
-from config.loader import Config, parse_config
+from config.loader import Config, FirmwareConfig, parse_config
 from config.ocpp_keys import ConfigurationKeys, core_keys
 from tests.conftest import FAST, TcpProxy
 from tests.peers import Csms, NodeCsms, PythonCsms
@@ -35,8 +35,47 @@ from transport.modems.quectel import QuectelLink
 from transport.modems.quectel_http import HttpSettings
 from transport.modems.quectel_settings import QuectelSettings
 from transport.simulator import SimulatorShell
+from transport.simulator.families import simulated
 
 PASSWORD = bytes.fromhex("00112233445566778899aabbccddeeff00112233")
+
+FAMILIES = ("quectel", "simplelink")
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """What a charge point test runs against: a CSMS peer and the family of the simulated
+    module in between."""
+
+    peer: str  # "python" (the ocpp library) or "node" (ocpp-rpc, strict)
+    family: str = "quectel"
+
+    def __str__(self) -> str:
+        return f"{self.peer}-{self.family}"
+
+
+# Each OCTT case runs on both CSMS peers and both module families, paired: every case sees
+# each CSMS and each module once, in two runs rather than four.
+STACKS = (Stack("python", "quectel"), Stack("node", "simplelink"))
+
+
+def _stack(kind: str | Stack) -> Stack:
+    return kind if isinstance(kind, Stack) else Stack(kind)
+
+
+def module_link(family: str, path: str, config: Config | None = None, modem: Any = None) -> Link:
+    """The daemon's link to a simulated module of ``family`` on ``path`` (test time limits)."""
+    fw = config.firmware if config is not None else FirmwareConfig()
+    if family == "quectel":
+        http = HttpSettings(ca_file=fw.ca_file, piece_size=fw.piece_size, chunk=fw.chunk_size)
+        return QuectelLink(path, 115200, modem or FAST, http)
+    raise ValueError(f"no link for module family {family!r}")
+
+
+def module_shell(family: str = "quectel", **sim_options: Any) -> SimulatorShell:
+    """A simulated module of ``family`` on a pty (not started)."""
+    return SimulatorShell(simulated(family).module(), **sim_options)
+
 
 _STATE_ROOT = Path(tempfile.mkdtemp(prefix="chargepoint-tests-"))
 atexit.register(shutil.rmtree, _STATE_ROOT, ignore_errors=True)
@@ -120,8 +159,8 @@ def _toml(value: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def csms_peer(kind: str, **options: Any) -> AsyncIterator[Csms]:
-    peer: Csms = PythonCsms(**options) if kind == "python" else NodeCsms(**options)
+async def csms_peer(kind: str | Stack, **options: Any) -> AsyncIterator[Csms]:
+    peer: Csms = PythonCsms(**options) if _stack(kind).peer == "python" else NodeCsms(**options)
     await peer.start()
     try:
         yield peer
@@ -142,9 +181,8 @@ async def network(kind: str, **sim_options: Any) -> AsyncIterator[Network]:
     if kind == "host":
         yield Network(HostLink(connect_timeout=5), None)
         return
-    async with SimulatorShell(**sim_options) as sim:
-        link = QuectelLink(sim.path, 115200, FAST)
-        yield Network(link, sim)
+    async with module_shell(kind, **sim_options) as sim:
+        yield Network(module_link(kind, sim.path), sim)
 
 
 @contextlib.asynccontextmanager
@@ -234,8 +272,8 @@ def make_station(connectors: int = 2, **keys: str) -> Station:
 
 
 class Rig:
-    """A charge point on the simulated Quectel module, a CSMS peer, and a proxy in between
-    that can cut the CSMS off (a coverage hole) while the module itself stays up."""
+    """A charge point on a simulated module, a CSMS peer, and a proxy in between that can cut
+    the CSMS off (a coverage hole) while the module itself stays up."""
 
     def __init__(
         self,
@@ -244,20 +282,21 @@ class Rig:
         proxy: TcpProxy,
         config: Config,
         modem: QuectelSettings = FAST,
+        family: str = "quectel",
     ) -> None:
         self.peer = peer
         self.sim = sim
         self.proxy = proxy
         self.config = config
         self.modem = modem
+        self.family = family
         self.daemon = self._new_daemon()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def _new_daemon(self) -> Daemon:
-        fw = self.config.firmware
-        http = HttpSettings(ca_file=fw.ca_file, piece_size=fw.piece_size, chunk=fw.chunk_size)
-        return Daemon(self.config, QuectelLink(self.sim.path, 115200, self.modem, http))
+        link = module_link(self.family, self.sim.path, self.config, self.modem)
+        return Daemon(self.config, link)
 
     @property
     def charger(self) -> SimulatedCharger:
@@ -376,7 +415,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    peer_kind: str,
+    peer_kind: str | Stack,
     *,
     keys: dict[str, Any] | None = None,
     boots: str = "Accepted:300",
@@ -385,19 +424,21 @@ async def rig(
     modem: QuectelSettings = FAST,
     **config: Any,
 ) -> AsyncIterator[Rig]:
-    """A booted charge point (statuses reported) against ``peer_kind``."""
-    async with csms_peer(peer_kind, password=PASSWORD, boots=boots) as peer:
+    """A booted charge point (statuses reported) against ``peer_kind`` (a peer name, or a
+    :class:`Stack` that also names the module family)."""
+    stack = _stack(peer_kind)
+    async with csms_peer(stack, password=PASSWORD, boots=boots) as peer:
         proxy = TcpProxy(peer.port)
         await proxy.start()
         try:
-            async with SimulatorShell(**(sim_options or {})) as sim:
+            async with module_shell(stack.family, **(sim_options or {})) as sim:
                 settings = make_config(
                     f"ws://127.0.0.1:{proxy.port}/ocpp",
                     keys={"MeterValueSampleInterval": 0, **(keys or {})},
                     connectors=connectors,
                     **config,
                 )
-                the_rig = Rig(peer, sim, proxy, settings, modem)
+                the_rig = Rig(peer, sim, proxy, settings, modem, stack.family)
                 the_rig.start()
                 try:
                     if boots.startswith("Accepted"):
@@ -415,13 +456,15 @@ CHARGEPOINT = Path(sys.executable).parent / "chargepoint"
 
 
 @contextlib.asynccontextmanager
-async def simulator_process(link: Path, *options: str) -> AsyncIterator[Path]:
-    """``python -m transport.simulator quectel --link LINK``, up once it says so."""
+async def simulator_process(
+    link: Path, *options: str, family: str = "quectel"
+) -> AsyncIterator[Path]:
+    """``python -m transport.simulator <family> --link LINK``, up once it says so."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "transport.simulator",
-        "quectel",
+        family,
         "--link",
         str(link),
         *options,

@@ -23,6 +23,7 @@ from chargepoint.app.daemon import Daemon
 from chargepoint.logs import configure_logging
 from chargepoint.storage import StateError
 from config.loader import Config, ConfigError, load_config
+from transport.simulator.families import SIMULATED
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser = sub.add_parser(
         "demo",
         help="run the self-contained demo: simulated module, local CSMS and file server",
-        description="Start a simulated Quectel module on a pty, a CSMS and an HTTP file server "
+        description="Start a simulated module on a pty, a CSMS and an HTTP file server "
         "on 127.0.0.1 and the charge point daemon; play boot, RFID charging, a coverage hole, "
         "remote start/stop, a firmware update and a diagnostics upload; print the timeline and "
         "a summary. Exit code 0 when every step happened. Nothing leaves this machine.",
+    )
+    demo_parser.add_argument(
+        "--module",
+        choices=sorted(SIMULATED),
+        default="quectel",
+        help="the module family to simulate (default: quectel)",
     )
     demo_parser.add_argument(
         "--keep-running",
@@ -217,7 +224,7 @@ def _ctl(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        return demo.main(keep_running=args.keep_running)
+        return demo.main(keep_running=args.keep_running, module=args.module)
     if args.command == "ctl":
         return _ctl(args)
     if args.command == "check-config":

@@ -1,13 +1,15 @@
 """``chargepoint demo``: the whole charge point on this machine, with nothing attached.
 
-Four parts start on loopback and a pseudo-terminal: a simulated Quectel EC200U on a pty at
+Four parts start on loopback and a pseudo-terminal: a simulated module (``--module``, of any
+family :mod:`transport.simulator.families` has; a Quectel EC200U by default) on a pty at
 115200 baud with 50 ms of network latency each way, a CSMS (`websockets` + the `ocpp` library),
 an HTTP file server holding a firmware image and taking diagnostics uploads, and the charge
 point daemon, configured by a TOML file written for it exactly as an installer would. A script
 then plays a day at the charger: boot, cable in, RFID card, charging with meter values, a
-coverage hole while charging (the module loses the cell; meter values queue on disk and are
-delivered when it is back), stop, a remote start and stop from the CSMS, a firmware update
-(download through AT+QHTTPGET, install, restart, "Installed") and a diagnostics upload.
+coverage hole while charging (the module loses the cell, or the Wi-Fi access point; meter values
+queue on disk and are delivered when it is back), stop, a remote start and stop from the CSMS, a
+firmware update (download through the module's HTTP client, install, restart, "Installed") and a
+diagnostics upload.
 
 It prints one timeline of what crossed the serial line (AT commands with their results; the
 data-moving commands only counted), the WebSocket and OCPP, then a summary; exit code 0 when
@@ -50,7 +52,8 @@ from chargepoint.demo.timeline import Timeline
 from chargepoint.logs import FORMAT
 from chargepoint.station import Station
 from config.loader import load_config
-from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
+from transport.simulator import SimulatorShell
+from transport.simulator.families import SimulatedFamily, simulated
 from transport.simulator.file_server import FileServer
 
 LATENCY = 0.05
@@ -66,11 +69,12 @@ class StepFailed(Exception):
 
 
 class Demo:
-    def __init__(self, out: TextIO, *, keep_running: bool = False) -> None:
+    def __init__(self, out: TextIO, *, keep_running: bool = False, module: str = "quectel") -> None:
         self.out = out
         self.keep_running = keep_running
+        self.module: SimulatedFamily = simulated(module)
         self.start = time.time()
-        self.timeline = Timeline(out, self.start)
+        self.timeline = Timeline(out, self.start, self.module.data_commands)
         self.daemon: Daemon | None = None
         self._daemon_stop = asyncio.Event()
         self._finished = asyncio.Event()
@@ -162,18 +166,18 @@ class Demo:
         files.start()
         daemon_task: asyncio.Task[None] | None = None
         try:
-            async with SimulatorShell(
-                QuectelModule(ModuleProfile()), baud=BAUD, latency=LATENCY
-            ) as sim:
-                config_path = write_config(directory, csms.url, sim.path, certificates.ca)
-                parts = Parts(csms, files, sim, config_path)
+            async with SimulatorShell(self.module.module(), baud=BAUD, latency=LATENCY) as sim:
+                config_path = write_config(
+                    directory, csms.url, sim.path, certificates.ca, self.module
+                )
+                parts = Parts(csms, files, sim, config_path, self.module)
                 self.say(
                     f"CSMS (ocpp library) on {csms.url}, its certificate signed by a CA made "
                     "for this run (security profile 2)"
                 )
                 self.say(f"HTTP file server on {files.url('/')} with {FIRMWARE_PATH}")
                 self.say(
-                    f"simulated Quectel EC200U on {sim.path}, {BAUD} baud, "
+                    f"simulated {self.module.title} on {sim.path}, {BAUD} baud, "
                     f"{LATENCY * 1000:g} ms network latency each way"
                 )
                 self.say(f"charge point daemon with {config_path}")
@@ -264,7 +268,7 @@ class Demo:
             30,
         )
 
-        mark = step("4. coverage hole: the module loses the cell while the car charges")
+        mark = step(f"4. coverage hole: {self.module.coverage_hole} while the car charges")
         sim.set_coverage(False)
         station = self._station()
         async with asyncio.timeout(STEP_TIMEOUT):
@@ -316,7 +320,9 @@ class Demo:
         await self._ctl(parts, "unplug", "1")
         await self._wait(parts, "Available", self._status(parts, mark, "Available"))
 
-        mark = step(f"8. firmware update {OLD_VERSION} → {NEW_VERSION} through AT+QHTTPGET")
+        mark = step(
+            f"8. firmware update {OLD_VERSION} → {NEW_VERSION} through {self.module.download}"
+        )
         await csms.call(
             call.UpdateFirmware(
                 location=parts.files.url(FIRMWARE_PATH), retrieve_date=_utc_now(), retries=2
@@ -384,5 +390,5 @@ def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def main(out: TextIO = sys.stdout, *, keep_running: bool = False) -> int:
-    return asyncio.run(Demo(out, keep_running=keep_running).run())
+def main(out: TextIO = sys.stdout, *, keep_running: bool = False, module: str = "quectel") -> int:
+    return asyncio.run(Demo(out, keep_running=keep_running, module=module).run())

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from transport.simulator.families import SimulatedFamily
+
 BAUD = 115200
 IDENTITY = "CP-DEMO-1"
 PASSWORD = "demo-secret-0123"
@@ -21,7 +23,9 @@ version_file.write_text(version + "\\n")
 """
 
 
-def write_config(directory: Path, csms_url: str, sim_path: str, ca_file: Path) -> Path:
+def write_config(
+    directory: Path, csms_url: str, sim_path: str, ca_file: Path, module: SimulatedFamily
+) -> Path:
     """The configuration an installer would write for the demo, with its firmware installer."""
     version_file = directory / "firmware-version"
     version_file.write_text(OLD_VERSION + "\n")
@@ -32,7 +36,7 @@ def write_config(directory: Path, csms_url: str, sim_path: str, ca_file: Path) -
     config = directory / "chargepoint.toml"
     config.write_text(
         f"""\
-# Written by `chargepoint demo`: the charge point on a simulated Quectel module.
+# Written by `chargepoint demo`: the charge point on a simulated {module.title}.
 [charge_point]
 id = "{IDENTITY}"
 vendor = "DemoVendor"
@@ -47,12 +51,7 @@ ca_file = "{ca_file}"               # security profile 2: TLS in the module, Bas
 reconnect_delay_min = 1
 reconnect_delay_max = 4
 
-[modem]
-type = "quectel"
-port = "{sim_path}"
-baudrate = {BAUD}
-apn = "internet"
-
+{module.config(sim_path, BAUD)}
 [firmware]
 install_command = {json.dumps(install)}
 version_file = "{version_file}"

@@ -13,6 +13,7 @@ from typing import TextIO
 from chargepoint.demo.csms import DemoCsms
 from chargepoint.demo.timeline import Timeline
 from transport.simulator import SimulatorShell
+from transport.simulator.families import SimulatedFamily
 from transport.simulator.file_server import FileServer
 
 
@@ -22,6 +23,7 @@ class Parts:
     files: FileServer
     sim: SimulatorShell
     config_path: Path
+    module: SimulatedFamily
 
 
 def print_summary(
@@ -64,14 +66,15 @@ def print_summary(
 
 
 def _security_line(parts: Parts) -> str:
-    log = parts.sim.module.log
-    opens = sum(c.startswith("AT+QSSLOPEN") for c in log)
-    plain = sum(c.startswith("AT+QIOPEN") for c in log)
+    log = [c.upper() for c in parts.sim.module.log]
+    tls, tcp = parts.module.tls_open, parts.module.tcp_open
+    opens = sum(c.startswith(tls.upper()) for c in log)
+    plain = sum(c.startswith(tcp.upper()) for c in log)
     if not opens:
         return f"no TLS ({plain} plain TCP sockets)"
     return (
         f"profile 2: {parts.csms.url.split('/ocpp')[0]}, TLS in the module "
-        f"({opens} AT+QSSLOPEN, {plain} plain TCP sockets), CSMS certificate verified by it"
+        f"({opens} {tls}, {plain} plain TCP sockets), CSMS certificate verified by it"
     )
 
 

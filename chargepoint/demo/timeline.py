@@ -8,15 +8,6 @@ import time
 from collections import Counter
 from typing import Any, TextIO
 
-# Commands that move bulk data (payload on the UART): counted, not printed one by one.
-DATA_COMMANDS = (
-    "AT+QISEND",
-    "AT+QIRD",
-    "AT+QSSLSEND",
-    "AT+QSSLRECV",
-    "AT+QFREAD",
-    "AT+QFWRITE",
-)
 WIDTH = 160
 MODULE_STATUS = ("module status: ", "module on ")  # the driver's words for URCs shown anyway
 
@@ -28,8 +19,10 @@ class Timeline(logging.Handler):
     data-moving commands, which are counted and shown as totals at each step of the script.
     """
 
-    def __init__(self, out: TextIO, start: float) -> None:
+    def __init__(self, out: TextIO, start: float, data_commands: tuple[str, ...] = ()) -> None:
         super().__init__(logging.DEBUG)
+        # Commands that move bulk data (payload on the UART): counted, not printed one by one.
+        self.data_command_names = tuple(name.upper() for name in data_commands)
         self.out = out
         self.start = start
         self.commands = 0
@@ -69,7 +62,7 @@ class Timeline(logging.Handler):
             self.commands += 1
             command = message[2:].split(" [+", 1)[0]
             self._command = command
-            self._data_command = command.startswith(DATA_COMMANDS)
+            self._data_command = command.upper().startswith(self.data_command_names)
             if self._data_command:
                 self.data_commands[command.split("=", 1)[0]] += 1
         elif message.startswith("← ") and self._command is not None:
