@@ -71,7 +71,7 @@ _EXACT_FINALS = {
     "NO ANSWER": ResultKind.NO_ANSWER,
     "NO DIALTONE": ResultKind.NO_DIALTONE,
 }
-# "ERROR:" is how TI's SimpleLink AT firmware words its errors ("ERROR: process command,-111").
+# "ERROR:" is how TI's Wi-Fi AT firmware words its errors ("ERROR: process command,-111").
 _PREFIX_FINALS = (
     ("+CME ERROR:", ResultKind.CME_ERROR),
     ("+CMS ERROR:", ResultKind.CMS_ERROR),
@@ -446,8 +446,8 @@ class _Request:
     bulk: bool = False
     probe: bool = False  # a bare AT sent to find out whether the module is back in step
     # A command the module acknowledges with OK at once and ends with a second final result
-    # once the operation is over (TI SimpleLink's "blocked" commands: AT+Connect, AT+Recv,
-    # AT+Select...: OK, then "+recv:..." and OK, or "ERROR:process command,<code>").
+    # once the operation is over (the "blocked" commands of TI's Wi-Fi AT firmware: AT+Connect,
+    # AT+Recv, AT+Select...: OK, then "+recv:..." and OK, or "ERROR:process command,<code>").
     blocked: bool = False
 
     @property

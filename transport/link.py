@@ -1,7 +1,7 @@
 """The daemon's handle on its way out to the network: open a byte stream, recover when that
 keeps failing.
 
-One implementation per module family (Quectel, later SimpleLink) and one for chargers on
+One implementation per module family (Quectel, TI Wi-Fi) and one for chargers on
 Ethernet (the host's own TCP/IP stack). The daemon never learns which one it holds.
 """
 
