@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from transport.at import AtChannel, AtParser
-from transport.errors import AtTimeout
+from transport.errors import AtCommandFailed, AtTimeout
 
 QUIET = 0.05
 
@@ -112,3 +112,77 @@ async def test_a_cancelled_probes_ok_never_confirms_the_next_command(port: Scrip
     await close
     assert channel.stats.noise_lines == 1
     await channel.close()
+
+
+# -- blocked commands (TI's Wi-Fi AT firmware: OK at once, the result when it is over) --
+
+
+async def test_a_blocked_command_ends_at_its_second_final_result(port: ScriptedPort) -> None:
+    channel = channel_on(port)
+    select = asyncio.create_task(channel.command("AT+Select=1,0,1,0", blocked=True))
+    assert await port.heard(1) == b"AT+Select=1,0,1,0\r"
+    port.say(b"OK\r\n")  # accepted: the module now blocks until a socket is readable
+    await turns()
+    assert not select.done()
+    later = asyncio.create_task(channel.command("AT+Test"))
+    await turns()
+    assert len(port.written) == 1  # the line stays held: nothing else is sent meanwhile
+    assert channel.waiting == 1
+    port.say(b"+select:0\r\nOK\r\n")
+    response = await select
+    assert [line.text for line in response.lines] == ["+select:0"]
+    assert await port.heard(2) == b"AT+Test\r"
+    port.say(b"OK\r\n")
+    await later
+    assert channel.waiting == 0
+
+
+async def test_a_blocked_command_that_fails_after_its_ok_fails(port: ScriptedPort) -> None:
+    channel = channel_on(port)
+    connect = asyncio.create_task(channel.command("AT+Connect=0,INET,80,127.0.0.1", blocked=True))
+    await port.heard(1)
+    port.say(b"OK\r\nERROR:process command,-111\r\n")
+    with pytest.raises(AtCommandFailed, match="-111"):
+        await connect
+
+
+async def test_a_blocked_command_refused_at_once_fails_at_once(port: ScriptedPort) -> None:
+    channel = channel_on(port)
+    recv = asyncio.create_task(channel.command("AT+Recv=x", blocked=True))
+    await port.heard(1)
+    port.say(b"ERROR:parse parameters,-2\r\n")
+    with pytest.raises(AtCommandFailed, match="parse parameters"):
+        await recv
+
+
+async def test_a_normaliser_gives_every_line_one_spelling(port: ScriptedPort) -> None:
+    def lower_names(text: str) -> str:
+        name, colon, rest = text.partition(":")
+        return f"{name.lower()}:{rest.lstrip()}" if colon and name.startswith("+") else text
+
+    parser = AtParser(urc_prefixes=("+eventwlan:",), normalise=lower_names)
+    channel = AtChannel(port, parser, default_timeout=0.5)
+    channel.start()
+    seen: list[str] = []
+    channel.subscribe("+eventwlan:", lambda urc: seen.append(urc.text))
+    query = asyncio.create_task(channel.command("AT+Socket=INET,STREAM,TCP"))
+    await port.heard(1)
+    port.say(b"+EventWlan: disconnect,Site,a0:b1:c2:d3:e4:f5,4\r\n+Socket: 3\r\nOK\r\n")
+    response = await query
+    assert response.value("+socket:") == "3"
+    assert seen == ["+eventwlan:disconnect,Site,a0:b1:c2:d3:e4:f5,4"]
+
+
+async def test_the_probe_command_is_the_familys(port: ScriptedPort) -> None:
+    channel = AtChannel(
+        port, AtParser(), default_timeout=0.05, quiet_time=QUIET, probe_command="AT+Test"
+    )
+    channel.start()
+    with pytest.raises(AtTimeout):
+        await channel.command("AT+Get=General,Version")
+    query = asyncio.create_task(channel.command("AT+Test"))
+    assert await port.heard(2) == b"AT+Test\r"  # the probe
+    port.say(b"OK\r\n")
+    assert await port.heard(3) == b"AT+Test\r"  # then the command itself
+    port.say(b"OK\r\n")
+    await query
