@@ -152,9 +152,12 @@ def core_keys(
     security_profile: int = 0,
     security_check: Check | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE,
+    transfer_protocols: Iterable[str] = ("FTP", "FTPS", "HTTP", "HTTPS"),
 ) -> list[KeySpec]:
     """The keys this charge point honours, with defaults from the configuration file; a
-    feature profile's keys only when the profile is enabled."""
+    feature profile's keys only when the profile is enabled. ``transfer_protocols`` are the
+    schemes the link can fetch and upload files with (a module without FTP commands has none
+    of FTP)."""
     enabled = set(profiles)
     supported = list(measurands)
     measurand_list = _measurands(supported)
@@ -203,7 +206,7 @@ def core_keys(
         KeySpec("StopTxnSampledDataMaxLength", i, r, str(MAX_CSL_ITEMS)),
         KeySpec("SupportedFeatureProfiles", c, r, ",".join(profiles)),
         # §8: the protocols of UpdateFirmware / GetDiagnostics locations.
-        KeySpec("SupportedFileTransferProtocols", c, r, "FTP,FTPS,HTTP,HTTPS"),
+        KeySpec("SupportedFileTransferProtocols", c, r, ",".join(transfer_protocols)),
         KeySpec("TransactionMessageAttempts", i, rw, "3", 1, 100, "times"),
         KeySpec("TransactionMessageRetryInterval", i, rw, "60", 0, 86400, "seconds"),
         KeySpec("UnlockConnectorOnEVSideDisconnect", b, rw, "true"),

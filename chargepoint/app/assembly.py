@@ -93,6 +93,9 @@ def key_specs(
         security_profile=config.csms.security_profile,
         security_check=security_check,
         max_message_size=csms.max_message_size,
+        transfer_protocols=found.transfer_protocols
+        if (found := module_family(config)) is not None
+        else ("FTP", "FTPS", "HTTP", "HTTPS"),
     )
     by_name = {spec.name: spec for spec in specs}
     problems = []

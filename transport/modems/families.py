@@ -71,6 +71,8 @@ class Family:
     # drives (">" or CONNECT, then bytes), and commands whose first OK only says "accepted".
     data_phase: tuple[str, ...] = ()
     blocked: tuple[str, ...] = ()
+    # The file transfer protocols its commands carry (SupportedFileTransferProtocols, §8).
+    transfer_protocols: tuple[str, ...] = ("FTP", "FTPS", "HTTP", "HTTPS")
 
 
 # --- Quectel ---------------------------------------------------------------------------------
