@@ -63,6 +63,8 @@ _ARGUMENTS: dict[str, tuple[Callable[[], Any], Any]] = {
     "security_profile": (lambda: 0, 2),  # ws:// without a password: profile 0
     "security_check": (lambda: None, None),  # decides ChangeConfiguration, not the table
     "max_message_size": (lambda: _schema_default("csms", "max_message_size"), 524288),
+    # What the link carries: every scheme on the host and Quectel, no FTP on a Wi-Fi module.
+    "transfer_protocols": (lambda: ("FTP", "FTPS", "HTTP", "HTTPS"), ("HTTP", "HTTPS")),
 }
 
 # Defaults the deployment sets, worded by what sets them; {value} is the default
@@ -77,6 +79,8 @@ DEPLOYMENT_DEFAULTS = {
     AUTHORIZATION_KEY: "`csms.password` (hex) if 16-20 bytes, else empty",
     SECURITY_PROFILE: "`csms.security_profile` (default {value})",
     "SendLocalListMaxLength": "`csms.max_message_size` / 200, at most 10000 (default {value})",
+    "SupportedFileTransferProtocols": "what `modem.type` can carry: {value}; `HTTP,HTTPS` on a "
+    "module without FTP commands",
 }
 
 # What a reader needs beyond the unit and bounds (the "Unit / values" column).
