@@ -17,6 +17,8 @@ from transport.modems.quectel import QuectelLink, open_quectel, quectel_channel
 from transport.modems.quectel_ftp import FtpSettings
 from transport.modems.quectel_http import HttpSettings
 from transport.modems.quectel_settings import PdpAuth, QuectelSettings
+from transport.modems.simplelink import SimpleLinkLink, describe_simplelink, simplelink_channel
+from transport.modems.simplelink_settings import SimpleLinkSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,72 @@ QUECTEL = Family(
 )
 
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (QUECTEL,)}
+# --- TI SimpleLink -----------------------------------------------------------------------------
+
+
+def _simplelink_settings(settings: ModuleSettings) -> SimpleLinkSettings:
+
+    wifi = settings.wifi or WifiSettings(ssid=None, provisioning="stored")
+    return SimpleLinkSettings(
+        ssid=wifi.ssid,
+        security=wifi.security,  # type: ignore[arg-type]  # checked by the config loader
+        key=wifi.key or "",
+        eap_method=wifi.eap_method or "",
+        user=wifi.user or "",
+        anonymous_user=wifi.anonymous_user or "",
+        provisioning=wifi.provisioning,  # type: ignore[arg-type]
+        join_timeout=wifi.join_timeout,
+        files_ca_file=settings.files_ca,
+        piece_size=settings.piece_size,
+    )
+
+
+def _simplelink_link(settings: ModuleSettings) -> Link:
+    simplelink = _simplelink_settings(settings)
+    return SimpleLinkLink(settings.port, settings.baudrate, simplelink)
+
+
+async def _simplelink_info(settings: ModuleSettings) -> list[tuple[str, str]]:
+    simplelink = _simplelink_settings(settings)
+    return await describe_simplelink(settings.port, settings.baudrate, simplelink)
+
+
+def _simplelink_channel(settings: ModuleSettings) -> AtChannel:
+    simplelink = _simplelink_settings(settings)
+    return simplelink_channel(settings.port, settings.baudrate, simplelink)
+
+
+def _simplelink_describe(settings: ModuleSettings) -> str:
+    wifi = settings.wifi
+    network = (
+        "the Wi-Fi network provisioned on the module"
+        if wifi is None or wifi.ssid is None
+        else f"Wi-Fi {wifi.ssid!r} ({wifi.security}, provisioning {wifi.provisioning})"
+    )
+    return f"TI SimpleLink Wi-Fi module on {settings.port} at {settings.baudrate} baud, {network}"
+
+
+SIMPLELINK = Family(
+    name="simplelink",
+    summary="TI SimpleLink Wi-Fi network processor (CC3220, CC3235)",
+    describe=_simplelink_describe,
+    link=_simplelink_link,
+    info=_simplelink_info,
+    channel=_simplelink_channel,
+    # Blocked commands end with a second result the console would take for noise (SPEC §2).
+    transfer_protocols=("HTTP", "HTTPS"),  # no FTP commands in TI's AT application
+    blocked=(
+        "AT+CONNECT",
+        "AT+RECV",
+        "AT+RECVFROM",
+        "AT+SELECT",
+        "AT+ACCEPT",
+        "AT+NETAPPGETHOSTBYNAME",
+        "AT+NETAPPPING",
+    ),
+)
+
+FAMILIES: dict[str, Family] = {family.name: family for family in (QUECTEL, SIMPLELINK)}
 
 
 def family(name: str) -> Family:
