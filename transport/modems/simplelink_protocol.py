@@ -121,6 +121,7 @@ ESEC_BADCAFILE = -456
 ESEC_BADCERTFILE = -457
 ESEC_BADPRIVATEFILE = -458
 ESEC_HANDSHAKE_FAILURE = -340
+ESEC_HANDSHAKE_TIMEOUT = -462
 ESEC_DATE_ERROR = -461  # a warning on the real module
 ESEC_UNKNOWN_ROOT_CA = -468  # a warning on the real module
 
@@ -148,6 +149,7 @@ ERRORS = {
     ESEC_BADCERTFILE: "client certificate file unusable",
     ESEC_BADPRIVATEFILE: "client private key file unusable",
     ESEC_HANDSHAKE_FAILURE: "TLS handshake refused by the server",
+    ESEC_HANDSHAKE_TIMEOUT: "TLS handshake timed out",
     ESEC_DATE_ERROR: "certificate not valid at the module's clock",
     ESEC_UNKNOWN_ROOT_CA: "root CA unknown to the module's catalogue",
 }
@@ -201,9 +203,9 @@ def decode_data(length: str, encoded: str) -> bytes:
 
 
 def values(text: str) -> list[str]:
-    """The comma-separated values after ``+name:`` (quotes removed)."""
-    _, _, rest = text.partition(":")
-    return split_fields(rest)
+    """The comma-separated values of a result, ``text`` being what follows ``+name:``
+    (:meth:`transport.at.Response.value`); quotes removed."""
+    return split_fields(text)
 
 
 def padded(fields: list[str], count: int) -> list[str]:

@@ -72,6 +72,7 @@ from transport.modems.simplelink_protocol import (
     ESEC_DATE_ERROR,
     ESEC_DOMAIN_NAME_MISMATCH,
     ESEC_HANDSHAKE_FAILURE,
+    ESEC_HANDSHAKE_TIMEOUT,
     ESEC_NOCAFILE,
     ESEC_UNKNOWN_ROOT_CA,
     ETIMEDOUT,
@@ -148,6 +149,12 @@ def connect_error(where: str, host: str, code: int | None, result: str) -> Trans
             f"TLS with {where}: the CSMS refused the handshake ({said}); it may want a client "
             "certificate (security profile 3), refuse the charge point's "
             "(csms.client_certificate), or share no cipher suite with csms.cipher_suite",
+            code,
+        )
+    if code == ESEC_HANDSHAKE_TIMEOUT:
+        return TlsHandshakeFailed(
+            f"TLS with {where}: the handshake did not finish ({said}); the CSMS accepted the "
+            "connection but does not complete TLS on that port",
             code,
         )
     if code == ESEC_DATE_ERROR:
@@ -438,6 +445,14 @@ class SimpleLinkSockets:
                     slot.sd,
                     response.result.text,
                 )
+                if error_code(response.result) == EBADF and slot.state is not SocketState.UNCLOSED:
+                    # A descriptor we held is unknown: the chip reset, and every socket is gone.
+                    self._on_module_lost(
+                        ModuleRebooted(
+                            f"closing socket {slot.sd}: the module no longer knows it (-9): "
+                            "the chip has reset"
+                        )
+                    )
         if self._table.get(slot.sd) is slot:
             del self._table[slot.sd]
         self._pump_wake.set()  # the pump ends once no stream is left
@@ -535,9 +550,16 @@ class SimpleLinkSockets:
                 timeout = self._s.select_min
                 continue
             wait = timeout
-            if self._at.waiting:
-                # Another command wants the line: hold it no longer than a poll. A bulk
-                # command only gets it once the line has been free of others for BULK_GRACE.
+            if any(stream.sending for stream in self.streams()):
+                # Our own sends wait: poll at once. The lock is first come, first served, so
+                # sends and polls alternate, and what the peer answers is read as fast as it
+                # comes (a module whose receive buffer fills while AT+Send blocks for room in
+                # its send buffer would hold the line for good).
+                wait = 0.0
+            elif self._at.waiting:
+                # Another command wants the line (a bulk HTTP read): hold it no longer than a
+                # poll, and pause first, since a bulk command only gets the line once it has
+                # been free of others for BULK_GRACE.
                 await asyncio.sleep(YIELD_PAUSE)
                 wait = 0.0
             try:
@@ -726,6 +748,11 @@ class SimpleLinkStream:
             )
 
     # -- the pump's side --
+
+    @property
+    def sending(self) -> bool:
+        """Bytes are queued or on their way to the module."""
+        return bool(self._tx) and self._error is None
 
     @property
     def wants_data(self) -> bool:

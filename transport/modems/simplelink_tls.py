@@ -45,7 +45,7 @@ class ModuleClock:
         """The module's time (taken as UTC), or None when it has not been set."""
         response = await self._at.command("AT+Get=General,Time", expect=("+get:",), check=False)
         found = response.values("+get:") if response.result.success else []
-        fields = values(":" + found[0]) if found else []
+        fields = values(found[0]) if found else []
         if len(fields) < 6 or not all(_DIGITS.fullmatch(f) for f in fields[:6]):
             return None
         hour, minute, second, day, month, year = (int(f) for f in fields[:6])
