@@ -30,10 +30,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from transport.simulator.module_storage import ModuleStorage
+from transport.simulator.network_actions import CloseTcp, OpenSsl, OpenTcp, SendTcp
+from transport.simulator.open_failure import FailureKind, OpenFailure
 from transport.simulator.quectel_ftp import POLL as FTP_POLL
 from transport.simulator.quectel_ftp import FtpCommands
 from transport.simulator.quectel_http import HttpCommands, HttpRequest
-from transport.simulator.tls import TlsSettings
 
 CTRL_Z = 0x1A
 ESC = 0x1B
@@ -145,37 +146,6 @@ IDENTITY_COMMANDS = {
 
 
 # --- actions for the shell ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OpenTcp:
-    socket_id: int
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class OpenSsl:
-    """Connect to ``host``:``port`` and run a TLS handshake as ``tls`` says (AT+QSSLOPEN)."""
-
-    socket_id: int
-    host: str
-    port: int
-    tls: TlsSettings
-
-
-@dataclass(frozen=True, slots=True)
-class SendTcp:
-    """Bytes for the socket's peer; for an SSL socket the plaintext the shell encrypts."""
-
-    socket_id: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class CloseTcp:
-    socket_id: int
-    abort: bool  # True: vanish (reboot, PDP loss); False: orderly FIN
 
 
 Action = OpenTcp | OpenSsl | SendTcp | CloseTcp | HttpRequest
@@ -1278,6 +1248,14 @@ class QuectelModule(HttpCommands, FtpCommands):
         sock.state = SocketState.CLOSING
         self._urc(f"{_open_urc(sock)}: {socket_id},{code}")
 
+    def connect_failed(self, socket_id: int, failure: OpenFailure) -> str:
+        """The connection (or its TLS handshake) failed: 565 for a name the network cannot
+        resolve, 566 for everything else, TLS included (§2.4, §3.2, §9.13). Returns the code
+        said, for the shell's log."""
+        code = 565 if failure.kind is FailureKind.DNS else 566
+        self.tcp_open_failed(socket_id, code)
+        return str(code)
+
     def tcp_received(self, socket_id: int, data: bytes) -> None:
         sock = self.sockets.get(socket_id)
         if sock is None or sock.state is not SocketState.CONNECTED or not data:
@@ -1310,8 +1288,9 @@ class QuectelModule(HttpCommands, FtpCommands):
         if sock is not None:
             sock.acked = min(sock.total_sent, sock.acked + count)
 
-    def tcp_closed(self, socket_id: int) -> None:
-        """The peer closed (FIN or RST) or the network dropped the connection."""
+    def tcp_closed(self, socket_id: int, *, close_notify: bool = False) -> None:
+        """The peer closed (FIN or RST) or the network dropped the connection. A TLS peer's
+        close_notify (``close_notify``) makes no difference: "closed" either way (§3.6)."""
         sock = self.sockets.get(socket_id)
         if sock is None or sock.state is not SocketState.CONNECTED:
             return

@@ -1,11 +1,13 @@
 """The simulator's I/O: a pseudo-terminal for the UART, real TCP connections for the sockets.
 
-:class:`SimulatorShell` owns one :class:`~transport.simulator.quectel.QuectelModule` and moves
-bytes: host ⇄ pty master ⇄ module ⇄ asyncio TCP connections ⇄ real servers. An SSL socket's
-connection carries TLS run here (:class:`~transport.simulator.tls.TlsStream`), so the host's
-plaintext never crosses the network, as in a module that terminates TLS (at-protocol.md §3).
-It paces the pty at a UART baud rate in both directions (10 bits a byte: start, 8 data, stop),
-delays network traffic by a fixed latency, and exposes the faults a test injects.
+:class:`SimulatorShell` owns one simulated module (any :class:`SimulatedModule`: the Quectel
+:class:`~transport.simulator.quectel.QuectelModule` by default, or the TI
+:class:`~transport.simulator.simplelink.SimpleLinkModule`) and moves bytes: host ⇄ pty master ⇄
+module ⇄ asyncio TCP connections ⇄ real servers. A TLS socket's connection carries TLS run here
+(:class:`~transport.simulator.tls.TlsStream`), so the host's plaintext never crosses the
+network, as in a module that terminates TLS (at-protocol.md §3, SPEC §5). It paces the pty at
+a UART baud rate in both directions (10 bits a byte: start, 8 data, stop), delays network
+traffic by a fixed latency, and exposes the faults a test injects.
 """
 
 from __future__ import annotations
@@ -19,15 +21,61 @@ import socket
 import time
 import tty
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, cast
 
 from transport.fd_ready import wait_readable, wait_writable
 from transport.simulator.http_exchange import HttpFailure, exchange
-from transport.simulator.quectel import CloseTcp, OpenSsl, OpenTcp, QuectelModule, SendTcp
+from transport.simulator.network_actions import CloseTcp, OpenSsl, OpenTcp, Resolve, SendTcp
+from transport.simulator.open_failure import FailureKind, OpenFailure
+from transport.simulator.quectel import QuectelModule
 from transport.simulator.quectel_http import HttpRequest
+from transport.simulator.simplelink import SimpleLinkModule
 from transport.simulator.tls import TlsFailure, TlsStream
+
+ModuleAction = OpenTcp | OpenSsl | SendTcp | CloseTcp | Resolve | HttpRequest
+
+
+class SimulatedModule(Protocol):
+    """What the shell asks of a module: a pure command interpreter fed with the host's bytes,
+    the clock and the network's events, giving output units and network actions back."""
+
+    log: list[str]  # the commands it received, in order
+    muted: bool  # a hung module: hears nothing, says nothing
+    response_delay: float  # every answer this much late, the module busy meanwhile
+    send_result_delay: float  # the next send's result this much late (once)
+    refused_sends: set[int]  # sockets whose data the radio no longer takes
+
+    @property
+    def booted(self) -> bool: ...
+    def power_on(self, now: float) -> None: ...
+    def reboot(self, now: float) -> None: ...
+    def receive(self, data: bytes, now: float) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def next_deadline(self) -> float | None: ...
+    def take_output(self) -> list[bytes]: ...
+    def take_actions(self) -> Sequence[ModuleAction]: ...
+    def tcp_opened(self, socket_id: int, local_port: int) -> None: ...
+    def connect_failed(self, socket_id: int, failure: OpenFailure) -> str: ...
+    def tcp_received(self, socket_id: int, data: bytes) -> None: ...
+    def receive_room(self, socket_id: int) -> int: ...
+    def tcp_sent(self, socket_id: int, count: int) -> None: ...
+    def tcp_closed(self, socket_id: int, *, close_notify: bool = False) -> None: ...
+    def drop_connection(self, socket_id: int) -> None: ...
+    def set_coverage(self, covered: bool, now: float) -> None: ...
+    def network_deactivates_pdp(self, context_id: int) -> None: ...
+
+
+if TYPE_CHECKING:
+    # A shell whose module is not named is a Quectel one, as it always was (PEP 696 default).
+    from typing_extensions import TypeVar
+
+    M = TypeVar("M", bound=SimulatedModule, default=QuectelModule)
+else:
+    from typing import TypeVar
+
+    M = TypeVar("M")
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +166,13 @@ class Transcript:
         return b"".join(data for d, data in self.entries if d == direction)
 
 
-class SimulatorShell:
+class SimulatorShell(Generic[M]):
     """Run a simulated module on a pty. Use as an async context manager; :attr:`path` is the
-    device the host opens."""
+    device the host opens. ``module`` is a Quectel module unless another is given."""
 
     def __init__(
         self,
-        module: QuectelModule | None = None,
+        module: M | None = None,
         *,
         baud: int | None = None,
         latency: float = 0.0,
@@ -136,7 +184,7 @@ class SimulatorShell:
         link: str | None = None,
         record: bool = False,
     ) -> None:
-        self.module = module or QuectelModule()
+        self.module: M = module if module is not None else cast(M, QuectelModule())
         self.latency = latency
         # Multiplies the module's "negotiatetime" (10-300 s, §3.1): a test of a server that
         # never finishes the handshake need not wait 10 s.
@@ -168,7 +216,7 @@ class SimulatorShell:
 
     # -- lifecycle --
 
-    async def __aenter__(self) -> SimulatorShell:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -186,9 +234,10 @@ class SimulatorShell:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.link)
             os.symlink(self.path, self.link)
-        # The simulated network's time is true UTC (NITZ, AT+QLTS); the module's clock stays
-        # its own until NITZ or AT+CCLK sets it.
-        self.module.network_epoch = time.time() - self._now()
+        if isinstance(self.module, QuectelModule):
+            # The simulated network's time is true UTC (NITZ, AT+QLTS); the module's clock
+            # stays its own until NITZ or AT+CCLK sets it. Wi-Fi has no network time.
+            self.module.network_epoch = time.time() - self._now()
         self.module.power_on(self._now())
         self._tasks = [
             self._spawn(self._uart_receive(), "sim uart rx"),
@@ -233,33 +282,50 @@ class SimulatorShell:
     # -- faults --
 
     def drop_connection(self, socket_id: int) -> None:
-        """The network loses the TCP connection: the module says "closed"."""
+        """The network loses the TCP connection: the module says "closed" (Quectel); the server
+        has closed, reads give the rest and then 0 bytes (SimpleLink, SPEC §8)."""
         self.module.drop_connection(socket_id)
         self._service()
 
     def deactivate_pdp(self, context_id: int = 1) -> None:
-        """The network tears down the PDP context: "pdpdeact", all its sockets dead."""
-        self.module.network_deactivates_pdp(context_id)
+        """The network tears down the PDP context: "pdpdeact", all its sockets dead (Quectel);
+        the IP address is lost and comes back by DHCP later (SimpleLink, SPEC §8)."""
+        if isinstance(self.module, SimpleLinkModule):
+            self.module.lose_ip(self._now())  # its DHCP renewal is timed from now
+        else:
+            self.module.network_deactivates_pdp(context_id)
         self._service()
 
     def set_coverage(self, covered: bool) -> None:
-        """Into a coverage hole (registration lost, PDP deactivated) or out of it."""
+        """Into a coverage hole (registration lost, PDP deactivated) or out of it (Quectel);
+        the Wi-Fi access point out of range or back (SimpleLink, SPEC §8)."""
         self.module.set_coverage(covered, self._now())
         self._service()
 
     def reboot(self) -> None:
-        """The module resets by itself (brown-out, watchdog) and comes back with RDY."""
+        """The module resets by itself (brown-out, watchdog) and comes back with RDY
+        (Quectel); the chip resets and the NWP starts again (SimpleLink, SPEC §3)."""
         self.module.reboot(self._now())
+        self._service()
+
+    def fatal_error(self, event: str = "device_abort,1,0") -> None:
+        """The SimpleLink NWP dies: ``+eventfatalerror:<event>``, and every command but
+        AT+Test/AT+Stop/AT+Start fails until the host restarts it (SPEC §3, §8). A Quectel
+        module has no network processor to lose apart from itself: use :meth:`reboot` or
+        :meth:`set_muted` for its faults."""
+        self._simplelink("fatal_error()").fatal_error(self._now(), event)
         self._service()
 
     def refuse_sends(self, socket_id: int) -> None:
         """The radio takes nothing more for this socket: every AT+QISEND gets SEND FAIL until
-        the socket is closed (§9.4)."""
+        the socket is closed (Quectel, §9.4); the send buffer never drains, so AT+Send holds
+        its OK once it is full (SimpleLink, SPEC §5)."""
         self.module.refused_sends.add(socket_id)
 
     def delay_next_send_result(self, seconds: float) -> None:
-        """The next AT+QISEND's SEND OK (or SEND FAIL) comes ``seconds`` late, the module busy
-        meanwhile: longer than the host's command timeout, it is an AT timeout mid-QISEND."""
+        """The next AT+QISEND's SEND OK (or SEND FAIL), or AT+Send's OK, comes ``seconds``
+        late, the module busy meanwhile: longer than the host's command timeout, it is an AT
+        timeout mid-send."""
         self.module.send_result_delay = seconds
 
     def blackhole(self, socket_id: int) -> None:
@@ -358,7 +424,11 @@ class SimulatorShell:
                     conn.outgoing.append((self._now() + self.latency, action.data))
                     conn.wake_sender.set()
             elif isinstance(action, HttpRequest):
-                self._spawn(self._http(action), f"sim http {action.request_id}")
+                quectel = self._quectel("an HTTP request action")
+                self._spawn(self._http(quectel, action), f"sim http {action.request_id}")
+            elif isinstance(action, Resolve):
+                simplelink = self._simplelink("a name lookup action")
+                self._spawn(self._resolve(simplelink, action), f"sim dns {action.request_id}")
             elif isinstance(action, CloseTcp):
                 opening = self._opening.pop(action.socket_id, None)
                 if opening is not None:
@@ -391,18 +461,26 @@ class SimulatorShell:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(host, action.port)
         except socket.gaierror as error:
-            self._open_failed(action, 565, f"DNS: {error}")
+            self._open_failed(action, OpenFailure(FailureKind.DNS, f"DNS: {error}"))
         except (OSError, TimeoutError) as error:
-            self._open_failed(action, 566, f"TCP connect failed: {error!r}")
+            if isinstance(error, TimeoutError):
+                kind = FailureKind.TIMEOUT
+            elif isinstance(error, ConnectionRefusedError):
+                kind = FailureKind.REFUSED
+            else:
+                kind = FailureKind.UNREACHABLE
+            self._open_failed(action, OpenFailure(kind, f"TCP connect failed: {error!r}"))
         else:
             local_port: int = writer.get_extra_info("sockname")[1]
             stream: _Stream | None = _PlainStream(reader, writer)
+            warning: OpenFailure | None = None
             if isinstance(action, OpenSsl):
                 try:
-                    stream = await self._handshake(action, reader, writer)
+                    opened = await self._handshake(action, reader, writer)
                 except BaseException:
                     writer.transport.abort()  # cancelled (AT+QSSLCLOSE, reboot) mid-handshake
                     raise
+                stream, warning = opened if opened is not None else (None, None)
             if stream is not None:
                 conn = _Connection(action.socket_id, stream)
                 self._connections[action.socket_id] = conn
@@ -410,31 +488,51 @@ class SimulatorShell:
                     self._spawn(self._network_receive(conn), f"sim net rx {action.socket_id}"),
                     self._spawn(self._network_send(conn), f"sim net tx {action.socket_id}"),
                 ]
-                self.module.tcp_opened(action.socket_id, local_port)
+                if warning is None:
+                    self.module.tcp_opened(action.socket_id, local_port)
+                else:
+                    log.info(
+                        "simulated connection of socket %d to %s:%d made with a warning: %s",
+                        action.socket_id,
+                        action.host,
+                        action.port,
+                        warning.detail,
+                    )
+                    self._simplelink("a TLS warning").tcp_opened(
+                        action.socket_id, local_port, warning
+                    )
         finally:
             self._opening.pop(action.socket_id, None)
         self._service()
 
     async def _handshake(
         self, action: OpenSsl, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> TlsStream | None:
-        """TLS as the SSL context says (at-protocol.md §3.1); None when it failed, which the
-        module reports as 566 like a refused connection (§3.2, §9.13)."""
+    ) -> tuple[TlsStream, OpenFailure | None] | None:
+        """TLS as the settings say (at-protocol.md §3.1, SPEC §5): the stream and, when the
+        settings take a date failure as a warning (SimpleLink's -461), that warning; None when
+        it failed, which the module reports by its own code (566, or SPEC §5's)."""
         deadline = self._now() + action.tls.negotiate_time * self.tls_time_scale
+        warning: OpenFailure | None = None
         try:
             stream = TlsStream(reader, writer, action.tls)
             async with asyncio.timeout_at(deadline):
-                await stream.handshake()
+                try:
+                    await stream.handshake()
+                except TlsFailure as failure:
+                    if failure.kind is not FailureKind.TLS_DATE or not action.tls.date_is_warning:
+                        raise
+                    warning = OpenFailure(failure.kind, f"TLS: {failure}")
             if stream.verdict_pending:
                 await self._verdict(action, stream, deadline)
         except TlsFailure as failure:
-            why = str(failure)
+            kind, why = failure.kind, str(failure)
         except TimeoutError:
+            kind = FailureKind.TLS_TIMEOUT
             why = f'no TLS handshake within "negotiatetime" {action.tls.negotiate_time:g} s'
         else:
-            return stream
+            return stream, warning
         writer.transport.abort()
-        self._open_failed(action, 566, f"TLS: {why}")
+        self._open_failed(action, OpenFailure(kind, f"TLS: {why}"))
         return None
 
     async def _verdict(self, action: OpenSsl, stream: TlsStream, deadline: float) -> None:
@@ -451,20 +549,48 @@ class SimulatorShell:
                 action.host,
             )
 
-    def _open_failed(self, action: OpenTcp | OpenSsl, code: int, why: str) -> None:
-        command = "AT+QSSLOPEN" if isinstance(action, OpenSsl) else "AT+QIOPEN"
+    def _open_failed(self, action: OpenTcp | OpenSsl, failure: OpenFailure) -> None:
+        said = self.module.connect_failed(action.socket_id, failure)
         log.info(
-            "simulated %s %d to %s:%d failed (%d): %s",
-            command,
+            "simulated %s connection of socket %d to %s:%d failed (%s): %s",
+            "TLS" if isinstance(action, OpenSsl) else "TCP",
             action.socket_id,
             action.host,
             action.port,
-            code,
-            why,
+            said,
+            failure.detail,
         )
-        self.module.tcp_open_failed(action.socket_id, code)
 
-    async def _http(self, request: HttpRequest) -> None:
+    def _quectel(self, what: str) -> QuectelModule:
+        if not isinstance(self.module, QuectelModule):
+            raise TypeError(f"{what} is for a Quectel module, not {type(self.module).__name__}")
+        return self.module
+
+    def _simplelink(self, what: str) -> SimpleLinkModule:
+        if not isinstance(self.module, SimpleLinkModule):
+            raise TypeError(f"{what} is for a SimpleLink module, not {type(self.module).__name__}")
+        return self.module
+
+    async def _resolve(self, module: SimpleLinkModule, request: Resolve) -> None:
+        """The simulated network's DNS: ``hosts``, ``dns_failures``, then the real resolver."""
+        try:
+            self._resolve_check(request.name)
+            name = self.hosts.get(request.name, request.name)
+            if self.latency:
+                await asyncio.sleep(2 * self.latency)  # query, answer
+            async with asyncio.timeout(self.connect_timeout):
+                found = await asyncio.get_running_loop().getaddrinfo(
+                    name, None, family=socket.AF_INET, type=socket.SOCK_STREAM
+                )
+            address = str(found[0][4][0])
+        except (OSError, TimeoutError) as error:
+            log.info("simulated DNS lookup of %s failed: %r", request.name, error)
+            module.name_resolved(request.request_id, None)
+        else:
+            module.name_resolved(request.request_id, address)
+        self._service()
+
+    async def _http(self, module: QuectelModule, request: HttpRequest) -> None:
         try:
             result = await exchange(
                 request,
@@ -477,9 +603,9 @@ class SimulatorShell:
             log.info(
                 "simulated HTTP request to %s failed (%d): %s", request.url, failure.code, failure
             )
-            self.module.http_failed(request.request_id, failure.code)
+            module.http_failed(request.request_id, failure.code)
         else:
-            self.module.http_response(
+            module.http_response(
                 request.request_id,
                 result.status,
                 result.header,
@@ -525,7 +651,8 @@ class SimulatorShell:
             return  # on a dead radio link the module never hears of it
         if self._connections.get(conn.socket_id) is conn:
             self._connections.pop(conn.socket_id)
-            self.module.tcp_closed(conn.socket_id)
+            close_notify = isinstance(conn.stream, TlsStream) and conn.stream.close_notify_received
+            self.module.tcp_closed(conn.socket_id, close_notify=close_notify)
             self._drop(conn, abort=False)
             self._service()
 

@@ -8,8 +8,10 @@ module's storage (pure, on the module's side); :func:`client_context` turns them
 (dates against the module's clock, the host name without SNI); :class:`TlsStream` runs TLS over
 a TCP connection the shell opened, plaintext above, records on the wire.
 
-Every failure is a :class:`TlsFailure` whose message says exactly why, for the simulator's log:
-the module itself only ever says 566 (§3.2, [EG800K] bad CA → ``+QSSLOPEN: 4,566``).
+Every failure is a :class:`TlsFailure` whose message says exactly why, for the simulator's log,
+and whose :class:`~transport.simulator.open_failure.FailureKind` says which check failed: a
+Quectel module only ever says 566 (§3.2, [EG800K] bad CA → ``+QSSLOPEN: 4,566``), a SimpleLink
+module a different SimpleLink error number for each (SPEC §5).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transport.simulator.module_storage import FileError, ModuleStorage
+from transport.simulator.open_failure import FailureKind
 
 # AT+QSSLCFG="ciphersuite" ids (§3.1) and the GCM ids of newer firmware, as OpenSSL names. A
 # suite restricts TLS 1.2 only; TLS 1.3 keeps its own suites.
@@ -74,7 +77,12 @@ def cipher_suite_id(text: str) -> str | None:
 
 
 class TlsFailure(Exception):
-    """The TLS connection cannot be made; the message is the reason, for the simulator's log."""
+    """The TLS connection cannot be made; the message is the reason, for the simulator's log,
+    ``kind`` the check that failed."""
+
+    def __init__(self, message: str, kind: FailureKind = FailureKind.TLS_HANDSHAKE) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,11 @@ class TlsSettings:
     checkhost: bool
     module_time: float | None  # the module clock (UTC epoch) if dates are checked, else None
     negotiate_time: float  # "negotiatetime", seconds
+    # An OpenSSL cipher list offered instead of ``cipher_suite`` (SimpleLink's SECURE_MASK).
+    ciphers: str | None = None
+    # A certificate outside its dates at the module clock does not stop the connection: it is
+    # made, and the failure reported beside it (SimpleLink's -461 warning, SPEC §5).
+    date_is_warning: bool = False
 
 
 def module_settings(
@@ -149,7 +162,15 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     context.maximum_version = (
         ssl.TLSVersion.TLSv1_2 if settings.version == 3 else ssl.TLSVersion.TLSv1_3
     )
-    if settings.cipher_suite != ALL_SUITES:
+    if settings.ciphers is not None:
+        try:
+            context.set_ciphers(settings.ciphers)
+        except ssl.SSLError as error:
+            raise TlsFailure(
+                f"none of the cipher suites {settings.ciphers} is available in this OpenSSL: "
+                f"{error}"
+            ) from error
+    elif settings.cipher_suite != ALL_SUITES:
         name = CIPHER_SUITES[settings.cipher_suite]
         try:
             context.set_ciphers(name)
@@ -167,13 +188,15 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     if ca.data is None:
         raise TlsFailure(
             f'"seclevel" {settings.seclevel} verifies the server, but the "cacert" file '
-            + (f"{ca.name!r} is not in the module's storage" if ca.name else "is not configured")
+            + (f"{ca.name!r} is not in the module's storage" if ca.name else "is not configured"),
+            FailureKind.TLS_NO_CA_FILE,
         )
     try:
         context.load_verify_locations(cadata=ca.data.decode("latin-1"))
     except (ssl.SSLError, ValueError) as error:
         raise TlsFailure(
-            f"the cacert file {ca.name!r} holds no usable certificate: {error}"
+            f"the cacert file {ca.name!r} holds no usable certificate: {error}",
+            FailureKind.TLS_BAD_CA_FILE,
         ) from error
     if settings.seclevel == 2:
         _load_client_certificate(context, settings)
@@ -182,10 +205,15 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
 
 def _load_client_certificate(context: ssl.SSLContext, settings: TlsSettings) -> None:
     cert, key = settings.clientcert, settings.clientkey
-    for option, found in (("clientcert", cert), ("clientkey", key)):
+    for option, found, kind in (
+        ("clientcert", cert, FailureKind.TLS_BAD_CLIENT_CERT),
+        ("clientkey", key, FailureKind.TLS_BAD_CLIENT_KEY),
+    ):
         if found.data is None:
             where = f"{found.name!r} is not in the module's storage" if found.name else "is unset"
-            raise TlsFailure(f'"seclevel" 2 presents a client certificate, but "{option}" {where}')
+            raise TlsFailure(
+                f'"seclevel" 2 presents a client certificate, but "{option}" {where}', kind
+            )
     assert cert.data is not None and key.data is not None
     # load_cert_chain takes paths only: the files live in a private directory for this call.
     with tempfile.TemporaryDirectory(prefix="sim-tls-") as directory:
@@ -196,8 +224,14 @@ def _load_client_certificate(context: ssl.SSLContext, settings: TlsSettings) -> 
         try:
             context.load_cert_chain(cert_path, key_path)
         except (ssl.SSLError, ValueError) as error:
+            # Which file is at fault: a certificate file holds a PEM certificate at least.
+            kind = (
+                FailureKind.TLS_BAD_CLIENT_KEY
+                if b"-----BEGIN CERTIFICATE-----" in cert.data
+                else FailureKind.TLS_BAD_CLIENT_CERT
+            )
             raise TlsFailure(
-                f"client certificate {cert.name!r} with key {key.name!r} unusable: {error}"
+                f"client certificate {cert.name!r} with key {key.name!r} unusable: {error}", kind
             ) from error
 
 
@@ -210,6 +244,16 @@ def check_peer(connection: ssl.SSLObject, settings: TlsSettings) -> None:
     peer = connection.getpeercert()
     if not peer:
         raise TlsFailure("the server sent no certificate")
+    if settings.date_is_warning:
+        # A warning is reported only for a connection that passed every other check.
+        _check_host(peer, settings)
+        _check_dates(peer, settings)
+    else:
+        _check_dates(peer, settings)
+        _check_host(peer, settings)
+
+
+def _check_dates(peer: Mapping[str, object], settings: TlsSettings) -> None:
     if settings.module_time is not None:
         start = ssl.cert_time_to_seconds(str(peer["notBefore"]))
         end = ssl.cert_time_to_seconds(str(peer["notAfter"]))
@@ -217,12 +261,17 @@ def check_peer(connection: ssl.SSLObject, settings: TlsSettings) -> None:
             raise TlsFailure(
                 f"the server certificate is valid from {peer['notBefore']} to {peer['notAfter']},"
                 f" and the module clock says {_utc(settings.module_time)} "
-                '("ignorelocaltime" 0)'
+                '("ignorelocaltime" 0)',
+                FailureKind.TLS_DATE,
             )
+
+
+def _check_host(peer: Mapping[str, object], settings: TlsSettings) -> None:
     if settings.checkhost and not _names_host(peer, settings.host):
         raise TlsFailure(
             f"the server certificate does not name {settings.host!r} "
-            f'("checkhost" 1): it names {_names(peer)}'
+            f'("checkhost" 1): it names {_names(peer)}',
+            FailureKind.TLS_HOSTNAME,
         )
 
 
@@ -288,6 +337,7 @@ class TlsStream:
         self._certificate_requested = False
         self._ticket = False
         self._early = bytearray()  # plaintext that came while waiting for the server's verdict
+        self.close_notify_received = False  # the server ended TLS in order (not just TCP)
         context = client_context(settings)
         _watch_messages(context, self._on_message)
         self._tls = context.wrap_bio(
@@ -317,6 +367,8 @@ class TlsStream:
                             "the server closed the connection during the handshake: it "
                             "refused what was offered (version, suites or certificate)"
                         ) from None
+        except ssl.SSLCertVerificationError as error:
+            raise TlsFailure(f"handshake failed: {error}", FailureKind.TLS_UNKNOWN_CA) from error
         except ssl.SSLError as error:
             raise TlsFailure(f"handshake failed: {error}") from error
         finally:
@@ -372,6 +424,7 @@ class TlsStream:
                     return b""  # the TCP connection ended without close_notify
                 continue
             except ssl.SSLZeroReturnError:
+                self.close_notify_received = True
                 return b""  # close_notify
             self._flush()  # a TLS 1.3 KeyUpdate may want an answer
             return data
