@@ -449,6 +449,7 @@ class _Request:
     # once the operation is over (the "blocked" commands of TI's Wi-Fi AT firmware: AT+Connect,
     # AT+Recv, AT+Select...: OK, then "+recv:..." and OK, or "ERROR:process command,<code>").
     blocked: bool = False
+    secret_answer: bool = False  # the answer carries a secret: logs show its size only
 
     @property
     def shown(self) -> str:
@@ -595,6 +596,7 @@ class AtChannel:
         log_as: str | None = None,
         check: bool = True,
         blocked: bool = False,
+        secret_answer: bool = False,
     ) -> Response:
         """Send ``command`` and wait for its final result.
 
@@ -602,9 +604,19 @@ class AtChannel:
         be taken for URCs (``+CPIN:`` for ``AT+CPIN?``). ``log_as`` replaces the command in logs
         when it carries a secret. With ``check`` (the default) an error result raises
         :class:`AtCommandFailed`. A ``blocked`` command's first OK only says it was accepted:
-        its result is the final result after it (the line stays held until then).
+        its result is the final result after it (the line stays held until then). With
+        ``secret_answer`` (reading back a private key) logs show how much came, not what.
         """
-        request = _Request(command, None, timeout, expect, log_as, check, blocked=blocked)
+        request = _Request(
+            command,
+            None,
+            timeout,
+            expect,
+            log_as,
+            check,
+            blocked=blocked,
+            secret_answer=secret_answer,
+        )
         return await self._run(request)
 
     async def command_with_data(
@@ -831,7 +843,11 @@ class AtChannel:
         self._settle(pending)
         response = Response(shown, tuple(pending.lines), result)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("← %s", _summarise(response))
+            if request.secret_answer:
+                hidden = sum(len(line.text) for line in response.lines)
+                log.debug("← [%d characters not shown] | %s", hidden, result.text)
+            else:
+                log.debug("← %s", _summarise(response))
         if request.check and not result.success:
             raise AtCommandFailed(shown, result.text, result.code)
         return response
