@@ -159,7 +159,7 @@ def test_disconnect_reasons_name_the_likely_cause() -> None:
     assert describe_disconnect(99).startswith("reason 99")
 
 
-# --- settings -----------------------------------------------------------------------------------
+# --- settings ---------------------------------------------------------------------------------
 
 
 def test_settings_hide_the_key_and_check_credentials() -> None:
@@ -180,7 +180,7 @@ def test_settings_hide_the_key_and_check_credentials() -> None:
     SimpleLinkSettings(ssid="Corp", security="wpa_ent", eap_method="PEAP0_MSCHAPv2", user="cp")
 
 
-# --- TLS ------------------------------------------------------------------------------------------
+# --- TLS --------------------------------------------------------------------------------------
 
 
 def test_every_whitepaper_suite_has_its_ti_name() -> None:
@@ -236,7 +236,7 @@ def test_connect_codes_become_what_the_daemon_acts_on(
     assert words in str(error)
 
 
-# --- HTTP ---------------------------------------------------------------------------------------
+# --- HTTP -------------------------------------------------------------------------------------
 
 
 def test_our_request_head_becomes_the_modules_header_options() -> None:

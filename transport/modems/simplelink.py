@@ -310,7 +310,7 @@ class SimpleLinkModem:
         """Leave the network and join it again (recovery step REACTIVATE_PDP: the Wi-Fi
         counterpart of re-activating a PDP context)."""
         await self._sync()
-        if self._nwp_lost is not None:
+        if self._nwp_lost is not None or not self._brought_up:
             await self.bring_up()
             return
         if self._s.provisioning == "stored":
