@@ -34,7 +34,13 @@ def problems(text: str, source: Path = Path("test.toml")) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["example-quectel.toml", "example-host.toml", "example-simulator.toml"]
+    "name",
+    [
+        "example-quectel.toml",
+        "example-simplelink.toml",
+        "example-host.toml",
+        "example-simulator.toml",
+    ],
 )
 def test_example_files_load(name: str) -> None:
     config = load_config(ROOT / "config" / name)

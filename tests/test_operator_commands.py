@@ -223,3 +223,85 @@ async def test_module_commands_refuse_a_host_link(tmp_path: Path, command: list[
         assert code == 1 and "there is no module to talk to" in err
     else:
         assert code == 1 and "chargepoint fetch:" in err  # the host stack cannot reach x
+
+
+# -- the Wi-Fi module: the same commands through the family registry --
+
+WIFI = """
+[modem]
+type = "simplelink"
+port = "{port}"
+
+[wifi]
+ssid = "SiteNet"
+key = "charge-point-wifi"
+"""
+
+
+def write_wifi_config(tmp_path: Path, port: Path) -> Path:
+    config = write_config(tmp_path, port)
+    text = config.read_text()
+    modem = text[text.index("[modem]") : text.index("[storage]")]
+    config.write_text(text.replace(modem, WIFI.format(port=port)))
+    return config
+
+
+async def test_modem_info_on_a_wifi_module(tmp_path: Path) -> None:
+    async with simulator_process(tmp_path / "modem", family="simplelink") as link:
+        config = write_wifi_config(tmp_path, link)
+        code, out, err = await chargepoint("modem", "info", "--config", str(config))
+    assert code == 0, err
+    lines = dict(line.split(None, 1) for line in out.replace("Wi-Fi ", "Wi-Fi_").splitlines())
+    assert lines["module"].startswith("Texas Instruments CC32") and lines["module"].endswith(
+        f" on {link}"
+    )
+    assert lines["MAC"] == "d4:36:39:5a:3c:11"
+    assert (lines["Wi-Fi_SSID"], lines["Wi-Fi_security"]) == ("SiteNet", "wpa_wpa2")
+    assert lines["RSSI"] == "-52 dBm"
+    assert lines["IP"].split() == ["address", "192.168.50.23"]
+    assert "charge-point-wifi" not in out + err  # the key is never shown
+
+
+async def test_modem_at_on_a_wifi_module_waits_for_a_blocked_commands_result(
+    tmp_path: Path,
+) -> None:
+    async with simulator_process(tmp_path / "modem", family="simplelink") as link:
+        config = str(write_wifi_config(tmp_path, link))
+        code, _, err = await chargepoint("modem", "info", "--config", config)  # joins the network
+        assert code == 0, err
+        # AT+NetAPPGetHostByName answers OK at once and its result later (a "blocked" command):
+        # the console shows the result, not just the first OK.
+        assert await chargepoint(
+            "modem", "at", "--config", config, "AT+NetAPPGetHostByName=localhost,INET"
+        ) == (0, "+netappgethostbyname:localhost,127.0.0.1\nOK\n", "")
+        code, out, _ = await chargepoint("modem", "at", "--config", config, "AT+Close=9")
+        assert (code, out) == (1, "ERROR:process command,-9\n")
+
+
+async def test_check_config_names_the_wifi_network(tmp_path: Path) -> None:
+    config = write_wifi_config(tmp_path, tmp_path / "ttyS1")
+    code, out, err = await chargepoint("check-config", "--config", str(config))
+    assert (code, err) == (0, "")
+    assert "Wi-Fi 'SiteNet' (wpa_wpa2, provisioning profile)" in out
+    assert "charge-point-wifi" not in out
+    config.write_text(config.read_text().replace('key = "charge-point-wifi"', 'key = "short"'))
+    code, out, err = await chargepoint("check-config", "--config", str(config))
+    assert (code, out) == (1, "")
+    assert "wifi.key: a WPA passphrase is 8 to 63 characters (or 64 hex digits), not 5" in err
+
+
+async def test_fetch_through_a_wifi_module(tmp_path: Path) -> None:
+    image = os.urandom(40_000)
+    with FileServer(files={"/fw/image.bin": image}) as files:
+        async with simulator_process(tmp_path / "modem", family="simplelink") as link:
+            output = tmp_path / "image.bin"
+            code, _, err = await chargepoint(
+                "fetch",
+                "--config",
+                str(write_wifi_config(tmp_path, link)),
+                files.url("/fw/image.bin"),
+                "--output",
+                str(output),
+            )
+    assert (code, err) == (0, "")
+    assert output.read_bytes() == image

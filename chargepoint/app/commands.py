@@ -113,8 +113,9 @@ async def modem_info(config: Config, out: TextIO = sys.stdout) -> int:
     except TransportError as error:
         print(f"chargepoint modem info: {error}", file=sys.stderr)
         return 1
+    width = max(14, *(len(name) + 2 for name, _ in rows))
     for name, value in rows:
-        print(f"{name:<14}{value}", file=out)
+        print(f"{name:<{width}}{value}", file=out)
     return 0
 
 
