@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import json
 import logging
 import shutil
@@ -34,12 +35,30 @@ from transport.modems.host import HostLink
 from transport.modems.quectel import QuectelLink
 from transport.modems.quectel_http import HttpSettings
 from transport.modems.quectel_settings import QuectelSettings
+from transport.modems.simplelink import SimpleLinkLink
+from transport.modems.simplelink_settings import SimpleLinkSettings
 from transport.simulator import SimulatorShell
 from transport.simulator.families import simulated
 
 PASSWORD = bytes.fromhex("00112233445566778899aabbccddeeff00112233")
 
 FAMILIES = ("quectel", "simplelink")
+
+# The simulated site network (transport.simulator.simplelink_core.AccessPoint's defaults),
+# stored on the module as a profile as a charger maker would, with the time limits scaled
+# down like FAST's: what is tested is the behaviour, not the numbers.
+WIFI_FAST = SimpleLinkSettings(
+    ssid="SiteNet",
+    security="wpa_wpa2",
+    key="charge-point-wifi",
+    provisioning="profile",
+    join_timeout=5.0,
+    command_timeout=2.0,
+    sync_timeout=6.0,
+    dns_timeout=3.0,
+    connect_timeout=5.0,
+    close_flush_timeout=1.0,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +87,20 @@ def module_link(family: str, path: str, config: Config | None = None, modem: Any
     fw = config.firmware if config is not None else FirmwareConfig()
     if family == "quectel":
         http = HttpSettings(ca_file=fw.ca_file, piece_size=fw.piece_size, chunk=fw.chunk_size)
-        return QuectelLink(path, 115200, modem or FAST, http)
+        cellular = modem if isinstance(modem, QuectelSettings) else FAST
+        return QuectelLink(path, 115200, cellular, http)
+    if family == "simplelink":
+        wifi = modem if isinstance(modem, SimpleLinkSettings) else WIFI_FAST
+        settings = dataclasses.replace(wifi, files_ca_file=fw.ca_file, piece_size=fw.piece_size)
+        return SimpleLinkLink(path, 115200, settings)
     raise ValueError(f"no link for module family {family!r}")
 
 
 def module_shell(family: str = "quectel", **sim_options: Any) -> SimulatorShell:
-    """A simulated module of ``family`` on a pty (not started)."""
-    return SimulatorShell(simulated(family).module(), **sim_options)
+    """A simulated module of ``family`` on a pty (not started); ``module=`` gives one made by
+    the test."""
+    module = sim_options.pop("module", None) or simulated(family).module()
+    return SimulatorShell(module, **sim_options)
 
 
 _STATE_ROOT = Path(tempfile.mkdtemp(prefix="chargepoint-tests-"))

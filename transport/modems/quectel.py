@@ -16,7 +16,15 @@ import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
-from transport.at import AtChannel, AtParser, PayloadRule, Response, Urc, split_fields
+from transport.at import (
+    AtChannel,
+    AtParser,
+    ChannelStats,
+    PayloadRule,
+    Response,
+    Urc,
+    split_fields,
+)
 from transport.errors import (
     AtCommandFailed,
     ModemNotResponding,
@@ -493,6 +501,11 @@ class QuectelLink:
     @property
     def modem(self) -> QuectelModem | None:
         return self._modem
+
+    @property
+    def at_stats(self) -> ChannelStats | None:
+        """What crossed the serial line since the port was opened (None while it is not)."""
+        return self._channel.stats if self._channel is not None else None
 
     def use_csms_time(self, now: Callable[[], datetime | None]) -> None:
         self._csms_time = now

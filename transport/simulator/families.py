@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from transport.simulator.quectel import ModuleProfile, QuectelModule
+from transport.simulator.simplelink import AccessPoint, SimpleLinkModule, WifiProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,36 @@ QUECTEL = SimulatedFamily(
     download="AT+QHTTPGET",
 )
 
-SIMULATED: dict[str, SimulatedFamily] = {family.name: family for family in (QUECTEL,)}
+
+def _simplelink_config(port: str, baud: int) -> str:
+    site = AccessPoint()  # the simulated site network, as an installer would enter it
+    return (
+        f'[modem]\ntype = "simplelink"\nport = "{port}"\nbaudrate = {baud}\n'
+        f'[wifi]\nssid = "{site.ssid}"\nsecurity = "{site.security.lower()}"\n'
+        f'key = "{site.key}"\nprovisioning = "profile"\n'
+    )
+
+
+SIMPLELINK = SimulatedFamily(
+    name="simplelink",
+    title="TI SimpleLink CC3220SF (Wi-Fi)",
+    module=lambda **profile: SimpleLinkModule(WifiProfile(**profile)),
+    config=_simplelink_config,
+    coverage_hole="the Wi-Fi access point drops out",
+    data_commands=(
+        "AT+Send",
+        "AT+Recv",
+        "AT+Select",
+        "AT+HttpReadResBody",
+        "AT+HttpSendReq",
+        "AT+FileWrite",
+    ),
+    tls_open="AT+Socket=INET,STREAM,SEC",
+    tcp_open="AT+Socket=INET,STREAM,TCP",
+    download="AT+HttpSendReq/AT+HttpReadResBody",
+)
+
+SIMULATED: dict[str, SimulatedFamily] = {f.name: f for f in (QUECTEL, SIMPLELINK)}
 
 
 def simulated(name: str) -> SimulatedFamily:
