@@ -6,6 +6,7 @@ the exception the daemon acts on, and no socket descriptor left behind."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import math
@@ -423,6 +424,50 @@ async def test_tls_to_a_real_server_by_name(pki: Pki) -> None:
         assert len(r.commands("AT+FileWrite")) == writes
 
 
+async def test_certificates_are_written_only_when_the_module_lacks_them(
+    pki: Pki, tmp_path: Path
+) -> None:
+    sim_module = module()
+    client = pki.client("CP-SL/2")
+    mutual = TlsSettings(ca_file=pki.ca, client_cert=client.cert, client_key=client.key)
+    async with tls_echo(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca) as port:
+        async with rig(FAST, sim_module) as r:
+            await (await r.modem.open_tls("localhost", port, mutual, now)).close()
+            written = len(r.commands("AT+FileWrite"))
+            assert written >= 3  # CA, certificate, key
+        # A restarted daemon reads the files back and writes nothing.
+        async with rig(FAST, sim_module) as r:
+            await (await r.modem.open_tls("localhost", port, mutual, now)).close()
+            assert len(r.commands("AT+FileWrite")) == written
+            assert r.commands("AT+FileRead")
+        # A changed CA bundle is written again, and only it.
+        bundle = tmp_path / "bundle.pem"
+        bundle.write_bytes(pki.ca.read_bytes() + pki.untrusted_ca.read_bytes())
+        changed = dataclasses.replace(mutual, ca_file=bundle)
+        start = len(sim_module.log)
+        async with rig(FAST, sim_module) as r:
+            await (await r.modem.open_tls("localhost", port, changed, now)).close()
+            creates = [c for c in sim_module.log[start:] if "CREATE" in c.upper()]
+            assert len(creates) == 1 and "/cert/csms-ca.pem" in creates[0]
+
+
+async def test_the_private_key_reaches_no_log(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    client = pki.client("CP-SL/3")
+    mutual = TlsSettings(ca_file=pki.ca, client_cert=client.cert, client_key=client.key)
+    key_lines = [ln for ln in client.key.read_text().splitlines() if "-----" not in ln]
+    async with (
+        tls_echo(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca) as port,
+        rig() as r,
+    ):
+        await (await r.modem.open_tls("localhost", port, mutual, now)).close()
+        await r.modem.files.holds("/cert/client-key.pem", client.key.read_bytes(), secret=True)
+    logged = caplog.text
+    encoded = base64.b64encode(client.key.read_bytes()).decode()
+    assert encoded[:64] not in logged and encoded[-64:] not in logged
+    assert not any(line in logged for line in key_lines)
+
+
 @pytest.mark.parametrize(
     ("server", "words"),
     [
@@ -442,6 +487,23 @@ async def test_a_certificate_the_charge_point_must_refuse(
         with pytest.raises(TlsHandshakeFailed, match=words):
             await r.modem.open_tls("csms.test", port, TlsSettings(ca_file=pki.ca), now)
         assert r.modem.sockets.table() == {}
+
+
+async def test_the_module_clock_comes_from_the_csms_else_the_controller(pki: Pki) -> None:
+    async with tls_echo(pki.expired_server.cert, pki.expired_server.key) as port, rig() as r:
+        tls = TlsSettings(ca_file=pki.ca)
+        # No CSMS time yet: the controller's clock dates the check, and the expired
+        # certificate is refused (A00.FR.310).
+        with pytest.raises(TlsHandshakeFailed, match="certificate date"):
+            await r.modem.open_tls("localhost", port, tls)
+        assert r.commands("AT+Set=General,Time")
+    # A controller clock that was never set either, and the module's reads 2013: the dates
+    # cannot be checked, the connection is used, and the log says so.
+    async with tls_echo(pki.expired_server.cert, pki.expired_server.key) as port, rig() as r:
+        r.modem.tls.host_time = lambda: datetime(1970, 1, 1, tzinfo=UTC)
+        stream = await r.modem.open_tls("localhost", port, tls)
+        await stream.close()
+        assert r.commands("AT+Set=General,Time") == []
 
 
 async def test_mutual_tls_and_a_csms_that_wants_a_certificate(pki: Pki) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from transport.at import AtChannel, AtParser, Urc, split_fields
+from transport.at import AtChannel, AtParser, ChannelStats, Urc, split_fields
 from transport.errors import (
     AtCommandFailed,
     ModemNotResponding,
@@ -664,6 +664,11 @@ class SimpleLinkLink:
     @property
     def modem(self) -> SimpleLinkModem | None:
         return self._modem
+
+    @property
+    def at_stats(self) -> ChannelStats | None:
+        """What crossed the serial line since the port was opened (None while it is not)."""
+        return self._channel.stats if self._channel is not None else None
 
     def use_csms_time(self, now: Callable[[], datetime | None]) -> None:
         self._csms_time = now

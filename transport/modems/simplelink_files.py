@@ -1,14 +1,15 @@
 """Certificates in the SimpleLink module's file system, for its TLS sockets and its HTTP client
-(AT+FileOpen/FileWrite/FileClose, [guide] Tables 38-45; names and limits of SPEC §6).
+(AT+FileOpen/FileWrite/FileRead/FileClose, [guide] Tables 38-45; names and limits of SPEC §6).
 
-The network processor's serial flash wears, and a certificate seldom changes: a file is written
-only when its content differs from what this driver last wrote under that name, and always the
-first time in a process (a module swapped or reflashed while the daemon was down would keep a
-stale file otherwise). The record of what was written (:class:`WrittenFiles`) belongs to the
-link, so it outlives a channel dropped after a port failure.
+The network processor's serial flash wears on writes, not reads, and a certificate seldom
+changes: before a file is written, what the module holds under that name is read back
+(AT+FileGetInfo for the size, then AT+FileRead) and the file is written only when it is
+missing or differs, so a restarted daemon writes nothing. Within a process, a file already
+written or found current is not read again (:class:`WrittenFiles`, kept by the link so it
+outlives a channel dropped after a port failure).
 
 Writes go in base64 pieces of at most 1024 bytes; the command lines of a private key are logged
-with the data replaced by ``***``.
+with the data replaced by ``***``, and its read-back answers by their size only.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from transport.errors import AtCommandFailed, TlsSetupFailed, TransportError
 from transport.modems.simplelink_protocol import (
     FILE_NOT_FOUND,
     MAX_FILE_WRITE,
+    DataError,
     b64,
+    decode_data,
     error_code,
+    padded,
     parse_error,
     pieces,
     quote,
@@ -43,7 +47,8 @@ ALLOCATION = 4096  # SPEC-silent: <max size> of AT+FileOpen rounded up to a flas
 
 
 class WrittenFiles:
-    """What this process wrote under each module file name: the SHA-256 of the content."""
+    """What this process wrote, or found current, under each module file name: the SHA-256 of
+    the content."""
 
     def __init__(self) -> None:
         self._digests: dict[str, str] = {}
@@ -71,6 +76,10 @@ class SimpleLinkFiles:
         :class:`~transport.errors.TlsSetupFailed` (a file the module refuses is a setting to
         fix, not a module to reset)."""
         if self.written.current(name, data):
+            return False
+        if await self.holds(name, data, secret=secret):
+            self.written.record(name, data)
+            log.debug("%s on the module is current", name)
             return False
         try:
             await self.write(name, data, secret=secret)
@@ -102,6 +111,35 @@ class SimpleLinkFiles:
                         f"AT+FileWrite on {name} wrote {written[:1]} of {len(piece)} bytes"
                     )
                 offset += len(piece)
+
+    async def holds(self, name: str, data: bytes, *, secret: bool = False) -> bool:
+        """Whether module file ``name`` holds exactly ``data`` (read back in pieces, stopping
+        at the first difference); False when it is missing or cannot be read."""
+        try:
+            if await self.size(name) != len(data):
+                return False
+            async with self._opened(name, "READ") as handle:
+                for offset in range(0, len(data), MAX_FILE_WRITE):
+                    expected = data[offset : offset + MAX_FILE_WRITE]
+                    if await self.read(handle, offset, len(expected), secret=secret) != expected:
+                        return False
+        except AtCommandFailed as error:
+            log.info("could not read %s back (%s): writing it", name, error.result)
+            return False
+        return True
+
+    async def read(self, handle: str, offset: int, length: int, *, secret: bool = False) -> bytes:
+        """Up to ``length`` bytes at ``offset`` (AT+FileRead in base64, SPEC §6)."""
+        response = await self._at.command(
+            f"AT+FileRead={handle},{offset},1,{length}",
+            expect=("+fileread:",),
+            secret_answer=secret,
+        )
+        fields = values(response.value("+fileread:"))
+        try:
+            return decode_data(*padded(fields, 3)[1:3])
+        except DataError:
+            return b""  # unreadable: taken as different, so the file is written again
 
     async def size(self, name: str) -> int | None:
         """The file's size (AT+FileGetInfo), or None when there is no such file."""

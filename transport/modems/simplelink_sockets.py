@@ -160,8 +160,8 @@ def connect_error(where: str, host: str, code: int | None, result: str) -> Trans
     if code == ESEC_DATE_ERROR:
         return TlsHandshakeFailed(
             f"TLS with {where}: certificate date ({said}); a certificate in the chain is "
-            "expired or not yet valid at the module's clock: check its validity dates and "
-            "the module clock",
+            "expired or not yet valid at the module's clock (set from the CSMS's time, or "
+            "the controller's): check its validity dates and the controller's clock",
             code,
         )
     if code in (ESEC_NOCAFILE, ESEC_BADCAFILE):

@@ -6,8 +6,10 @@ The network processor verifies the CSMS's certificate itself: against the CA fil
 SECURE_FILES_CA_FILE_NAME, for the host name given in SECURE_DOMAIN_NAME_VERIFICATION
 (whitepaper A00.FR.308), with dates checked against the module clock, which reads 2013 after
 power-on (SPEC §3). Before each TLS open the clock is set from the CSMS's time when a session
-gave one; when none is known yet and the clock has never been set, a date warning (-461) is
-let through with a log line, as the Quectel driver opens with dates unchecked then.
+gave one, else from the controller's clock when it reads a plausible year (Wi-Fi has no network
+time); a certificate date error (-461) then refuses the CSMS (whitepaper A00.FR.310). Only
+when neither time is known is -461 let through with a log line, as the Quectel driver opens
+with dates unchecked then.
 """
 
 from __future__ import annotations
@@ -62,18 +64,24 @@ class ModuleClock:
             f"{utc.day},{utc.month},{utc.year}"
         )
 
-    async def ensure(self, csms_time: Callable[[], datetime | None]) -> bool:
-        """Set the clock from the CSMS's time when it is known; whether the clock can be
-        trusted for certificate dates."""
-        when = csms_time()
-        if when is not None and when.year >= OLDEST_VALID_CLOCK:
+    async def ensure(
+        self,
+        csms_time: Callable[[], datetime | None],
+        host_time: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> bool:
+        """Set the clock from the CSMS's time when it is known, else from the controller's own
+        clock when that is plausible (a Wi-Fi network gives no time, unlike a cell's NITZ);
+        whether the clock can be trusted for certificate dates."""
+        for source, when in (("the CSMS", csms_time()), ("the controller", host_time())):
+            if when is None or when.year < OLDEST_VALID_CLOCK:
+                continue
             try:
                 await self.set(when)
             except AtCommandFailed as error:
                 log.warning("could not set the module clock: %s", error)
-            else:
-                log.debug("module clock set from the CSMS's time: %s", f"{when:%Y-%m-%d %H:%M:%S}")
-                return True
+                break
+            log.debug("module clock set from %s's time: %s", source, f"{when:%Y-%m-%d %H:%M:%S}")
+            return True
         return await self.now() is not None
 
 
@@ -83,6 +91,7 @@ class SimpleLinkTls:
     def __init__(self, channel: AtChannel, files: SimpleLinkFiles) -> None:
         self._files = files
         self.clock = ModuleClock(channel)
+        self.host_time: Callable[[], datetime] = lambda: datetime.now(UTC)  # the controller's
 
     async def prepare(
         self, settings: TlsSettings, csms_time: Callable[[], datetime | None]
@@ -106,11 +115,12 @@ class SimpleLinkTls:
         if client is not None:
             await self._files.install(CLIENT_CERT_FILE, client[0])
             await self._files.install(CLIENT_KEY_FILE, client[1], secret=True)
-        dated = await self.clock.ensure(csms_time)
+        dated = await self.clock.ensure(csms_time, self.host_time)
         if not dated:
             log.warning(
-                "the module clock is not set and no CSMS time is known yet: a certificate "
-                "date warning is let through until it is"
+                "the module clock is not set (no CSMS time yet, and the controller's clock "
+                "reads before %d): a certificate date warning is let through until it is",
+                OLDEST_VALID_CLOCK,
             )
         return dated
 
