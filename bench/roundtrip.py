@@ -13,7 +13,12 @@ bench CSMS serving a throw-away certificate whose CA the driver installs on the 
 UART carries the same plaintext frames either way; only the AT commands' names differ, and the
 network carries TLS records. ``p50_tls_over_plain`` is what TLS in the module costs.
 
-    python -m bench.roundtrip [--quick]
+Every module family is measured the same way, side by side: the Quectel figures keep their
+names, another family's carry its name as a suffix (``p50_ms_simplelink``), with its own floor
+(the AT bytes its commands cannot avoid: TI's Wi-Fi firmware asks with AT+Select, reads with
+AT+Recv and moves the frames as base64 text) and ``*_over_quectel`` ratios.
+
+    python -m bench.roundtrip [--quick] [--family NAME]
 """
 
 from __future__ import annotations
@@ -33,13 +38,13 @@ from typing import Any
 from ocpp.v16.enums import DataTransferStatus
 
 from bench.tls import BenchPki, csms_security, make_pki
+from chargepoint.app.assembly import link_for
 from chargepoint.app.daemon import Daemon
 from chargepoint.blocks.data_transfer import DataTransferReply, DataTransferVendors
 from config.loader import parse_config
 from transport.link import Link
 from transport.modems.host import HostLink
-from transport.modems.quectel import QuectelLink
-from transport.modems.quectel_settings import QuectelSettings
+from transport.simulator.families import SIMULATED, simulated
 
 NAME = "roundtrip"
 BAUD = 115200
@@ -75,7 +80,12 @@ async def _lines(process: asyncio.subprocess.Process) -> dict[str, Any]:
 
 
 async def measure(
-    path: str, count: int, *, callgrind: bool = False, pki: BenchPki | None = None
+    path: str,
+    count: int,
+    *,
+    callgrind: bool = False,
+    pki: BenchPki | None = None,
+    family: str = "quectel",
 ) -> dict[str, Any]:
     """One path, ``count`` CALLs. In-process, the charge point's CPU time is measured; with
     ``callgrind`` it runs in its own process under valgrind and its instructions are counted.
@@ -100,7 +110,7 @@ async def measure(
             if path == "modem":
                 modem = str(Path(tmp) / "modem")
                 simulator = await asyncio.create_subprocess_exec(
-                    *(sys.executable, "-m", "transport.simulator", "quectel", "--link", modem),
+                    *(sys.executable, "-m", "transport.simulator", family, "--link", modem),
                     *("--baud", str(BAUD), "--latency-ms", str(LATENCY * 1000)),
                     stdout=asyncio.subprocess.PIPE,
                 )
@@ -133,15 +143,16 @@ async def measure(
                 await charge_point.wait()
                 result["instructions"] = _callgrind_total(out)
                 return result
-            link: Link = (
-                QuectelLink(modem, BAUD, QuectelSettings(apn="internet")) if modem else HostLink()
+            modem_tables = (
+                simulated(family).config(modem, BAUD) if modem else '[modem]\ntype = "host"\n'
             )
             config = parse_config(
                 f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
                 f'[csms]\nurl = "{url}"\nping_interval = 0\n'
                 f"{csms_security(pki.ca if pki else None)}"
-                f'[modem]\ntype = "host"\n[storage]\ndirectory = "{tmp}/state"\n'
+                f'{modem_tables}[storage]\ndirectory = "{tmp}/state"\n'
             )
+            link: Link = link_for(config) if modem else HostLink()
             meter = CpuMeter()
             vendors = DataTransferVendors()
             vendors.register("org.example.bench", meter.handle)
@@ -179,6 +190,17 @@ def _frame_bytes(payload: int, *, masked: bool) -> int:
     return header + payload + (4 if masked else 0)
 
 
+def _at_bytes_simplelink(down: int, up: int) -> int:
+    """The same for TI's Wi-Fi AT firmware, which says nothing when data arrives: an AT+Select
+    that returns the socket (OK, "+select:0", OK), an AT+Recv (OK, "+recv:" with the frame as
+    base64, OK), and an AT+Send carrying the answer as base64, then OK. TCP or TLS alike."""
+    down64, up64 = 4 * -(-down // 3), 4 * -(-up // 3)
+    select = len("AT+Select=1,0,0,20000\r") + len("OK\r\n+select:0\r\nOK\r\n")
+    recv = len("AT+Recv=0,1,1460\r") + len(f"OK\r\n+recv:0,1,{down64},\r\nOK\r\n") + down64
+    send = len(f"AT+Send=0,1,{up64},\r") + up64 + len("OK\r\n")
+    return select + recv + send - down - up  # the frames themselves are in the plain floor
+
+
 def _at_bytes(down: int, up: int, *, tls: bool) -> int:
     """AT bytes any driver needs per message: the "recv" URC, the read command and its answer's
     framing; the send command, its prompt and SEND OK (TCP: AT+QIRD, AT+QISEND; TLS: the
@@ -198,58 +220,86 @@ def _percentiles(result: dict[str, Any]) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
 
 
-async def run(count: int, *, instructions: bool) -> None:
+async def run(count: int, *, instructions: bool, families: list[str]) -> None:
     with tempfile.TemporaryDirectory() as certificates:
         pki = make_pki(Path(certificates))
-        modem = await measure("modem", count)
-        modem_tls = await measure("modem", count, pki=pki)
         host = await measure("host", count)
-        down = _frame_bytes(modem["call_bytes"], masked=False)  # CSMS → charge point
-        up = _frame_bytes(modem["result_bytes"], masked=True)  # charge point → CSMS, masked
-        line_rate = BAUD / 10
-        floor = 2 * LATENCY + (down + up) / line_rate
-        at_bytes = _at_bytes(down, up, tls=False)
-        floor_with_at = floor + at_bytes / line_rate
-        at_bytes_tls = _at_bytes(down, up, tls=True)
-        floor_with_at_tls = floor + at_bytes_tls / line_rate
         host_times = sorted(t * 1000 for t in host["round_trips_s"])
-        p50, p99 = _percentiles(modem)
-        p50_tls, p99_tls = _percentiles(modem_tls)
-        if modem_tls["tls"] is None or modem["tls"] is not None:
-            raise RuntimeError("the TLS path did not run over TLS, or the plain one did")
-        cpu, cpu_tls = modem["cpu_us_per_message"], modem_tls["cpu_us_per_message"]
-        common = {"messages": count, "baud": BAUD, "latency_ms": LATENCY * 1000}
-        emit("p50_ms", p50, "ms", path="modem", **common)
-        emit("p99_ms", p99, "ms", path="modem", **common)
-        emit("floor_ms", floor * 1000, "ms", frame_bytes_down=down, frame_bytes_up=up, **common)
-        emit("floor_with_at_ms", floor_with_at * 1000, "ms", at_bytes=at_bytes, **common)
-        emit("p50_floor_ratio", p50 / (floor * 1000), "ratio", **common)
         emit("p50_host_ms", statistics.median(host_times), "ms", path="host", messages=count)
-        emit("cpu_us_per_message_modem", cpu, "us", **common)
         emit("cpu_us_per_message_host", host["cpu_us_per_message"], "us", messages=count)
-        emit("cpu_per_message_ratio", cpu / host["cpu_us_per_message"], "ratio", **common)
-        # The same through TLS in the module. The floor is the plain one: the UART carries the
-        # same frames, and the simulated network adds latency, not a bandwidth limit.
-        tls = {"path": "modem", "tls": "module", **modem_tls["tls"], **common}
-        emit("p50_ms_tls", p50_tls, "ms", **tls)
-        emit("p99_ms_tls", p99_tls, "ms", **tls)
-        emit("floor_with_at_ms_tls", floor_with_at_tls * 1000, "ms", at_bytes=at_bytes_tls, **tls)
-        emit("p50_floor_ratio_tls", p50_tls / (floor * 1000), "ratio", **tls)
-        emit("p50_tls_over_plain", p50_tls / p50, "ratio", **tls)
-        emit("cpu_us_per_message_modem_tls", cpu_tls, "us", **tls)
-        emit("cpu_per_message_tls_over_plain", cpu_tls / cpu, "ratio", **tls)
-        if instructions and shutil.which("valgrind"):
-            # CPU time on a virtual machine charges about 100-230 us for every sleep and
-            # wake-up (measured: a bare asyncio.sleep wake-up), and the module path must wait
-            # for the module several times per message. Instructions count the work itself.
-            modem_ir = await instructions_per_message("modem")
-            host_ir = await instructions_per_message("host")
-            emit("instructions_per_message_modem", modem_ir, "instructions", **common)
-            emit("instructions_per_message_host", host_ir, "instructions")
-            emit("instructions_per_message_ratio", modem_ir / host_ir, "ratio", **common)
-            tls_ir = await instructions_per_message("modem", pki)
-            emit("instructions_per_message_modem_tls", tls_ir, "instructions", **tls)
-            emit("instructions_per_message_tls_over_plain", tls_ir / modem_ir, "ratio", **tls)
+        p50s: dict[str, float] = {}
+        for family in families:
+            p50s[family] = await _family(family, count, pki, host)
+        for family, p50 in p50s.items():
+            if family != "quectel" and "quectel" in p50s:
+                common = {"messages": count, "baud": BAUD, "latency_ms": LATENCY * 1000}
+                emit(
+                    f"p50_{family}_over_quectel",
+                    p50 / p50s["quectel"],
+                    "ratio",
+                    family=family,
+                    **common,
+                )
+    if instructions and "quectel" in families and shutil.which("valgrind"):
+        await _instructions(pki)
+
+
+async def _family(family: str, count: int, pki: BenchPki, host: dict[str, Any]) -> float:
+    """One family's figures (plain and TLS); its plain p50 in ms."""
+    modem = await measure("modem", count, family=family)
+    modem_tls = await measure("modem", count, pki=pki, family=family)
+    name = "" if family == "quectel" else f"_{family}"
+    down = _frame_bytes(modem["call_bytes"], masked=False)  # CSMS → charge point
+    up = _frame_bytes(modem["result_bytes"], masked=True)  # charge point → CSMS, masked
+    line_rate = BAUD / 10
+    floor = 2 * LATENCY + (down + up) / line_rate
+    if family == "quectel":
+        at_bytes, at_bytes_tls = _at_bytes(down, up, tls=False), _at_bytes(down, up, tls=True)
+    else:
+        at_bytes = at_bytes_tls = _at_bytes_simplelink(down, up)
+    floor_with_at = floor + at_bytes / line_rate
+    floor_with_at_tls = floor + at_bytes_tls / line_rate
+    p50, p99 = _percentiles(modem)
+    p50_tls, p99_tls = _percentiles(modem_tls)
+    if modem_tls["tls"] is None or modem["tls"] is not None:
+        raise RuntimeError("the TLS path did not run over TLS, or the plain one did")
+    cpu, cpu_tls = modem["cpu_us_per_message"], modem_tls["cpu_us_per_message"]
+    common = {"messages": count, "baud": BAUD, "latency_ms": LATENCY * 1000, "family": family}
+    emit(f"p50_ms{name}", p50, "ms", path="modem", **common)
+    emit(f"p99_ms{name}", p99, "ms", path="modem", **common)
+    emit(f"floor_ms{name}", floor * 1000, "ms", frame_bytes_down=down, frame_bytes_up=up, **common)
+    emit(f"floor_with_at_ms{name}", floor_with_at * 1000, "ms", at_bytes=at_bytes, **common)
+    emit(f"p50_floor_ratio{name}", p50 / (floor * 1000), "ratio", **common)
+    emit(f"cpu_us_per_message_modem{name}", cpu, "us", **common)
+    emit(f"cpu_per_message_ratio{name}", cpu / host["cpu_us_per_message"], "ratio", **common)
+    # The same through TLS in the module. The floor is the plain one: the UART carries the
+    # same frames, and the simulated network adds latency, not a bandwidth limit.
+    tls = {"path": "modem", "tls": "module", **modem_tls["tls"], **common}
+    emit(f"p50_ms_tls{name}", p50_tls, "ms", **tls)
+    emit(f"p99_ms_tls{name}", p99_tls, "ms", **tls)
+    emit(
+        f"floor_with_at_ms_tls{name}", floor_with_at_tls * 1000, "ms", at_bytes=at_bytes_tls, **tls
+    )
+    emit(f"p50_floor_ratio_tls{name}", p50_tls / (floor * 1000), "ratio", **tls)
+    emit(f"p50_tls_over_plain{name}", p50_tls / p50, "ratio", **tls)
+    emit(f"cpu_us_per_message_modem_tls{name}", cpu_tls, "us", **tls)
+    emit(f"cpu_per_message_tls_over_plain{name}", cpu_tls / cpu, "ratio", **tls)
+    return p50
+
+
+async def _instructions(pki: BenchPki) -> None:
+    """CPU time on a virtual machine charges about 100-230 us for every sleep and wake-up
+    (measured: a bare asyncio.sleep wake-up), and the module path must wait for the module
+    several times per message. Instructions count the work itself (Quectel path)."""
+    common = {"baud": BAUD, "latency_ms": LATENCY * 1000}
+    modem_ir = await instructions_per_message("modem")
+    host_ir = await instructions_per_message("host")
+    emit("instructions_per_message_modem", modem_ir, "instructions", **common)
+    emit("instructions_per_message_host", host_ir, "instructions")
+    emit("instructions_per_message_ratio", modem_ir / host_ir, "ratio", **common)
+    tls_ir = await instructions_per_message("modem", pki)
+    emit("instructions_per_message_modem_tls", tls_ir, "instructions", **common)
+    emit("instructions_per_message_tls_over_plain", tls_ir / modem_ir, "ratio", **common)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,8 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="60 messages each path, no instruction counts (~25 s)"
     )
+    parser.add_argument(
+        "--family",
+        action="append",
+        choices=sorted(SIMULATED),
+        help="measure only this module family (again for more); default: every one",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(run(60 if args.quick else 300, instructions=not args.quick))
+    families = args.family or sorted(SIMULATED)
+    asyncio.run(run(60 if args.quick else 300, instructions=not args.quick, families=families))
     return 0
 
 
