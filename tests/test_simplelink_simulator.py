@@ -26,6 +26,7 @@ import pytest
 from tests.pki import Pki, ServerFiles, make_pki
 from transport.fd_ready import wait_readable, wait_writable
 from transport.simulator import AccessPoint, SimpleLinkModule, SimulatorShell, WifiProfile
+from transport.simulator.file_server import FileServer
 from transport.simulator.network_actions import CloseTcp, OpenSsl, OpenTcp, Resolve, SendTcp
 from transport.simulator.open_failure import FailureKind, OpenFailure
 from transport.simulator.simplelink_files import StoredFile
@@ -1128,6 +1129,41 @@ async def test_http_download_and_chunked_upload_against_a_real_server() -> None:
     assert b"\r\nTransfer-Encoding: chunked\r\n" in head
     assert b"\r\nContent-Type: application/gzip\r\n" in head
     assert body == archive
+
+
+async def test_the_project_file_server_takes_a_chunked_multipart_upload() -> None:
+    archive = bytes(range(256)) * 12
+    boundary = "sl-boundary"
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="diag.tar.gz"'
+            "\r\nContent-Type: application/gzip\r\n\r\n"
+        ).encode()
+        + archive
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    content_type = b64(f"multipart/form-data; boundary={boundary}".encode())
+    with FileServer() as files:
+        async with simulated() as (_sim, port):
+            await port.join()
+            await port.command("AT+HttpCreate")
+            await port.command(f"AT+HttpConnect=0,http://127.0.0.1:{files.port},,,,")
+            await port.command(
+                f"AT+HttpSetHeader=0,req_content_type,persistent,1,{len(content_type)},"
+                f"{content_type}"
+            )
+            pieces = [form[i : i + 1092] for i in range(0, len(form), 1092)]
+            flag = "chunk_start"
+            for piece in pieces:
+                line = f'AT+HttpSendReq=0,POST,"/diag",{flag},1,{len(b64(piece))},{b64(piece)}'
+                assert await port.command(line) == ["OK"]
+                flag = ""
+            assert await port.command('AT+HttpSendReq=0,POST,"/diag",chunk_end,1,0,') == [
+                "+httpsendreq:201",
+                "OK",
+            ]
+        [upload] = files.uploads
+    assert (upload.path, upload.file_name, upload.data) == ("/diag", "diag.tar.gz", archive)
 
 
 @pytest.fixture(scope="module")

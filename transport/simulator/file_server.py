@@ -125,9 +125,21 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 return
             self.wfile.write(body)
 
+        def _read_chunked(self) -> bytes:
+            """A ``Transfer-Encoding: chunked`` body (RFC 9112 §7.1), trailer fields skipped."""
+            body = bytearray()
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after the chunk's data
+            while self.rfile.readline().strip():
+                pass  # trailer fields, up to the empty line
+            return bytes(body)
+
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            raw = self.rfile.read(length)
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                raw = self._read_chunked()  # a SimpleLink upload (SPEC §7)
+            else:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with server.lock:
                 server.requests.append(("POST", self.path, None))
                 failing = server.fail_uploads > 0
