@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import ipaddress
 import logging
@@ -38,7 +39,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from transport.at import BULK_GRACE, AtChannel, Response
+from transport.at import BULK, BULK_GRACE, AtChannel, Response
 from transport.errors import (
     AtTimeout,
     ModemNotResponding,
@@ -186,6 +187,14 @@ def parse_select(text: str) -> list[int]:
     spaces, [guide] Table 20: both are taken)."""
     _, _, rest = text.partition(":")
     return [int(sd) for sd in _SELECTED.findall(rest)]
+
+
+def interactive() -> contextvars.Context:
+    """A context for the stream's own tasks: never BULK, even when the stream was opened from
+    a task that moves bulk data, since OCPP's reads and writes must go first."""
+    context = contextvars.copy_context()
+    context.run(BULK.set, False)
+    return context
 
 
 def _recv_data(fields: list[str]) -> bytes:
@@ -511,7 +520,9 @@ class SimpleLinkSockets:
     def _start_pump(self) -> None:
         self._pump_wake.set()
         if self._pump is None or self._pump.done():
-            self._pump = asyncio.create_task(self._pump_loop(), name="simplelink receive pump")
+            self._pump = asyncio.create_task(
+                self._pump_loop(), name="simplelink receive pump", context=interactive()
+            )
 
     def wake_pump(self) -> None:
         self._pump_wake.set()
@@ -686,7 +697,9 @@ class SimpleLinkStream:
         self.bytes_received = 0
 
     def start(self) -> None:
-        self._sender = asyncio.create_task(self._send_loop(), name=f"send {self.sd}")
+        self._sender = asyncio.create_task(
+            self._send_loop(), name=f"send {self.sd}", context=interactive()
+        )
 
     # -- ByteStream --
 
