@@ -11,13 +11,15 @@ from __future__ import annotations
 import pytest
 
 from config.loader import ConfigError
-from tests.harness import make_config, rig
+from tests.harness import STACKS, Stack, make_config, rig
 from tests.peers import CsmsCallError
 
 
-@pytest.fixture(params=["python", "node"])
-def peer_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=STACKS, ids=str)
+def peer_kind(request: pytest.FixtureRequest) -> Stack:
+    """Both CSMS peers and both module families, paired (tests/harness.py)."""
+    stack: Stack = request.param
+    return stack
 
 
 async def _supported(r: object) -> str:
@@ -29,7 +31,7 @@ async def _supported(r: object) -> str:
 
 
 async def test_tc_048_4_and_tc_050_4_cs_reservation_not_supported_is_rejected(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     profiles = ["Core", "FirmwareManagement", "LocalAuthListManagement", "RemoteTrigger"]
     async with rig(peer_kind, charge_point={"feature_profiles": profiles}) as r:
@@ -58,7 +60,7 @@ async def test_tc_048_4_and_tc_050_4_cs_reservation_not_supported_is_rejected(
 
 
 async def test_a_core_only_deployment_reports_core_and_refuses_the_other_profiles(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     async with rig(peer_kind, charge_point={"feature_profiles": ["Core"]}) as r:
         assert await _supported(r) == "Core"

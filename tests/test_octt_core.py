@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Rig, rig, strict_failures
+from tests.harness import STACKS, Rig, Stack, rig, strict_failures
 from tests.peers import PythonCsms
 
-PEERS = ["python", "node"]
 
-
-@pytest.fixture(params=PEERS)
-def peer_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=STACKS, ids=str)
+def peer_kind(request: pytest.FixtureRequest) -> Stack:
+    """Both CSMS peers and both module families, paired (tests/harness.py)."""
+    stack: Stack = request.param
+    return stack
 
 
 def no_strict_failures(r: Rig) -> None:
@@ -122,7 +122,7 @@ async def settle(r: Rig) -> None:
 # -- 2.1 Cold boot --
 
 
-async def test_tc_001_cs_cold_boot(peer_kind: str) -> None:
+async def test_tc_001_cs_cold_boot(peer_kind: Stack) -> None:
     # Step 2 is Rejected (retry after 1 s), step 4 Accepted with a heartbeat interval of 1 s.
     async with rig(peer_kind, boots="Rejected:1,Accepted:1") as r:
         await r.booted(2)
@@ -154,7 +154,7 @@ async def test_tc_001_cs_cold_boot(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_002_cs_cold_boot_pending(peer_kind: str) -> None:
+async def test_tc_002_cs_cold_boot_pending(peer_kind: Stack) -> None:
     # Step 2 is Pending for 5 s: time for the CSMS's steps 3 to 6 even on a loaded machine.
     async with rig(peer_kind, boots="Pending:5,Accepted:1") as r:
         await r.peer.wait_for(lambda _: any(m.is_("BootNotification", "conf") for m in wire(r)))
@@ -195,7 +195,7 @@ async def test_tc_002_cs_cold_boot_pending(peer_kind: str) -> None:
 # -- 2.2 Start charging session --
 
 
-async def test_tc_003_cs_plugin_first(peer_kind: str) -> None:
+async def test_tc_003_cs_plugin_first(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         r.charger.plug(1)
         await r.wait_status(1, "Preparing")
@@ -209,7 +209,7 @@ async def test_tc_003_cs_plugin_first(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_004_1_cs_identification_first(peer_kind: str) -> None:
+async def test_tc_004_1_cs_identification_first(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         r.charger.present("TAG-1", 1)
         await r.wait_calls("Authorize")
@@ -221,7 +221,7 @@ async def test_tc_004_1_cs_identification_first(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_004_2_cs_identification_first_connection_timeout(peer_kind: str) -> None:
+async def test_tc_004_2_cs_identification_first_connection_timeout(peer_kind: Stack) -> None:
     async with rig(peer_kind, keys={"ConnectionTimeOut": 1}) as r:
         r.charger.present("TAG-1", 1)
         await r.wait_status(1, "Preparing")
@@ -233,7 +233,7 @@ async def test_tc_004_2_cs_identification_first_connection_timeout(peer_kind: st
 # -- 2.3 Stop charging session --
 
 
-async def test_tc_068_cs_stop_with_the_same_id_tag(peer_kind: str) -> None:
+async def test_tc_068_cs_stop_with_the_same_id_tag(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(1, "TAG-1")
         authorizes = len(r.calls("Authorize"))
@@ -256,7 +256,7 @@ async def test_tc_068_cs_stop_with_the_same_id_tag(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_069_cs_stop_with_a_card_of_the_same_parent(peer_kind: str) -> None:
+async def test_tc_069_cs_stop_with_a_card_of_the_same_parent(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         family = {"status": "Accepted", "parentIdTag": "FAMILY"}
         await r.peer.configure(id_tags={"TAG-1": family, "TAG-2": family})
@@ -285,7 +285,7 @@ async def test_tc_069_cs_stop_with_a_card_of_the_same_parent(peer_kind: str) -> 
         no_strict_failures(r)
 
 
-async def test_a_stranger_cannot_stop_a_transaction(peer_kind: str) -> None:
+async def test_a_stranger_cannot_stop_a_transaction(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.peer.configure(id_tags={"TAG-1": {"status": "Accepted", "parentIdTag": "A"}})
         await r.charging(1, "TAG-1")
@@ -301,7 +301,7 @@ async def test_a_stranger_cannot_stop_a_transaction(peer_kind: str) -> None:
     [("TC_005_1_CS", True, False), ("TC_005_2_CS", False, True)],
 )
 async def test_tc_005_1_and_2_cs_ev_side_disconnected_stops(
-    peer_kind: str, case: str, unlock: bool, locked_after: bool
+    peer_kind: Stack, case: str, unlock: bool, locked_after: bool
 ) -> None:
     keys = {"StopTransactionOnEVSideDisconnect": True, "UnlockConnectorOnEVSideDisconnect": unlock}
     async with rig(peer_kind, keys=keys) as r:
@@ -324,7 +324,7 @@ async def test_tc_005_1_and_2_cs_ev_side_disconnected_stops(
 
 @pytest.mark.parametrize("fixed_cable", [False, True])
 async def test_tc_005_3_cs_ev_side_disconnected_does_not_stop(
-    peer_kind: str, fixed_cable: bool
+    peer_kind: Stack, fixed_cable: bool
 ) -> None:
     keys = {"StopTransactionOnEVSideDisconnect": False, "UnlockConnectorOnEVSideDisconnect": False}
     charger = {"fixed_cable": fixed_cable}
@@ -358,7 +358,7 @@ async def cache_id_tag(r: Rig, id_tag: str, connector: int = 1) -> None:
     assert [a["idTag"] for a in r.calls("Authorize")] == [id_tag]
 
 
-async def test_tc_007_cs_start_with_a_cached_id(peer_kind: str) -> None:
+async def test_tc_007_cs_start_with_a_cached_id(peer_kind: Stack) -> None:
     keys = {
         "AuthorizationCacheEnabled": True,
         "AuthorizeRemoteTxRequests": True,
@@ -393,7 +393,7 @@ async def test_tc_007_cs_start_with_a_cached_id(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_061_cs_clear_authorization_cache(peer_kind: str) -> None:
+async def test_tc_061_cs_clear_authorization_cache(peer_kind: Stack) -> None:
     keys = {"LocalPreAuthorize": True, "AuthorizationCacheEnabled": True}
     async with rig(peer_kind, keys=keys) as r:
         r.charger.present("TAG-1", 1)
@@ -413,7 +413,7 @@ async def test_tc_061_cs_clear_authorization_cache(peer_kind: str) -> None:
 # -- 2.5 Remote actions --
 
 
-async def test_tc_010_cs_remote_start_cable_plugged_first(peer_kind: str) -> None:
+async def test_tc_010_cs_remote_start_cable_plugged_first(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         r.charger.plug(1)
         await r.wait_status(1, "Preparing")
@@ -429,7 +429,7 @@ async def test_tc_010_cs_remote_start_cable_plugged_first(peer_kind: str) -> Non
 @pytest.mark.parametrize("authorize_remote", [True, False])
 @pytest.mark.parametrize("connector_id", [1, None])
 async def test_tc_011_1_cs_remote_start_first(
-    peer_kind: str, authorize_remote: bool, connector_id: int | None
+    peer_kind: Stack, authorize_remote: bool, connector_id: int | None
 ) -> None:
     async with rig(peer_kind, keys={"AuthorizeRemoteTxRequests": authorize_remote}) as r:
         # Steps 1 and 2.
@@ -475,7 +475,7 @@ async def test_tc_011_1_cs_remote_start_first(
         no_strict_failures(r)
 
 
-async def test_tc_011_2_cs_remote_start_time_out(peer_kind: str) -> None:
+async def test_tc_011_2_cs_remote_start_time_out(peer_kind: Stack) -> None:
     async with rig(peer_kind, keys={"ConnectionTimeOut": 1}) as r:
         await r.peer.call("RemoteStartTransaction", {"idTag": "REMOTE", "connectorId": 1})
         await r.wait_status(1, "Preparing")
@@ -485,7 +485,7 @@ async def test_tc_011_2_cs_remote_start_time_out(peer_kind: str) -> None:
         assert r.calls("StartTransaction") == []
 
 
-async def test_tc_012_cs_remote_stop(peer_kind: str) -> None:
+async def test_tc_012_cs_remote_stop(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(1)
         answer = await r.peer.call("RemoteStopTransaction", {"transactionId": transaction_id})
@@ -503,7 +503,7 @@ async def test_tc_012_cs_remote_stop(peer_kind: str) -> None:
 
 @pytest.mark.parametrize(("case", "kind"), [("TC_013_CS", "Hard"), ("TC_014_CS", "Soft")])
 async def test_tc_013_and_014_cs_reset_without_transaction(
-    peer_kind: str, case: str, kind: str
+    peer_kind: Stack, case: str, kind: str
 ) -> None:
     async with rig(peer_kind) as r:
         mark = len(wire(r))
@@ -552,7 +552,7 @@ async def test_tc_013_and_014_cs_reset_without_transaction(
 
 @pytest.mark.parametrize(("case", "kind"), [("TC_015_CS", "Hard"), ("TC_016_CS", "Soft")])
 async def test_tc_015_and_016_cs_reset_with_transaction(
-    peer_kind: str, case: str, kind: str
+    peer_kind: Stack, case: str, kind: str
 ) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(1)
@@ -586,18 +586,18 @@ async def test_tc_015_and_016_cs_reset_with_transaction(
 # -- 2.7 Unlock connector --
 
 
-async def test_tc_017_1_cs_unlock_without_transaction(peer_kind: str) -> None:
+async def test_tc_017_1_cs_unlock_without_transaction(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         assert await r.peer.call("UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
 
 
-async def test_tc_017_2_cs_unlock_fixed_cable(peer_kind: str) -> None:
+async def test_tc_017_2_cs_unlock_fixed_cable(peer_kind: Stack) -> None:
     async with rig(peer_kind, charger={"fixed_cable": True}) as r:
         answer = await r.peer.call("UnlockConnector", {"connectorId": 1})
         assert answer == {"status": "NotSupported"}
 
 
-async def test_tc_018_1_cs_unlock_with_transaction(peer_kind: str) -> None:
+async def test_tc_018_1_cs_unlock_with_transaction(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(1)
         assert await r.peer.call("UnlockConnector", {"connectorId": 1}) == {"status": "Unlocked"}
@@ -609,7 +609,7 @@ async def test_tc_018_1_cs_unlock_with_transaction(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_018_2_cs_unlock_fixed_cable_with_transaction(peer_kind: str) -> None:
+async def test_tc_018_2_cs_unlock_fixed_cable_with_transaction(peer_kind: Stack) -> None:
     async with rig(peer_kind, charger={"fixed_cable": True}) as r:
         await r.charging(1)
         answer = await r.peer.call("UnlockConnector", {"connectorId": 1})
@@ -645,7 +645,7 @@ CORE_KEYS = {
 }
 
 
-async def test_tc_019_cs_retrieve_configuration(peer_kind: str) -> None:
+async def test_tc_019_cs_retrieve_configuration(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call("GetConfiguration", {"key": ["SupportedFeatureProfiles"]})
         assert "unknownKey" not in answer
@@ -671,7 +671,7 @@ async def test_tc_019_cs_retrieve_configuration(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_021_cs_change_configuration(peer_kind: str) -> None:
+async def test_tc_021_cs_change_configuration(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call(
             "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "17"}
@@ -704,7 +704,7 @@ def assert_measurands(value: dict[str, Any], context: str, measurands: list[str]
     assert sorted(reported) == sorted(measurands), value
 
 
-async def test_tc_070_cs_sampled_meter_values(peer_kind: str) -> None:
+async def test_tc_070_cs_sampled_meter_values(peer_kind: Stack) -> None:
     interval = 1
     keys = {
         "MeterValueSampleInterval": interval,
@@ -737,7 +737,7 @@ async def test_tc_070_cs_sampled_meter_values(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_071_cs_clock_aligned_meter_values(peer_kind: str) -> None:
+async def test_tc_071_cs_clock_aligned_meter_values(peer_kind: Stack) -> None:
     interval = 2
     keys = {
         "MeterValueSampleInterval": 0,
@@ -774,7 +774,7 @@ async def test_tc_071_cs_clock_aligned_meter_values(peer_kind: str) -> None:
 # -- 2.10 Basic actions, non-happy --
 
 
-async def test_tc_023_cs_authorize_invalid(peer_kind: str) -> None:
+async def test_tc_023_cs_authorize_invalid(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.peer.configure(id_tags={"BAD": {"status": "Invalid"}})
         r.charger.plug(1)
@@ -786,7 +786,7 @@ async def test_tc_023_cs_authorize_invalid(peer_kind: str) -> None:
         assert not r.charger.connector(1).delivering
 
 
-async def test_tc_024_cs_lock_failure(peer_kind: str) -> None:
+async def test_tc_024_cs_lock_failure(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call("GetConfiguration", {"key": ["AuthorizeRemoteTxRequests"]})
         assert answer["configurationKey"][0]["key"] == "AuthorizeRemoteTxRequests"
@@ -805,14 +805,14 @@ async def test_tc_024_cs_lock_failure(peer_kind: str) -> None:
 # -- 2.11 Remote actions, non-happy --
 
 
-async def test_tc_026_cs_remote_start_rejected_while_charging(peer_kind: str) -> None:
+async def test_tc_026_cs_remote_start_rejected_while_charging(peer_kind: Stack) -> None:
     async with rig(peer_kind, keys={"LocalPreAuthorize": False}) as r:
         await r.charging(1)
         answer = await r.peer.call("RemoteStartTransaction", {"idTag": "OTHER", "connectorId": 1})
         assert answer == {"status": "Rejected"}
 
 
-async def test_tc_027_cs_remote_start_on_connector_0(peer_kind: str) -> None:
+async def test_tc_027_cs_remote_start_on_connector_0(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call("RemoteStartTransaction", {"idTag": "REMOTE", "connectorId": 0})
         assert answer == {"status": "Rejected"}
@@ -820,7 +820,7 @@ async def test_tc_027_cs_remote_start_on_connector_0(peer_kind: str) -> None:
         assert r.calls("StartTransaction") == []
 
 
-async def test_tc_028_cs_remote_stop_unknown_transaction(peer_kind: str) -> None:
+async def test_tc_028_cs_remote_stop_unknown_transaction(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.charging(1)
         answer = await r.peer.call("RemoteStopTransaction", {"transactionId": 424242})
@@ -831,14 +831,14 @@ async def test_tc_028_cs_remote_stop_unknown_transaction(peer_kind: str) -> None
 # -- 2.12 Unlock, non-happy --
 
 
-async def test_tc_030_cs_unlock_failure(peer_kind: str) -> None:
+async def test_tc_030_cs_unlock_failure(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         r.charger.set_unlock_fails(1, True)
         answer = await r.peer.call("UnlockConnector", {"connectorId": 1})
         assert answer == {"status": "UnlockFailed"}
 
 
-async def test_tc_031_cs_unlock_unknown_connector(peer_kind: str) -> None:
+async def test_tc_031_cs_unlock_unknown_connector(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call("UnlockConnector", {"connectorId": 3})
         assert answer == {"status": "NotSupported"}
@@ -848,7 +848,7 @@ async def test_tc_031_cs_unlock_unknown_connector(peer_kind: str) -> None:
 
 
 async def test_tc_032_1_cs_power_failure_stops_transactions_before_going_down(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(1)
@@ -866,7 +866,7 @@ async def test_tc_032_1_cs_power_failure_stops_transactions_before_going_down(
         no_strict_failures(r)
 
 
-async def test_tc_032_2_cs_power_failure_stops_transactions_after_boot(peer_kind: str) -> None:
+async def test_tc_032_2_cs_power_failure_stops_transactions_after_boot(peer_kind: Stack) -> None:
     async with rig(peer_kind, keys={"MeterValueSampleInterval": 1}) as r:
         transaction_id = await r.charging(1)
         await r.wait_calls("MeterValues", 2)
@@ -880,7 +880,7 @@ async def test_tc_032_2_cs_power_failure_stops_transactions_after_boot(peer_kind
         no_strict_failures(r)
 
 
-async def test_tc_032_2_cs_power_failure_resumes_when_configured(peer_kind: str) -> None:
+async def test_tc_032_2_cs_power_failure_resumes_when_configured(peer_kind: Stack) -> None:
     async with rig(peer_kind, charge_point={"power_loss": "resume"}) as r:
         transaction_id = await r.charging(1)
         await r.restart()
@@ -893,7 +893,7 @@ async def test_tc_032_2_cs_power_failure_resumes_when_configured(peer_kind: str)
         no_strict_failures(r)
 
 
-async def test_tc_034_cs_power_failure_keeps_unavailable(peer_kind: str) -> None:
+async def test_tc_034_cs_power_failure_keeps_unavailable(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call("ChangeAvailability", {"connectorId": 0, "type": "Inoperative"})
         assert answer == {"status": "Accepted"}
@@ -910,7 +910,7 @@ async def test_tc_034_cs_power_failure_keeps_unavailable(peer_kind: str) -> None
         no_strict_failures(r)
 
 
-async def test_change_availability_is_scheduled_while_charging(peer_kind: str) -> None:
+async def test_change_availability_is_scheduled_while_charging(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.charging(1)
         answer = await r.peer.call("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
@@ -929,7 +929,7 @@ async def test_change_availability_is_scheduled_while_charging(peer_kind: str) -
 
 
 async def test_change_availability_ends_an_authorization_still_waiting_for_the_cable(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     # A card was accepted but no cable is in yet (Preparing): no transaction is in progress,
     # so the change is Accepted at once (§5.2) and the authorization goes with it. A cable
@@ -977,7 +977,7 @@ def assert_sampled_spacing(values: list[dict[str, Any]], start: str, interval: i
         assert stamp >= instant(start) + timedelta(seconds=n * interval), (n, stamp, start)
 
 
-async def test_tc_036_cs_connection_loss_during_transaction(peer_kind: str) -> None:
+async def test_tc_036_cs_connection_loss_during_transaction(peer_kind: Stack) -> None:
     interval = 1
     async with rig(peer_kind, keys={"MeterValueSampleInterval": interval}) as r:
         transaction_id = await r.charging(1)
@@ -1036,7 +1036,7 @@ async def offline_transaction(r: Rig, id_tag: str) -> None:
     await r.wait_online()
 
 
-async def test_tc_037_1_cs_offline_start_valid_id_tag(peer_kind: str) -> None:
+async def test_tc_037_1_cs_offline_start_valid_id_tag(peer_kind: Stack) -> None:
     async with rig(peer_kind, keys={"LocalAuthorizeOffline": True}) as r:
         r.charger.present("TAG-1", 1)  # known and Accepted: in the cache now
         await r.wait_status(1, "Preparing")
@@ -1054,7 +1054,7 @@ async def test_tc_037_1_cs_offline_start_valid_id_tag(peer_kind: str) -> None:
     ("case", "stop_on_invalid"), [("TC_037_2_CS", False), ("TC_037_3_CS", True)]
 )
 async def test_tc_037_2_and_3_cs_offline_start_invalid_id_tag(
-    peer_kind: str, case: str, stop_on_invalid: bool
+    peer_kind: Stack, case: str, stop_on_invalid: bool
 ) -> None:
     keys = {
         "LocalAuthorizeOffline": True,
@@ -1078,7 +1078,7 @@ async def test_tc_037_2_and_3_cs_offline_start_invalid_id_tag(
         no_strict_failures(r)
 
 
-async def test_tc_038_cs_offline_stop_transaction(peer_kind: str) -> None:
+async def test_tc_038_cs_offline_stop_transaction(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(1)
         await r.wait_status(1, "Charging")
@@ -1100,7 +1100,7 @@ async def test_tc_038_cs_offline_stop_transaction(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_039_cs_offline_transaction(peer_kind: str) -> None:
+async def test_tc_039_cs_offline_transaction(peer_kind: Stack) -> None:
     keys = {
         "LocalAuthorizeOffline": True,
         "AuthorizationCacheEnabled": True,
@@ -1143,7 +1143,7 @@ async def test_tc_039_cs_offline_transaction(peer_kind: str) -> None:
 # -- 2.15 Configuration keys, non-happy --
 
 
-async def test_tc_040_1_cs_configuration_key_not_supported(peer_kind: str) -> None:
+async def test_tc_040_1_cs_configuration_key_not_supported(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call("ChangeConfiguration", {"key": "NoSuchKey", "value": "1"})
         assert answer == {"status": "NotSupported"}
@@ -1162,7 +1162,7 @@ async def test_tc_040_1_cs_configuration_key_not_supported(peer_kind: str) -> No
     ],
 )
 async def test_tc_040_2_cs_configuration_key_invalid_value(
-    peer_kind: str, key: str, value: str
+    peer_kind: Stack, key: str, value: str
 ) -> None:
     async with rig(peer_kind) as r:
         before = r.daemon.keys.get(key)
@@ -1174,7 +1174,7 @@ async def test_tc_040_2_cs_configuration_key_invalid_value(
 # -- 2.16 Fault behaviour --
 
 
-async def test_tc_041_cs_fault_behaviour(peer_kind: str) -> None:
+async def test_tc_041_cs_fault_behaviour(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         r.charger.raise_fault(1, "GroundFailure", "RCD tripped")
         faulted = await r.wait_status(1, "Faulted")
@@ -1201,7 +1201,7 @@ TRIGGERS = [
 ]
 
 
-async def test_tc_054_cs_trigger_message(peer_kind: str) -> None:
+async def test_tc_054_cs_trigger_message(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         for message, connector in TRIGGERS:
             before = len(r.calls(message))
@@ -1219,7 +1219,7 @@ async def test_tc_054_cs_trigger_message(peer_kind: str) -> None:
         no_strict_failures(r)
 
 
-async def test_tc_055_cs_trigger_message_rejected(peer_kind: str) -> None:
+async def test_tc_055_cs_trigger_message_rejected(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         params = {"requestedMessage": "MeterValues", "connectorId": 3}  # NumberOfConnectors + 1
         assert await r.peer.call("TriggerMessage", params) == {"status": "Rejected"}
@@ -1230,7 +1230,7 @@ async def test_tc_055_cs_trigger_message_rejected(peer_kind: str) -> None:
 # -- 2.23 Data transfer --
 
 
-async def test_tc_062_cs_data_transfer(peer_kind: str) -> None:
+async def test_tc_062_cs_data_transfer(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call("DataTransfer", {"vendorId": "com.example.unknown"})
         assert answer["status"] in ("Rejected", "UnknownVendorId")
@@ -1239,7 +1239,7 @@ async def test_tc_062_cs_data_transfer(peer_kind: str) -> None:
 # -- beyond OCTT: what a CSMS engineer would check next --
 
 
-async def test_a_cached_id_starts_a_local_transaction_without_authorize(peer_kind: str) -> None:
+async def test_a_cached_id_starts_a_local_transaction_without_authorize(peer_kind: Stack) -> None:
     # TC_007_CS's cache, with the card presented at the charge point instead of a remote start.
     keys = {"LocalPreAuthorize": True, "AuthorizationCacheEnabled": True}
     async with rig(peer_kind, keys=keys) as r:
@@ -1252,7 +1252,7 @@ async def test_a_cached_id_starts_a_local_transaction_without_authorize(peer_kin
         no_strict_failures(r)
 
 
-async def test_transaction_messages_are_retried_after_call_errors(peer_kind: str) -> None:
+async def test_transaction_messages_are_retried_after_call_errors(peer_kind: Stack) -> None:
     keys = {"TransactionMessageAttempts": 3, "TransactionMessageRetryInterval": 0}
     async with rig(peer_kind, keys=keys) as r:
         await r.peer.configure(fail={"StartTransaction": 2})
@@ -1262,7 +1262,7 @@ async def test_transaction_messages_are_retried_after_call_errors(peer_kind: str
         assert transaction_id > 0
 
 
-async def test_a_transaction_message_is_dropped_after_the_last_attempt(peer_kind: str) -> None:
+async def test_a_transaction_message_is_dropped_after_the_last_attempt(peer_kind: Stack) -> None:
     keys = {
         "TransactionMessageAttempts": 2,
         "TransactionMessageRetryInterval": 0,
@@ -1297,7 +1297,7 @@ async def test_authorization_key_change_reconnects_with_the_new_password(
         assert new_key not in caplog.text.lower()  # not even in the debug frame log
 
 
-async def test_stop_transaction_carries_the_configured_transaction_data(peer_kind: str) -> None:
+async def test_stop_transaction_carries_the_configured_transaction_data(peer_kind: Stack) -> None:
     # §3.16.6 (errata v4.0): Transaction.Begin, the samples, Transaction.End.
     keys = {"MeterValueSampleInterval": 1, "StopTxnSampledData": "Energy.Active.Import.Register"}
     async with rig(peer_kind, keys=keys) as r:
@@ -1314,7 +1314,7 @@ async def test_stop_transaction_carries_the_configured_transaction_data(peer_kin
         no_strict_failures(r)
 
 
-async def test_no_transaction_data_when_the_stop_keys_are_empty(peer_kind: str) -> None:
+async def test_no_transaction_data_when_the_stop_keys_are_empty(peer_kind: Stack) -> None:
     # Errata v3.0 §3.14.5.
     async with rig(peer_kind, keys={"MeterValueSampleInterval": 1}) as r:
         await r.charging(1)
@@ -1324,7 +1324,7 @@ async def test_no_transaction_data_when_the_stop_keys_are_empty(peer_kind: str) 
         assert "transactionData" not in stop
 
 
-async def test_heartbeat_interval_takes_effect_at_once(peer_kind: str) -> None:
+async def test_heartbeat_interval_takes_effect_at_once(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:  # the CSMS said 300 s at boot
         answer = await r.peer.call(
             "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "1"}
@@ -1333,7 +1333,7 @@ async def test_heartbeat_interval_takes_effect_at_once(peer_kind: str) -> None:
         await r.wait_calls("Heartbeat", 2, timeout=10)
 
 
-async def test_minimum_status_duration_hides_a_flicker(peer_kind: str) -> None:
+async def test_minimum_status_duration_hides_a_flicker(peer_kind: Stack) -> None:
     async with rig(peer_kind, keys={"MinimumStatusDuration": 3}) as r:
         # Preparing, Available, Preparing again, each for far less than MinimumStatusDuration
         # (no await between them: the loop does nothing else meanwhile), so only the last,

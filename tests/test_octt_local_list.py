@@ -13,16 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.harness import LogWatch, Rig, rig, strict_failures
+from tests.harness import STACKS, LogWatch, Rig, Stack, rig, strict_failures
 from tests.peers import CsmsCallError
 from tests.test_octt_core import wire
 
 PROFILES_WITHOUT_LIST = ["Core", "FirmwareManagement", "RemoteTrigger"]
 
 
-@pytest.fixture(params=["python", "node"])
-def peer_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=STACKS, ids=str)
+def peer_kind(request: pytest.FixtureRequest) -> Stack:
+    """Both CSMS peers and both module families, paired (tests/harness.py)."""
+    stack: Stack = request.param
+    return stack
 
 
 def entry(id_tag: str, status: str = "Accepted", **more: str) -> dict[str, Any]:
@@ -55,7 +57,7 @@ async def refused_offline(r: Rig, id_tag: str, connector: int = 1) -> None:
 # -- 2.17.1 Get Local List Version --
 
 
-async def test_tc_042_1_cs_list_disabled_answers_minus_1(peer_kind: str) -> None:
+async def test_tc_042_1_cs_list_disabled_answers_minus_1(peer_kind: Stack) -> None:
     """TC_042_1, "LocalAuthListEnabled is false": listVersion -1 (§5.10). A SendLocalList
     meanwhile is NotSupported, and the list kept from before is not consulted."""
     async with rig(peer_kind) as r:
@@ -81,7 +83,7 @@ async def test_tc_042_1_cs_list_disabled_answers_minus_1(peer_kind: str) -> None
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_042_1_and_tc_043_1_cs_profile_not_offered(peer_kind: str) -> None:
+async def test_tc_042_1_and_tc_043_1_cs_profile_not_offered(peer_kind: Stack) -> None:
     """A deployment without the profile: both actions get the CallError NotSupported (the
     cases accept it), and a list sent cannot authorize anyone."""
     async with rig(peer_kind, charge_point={"feature_profiles": PROFILES_WITHOUT_LIST}) as r:
@@ -111,7 +113,7 @@ async def test_tc_042_1_and_tc_043_1_cs_profile_not_offered(peer_kind: str) -> N
         await refused_offline(r, "LISTED")
 
 
-async def test_tc_042_2_cs_get_local_list_version_empty(peer_kind: str) -> None:
+async def test_tc_042_2_cs_get_local_list_version_empty(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         # Step 1: listVersion 1, localAuthorizationList omitted, updateType Full.
         assert await send_list(r, 1, "Full") == "Accepted"  # step 2
@@ -122,7 +124,7 @@ async def test_tc_042_2_cs_get_local_list_version_empty(peer_kind: str) -> None:
 # -- 2.17.2 Send Local Authorization List --
 
 
-async def test_tc_043_cs_send_local_list_full_then_differential(peer_kind: str) -> None:
+async def test_tc_043_cs_send_local_list_full_then_differential(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         full = [entry("DRIVER-1"), entry("DRIVER-2"), entry("GONE")]
         assert await send_list(r, 1, "Full", full) == "Accepted"  # steps 1-2
@@ -147,7 +149,7 @@ async def test_tc_043_cs_send_local_list_full_then_differential(peer_kind: str) 
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_043_2_cs_send_local_list_version_mismatch(peer_kind: str) -> None:
+async def test_tc_043_2_cs_send_local_list_version_mismatch(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         assert await send_list(r, 2, "Full", [entry("A")]) == "Accepted"  # steps 1-2
         assert await list_version(r) == 2  # step 4
@@ -158,7 +160,7 @@ async def test_tc_043_2_cs_send_local_list_version_mismatch(peer_kind: str) -> N
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_043_3_cs_send_local_list_failed(peer_kind: str) -> None:
+async def test_tc_043_3_cs_send_local_list_failed(peer_kind: Stack) -> None:
     """ "A state in which it will fail to set a Local List": this charger's list holds two
     idTags (LocalAuthListMaxLength 2 from the deployment's file), the CSMS sends three."""
     async with rig(peer_kind, keys={"LocalAuthListMaxLength": 2}) as r:
@@ -174,7 +176,7 @@ async def test_tc_043_3_cs_send_local_list_failed(peer_kind: str) -> None:
 # -- 2.17.3 Regular Start Charging Session - Id in Local Authorization List --
 
 
-async def test_tc_008_cs_remote_start_with_an_id_on_the_local_list(peer_kind: str) -> None:
+async def test_tc_008_cs_remote_start_with_an_id_on_the_local_list(peer_kind: Stack) -> None:
     keys = {
         "LocalPreAuthorize": True,
         "AuthorizationCacheEnabled": False,
@@ -213,7 +215,7 @@ async def test_tc_008_cs_remote_start_with_an_id_on_the_local_list(peer_kind: st
 # -- beyond the cases: what §3.5 asks --
 
 
-async def test_a_listed_id_the_csms_refuses_is_a_local_list_conflict(peer_kind: str) -> None:
+async def test_a_listed_id_the_csms_refuses_is_a_local_list_conflict(peer_kind: Stack) -> None:
     """§3.5.2: the CSMS's validity differs from the list's: StatusNotification, connectorId 0,
     errorCode LocalListConflict; and the CSMS's answer decides this session."""
     async with rig(peer_kind) as r:
@@ -242,7 +244,7 @@ async def test_a_listed_id_the_csms_refuses_is_a_local_list_conflict(peer_kind: 
         assert strict_failures(r.peer) == []
 
 
-async def test_the_list_survives_a_restart(peer_kind: str) -> None:
+async def test_the_list_survives_a_restart(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         assert await send_list(r, 6, "Full", [entry("KEPT")]) == "Accepted"
         await r.restart()
@@ -257,7 +259,7 @@ async def test_the_list_survives_a_restart(peer_kind: str) -> None:
 
 
 async def test_a_full_list_of_10000_entries_crosses_the_module_and_is_applied(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     """The longest list this charger takes (SendLocalListMaxLength 10,000), each entry at its
     longest, in one WebSocket message through the simulated module."""

@@ -18,15 +18,17 @@ from typing import Any
 import pytest
 
 from chargepoint.app.describe import describe
-from tests.harness import LogWatch, Rig, rig, strict_failures
+from tests.harness import STACKS, LogWatch, Rig, Stack, rig, strict_failures
 from tests.test_octt_core import wire
 
 RESERVER = "RESERVER"
 
 
-@pytest.fixture(params=["python", "node"])
-def peer_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=STACKS, ids=str)
+def peer_kind(request: pytest.FixtureRequest) -> Stack:
+    """Both CSMS peers and both module families, paired (tests/harness.py)."""
+    stack: Stack = request.param
+    return stack
 
 
 def later(seconds: float = 3600) -> str:
@@ -80,7 +82,7 @@ async def refused(r: Rig, id_tag: str, connector: int) -> None:
 # -- 2.20.1 Reservation of a Connector --
 
 
-async def test_tc_046_1_cs_reserved_connector_local_start(peer_kind: str) -> None:
+async def test_tc_046_1_cs_reserved_connector_local_start(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await unavailable(r, 2)
         mark = len(wire(r))
@@ -112,7 +114,7 @@ async def test_tc_046_1_cs_reserved_connector_local_start(peer_kind: str) -> Non
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_046_2_cs_reserved_connector_remote_start(peer_kind: str) -> None:
+async def test_tc_046_2_cs_reserved_connector_remote_start(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         assert await reserve(r, 1, 12) == "Accepted"
         await r.wait_status(1, "Reserved")
@@ -135,7 +137,7 @@ def expire_now(r: Rig, reservation_id: int) -> None:
     )
 
 
-async def test_tc_047_cs_reservation_expires(peer_kind: str) -> None:
+async def test_tc_047_cs_reservation_expires(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await unavailable(r, 2)
         assert await reserve(r, 1, 13) == "Accepted"  # step 2
@@ -150,7 +152,7 @@ async def test_tc_047_cs_reservation_expires(peer_kind: str) -> None:
 
 
 async def test_an_idtag_waiting_for_the_cable_when_its_reservation_ends_names_none(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     """The reservation expired between the card and the cable: StartTransaction carries no
     reservationId (§5.13: it tells the CSMS which reservation the transaction ended)."""
@@ -169,7 +171,7 @@ async def test_an_idtag_waiting_for_the_cable_when_its_reservation_ends_names_no
         assert start["idTag"] == RESERVER and "reservationId" not in start
 
 
-async def test_tc_048_1_cs_faulted_connector(peer_kind: str) -> None:
+async def test_tc_048_1_cs_faulted_connector(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         r.charger.raise_fault(1, "GroundFailure")
         await r.wait_status(1, "Faulted")
@@ -179,7 +181,7 @@ async def test_tc_048_1_cs_faulted_connector(peer_kind: str) -> None:
         await r.charging(1)  # "continues normal operation"
 
 
-async def test_tc_048_2_cs_occupied_connector(peer_kind: str) -> None:
+async def test_tc_048_2_cs_occupied_connector(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.charging(1)
         assert await reserve(r, 1) == "Occupied"
@@ -189,7 +191,7 @@ async def test_tc_048_2_cs_occupied_connector(peer_kind: str) -> None:
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_048_3_cs_unavailable_connector(peer_kind: str) -> None:
+async def test_tc_048_3_cs_unavailable_connector(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await unavailable(r, 1)
         assert await reserve(r, 1) == "Unavailable"
@@ -199,7 +201,7 @@ async def test_tc_048_3_cs_unavailable_connector(peer_kind: str) -> None:
 # -- 2.20.2 Reservation of a Charge Point --
 
 
-async def test_tc_049_cs_reserve_the_charge_point(peer_kind: str) -> None:
+async def test_tc_049_cs_reserve_the_charge_point(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await unavailable(r, 2)
         assert await reserve(r, 0, 21) == "Accepted"  # step 2
@@ -213,7 +215,7 @@ async def test_tc_049_cs_reserve_the_charge_point(peer_kind: str) -> None:
         assert strict_failures(r.peer) == []
 
 
-async def test_a_charge_point_reservation_keeps_one_connector_free(peer_kind: str) -> None:
+async def test_a_charge_point_reservation_keeps_one_connector_free(peer_kind: Stack) -> None:
     """With two free connectors nothing shows Reserved, but another idTag may take only one."""
     async with rig(peer_kind) as r:
         assert await reserve(r, 0, 22) == "Accepted"
@@ -227,27 +229,27 @@ async def test_a_charge_point_reservation_keeps_one_connector_free(peer_kind: st
         assert "Reserved" not in r.status_sequence(1)
 
 
-async def test_tc_050_1_cs_faulted_charge_point(peer_kind: str) -> None:
+async def test_tc_050_1_cs_faulted_charge_point(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         r.charger.raise_fault(0, "OtherError", "whole charge point")
         await r.wait_status(0, "Faulted")
         assert await reserve(r, 0) == "Faulted"
 
 
-async def test_tc_050_2_cs_occupied_charge_point(peer_kind: str) -> None:
+async def test_tc_050_2_cs_occupied_charge_point(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.charging(1, "A")
         await r.charging(2, "B")
         assert await reserve(r, 0) == "Occupied"
 
 
-async def test_tc_050_3_cs_unavailable_charge_point(peer_kind: str) -> None:
+async def test_tc_050_3_cs_unavailable_charge_point(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await unavailable(r, 0)
         assert await reserve(r, 0) == "Unavailable"
 
 
-async def test_connector_zero_reservations_need_the_key(peer_kind: str) -> None:
+async def test_connector_zero_reservations_need_the_key(peer_kind: Stack) -> None:
     async with rig(peer_kind, keys={"ReserveConnectorZeroSupported": False}) as r:
         answer = await r.peer.call("GetConfiguration", {"key": ["ReserveConnectorZeroSupported"]})
         assert answer["configurationKey"] == [
@@ -259,7 +261,7 @@ async def test_connector_zero_reservations_need_the_key(peer_kind: str) -> None:
 # -- 2.20.3 Cancel Reservation --
 
 
-async def test_tc_051_cs_cancel_reservation(peer_kind: str) -> None:
+async def test_tc_051_cs_cancel_reservation(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         assert await reserve(r, 1, 31) == "Accepted"  # reusable state Reserved
         await r.wait_status(1, "Reserved")
@@ -271,7 +273,7 @@ async def test_tc_051_cs_cancel_reservation(peer_kind: str) -> None:
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_052_cs_cancel_reservation_rejected(peer_kind: str) -> None:
+async def test_tc_052_cs_cancel_reservation_rejected(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         assert await reserve(r, 1, 32) == "Accepted"
         await r.wait_status(1, "Reserved")
@@ -285,7 +287,7 @@ async def test_tc_052_cs_cancel_reservation_rejected(peer_kind: str) -> None:
 # -- 2.20.4 Use a reserved Connector with parentIdTag --
 
 
-async def test_tc_053_cs_reserved_connector_used_with_the_parent(peer_kind: str) -> None:
+async def test_tc_053_cs_reserved_connector_used_with_the_parent(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.peer.configure(
             id_tags={
@@ -313,7 +315,7 @@ async def test_tc_053_cs_reserved_connector_used_with_the_parent(peer_kind: str)
 # -- beyond the cases --
 
 
-async def test_a_reservation_with_the_same_id_is_replaced(peer_kind: str) -> None:
+async def test_a_reservation_with_the_same_id_is_replaced(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         assert await reserve(r, 1, 51) == "Accepted"
         await r.wait_status(1, "Reserved")
@@ -329,7 +331,7 @@ async def test_a_reservation_with_the_same_id_is_replaced(peer_kind: str) -> Non
 
 
 async def test_a_reservation_survives_a_restart_unless_it_expired_meanwhile(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     async with rig(peer_kind) as r:
         assert await reserve(r, 1, 61) == "Accepted"

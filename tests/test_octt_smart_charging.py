@@ -19,15 +19,17 @@ from typing import Any
 import pytest
 
 from chargepoint.app.describe import describe
-from tests.harness import Rig, rig, strict_failures
+from tests.harness import STACKS, Rig, Stack, rig, strict_failures
 from tests.peers import CsmsCallError
 
 CONNECTOR = 1
 
 
-@pytest.fixture(params=["python", "node"])
-def peer_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=STACKS, ids=str)
+def peer_kind(request: pytest.FixtureRequest) -> Stack:
+    """Both CSMS peers and both module families, paired (tests/harness.py)."""
+    stack: Stack = request.param
+    return stack
 
 
 def iso(when: datetime) -> str:
@@ -129,7 +131,7 @@ def near_now(answer: dict[str, Any]) -> None:
 # -- 2.22.1 Central Smart Charging --
 
 
-async def test_tc_056_cs_tx_default_profile(peer_kind: str) -> None:
+async def test_tc_056_cs_tx_default_profile(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         body = profile(1, "TxDefaultProfile", [(0, 6)])
         assert await set_profile(r, CONNECTOR, body) == "Accepted"  # step 2
@@ -139,7 +141,7 @@ async def test_tc_056_cs_tx_default_profile(peer_kind: str) -> None:
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_057_cs_tx_profile(peer_kind: str) -> None:
+async def test_tc_057_cs_tx_profile(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(CONNECTOR)  # reusable state Charging
         body = profile(2, "TxProfile", [(0, 6)], transaction_id=transaction_id)
@@ -150,14 +152,14 @@ async def test_tc_057_cs_tx_profile(peer_kind: str) -> None:
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_058_1_cs_tx_profile_without_a_transaction(peer_kind: str) -> None:
+async def test_tc_058_1_cs_tx_profile_without_a_transaction(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         body = profile(3, "TxProfile", [(0, 6)], transaction_id=1234)
         assert await set_profile(r, CONNECTOR, body) == "Rejected"
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_058_2_cs_tx_profile_with_another_transaction_id(peer_kind: str) -> None:
+async def test_tc_058_2_cs_tx_profile_with_another_transaction_id(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(CONNECTOR)
         body = profile(4, "TxProfile", [(0, 6)], transaction_id=transaction_id + 1)
@@ -165,7 +167,7 @@ async def test_tc_058_2_cs_tx_profile_with_another_transaction_id(peer_kind: str
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_082_cs_tx_default_profile_with_a_transaction(peer_kind: str) -> None:
+async def test_tc_082_cs_tx_default_profile_with_a_transaction(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.charging(CONNECTOR)
         assert await set_profile(r, CONNECTOR, profile(5, "TxDefaultProfile", [(0, 6)])) == (
@@ -182,7 +184,7 @@ async def test_tc_082_cs_tx_default_profile_with_a_transaction(peer_kind: str) -
 # -- 2.22.2 Get Composite Schedule --
 
 
-async def test_tc_066_cs_get_composite_schedule(peer_kind: str) -> None:
+async def test_tc_066_cs_get_composite_schedule(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         await r.charging(CONNECTOR)  # before the memory states (the case's note)
         start = datetime.now(UTC).replace(microsecond=0)
@@ -224,7 +226,7 @@ async def test_tc_066_cs_get_composite_schedule(peer_kind: str) -> None:
 # -- 2.22.3 Clear Charging Profile --
 
 
-async def test_tc_067_cs_clear_charging_profile(peer_kind: str) -> None:
+async def test_tc_067_cs_clear_charging_profile(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         start = datetime.now(UTC).replace(microsecond=0)
         valid_to = start + timedelta(seconds=401)
@@ -283,7 +285,7 @@ async def test_tc_067_cs_clear_charging_profile(peer_kind: str) -> None:
 # -- 2.22.4 Stacking Charging Profiles --
 
 
-async def test_tc_072_cs_stacking_charging_profiles(peer_kind: str) -> None:
+async def test_tc_072_cs_stacking_charging_profiles(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         start = datetime.now(UTC).replace(microsecond=0)
         valid_to = start + timedelta(seconds=401)
@@ -306,7 +308,7 @@ async def test_tc_072_cs_stacking_charging_profiles(peer_kind: str) -> None:
 # -- 2.22.5 Remote Start Transaction with Charging Profile --
 
 
-async def test_tc_059_cs_remote_start_with_a_charging_profile(peer_kind: str) -> None:
+async def test_tc_059_cs_remote_start_with_a_charging_profile(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         body = profile(7, "TxProfile", [(0, 6)])
         answer = await r.peer.call(
@@ -326,7 +328,7 @@ async def test_tc_059_cs_remote_start_with_a_charging_profile(peer_kind: str) ->
         assert strict_failures(r.peer) == []
 
 
-async def test_tc_060_cs_remote_start_with_another_purpose_is_rejected(peer_kind: str) -> None:
+async def test_tc_060_cs_remote_start_with_another_purpose_is_rejected(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         body = profile(8, "TxDefaultProfile", [(0, 6)])
         answer = await r.peer.call(
@@ -341,7 +343,7 @@ async def test_tc_060_cs_remote_start_with_another_purpose_is_rejected(peer_kind
 # -- beyond the cases: the hardware, and the rest of §3.13 --
 
 
-async def test_the_limit_follows_each_period_boundary(peer_kind: str) -> None:
+async def test_the_limit_follows_each_period_boundary(peer_kind: Stack) -> None:
     """The charger's current changes at the instants the schedule names (an apscheduler job,
     no polling) and not before, and the meter's power follows it."""
     async with rig(peer_kind) as r:
@@ -386,7 +388,7 @@ async def test_the_limit_follows_each_period_boundary(peer_kind: str) -> None:
         assert r.station.smart_charging.installed() == []
 
 
-async def test_a_remote_start_profile_goes_with_its_authorization(peer_kind: str) -> None:
+async def test_a_remote_start_profile_goes_with_its_authorization(peer_kind: Stack) -> None:
     """A remote start that never becomes a transaction leaves its TxProfile to no one (errata
     §3.42: it is the newly started transaction's)."""
     async with rig(peer_kind) as r:
@@ -411,7 +413,7 @@ async def test_a_remote_start_profile_goes_with_its_authorization(peer_kind: str
         assert r.station.smart_charging.installed() == []
 
 
-async def test_a_tx_profile_does_not_outlive_a_power_cut(peer_kind: str) -> None:
+async def test_a_tx_profile_does_not_outlive_a_power_cut(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         transaction_id = await r.charging(CONNECTOR)
         body = profile(15, "TxProfile", [(0, 6)], transaction_id=transaction_id)
@@ -424,7 +426,7 @@ async def test_a_tx_profile_does_not_outlive_a_power_cut(peer_kind: str) -> None
 
 
 async def test_a_charge_point_maximum_is_shared_by_the_charging_connectors(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     async with rig(peer_kind) as r:
         await r.charging(1, "A")
@@ -443,7 +445,7 @@ async def test_a_charge_point_maximum_is_shared_by_the_charging_connectors(
 
 
 async def test_power_limits_are_converted_with_the_phases_and_profiles_survive_a_restart(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     async with rig(peer_kind) as r:
         body = profile(11, "TxDefaultProfile", [(0, 6900)], unit="W", duration=None)
@@ -461,7 +463,7 @@ async def test_power_limits_are_converted_with_the_phases_and_profiles_survive_a
 
 
 async def test_a_connector_that_does_not_exist_is_a_property_constraint_violation(
-    peer_kind: str,
+    peer_kind: Stack,
 ) -> None:
     """Errata v4.0 §3.39: a CALLERROR PropertyConstraintViolation; GetCompositeSchedule for it
     is Rejected."""

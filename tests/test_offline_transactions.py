@@ -10,7 +10,9 @@ import asyncio
 import random
 from typing import Any
 
-from tests.harness import Rig, rig, strict_failures
+import pytest
+
+from tests.harness import FAMILIES, Rig, Stack, rig, strict_failures
 from tests.transaction_log import (
     TransactionLog,
     check_transactions,
@@ -58,7 +60,8 @@ async def _sessions(r: Rig, connector: int, tags: list[str], rng: random.Random)
         r.charger.unplug(connector)
 
 
-async def test_fifty_transactions_through_coverage_holes() -> None:
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_fifty_transactions_through_coverage_holes(family: str) -> None:
     rng = random.Random(4)
     keys: dict[str, Any] = {
         "MeterValueSampleInterval": 1,
@@ -67,7 +70,8 @@ async def test_fifty_transactions_through_coverage_holes() -> None:
         "TransactionMessageRetryInterval": 1,
     }
     # A short call timeout: an answer lost in a hole is noticed quickly and the message resent.
-    async with rig("node", keys=keys, call_timeout=2, ping_interval=1, pong_timeout=1) as r:
+    stack = Stack("node", family)
+    async with rig(stack, keys=keys, call_timeout=2, ping_interval=1, pong_timeout=1) as r:
         queued = record_outbox(r.station)
         tags = [f"TX-{n:03d}" for n in range(TRANSACTIONS)]
         done = asyncio.Event()

@@ -18,17 +18,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chargepoint.app import control
-from tests.harness import PASSWORD, csms_peer, reported_after_boot
+from tests.harness import FAMILIES, PASSWORD, csms_peer, module_shell, reported_after_boot
 from tests.peers import Csms
 from tests.transaction_log import TransactionLog, check_transactions
-from transport.simulator import SimulatorShell
+from transport.simulator.families import simulated
 
 TRANSACTIONS = 100
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _config(url: str, modem: str, state: Path) -> str:
+def _config(url: str, modem: str, state: Path, family: str = "quectel") -> str:
     return f"""
 [charge_point]
 id = "CP-POWER"
@@ -47,12 +49,7 @@ ping_interval = 0
 reconnect_delay_min = 0.05
 reconnect_delay_max = 0.2
 
-[modem]
-type = "quectel"
-port = "{modem}"
-apn = "internet"
-registration_timeout = 5
-
+{_modem_tables(family, modem)}
 [storage]
 directory = "{state}"
 
@@ -124,13 +121,21 @@ def _started_tags(peer: Csms) -> set[str]:
     return {p["params"]["idTag"] for p in peer.calls("StartTransaction")}
 
 
+def _modem_tables(family: str, port: str) -> str:
+    tables = simulated(family).config(port, 115200)
+    if family == "quectel":
+        tables += "registration_timeout = 5\n"
+    return tables
+
+
 @contextlib.asynccontextmanager
-async def daemon_process(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
-    """A CSMS, the simulated module, and the daemon started as its own process on them."""
-    async with csms_peer("python", password=PASSWORD) as peer, SimulatorShell() as sim:
+async def daemon_process(tmp_path: Path, family: str = "quectel") -> AsyncIterator[DaemonProcess]:
+    """A CSMS, a simulated module of ``family``, and the daemon started as its own process on
+    them."""
+    async with csms_peer("python", password=PASSWORD) as peer, module_shell(family) as sim:
         state = tmp_path / "state"
         config = tmp_path / "chargepoint.toml"
-        config.write_text(_config(peer.url, sim.path, state))
+        config.write_text(_config(peer.url, sim.path, state, family))
         daemon = DaemonProcess(config, tmp_path / "daemon.log", peer, state / "control.sock")
         await daemon.start()
         try:
@@ -139,10 +144,11 @@ async def daemon_process(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
             await daemon.stop()
 
 
-async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path, family: str) -> None:
     rng = random.Random(7)
     cuts = 0
-    async with daemon_process(tmp_path) as daemon:
+    async with daemon_process(tmp_path, family) as daemon:
         peer = daemon.peer
         for n in range(TRANSACTIONS):
             tag = f"PC-{n:03d}"
