@@ -1,9 +1,10 @@
 """Firmware Management and Diagnostics end to end (OCPP 1.6 §5.9, §5.19, §4.4-4.5; OCTT 2.18
 TC_044_1/2/3 and 2.19 TC_045_1/2), named by case id, against both CSMS peers and over both
-file transfer schemes: the daemon on the simulated Quectel module, files through the module's
-HTTP commands from a real HTTP server (transport/simulator/file_server.py) or through its FTP
-commands from a real FTP server (tests/ftp_server.py, with a user and password in the
-location), a real installer process. The FTP variants assert the same frames as the HTTP ones."""
+file transfer schemes: the daemon on a simulated module of either family, files through the
+module's HTTP commands from a real HTTP server (transport/simulator/file_server.py) or through
+its FTP commands from a real FTP server (tests/ftp_server.py, with a user and password in the
+location; Quectel only, the Wi-Fi module has no FTP), a real installer process. The FTP
+variants assert the same frames as the HTTP ones."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import pytest
 
 from tests.ftp_server import PASSWORD as FTP_PASSWORD
 from tests.ftp_server import Cut, FtpServer
-from tests.harness import Rig, rig, strict_failures
+from tests.harness import FAMILIES, STACKS, Rig, Stack, rig, strict_failures
 from transport.simulator.file_server import FileServer
 
 KIB = 1024
@@ -41,9 +42,49 @@ open(version_file, "w").write("2.0.0-test\\n")
 """
 
 
-@pytest.fixture(params=["python", "node"])
-def peer_kind(request: pytest.FixtureRequest) -> str:
+@pytest.fixture
+def peer_kind(request: pytest.FixtureRequest) -> Stack:
+    """Both CSMS peers and both module families (pytest_generate_tests)."""
+    stack: Stack = request.param
+    return stack
+
+
+@pytest.fixture
+def family(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# FTP locations go through the Quectel module's FTP commands; the Wi-Fi module has none (its
+# link does not advertise FTP), so FTP runs on Quectel with both peers, HTTP on both families.
+_BY_SCHEME = [
+    ("http", Stack("python", "quectel")),
+    ("http", Stack("node", "simplelink")),
+    ("ftp", Stack("python", "quectel")),
+    ("ftp", Stack("node", "quectel")),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    names = set(metafunc.fixturenames)
+    if "files" not in names:
+        for name, values in (("peer_kind", STACKS), ("family", FAMILIES)):
+            if name in names:
+                metafunc.parametrize(name, values, indirect=True, ids=str)
+    elif {"files", "peer_kind"} <= names:
+        metafunc.parametrize(
+            ("files", "peer_kind"),
+            [(scheme, stack) for scheme, stack in _BY_SCHEME],
+            indirect=True,
+            ids=[f"{scheme}-{stack}" for scheme, stack in _BY_SCHEME],
+        )
+    elif {"files", "family"} <= names:
+        pairs = [(scheme, stack.family) for scheme, stack in _BY_SCHEME[:3]]
+        metafunc.parametrize(
+            ("files", "family"),
+            pairs,
+            indirect=True,
+            ids=[f"{scheme}-{family}" for scheme, family in pairs],
+        )
 
 
 @pytest.fixture
@@ -95,7 +136,7 @@ class Files:
         return [Stored(u.file_name, u.data) for u in self.server.uploads]
 
 
-@pytest.fixture(params=["http", "ftp"])
+@pytest.fixture
 def files(request: pytest.FixtureRequest) -> Iterator[Files]:
     store: FileServer | FtpServer = FtpServer() if request.param == "ftp" else FileServer()
     with store:
@@ -153,7 +194,7 @@ def no_strict_failures(r: Rig) -> None:
 
 
 async def test_tc_044_1_cs_firmware_update_download_and_install(
-    peer_kind: str, files: Files, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    peer_kind: Stack, files: Files, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     image = random.Random(1).randbytes(200 * KIB)
@@ -197,7 +238,7 @@ async def test_tc_044_1_cs_firmware_update_download_and_install(
 
 
 async def test_tc_044_2_cs_firmware_update_download_failed(
-    peer_kind: str, files: Files, tmp_path: Path
+    peer_kind: Stack, files: Files, tmp_path: Path
 ) -> None:
     async with rig(peer_kind, firmware=firmware_config(tmp_path)) as r:
         await r.peer.call(
@@ -217,7 +258,7 @@ async def test_tc_044_2_cs_firmware_update_download_failed(
 
 
 async def test_download_failed_after_retries_on_404(
-    peer_kind: str, server: FileServer, tmp_path: Path
+    peer_kind: Stack, server: FileServer, tmp_path: Path
 ) -> None:
     async with rig(peer_kind, firmware=firmware_config(tmp_path)) as r:
         await r.peer.call(
@@ -234,7 +275,7 @@ async def test_download_failed_after_retries_on_404(
 
 
 async def test_tc_044_3_cs_firmware_update_installation_failed(
-    peer_kind: str, files: Files, tmp_path: Path
+    peer_kind: Stack, files: Files, tmp_path: Path
 ) -> None:
     location = files.put("/fw/bad.bin", b"not a firmware image" * 100)
     async with rig(peer_kind, firmware=firmware_config(tmp_path, verdict="bad")) as r:
@@ -273,14 +314,20 @@ async def test_installation_waits_for_the_running_transaction(
         assert len(r.calls("StopTransaction")) == 1
 
 
-async def test_two_mib_download_while_the_csms_keeps_calling(files: Files, tmp_path: Path) -> None:
+async def test_two_mib_download_while_the_csms_keeps_calling(
+    files: Files, family: str, tmp_path: Path
+) -> None:
     # At 921600 baud (a fast UART; bench.firmware does 115200), every call the CSMS makes
     # during the download is answered within its timeout: HTTP pieces and the FTP client's
     # file are both pulled in AT+QFREAD chunks, interleaved with the OCPP socket's commands.
-    image = random.Random(3).randbytes(2 * 1024 * KIB)
+    # The Wi-Fi module carries the body as base64 text, 1460 bytes a command: a quarter of the
+    # image keeps the download several seconds long, as the check needs, at a quarter the time.
+    size = 2 * 1024 * KIB if family == "quectel" else 512 * KIB
+    image = random.Random(3).randbytes(size)
     location = files.put("/fw/big.bin", image)
     config = firmware_config(tmp_path, piece_size=64 * KIB)
-    async with rig("python", firmware=config, sim_options={"baud": 921600}) as r:
+    stack = Stack("python", family)
+    async with rig(stack, firmware=config, sim_options={"baud": 921600}) as r:
         await r.peer.call("UpdateFirmware", {"location": location, "retrieveDate": NOW})
         await wait_status(r, "FirmwareStatusNotification", "Downloading")
         answered = 0
@@ -296,11 +343,11 @@ async def test_two_mib_download_while_the_csms_keeps_calling(files: Files, tmp_p
 
 
 async def test_an_interrupted_download_resumes_on_the_next_update(
-    server: FileServer, tmp_path: Path
+    server: FileServer, family: str, tmp_path: Path
 ) -> None:
     image = random.Random(4).randbytes(160 * KIB)
     server.files["/fw/fw.bin"] = image
-    async with rig("python", firmware=firmware_config(tmp_path)) as r:
+    async with rig(Stack("python", family), firmware=firmware_config(tmp_path)) as r:
         # Two pieces arrive, then the server cuts every response: the attempt fails.
         server.drop_after = [None, None, 0, 0, 0, 0]
         update = {"location": server.url("/fw/fw.bin"), "retrieveDate": NOW, "retries": 0}
@@ -350,7 +397,7 @@ def archive_members(data: bytes) -> dict[str, bytes]:
 
 
 async def test_tc_045_1_cs_get_diagnostics(
-    peer_kind: str, files: Files, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    peer_kind: Stack, files: Files, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     location = files.upload_location("/upload/diag")
@@ -378,12 +425,13 @@ async def test_tc_045_1_cs_get_diagnostics(
     frames = members["ocpp-frames.jsonl"].decode()
     assert "GetDiagnostics" in frames and "BootNotification" not in frames  # after startTime
     assert b"password" not in members["ocpp-keys.json"]
-    assert b"EC200U" in members["module.json"]
+    model = b"EC200U" if peer_kind.family == "quectel" else b"CC32"
+    assert model in members["module.json"]
     assert FTP_PASSWORD not in frames  # the GetDiagnostics frame's location, redacted
     assert password_in_logs(caplog, files) == []
 
 
-async def test_tc_045_2_cs_get_diagnostics_upload_failed(peer_kind: str, files: Files) -> None:
+async def test_tc_045_2_cs_get_diagnostics_upload_failed(peer_kind: Stack, files: Files) -> None:
     async with rig(peer_kind) as r:
         answer = await r.peer.call(
             "GetDiagnostics", {"location": files.failing_upload_location(), "retries": 0}
@@ -408,9 +456,9 @@ async def test_other_schemes_fail_at_once_naming_the_ones_that_work(
     assert "transferred over http, https, ftp and ftps, not sftp" in caplog.text
 
 
-async def test_a_failed_upload_is_retried(server: FileServer) -> None:
+async def test_a_failed_upload_is_retried(server: FileServer, family: str) -> None:
     server.fail_uploads = 1
-    async with rig("node") as r:
+    async with rig(Stack("node", family)) as r:
         await r.peer.call(
             "GetDiagnostics",
             {"location": server.url("/upload/diag"), "retries": 1, "retryInterval": 1},

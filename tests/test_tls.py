@@ -1,6 +1,7 @@
-"""wss:// end to end: the daemon, the simulated module's TLS (AT+QSSL*) or the host's, and a real
-TLS CSMS with certificates made at test time (security whitepaper §2, profiles 2 and 3; use
-case A05 for raising the profile; A00.FR.309/310 for a certificate the charge point refuses)."""
+"""wss:// end to end: the daemon, the simulated module's TLS (Quectel AT+QSSL*, the Wi-Fi
+module's SEC sockets) or the host's, and a real TLS CSMS with certificates made at test time
+(security whitepaper §2, profiles 2 and 3; use case A05 for raising the profile;
+A00.FR.309/310 for a certificate the charge point refuses)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +20,93 @@ import pytest
 from chargepoint.app.daemon import Daemon
 from chargepoint.app.reconnect import Blame
 from tests.conftest import TcpProxy
-from tests.harness import PASSWORD, LogWatch, csms_peer, fresh_state, make_config, network, running
+from tests.harness import (
+    FAMILIES,
+    PASSWORD,
+    STACKS,
+    WIFI_FAST,
+    LogWatch,
+    Stack,
+    csms_peer,
+    fresh_state,
+    make_config,
+    module_link,
+    network,
+    running,
+)
 from tests.peers import Csms, ServerTls
 from tests.pki import Pki, make_pki
-from transport.modems.quectel import QuectelLink
 from transport.simulator import ModuleProfile, QuectelModule
 
 CP = "CP-TEST/1"
-MODULE_RECOVERY = ("AT+QIDEACT", "AT+CFUN", "AT+QPOWD")
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What a family's module log shows of TLS: the commands each test looks for."""
+
+    tls_open: str  # a TLS socket opened
+    plain_open: str  # a plain TCP socket opened
+    ca_upload: str  # the CSMS CA file written to the module
+    key_upload: str  # the charge point's private key written to the module (profile 3)
+    profile_2: tuple[str, ...]  # set-up of a profile 2 connection (parts of log lines)
+    profile_3: tuple[str, ...]  # and what profile 3 adds
+    refused: dict[str, str]  # the error's words for each refused CSMS certificate
+    wants_client_certificate: str
+    recovery: tuple[str, ...]  # commands that only a recovery step sends
+
+
+WIRE = {
+    "quectel": Wire(
+        tls_open="AT+QSSLOPEN=1,2,",
+        plain_open="AT+QIOPEN",
+        ca_upload='AT+QFUPL="UFS:csms-ca.pem"',
+        key_upload='AT+QFUPL="UFS:cp-key.pem"',
+        profile_2=('AT+QSSLCFG="seclevel",2,1', 'AT+QSSLCFG="sslversion",2,3'),
+        profile_3=('AT+QSSLCFG="seclevel",2,2', 'AT+QSSLCFG="clientkey",2,"UFS:cp-key.pem"'),
+        # +QSSLOPEN: 566 does not say which side refused (at-protocol.md §3.2, §9.13).
+        refused=dict.fromkeys(
+            ("untrusted_server", "expired_server", "wrong_host_server"),
+            "the module rejected the CSMS certificate",
+        ),
+        wants_client_certificate="the CSMS wants a client certificate (security profile 3)",
+        recovery=("AT+QIDEACT", "AT+CFUN", "AT+QPOWD"),
+    ),
+    "simplelink": Wire(
+        tls_open="AT+Socket=INET,STREAM,SEC",
+        plain_open="AT+Socket=INET,STREAM,TCP",
+        ca_upload="AT+FileOpen=/cert/csms-ca.pem,CREATE",
+        key_upload="AT+FileOpen=/cert/client-key.pem,CREATE",
+        profile_2=(
+            ",SOCKET,SECMETHOD,TLSV1_2",
+            ",SOCKET,SECURE_FILES_CA_FILE_NAME,/cert/csms-ca.pem",
+            ",SOCKET,SECURE_DOMAIN_NAME_VERIFICATION,127.0.0.1",
+        ),
+        profile_3=(",SOCKET,SECURE_FILES_PRIVATE_KEY_FILE_NAME,/cert/client-key.pem",),
+        # The SEC socket's error numbers say which check failed (SPEC §5).
+        refused={
+            "untrusted_server": "the CSMS certificate is not signed by the configured CA",
+            "expired_server": "certificate date",
+            "wrong_host_server": "the CSMS certificate does not name 127.0.0.1",
+        },
+        wants_client_certificate="it may want a client certificate (security profile 3)",
+        recovery=("AT+WlanDisconnect",),
+    ),
+}
+
+
+def module_recovery(log: list[str], family: str = "quectel") -> list[str]:
+    """The recovery steps the module was put through. The Wi-Fi module's bring-up restarts
+    its network processor (AT+Stop, AT+Start): one after the first socket is a recovery."""
+    steps = [c for c in log if c.startswith(WIRE[family].recovery)]
+    if family == "simplelink":
+        first = next((i for i, c in enumerate(log) if c.startswith("AT+Socket=")), len(log))
+        steps += [c for c in log[first:] if c.startswith("AT+Stop")]
+    return steps
+
+
+def in_log(log: list[str], part: str) -> bool:
+    return any(part in command for command in log)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +145,6 @@ def failed_handshakes(peer: Csms) -> int:
     return peer.count("tls_failed")
 
 
-def module_recovery(log: list[str]) -> list[str]:
-    return [c for c in log if c.startswith(MODULE_RECOVERY)]
-
-
 @contextlib.asynccontextmanager
 async def proxied(port: int) -> AsyncIterator[TcpProxy]:
     """A TCP proxy recording what crosses between the simulated module and the CSMS."""
@@ -79,16 +156,17 @@ async def proxied(port: int) -> AsyncIterator[TcpProxy]:
         await proxy.stop()
 
 
-@pytest.mark.parametrize("kind", ["python", "node"])
+@pytest.mark.parametrize("kind", STACKS, ids=str)
 async def test_profile_2_through_the_module_carries_no_plaintext_on_the_network(
-    kind: str, pki: Pki
+    kind: Stack, pki: Pki
 ) -> None:
     """TC_086_CS (server-side certificate, profile 2) and TC_085_CS (Basic auth header)."""
     tls = ServerTls(pki.server.cert, pki.server.key)
+    wire = WIRE[kind.family]
     async with (
         csms_peer(kind, password=PASSWORD, tls=tls) as peer,
         proxied(peer.port) as proxy,
-        network("quectel") as net,
+        network(kind.family) as net,
     ):
         assert net.sim is not None
         daemon = Daemon(tls_config(f"wss://127.0.0.1:{proxy.port}/ocpp", pki), net.link)
@@ -98,10 +176,10 @@ async def test_profile_2_through_the_module_carries_no_plaintext_on_the_network(
         (connect,) = connects(peer)
         assert (connect["identity"], connect["tls"], connect["basic_auth"]) == (CP, True, True)
         log = net.sim.module.log
-        assert any(c.startswith("AT+QSSLOPEN=1,2,") for c in log)
-        assert not any(c.startswith("AT+QIOPEN") for c in log)  # no plain socket at all
-        assert any(c.startswith('AT+QFUPL="UFS:csms-ca.pem"') for c in log)
-        assert 'AT+QSSLCFG="seclevel",2,1' in log and 'AT+QSSLCFG="sslversion",2,3' in log
+        assert any(c.startswith(wire.tls_open) for c in log)
+        assert not any(c.startswith(wire.plain_open) for c in log)  # no plain socket at all
+        assert any(c.startswith(wire.ca_upload) for c in log)
+        assert all(in_log(log, part) for part in wire.profile_2)
         # What left the module for the network: TLS records only (the module encrypted).
         wire = bytes(proxy.from_client)
         assert wire[:1] == b"\x16"  # a TLS handshake record
@@ -109,13 +187,14 @@ async def test_profile_2_through_the_module_carries_no_plaintext_on_the_network(
             assert plaintext not in wire
 
 
-@pytest.mark.parametrize("kind", ["python", "node"])
+@pytest.mark.parametrize("kind", STACKS, ids=str)
 async def test_profile_3_through_the_module_authenticates_with_the_certificate(
-    kind: str, pki: Pki
+    kind: Stack, pki: Pki
 ) -> None:
     """TC_087_CS: the client certificate, and no Basic auth, under profile 3."""
     tls = ServerTls(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca)
-    async with csms_peer(kind, tls=tls) as peer, network("quectel") as net:
+    wire = WIRE[kind.family]
+    async with csms_peer(kind, tls=tls) as peer, network(kind.family) as net:
         assert net.sim is not None
         daemon = Daemon(tls_config(peer.url, pki, profile=3), net.link)
         async with running(daemon):
@@ -123,8 +202,8 @@ async def test_profile_3_through_the_module_authenticates_with_the_certificate(
         (connect,) = connects(peer)
         assert (connect["client_cn"], connect["basic_auth"]) == (CP, False)
         log = net.sim.module.log
-        assert 'AT+QSSLCFG="seclevel",2,2' in log
-        assert 'AT+QSSLCFG="clientkey",2,"UFS:cp-key.pem"' in log
+        assert all(in_log(log, part) for part in wire.profile_3)
+        assert any(c.startswith(wire.key_upload) for c in log)
 
 
 @pytest.mark.parametrize("profile", [2, 3])
@@ -139,24 +218,28 @@ async def test_profiles_2_and_3_on_the_host_link(profile: int, pki: Pki) -> None
         assert connect["client_cn"] == (CP if profile == 3 else None)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 async def test_certificates_go_to_the_module_once_and_again_only_when_they_change(
-    pki: Pki, tmp_path: Path
+    family: str, pki: Pki, tmp_path: Path
 ) -> None:
     tls = ServerTls(pki.server.cert, pki.server.key)
     ca = tmp_path / "ca.pem"
     ca.write_bytes(pki.ca.read_bytes())
-    async with csms_peer("python", password=PASSWORD, tls=tls) as peer, network("quectel") as net:
+    async with csms_peer("python", password=PASSWORD, tls=tls) as peer, network(family) as net:
         assert net.sim is not None
         state = fresh_state()
         for round_ in range(3):
             if round_ == 2:
                 ca.write_bytes(pki.ca.read_bytes() + pki.untrusted_ca.read_bytes())  # a new bundle
             config = make_config(peer.url, state=state, security_profile=2, ca_file=str(ca))
-            async with running(Daemon(config, QuectelLink(net.sim.path, 115200))):
+            # A new link each run: what a restarted daemon has (its memory of what it wrote
+            # is gone; the module's files are not).
+            async with running(Daemon(config, module_link(family, net.sim.path))):
                 await peer.wait_for(lambda _, n=round_: len(connects(peer)) > n)
-        uploads = [c for c in net.sim.module.log if c.startswith('AT+QFUPL="UFS:csms-ca.pem"')]
+        uploads = [c for c in net.sim.module.log if c.startswith(WIRE[family].ca_upload)]
         assert len(uploads) == 2  # the first run, and the changed bundle; not the second run
-        assert uploads[1] == f'AT+QFUPL="UFS:csms-ca.pem",{ca.stat().st_size},20'
+        if family == "quectel":
+            assert uploads[1] == f'AT+QFUPL="UFS:csms-ca.pem",{ca.stat().st_size},20'
 
 
 REFUSED = [
@@ -167,7 +250,7 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(("server", "reason"), REFUSED)
-@pytest.mark.parametrize("link", ["quectel", "host"])
+@pytest.mark.parametrize("link", [*FAMILIES, "host"])
 async def test_a_csms_certificate_the_charge_point_must_refuse(
     link: str, server: str, reason: str, pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -188,27 +271,24 @@ async def test_a_csms_certificate_the_charge_point_must_refuse(
             assert any(reason in e for e in errors), errors
         else:
             assert net.sim is not None
-            assert any(
-                "TLS with 127.0.0.1:" in e and "the module rejected the CSMS certificate" in e
-                for e in errors
-            ), errors
-            assert module_recovery(net.sim.module.log) == []
+            words = WIRE[link].refused[server]
+            assert any("TLS with 127.0.0.1:" in e and words in e for e in errors), errors
+            assert module_recovery(net.sim.module.log, link) == []
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 async def test_profile_2_against_a_csms_that_wants_a_client_certificate(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    family: str, pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
     tls = ServerTls(pki.server.cert, pki.server.key, client_ca=pki.cpo_ca)
-    async with csms_peer("python", tls=tls) as peer, network("quectel") as net:
+    async with csms_peer("python", tls=tls) as peer, network(family) as net:
         daemon = Daemon(tls_config(peer.url, pki, reconnect_delay_max=0.1), net.link)
         with LogWatch("cannot reach the CSMS securely", count=3) as refused:
             async with running(daemon), asyncio.timeout(60):
                 await refused.seen.wait()
         assert connects(peer) == []
-        assert any(
-            "the CSMS wants a client certificate (security profile 3)" in r.getMessage()
-            for r in caplog.records
-        )
+        words = WIRE[family].wants_client_certificate
+        assert any(words in r.getMessage() for r in caplog.records)
 
 
 async def change_profile(peer: Csms, value: str) -> str:
@@ -221,7 +301,7 @@ async def security_profile(peer: Csms) -> str:
     return str(reply["configurationKey"][0]["value"])
 
 
-@pytest.mark.parametrize("link", ["quectel", "host"])
+@pytest.mark.parametrize("link", [*FAMILIES, "host"])
 async def test_the_csms_raises_the_profile_from_2_to_3(link: str, pki: Pki) -> None:
     """TC_083_CS (upgrade: Accepted, then the charge point reconnects by itself with the new
     profile) and TC_084_CS (a lower profile: Rejected)."""
@@ -258,7 +338,7 @@ async def test_the_csms_raises_the_profile_from_2_to_3(link: str, pki: Pki) -> N
         assert answered < closed
 
 
-@pytest.mark.parametrize("link", ["quectel", "host"])
+@pytest.mark.parametrize("link", [*FAMILIES, "host"])
 async def test_a_raised_profile_the_csms_cannot_take_falls_back(
     link: str, pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -287,11 +367,12 @@ async def test_a_raised_profile_the_csms_cannot_take_falls_back(
         assert connects(new) == []
         assert any("back to profile 2" in r.getMessage() for r in caplog.records)
         if net.sim is not None:
-            assert module_recovery(net.sim.module.log) == []
+            assert module_recovery(net.sim.module.log, link) == []
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 async def test_no_secret_reaches_a_log_the_frame_trace_or_get_configuration(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    family: str, pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
     """TC_073_CS with the tool's key ("OCA_OCTT_admin_test" hex-encoded, 19 bytes): Accepted,
     then a reconnect with the new password; then profile 3, so the private key goes to the
@@ -304,7 +385,7 @@ async def test_no_secret_reaches_a_log_the_frame_trace_or_get_configuration(
     async with (
         csms_peer("python", password=PASSWORD, tls=two) as peer,
         csms_peer("python", tls=three) as mutual,
-        network("quectel") as net,
+        network(family) as net,
     ):
         assert net.sim is not None
         config = upgrade_config(peer.url, mutual.url, pki)
@@ -323,7 +404,7 @@ async def test_no_secret_reaches_a_log_the_frame_trace_or_get_configuration(
             await mutual.wait_for(lambda _: connects(mutual))
             status = json.dumps(daemon._describe())
         trace = (config.storage_directory / "ocpp-frames.jsonl").read_text()
-        assert any(c.startswith('AT+QFUPL="UFS:cp-key.pem"') for c in net.sim.module.log)
+        assert any(c.startswith(WIRE[family].key_upload) for c in net.sim.module.log)
     assert config.csms.client_key is not None
     key_pem = config.csms.client_key.read_text()
     body = [line for line in key_pem.splitlines() if line and not line.startswith("-----")]
@@ -331,7 +412,17 @@ async def test_no_secret_reaches_a_log_the_frame_trace_or_get_configuration(
         base64.b64encode(CP.encode() + b":" + password).decode()
         for password in (bytes.fromhex(new_key), PASSWORD)
     ]
-    secrets = [new_key, new_key.lower(), PASSWORD.hex(), PASSWORD.hex().upper(), *headers, *body]
+    # The key as a module's file commands may carry it: base64 of the PEM, whole or in the
+    # pieces of a file write, any 64 characters of it.
+    raw = key_pem.encode()
+    encodings = [base64.b64encode(raw).decode()]
+    encodings += [base64.b64encode(raw[i : i + 1024]).decode() for i in range(0, len(raw), 1024)]
+    pieces = [text[i : i + 64] for text in encodings for i in range(0, len(text) - 64, 64)]
+    secrets = [
+        *(new_key, new_key.lower(), PASSWORD.hex(), PASSWORD.hex().upper()),
+        *(*headers, *body, *pieces),
+        WIFI_FAST.key,  # the Wi-Fi passphrase the SimpleLink link stores on the module
+    ]
     formatter = logging.Formatter()
     logged = "\n".join(  # tracebacks too; not the test CSMS's own server log
         formatter.format(record)

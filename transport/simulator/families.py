@@ -76,7 +76,6 @@ SIMPLELINK = SimulatedFamily(
         "AT+Recv",
         "AT+Select",
         "AT+HttpReadResBody",
-        "AT+HttpSendReq",
         "AT+FileWrite",
     ),
     tls_open="AT+Socket=INET,STREAM,SEC",
