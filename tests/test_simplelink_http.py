@@ -14,6 +14,7 @@ import random
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,29 @@ async def test_https_with_the_files_ca(tmp_path: Path) -> None:
             connects = [c for c in sim_module.log if c.lower().startswith("at+httpconnect")]
             assert connects and all(c.endswith("/cert/files-ca.pem") for c in connects)
     assert (tmp_path / "f").read_bytes() == content
+
+
+async def test_https_dates_are_checked_at_a_set_module_clock(tmp_path: Path) -> None:
+    """The module clock reads 2013 at power-on, inside this certificate's validity: only a
+    clock set before AT+HttpConnect (here from the controller's) refuses it as expired."""
+    ca = trustme.CA()
+    now = datetime.now(UTC)
+    leaf = ca.issue_cert(
+        "127.0.0.1",
+        not_before=datetime(2010, 1, 1, tzinfo=UTC),
+        not_after=now - timedelta(days=365),
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(context)
+    ca_file = tmp_path / "files-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with FileServer(tls=context) as secure:
+        secure.files["/fw.bin"] = b"old"
+        async with module_http(fast(files_ca_file=ca_file)) as (_sim, sim_module, _modem, http):
+            with pytest.raises(TransferError, match="not valid at the module's clock"):
+                await http.fetch(secure.url("/fw.bin"), tmp_path / "f")
+            assert any(c.startswith("AT+Set=General,Time") for c in sim_module.log)
+            assert http.clients == set()
 
 
 async def test_ocpp_keeps_the_line_during_a_download(

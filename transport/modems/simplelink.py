@@ -145,6 +145,9 @@ class SimpleLinkModem:
         self.files = SimpleLinkFiles(channel, written)
         self.tls = SimpleLinkTls(channel, self.files)
         self._http: SimpleLinkHttp | None = None
+        # The CSMS's time when a session gave it (the link's use_csms_time): the module clock
+        # is set from it before TLS, the HTTP client's https included.
+        self.csms_time: Callable[[], datetime | None] = lambda: None
         self._associated: tuple[str, str] | None = None  # (ssid, bssid)
         self._ip: tuple[str, str, str] | None = None  # (address, gateway, dns)
         self._refused: int | None = None  # an 802.11 reason saying the credentials are wrong
@@ -184,8 +187,11 @@ class SimpleLinkModem:
     def http(self) -> SimpleLinkHttp:
         """The module's HTTP(S) client (for firmware and diagnostics), on this channel."""
         if self._http is None:
-            self._http = SimpleLinkHttp(self._at, self._s, self.files)
+            self._http = SimpleLinkHttp(self._at, self._s, self.files, self._set_clock)
         return self._http
+
+    async def _set_clock(self) -> bool:
+        return await self.tls.clock.ensure(self.csms_time, self.tls.host_time)
 
     async def aclose(self) -> None:
         """Stop the receive pump (before the channel closes)."""
@@ -673,6 +679,9 @@ class SimpleLinkLink:
     def use_csms_time(self, now: Callable[[], datetime | None]) -> None:
         self._csms_time = now
 
+    def _csms_now(self) -> datetime | None:
+        return self._csms_time()
+
     async def open(self, host: str, port: int, *, tls: TlsSettings | None) -> SimpleLinkStream:
         modem = await self._modem_brought_up()
         if tls is None:
@@ -717,6 +726,7 @@ class SimpleLinkLink:
             channel.start()
             self._channel = channel
             self._modem = SimpleLinkModem(channel, self._settings, self._written)
+            self._modem.csms_time = self._csms_now  # late: use_csms_time may come later
         return self._modem
 
     async def _modem_brought_up(self) -> SimpleLinkModem:

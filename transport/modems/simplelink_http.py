@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
@@ -218,11 +218,16 @@ class SimpleLinkHttp:
     """The module's HTTP(S) client (a :class:`transport.http.HttpClient`)."""
 
     def __init__(
-        self, channel: AtChannel, settings: SimpleLinkSettings, files: SimpleLinkFiles
+        self,
+        channel: AtChannel,
+        settings: SimpleLinkSettings,
+        files: SimpleLinkFiles,
+        set_clock: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._at = channel
         self._s = settings
         self._files = files
+        self._set_clock = set_clock
         self.clients: set[int] = set()  # created and not destroyed yet (tests, logs)
         self._generation = 0  # counts NWP restarts: an older client is gone with its NWP
 
@@ -360,6 +365,11 @@ class SimpleLinkHttp:
         CA, installed as /cert/files-ca.pem (SPEC §6)."""
         if not where.secure:
             return ""
+        if self._set_clock is not None and not await self._set_clock():
+            # HttpConnect fails on a certificate date error (-461), unlike a SEC socket.
+            log.warning(
+                "%s: the module clock is not set: the server's dates may be refused", where.shown
+            )
         ca_file = self._s.files_ca_file
         if ca_file is None:
             log.warning("%s without a files CA: the module cannot verify the server", where.shown)
