@@ -42,6 +42,7 @@ class Pki:
     untrusted_ca: Path  # a CA the charge point does not trust
     server: ServerFiles  # valid, for SERVER_NAMES
     expired_server: ServerFiles  # same names, expired a year ago
+    recent_server: ServerFiles  # same names, issued yesterday for 90 days (a renewal)
     wrong_host_server: ServerFiles  # valid, but for another host name only
     untrusted_server: ServerFiles  # valid names, signed by untrusted_ca
 
@@ -104,6 +105,14 @@ def make_pki(directory: Path) -> Pki:
             *SERVER_NAMES,
             not_before=now - datetime.timedelta(days=730),
             not_after=now - datetime.timedelta(days=365),
+        ),
+        recent_server=_server(
+            csms_ca,
+            directory,
+            "recent-server",
+            *SERVER_NAMES,
+            not_before=now - datetime.timedelta(days=1),
+            not_after=now + datetime.timedelta(days=90),
         ),
         wrong_host_server=_server(csms_ca, directory, "wrong-host-server", "csms.elsewhere.test"),
         untrusted_server=_server(untrusted, directory, "untrusted-server", *SERVER_NAMES),

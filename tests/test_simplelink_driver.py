@@ -14,7 +14,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from transport.link import RecoveryStep
 from transport.modems.simplelink import SimpleLinkLink, SimpleLinkModem, open_simplelink
 from transport.modems.simplelink_settings import SimpleLinkSettings
 from transport.modems.simplelink_sockets import SimpleLinkStream
+from transport.modems.simplelink_tls import CONTROLLER_CLOCK_STRIKES
 from transport.simulator import SimulatorShell
 from transport.simulator.simplelink import SimpleLinkModule
 from transport.simulator.simplelink_core import AccessPoint, WifiProfile
@@ -504,6 +505,32 @@ async def test_the_module_clock_comes_from_the_csms_else_the_controller(pki: Pki
         stream = await r.modem.open_tls("localhost", port, tls)
         await stream.close()
         assert r.commands("AT+Set=General,Time") == []
+
+
+async def test_a_controller_clock_that_dates_a_good_certificate_wrong_is_doubted(
+    pki: Pki,
+) -> None:
+    """A controller clock that is plausible but wrong (a charger off for a season boots with
+    its saved shutdown time, an RTC with garbage in it) dates a good CSMS certificate wrong, and
+    Wi-Fi gives no other time. After CONTROLLER_CLOCK_STRIKES refusals the dates are not held
+    against the CSMS, so a session can give its time; with that time, they count again."""
+    async with tls_echo(pki.recent_server.cert, pki.recent_server.key) as port, rig() as r:
+        tls = TlsSettings(ca_file=pki.ca)
+        a_season_ago = datetime.now(UTC) - timedelta(days=120)  # before the renewal
+        r.modem.tls.host_time = lambda: a_season_ago
+        for _ in range(CONTROLLER_CLOCK_STRIKES):
+            with pytest.raises(TlsHandshakeFailed, match="certificate date"):
+                await r.modem.open_tls("localhost", port, tls)
+        stream = await r.modem.open_tls("localhost", port, tls)  # dates not held against it
+        assert await round_trip(stream, b"online", 6) == b"online"
+        await stream.close()
+        # The session gave the CSMS's time: the clock is right, the dates count again.
+        stream = await r.modem.open_tls("localhost", port, tls, now)
+        await stream.close()
+        assert r.modem.tls.clock.trust.controller_strikes == 0
+    async with tls_echo(pki.expired_server.cert, pki.expired_server.key) as port, rig() as r:
+        with pytest.raises(TlsHandshakeFailed, match="certificate date"):
+            await r.modem.open_tls("localhost", port, TlsSettings(ca_file=pki.ca), now)
 
 
 async def test_mutual_tls_and_a_csms_that_wants_a_certificate(pki: Pki) -> None:

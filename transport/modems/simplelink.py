@@ -40,6 +40,7 @@ from transport.errors import (
     ModuleRebooted,
     SerialPortError,
     StreamClosed,
+    TlsHandshakeFailed,
     UnsupportedLocation,
     WlanError,
 )
@@ -50,6 +51,7 @@ from transport.modems.simplelink_files import SimpleLinkFiles, WrittenFiles
 from transport.modems.simplelink_http import SimpleLinkHttp
 from transport.modems.simplelink_protocol import (
     EAP_REFUSED_REASON,
+    ESEC_DATE_ERROR,
     EVENT_PREFIX,
     NOT_STARTED,
     PROFILE_INDEX_UNUSED,
@@ -66,7 +68,7 @@ from transport.modems.simplelink_protocol import (
 )
 from transport.modems.simplelink_settings import SECURITY_TYPES, SimpleLinkSettings
 from transport.modems.simplelink_sockets import SimpleLinkSockets, SimpleLinkStream
-from transport.modems.simplelink_tls import SimpleLinkTls, socket_options
+from transport.modems.simplelink_tls import ClockTrust, SimpleLinkTls, socket_options
 from transport.serial_port import SerialPort
 from transport.tls import TlsSettings
 
@@ -138,12 +140,13 @@ class SimpleLinkModem:
         channel: AtChannel,
         settings: SimpleLinkSettings,
         written: WrittenFiles | None = None,
+        trust: ClockTrust | None = None,
     ) -> None:
         self._at = channel
         self._s = settings
         self.sockets = SimpleLinkSockets(channel, settings, on_module_lost=self._module_lost)
         self.files = SimpleLinkFiles(channel, written)
-        self.tls = SimpleLinkTls(channel, self.files)
+        self.tls = SimpleLinkTls(channel, self.files, trust)
         self._http: SimpleLinkHttp | None = None
         # The CSMS's time when a session gave it (the link's use_csms_time): the module clock
         # is set from it before TLS, the HTTP client's https included.
@@ -555,13 +558,21 @@ class SimpleLinkModem:
         """A SEC socket to ``host:port`` verified as ``tls`` says (see
         :mod:`transport.modems.simplelink_tls`)."""
         dated = await self.tls.prepare(tls, csms_time)
-        return await self.sockets.open(
-            host,
-            port,
-            secure=True,
-            options=lambda sd: socket_options(sd, tls, host),
-            dates_checked=dated,
-        )
+        try:
+            stream = await self.sockets.open(
+                host,
+                port,
+                secure=True,
+                options=lambda sd: socket_options(sd, tls, host),
+                dates_checked=dated,
+            )
+        except TlsHandshakeFailed as refused:
+            if refused.code == ESEC_DATE_ERROR:
+                self.tls.clock.trust.date_refused()
+            raise
+        if dated:
+            self.tls.clock.trust.opened()
+        return stream
 
     # -- events --
 
@@ -653,6 +664,7 @@ class SimpleLinkLink:
         self._baudrate = baudrate
         self._settings = settings
         self._written = WrittenFiles()  # outlives channels: see SimpleLinkFiles
+        self._clock_trust = ClockTrust()  # likewise: see simplelink_tls
         self._channel: AtChannel | None = None
         self._modem: SimpleLinkModem | None = None
         self._identity: ModemIdentity | None = None
@@ -725,7 +737,7 @@ class SimpleLinkLink:
             channel = simplelink_channel(self._path, self._baudrate, self._settings)
             channel.start()
             self._channel = channel
-            self._modem = SimpleLinkModem(channel, self._settings, self._written)
+            self._modem = SimpleLinkModem(channel, self._settings, self._written, self._clock_trust)
             self._modem.csms_time = self._csms_now  # late: use_csms_time may come later
         return self._modem
 

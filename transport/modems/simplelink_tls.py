@@ -10,6 +10,13 @@ gave one, else from the controller's clock when it reads a plausible year (Wi-Fi
 time); a certificate date error (-461) then refuses the CSMS (whitepaper A00.FR.310). Only
 when neither time is known is -461 let through with a log line, as the Quectel driver opens
 with dates unchecked then.
+
+A controller clock can be plausible and wrong: a charger switched off for a season boots with
+systemd's saved shutdown time, and a CSMS certificate renewed meanwhile is "not yet valid" at
+it. Wi-Fi gives no other time, and without a session the CSMS's never comes: refused for good.
+So after ``CONTROLLER_CLOCK_STRIKES`` date refusals in a row under the controller's clock, the
+dates are no longer held against the CSMS (an ERROR says why) until a session gives its time;
+a certificate that really expired is refused again from the next connection on.
 """
 
 from __future__ import annotations
@@ -34,14 +41,43 @@ from transport.tls import TlsSettings
 log = logging.getLogger(__name__)
 
 OLDEST_VALID_CLOCK = 2025  # a module clock before this year has not been set
+CONTROLLER_CLOCK_STRIKES = 3  # date refusals under the controller's clock before it is doubted
 _DIGITS = re.compile(r"\d+")
+
+
+class ClockTrust:
+    """Which time set the module clock last, and how often the controller's time made the
+    module refuse the CSMS's certificate dates in a row. A link keeps one across channels."""
+
+    def __init__(self) -> None:
+        self.source: str | None = None  # "the CSMS" | "the controller" | None
+        self.controller_strikes = 0
+
+    def date_refused(self) -> None:
+        if self.source == "the controller":
+            self.controller_strikes += 1
+            log.warning(
+                "the CSMS certificate's dates were refused at the controller's clock (%d of %d "
+                "before that clock is doubted)",
+                self.controller_strikes,
+                CONTROLLER_CLOCK_STRIKES,
+            )
+
+    def opened(self) -> None:
+        """A TLS connection with dates checked worked: the clock that set them is right."""
+        self.controller_strikes = 0
+
+    @property
+    def controller_doubted(self) -> bool:
+        return self.controller_strikes >= CONTROLLER_CLOCK_STRIKES
 
 
 class ModuleClock:
     """The network processor's clock (AT+Get/AT+Set=General,Time, [guide] Tables 11-12)."""
 
-    def __init__(self, channel: AtChannel) -> None:
+    def __init__(self, channel: AtChannel, trust: ClockTrust | None = None) -> None:
         self._at = channel
+        self.trust = trust or ClockTrust()
 
     async def now(self) -> datetime | None:
         """The module's time (taken as UTC), or None when it has not been set."""
@@ -75,22 +111,40 @@ class ModuleClock:
         for source, when in (("the CSMS", csms_time()), ("the controller", host_time())):
             if when is None or when.year < OLDEST_VALID_CLOCK:
                 continue
+            if source == "the controller" and self.trust.controller_doubted:
+                log.error(
+                    "the controller's clock (%s) made the module refuse the CSMS certificate's "
+                    "dates %d times in a row and no CSMS time is known (Wi-Fi gives none): "
+                    "certificate dates are not checked until a session gives the CSMS's time; "
+                    "check the controller's clock",
+                    f"{when:%Y-%m-%d %H:%M:%S}",
+                    self.trust.controller_strikes,
+                )
+                self.trust.source = None
+                return False
             try:
                 await self.set(when)
             except AtCommandFailed as error:
                 log.warning("could not set the module clock: %s", error)
                 break
-            log.debug("module clock set from %s's time: %s", source, f"{when:%Y-%m-%d %H:%M:%S}")
+            if self.trust.source != source:
+                log.info("module clock set from %s's time: %s", source, f"{when:%Y-%m-%d %H:%M:%S}")
+            self.trust.source = source
+            if source == "the CSMS":
+                self.trust.opened()  # the CSMS's own time: no reason to doubt anything
             return True
+        self.trust.source = None
         return await self.now() is not None
 
 
 class SimpleLinkTls:
     """Everything a SEC socket to the CSMS needs from the module."""
 
-    def __init__(self, channel: AtChannel, files: SimpleLinkFiles) -> None:
+    def __init__(
+        self, channel: AtChannel, files: SimpleLinkFiles, trust: ClockTrust | None = None
+    ) -> None:
         self._files = files
-        self.clock = ModuleClock(channel)
+        self.clock = ModuleClock(channel, trust)
         self.host_time: Callable[[], datetime] = lambda: datetime.now(UTC)  # the controller's
 
     async def prepare(
