@@ -10,6 +10,7 @@ an AT+QICLOSE "confirmed" by a stale OK would free a socket id the module still 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -186,3 +187,25 @@ async def test_the_probe_command_is_the_familys(port: ScriptedPort) -> None:
     assert await port.heard(3) == b"AT+Test\r"  # then the command itself
     port.say(b"OK\r\n")
     await query
+
+
+async def test_a_secret_answer_that_comes_late_never_reaches_a_log(
+    port: ScriptedPort, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="transport.at")
+    channel = AtChannel(
+        port, AtParser(), default_timeout=0.05, quiet_time=QUIET, probe_command="AT+Test"
+    )
+    channel.start()
+    secret = "LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t"  # a private key's first line, base64
+    with pytest.raises(AtTimeout):
+        await channel.command("AT+FileRead=3,0,1,1024", secret_answer=True)
+    port.say(f"+fileread:1,36,{secret}\r\n".encode())  # late, with nothing waiting
+    query = asyncio.create_task(channel.command("AT+Get=General,Version"))
+    assert await port.heard(2) == b"AT+Test\r"  # the probe, once the line was quiet
+    port.say(f"+fileread:1,36,{secret}\r\nOK\r\n".encode())  # or late, during the probe
+    assert await port.heard(3) == b"AT+Get=General,Version\r"
+    port.say(b"+get:0x31100019,3.7.0.1\r\nOK\r\n")
+    assert (await query).value("+get:") == "0x31100019,3.7.0.1"
+    assert secret not in caplog.text
+    assert "characters not shown" in caplog.text

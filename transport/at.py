@@ -529,6 +529,7 @@ class AtChannel:
         self._desynced = False
         self._owed = 0  # answers that may still come for commands nobody waits for any more
         self._answered = False  # the module has given a command its final result
+        self._secret_owed = False  # a secret answer may still come late
         self.stats = ChannelStats()
 
     @property
@@ -759,6 +760,7 @@ class AtChannel:
                 self._log_silence(attempt)
                 continue
             self._desynced = False
+            self._secret_owed = False
             log.info("modem on %s answers AT", self.port_name)
             return
         raise ModemNotResponding(self.port_name, self._probe_attempts, self._probe_timeout)
@@ -823,7 +825,7 @@ class AtChannel:
         except TimeoutError:
             self.stats.timeouts += 1
             self._desynced = True
-            self._owed += 1
+            self._owe(pending)
             self._parser.reset()
             self._settle(pending)
             raise AtTimeout(shown, limit, self.port_name) from None
@@ -832,7 +834,7 @@ class AtChannel:
                 self._settle(pending)
                 if not pending.finished:
                     self._desynced = True  # a probe cut short: resync before the next command
-                    self._owed += 1
+                    self._owe(pending)
             else:
                 pending.abandoned = True
                 pending.expiry = loop.call_at(deadline, self._expire, pending)
@@ -843,7 +845,7 @@ class AtChannel:
         self._settle(pending)
         response = Response(shown, tuple(pending.lines), result)
         if log.isEnabledFor(logging.DEBUG):
-            if request.secret_answer:
+            if request.secret_answer or self._secret_owed:
                 hidden = sum(len(line.text) for line in response.lines)
                 log.debug("← [%d characters not shown] | %s", hidden, result.text)
             else:
@@ -871,9 +873,18 @@ class AtChannel:
         # An abandoned command got no answer by its deadline.
         self.stats.timeouts += 1
         self._desynced = True
-        self._owed += 1
+        self._owe(pending)
         self._parser.reset()
         self._settle(pending)
+
+    def _owe(self, pending: _Pending) -> None:
+        """A command given up on before its final result: the module may still answer it. While
+        a secret answer is owed, no line the module says is shown in a log until the channel is
+        back in step (a late AT+FileRead of a private key must not land in a warning)."""
+        request = pending.request
+        self._owed += 1
+        if request.secret_answer:
+            self._secret_owed = True
 
     def _write(self, data: bytes) -> None:
         if self._failure is not None:
@@ -930,7 +941,7 @@ class AtChannel:
             if pending is not None:
                 pending.lines.append(event)
             elif not self._deliver(Urc(event.text, event.payload)):
-                self._noise(f"unsolicited line {event.text!r}")
+                self._noise(f"unsolicited line {self._shown(event.text)}")
         elif isinstance(event, Connect):
             if not self._prompted(pending):
                 if pending is not None:
@@ -973,6 +984,12 @@ class AtChannel:
             self.stats.urcs += 1
             log.debug("urc %s", urc.text)
         return delivered
+
+    def _shown(self, text: str) -> str:
+        """A line the module said, as a log may show it (not while a secret answer is owed)."""
+        if self._secret_owed:
+            return f"[{len(text)} characters not shown: a secret answer is owed]"
+        return repr(text)
 
     def _paid(self, what: str) -> None:
         """A final result nobody waits for: most likely an owed answer, now come."""
