@@ -321,6 +321,13 @@ def _wifi(table: dict[str, Any] | None, modem_type: str, problems: list[str]) ->
 
 
 def _wifi_key_problem(security: str, key: str | None, table: dict[str, Any]) -> str | None:
+    if security != "wpa_ent":
+        extra = [name for name in ("user", "anonymous_user", "eap_method") if table.get(name)]
+        if extra:
+            return (
+                f"wifi.{extra[0]}: only 802.1X (wpa_ent) logs in with a user and an EAP method; "
+                f'remove it, or set wifi.security = "wpa_ent"'
+            )
     if security == "open":
         if key is not None:
             return "wifi.key: an open network takes no key; remove it, or set wifi.security"

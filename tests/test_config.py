@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from chargepoint.app.assembly import link_for
 from chargepoint.app.daemon import Daemon
 from config.loader import ConfigError, load_config, parse_config
 from tests.harness import make_config
+from transport.modems.families import ModuleSettings, WifiSettings, family
 from transport.modems.host import HostLink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,6 +228,10 @@ port = "/dev/ttyS1"
             "wifi.key: 802.1X with PEAP0_MSCHAPv2 needs the password",
         ),
         ('key = "longenough"', "wifi.ssid: required (the network to join)"),
+        (
+            'ssid = "Site"\nkey = "longenough"\nuser = "bob"',
+            "wifi.user: only 802.1X (wpa_ent) logs in with a user and an EAP method",
+        ),
         ('ssid = "Si"te"', None),  # not TOML at all: reported by the TOML parser
     ],
 )
@@ -251,6 +258,7 @@ def test_the_wifi_table_is_checked_against_its_security_type(
 def test_good_wifi_tables_load_and_the_key_stays_out_of_repr(wifi: str) -> None:
     config = parse_config(WIFI_MODULE + "\n[wifi]\n" + wifi + "\n")
     assert config.modem.wifi is not None
+    link_for(config)  # what check-config accepts, the driver takes (the port opens later)
     assert "horse" not in repr(config.modem) and "horse" not in repr(config.modem.wifi)
 
 
@@ -262,3 +270,21 @@ def test_a_wifi_table_without_a_wifi_module_is_a_mistake() -> None:
         'wifi: only a Wi-Fi module uses it (modem.type is "quectel"); remove the table or set '
         "modem.type"
     ]
+
+
+def test_a_driver_refusal_is_a_configuration_problem_not_a_crash() -> None:
+    """What the loader lets through and a driver's settings refuse becomes a ConfigError
+    naming the table (check-config, `chargepoint run`), never a traceback at start."""
+    wifi = WifiSettings(ssid="Site", security="wpa_wpa2", key="short")
+    assert family("simplelink").problems(ModuleSettings(port="/dev/ttyS1", wifi=wifi)) == [
+        "wifi: a WPA/WPA2 key is 8 to 63 characters (or 64 hex digits)"
+    ]
+    assert family("quectel").problems(ModuleSettings(port="/dev/ttyUSB2", context_id=17)) == [
+        "modem: modem context_id must be 1..16"
+    ]
+    config = parse_config(WIFI_MODULE + '\n[wifi]\nssid = "Site"\nkey = "longenough"\n')
+    assert config.modem.wifi is not None
+    short = dataclasses.replace(config.modem.wifi, key="short")
+    broken = dataclasses.replace(config, modem=dataclasses.replace(config.modem, wifi=short))
+    with pytest.raises(ConfigError, match="a WPA/WPA2 key is 8 to 63 characters"):
+        link_for(broken)

@@ -61,8 +61,18 @@ def module_settings(config: Config) -> ModuleSettings:
     )
 
 
+def checked_settings(config: Config, found: Family) -> ModuleSettings:
+    """:func:`module_settings`, with what the family's driver refuses in them raised as a
+    ConfigError (what the schema cannot say: a driver's own rules)."""
+    settings = module_settings(config)
+    problems = found.problems(settings)
+    if problems:
+        raise ConfigError(str(config.source), problems)
+    return settings
+
+
 def link_for(config: Config) -> Link:
-    """The link the configuration asks for."""
+    """The link the configuration asks for (a ConfigError if its driver refuses it)."""
     fw = config.firmware
     found = module_family(config)
     if found is None:
@@ -72,7 +82,7 @@ def link_for(config: Config) -> Link:
             http=HostHttp(ca_file=fw.ca_file, piece_size=fw.piece_size),
             ftp=HostFtp(ca_file=fw.ca_file),
         )
-    return found.link(module_settings(config))
+    return found.link(checked_settings(config, found))
 
 
 def key_specs(

@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from chargepoint.app.assembly import key_specs, link_for, module_family, module_settings
+from chargepoint.app.assembly import (
+    checked_settings,
+    key_specs,
+    link_for,
+    module_family,
+    module_settings,
+)
 from chargepoint.hardware.charger import MEASURANDS
 from chargepoint.logs import stderr_is_journal
 from config.loader import Config, ConfigError, load_config
@@ -27,6 +33,8 @@ def check_config(path: str, out: TextIO = sys.stdout) -> int:
     try:
         config = load_config(path)
         keys = key_specs(config, MEASURANDS)
+        if (found := module_family(config)) is not None:
+            checked_settings(config, found)
     except ConfigError as error:
         print(error.report(), file=sys.stderr)
         return 1
@@ -109,7 +117,10 @@ async def modem_info(config: Config, out: TextIO = sys.stdout) -> int:
     if found is None:
         return 1
     try:
-        rows = await found.info(module_settings(config))
+        rows = await found.info(checked_settings(config, found))
+    except ConfigError as error:
+        print(error.report(), file=sys.stderr)
+        return 1
     except TransportError as error:
         print(f"chargepoint modem info: {error}", file=sys.stderr)
         return 1
@@ -127,7 +138,10 @@ async def modem_at(
     if found is None:
         return 1
     try:
-        channel = found.channel(module_settings(config))
+        channel = found.channel(checked_settings(config, found))
+    except ConfigError as error:
+        print(error.report(), file=sys.stderr)
+        return 1
     except TransportError as error:
         print(f"chargepoint modem at: {error}", file=sys.stderr)
         return 1

@@ -75,6 +75,18 @@ class Family:
     blocked: tuple[str, ...] = ()
     # The file transfer protocols its commands carry (SupportedFileTransferProtocols, §8).
     transfer_protocols: tuple[str, ...] = ("FTP", "FTPS", "HTTP", "HTTPS")
+    # What the driver refuses in these settings, in words for the configuration's reader
+    # (check-config and the daemon ask before building anything).
+    problems: Callable[[ModuleSettings], list[str]] = lambda _: []
+
+
+def _refusals(build: Callable[[], object], table: str) -> list[str]:
+    """The driver's own checks of its settings (its dataclass refuses what it cannot use)."""
+    try:
+        build()
+    except ValueError as refused:
+        return [f"{table}: {refused}"]
+    return []
 
 
 # --- Quectel ---------------------------------------------------------------------------------
@@ -141,6 +153,7 @@ QUECTEL = Family(
     link=_quectel_link,
     info=_quectel_info,
     channel=_quectel_channel,
+    problems=lambda s: _refusals(lambda: _quectel_settings(s), "modem"),
     data_phase=(
         "AT+QISEND",
         "AT+QFUPL",
@@ -206,6 +219,7 @@ SIMPLELINK = Family(
     link=_simplelink_link,
     info=_simplelink_info,
     channel=_simplelink_channel,
+    problems=lambda s: _refusals(lambda: _simplelink_settings(s), "wifi"),
     # Blocked commands end with a second result the console would take for noise (SPEC §2).
     transfer_protocols=("HTTP", "HTTPS"),  # no FTP commands in TI's AT application
     blocked=(
