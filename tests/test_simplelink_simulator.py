@@ -1,5 +1,6 @@
 """The simulated TI SimpleLink CC3220 (transport/simulator/simplelink*.py) against its wire
-contract, /tmp/simplelink/SPEC.md ("SPEC §n"), and TI's AT command guide ([guide] Table n).
+contract, transport/modems/simplelink_wire.md ("SPEC §n"), and TI's AT command guide
+([guide] Table n).
 
 Two levels: the command interpreter byte for byte with no pty and no clock (the time is passed
 in), and raw AT through the real pty of a SimulatorShell to real TCP, TLS and HTTP servers on

@@ -2,7 +2,7 @@
 
 References: TI's "SimpleLink Wi-Fi AT Command User's Guide" (cited as [guide] Table n / §n),
 at-protocol.md §8 (at-protocol §8.n), and the contract shared with the simulator,
-/tmp/simplelink/SPEC.md (SPEC §n), which decides where the guide is silent.
+transport/modems/simplelink_wire.md (SPEC §n), which decides where the guide is silent.
 
 The module is a network processor (NWP) with its own TCP/IP stack behind a small AT
 application: no bare ``AT`` (``AT+Test`` answers), results ``+name:values``, errors

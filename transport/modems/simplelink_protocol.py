@@ -3,7 +3,7 @@ driver needs it: pure functions, no I/O.
 
 Sources: TI's "SimpleLink Wi-Fi AT Command User's Guide" (cited as [guide] Table n / §n),
 at-protocol.md §8 (cited as at-protocol §8.n) and the contract the driver shares with the
-simulator, /tmp/simplelink/SPEC.md (cited as SPEC §n).
+simulator, transport/modems/simplelink_wire.md (cited as SPEC §n).
 
 * Results and events are ``+<name>:<values>``; TI's code prints the name lower case with no
   space after the colon, the guide prints ``+Socket: [socket]``: :func:`normalise_line` gives

@@ -3,7 +3,7 @@ the host in; bytes for the host and network actions out. Time is passed in (``no
 read, so every behaviour is testable without sleeping.
 
 This is a second reading of the TI "SimpleLink Wi-Fi AT Command User's Guide" (seed 002, cited
-"[guide] Table n") and of the wire contract /tmp/simplelink/SPEC.md (cited "SPEC §n"),
+"[guide] Table n") and of the wire contract transport/modems/simplelink_wire.md (cited "SPEC §n"),
 deliberately independent of the driver: it shares no parsing or formatting code with
 :mod:`transport.at` or :mod:`transport.modems`, so that a misreading in one shows up as a
 failing test instead of cancelling out.

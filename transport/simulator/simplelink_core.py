@@ -4,10 +4,10 @@ and the network's answers about it.
 
 The command handlers are mixins on :class:`ModuleCore` (:mod:`.simplelink_sockets`,
 :mod:`.simplelink_wlan`, :mod:`.simplelink_files`, :mod:`.simplelink_http`), composed by
-:class:`transport.simulator.simplelink.SimpleLinkModule`. "SPEC" is /tmp/simplelink/SPEC.md,
-the wire contract shared with the driver; "[guide] Table n" the TI SimpleLink Wi-Fi AT Command
-User's Guide (seed 002). Nothing here is shared with :mod:`transport.at` or
-:mod:`transport.modems`: this is a second reading of the guide.
+:class:`transport.simulator.simplelink.SimpleLinkModule`. "SPEC" is
+transport/modems/simplelink_wire.md, the wire contract shared with the driver; "[guide] Table
+n" the TI SimpleLink Wi-Fi AT Command User's Guide (seed 002). Nothing here is shared with
+:mod:`transport.at` or :mod:`transport.modems`: this is a second reading of the guide.
 """
 
 from __future__ import annotations
