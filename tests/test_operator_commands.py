@@ -276,6 +276,8 @@ async def test_modem_at_on_a_wifi_module_waits_for_a_blocked_commands_result(
         ) == (0, "+netappgethostbyname:localhost,127.0.0.1\nOK\n", "")
         code, out, _ = await chargepoint("modem", "at", "--config", config, "AT+Close=9")
         assert (code, out) == (1, "ERROR:process command,-9\n")
+        code, out, _ = await chargepoint("modem", "at", "--config", config, "AT+Recv=0,1,1460")
+        assert code == 1 and "blocks the module until data comes" in out
 
 
 async def test_check_config_names_the_wifi_network(tmp_path: Path) -> None:

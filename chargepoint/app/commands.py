@@ -164,6 +164,13 @@ async def _send(channel: AtChannel, found: Family, line: str, timeout: float, ou
     if found.data_phase and command.upper().startswith(found.data_phase):
         print(f"{command}: needs a data phase, which only the daemon drives", file=out)
         return False
+    if found.unbounded and command.upper().startswith(found.unbounded):
+        print(
+            f"{command}: blocks the module until data comes, and nothing (AT+Stop included) "
+            "interrupts it; the daemon sends it only once AT+Select says data is there",
+            file=out,
+        )
+        return False
     if not command.upper().startswith("AT"):
         print(f"{command}: AT commands start with AT", file=out)
         return False

@@ -8,7 +8,7 @@ module it drives: adding a family is a driver in this package and one entry in
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transport.at import AtChannel
@@ -47,10 +47,10 @@ class ModuleSettings:
     baudrate: int = 115200
     apn: str = ""
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in a log or a traceback
     auth: str = "pap_or_chap"  # none | pap | chap | pap_or_chap
     context_id: int = 1
-    sim_pin: str | None = None
+    sim_pin: str | None = field(default=None, repr=False)
     registration_timeout: float = 90.0
     wifi: WifiSettings | None = None
     files_ca: Path | None = None  # CA of HTTPS/FTPS file servers (firmware.ca_file)
@@ -70,8 +70,11 @@ class Family:
     info: Callable[[ModuleSettings], Awaitable[list[tuple[str, str]]]]  # `modem info` rows
     channel: Callable[[ModuleSettings], AtChannel]  # `modem at`; not started
     # Commands the AT console must not send: they hand the line to a data phase the daemon
-    # drives (">" or CONNECT, then bytes), and commands whose first OK only says "accepted".
+    # drives (">" or CONNECT, then bytes)...
     data_phase: tuple[str, ...] = ()
+    # ...or block the module, with nothing able to interrupt them, until data comes.
+    unbounded: tuple[str, ...] = ()
+    # Commands whose first OK only says "accepted": the console waits for their result.
     blocked: tuple[str, ...] = ()
     # The file transfer protocols its commands carry (SupportedFileTransferProtocols, §8).
     transfer_protocols: tuple[str, ...] = ("FTP", "FTPS", "HTTP", "HTTPS")
@@ -222,6 +225,9 @@ SIMPLELINK = Family(
     problems=lambda s: _refusals(lambda: _simplelink_settings(s), "wifi"),
     # Blocked commands end with a second result the console would take for noise (SPEC §2).
     transfer_protocols=("HTTP", "HTTPS"),  # no FTP commands in TI's AT application
+    # AT+Recv, AT+RecvFrom and AT+Accept on a socket with nothing waiting block the module,
+    # AT+Stop included, until data comes: the daemon asks AT+Select first; a console cannot.
+    unbounded=("AT+RECV=", "AT+RECVFROM", "AT+ACCEPT"),
     blocked=(
         "AT+CONNECT",
         "AT+RECV",
