@@ -27,6 +27,7 @@ from transport.errors import (
     NetworkLost,
     PeerClosed,
     ServerRefused,
+    StreamBroken,
     StreamClosed,
     TlsHandshakeFailed,
     UnsupportedLocation,
@@ -339,6 +340,25 @@ async def test_a_silent_chip_reset_is_seen_by_its_unknown_sockets(echo_server: E
         again = await r.modem.open_tcp("127.0.0.1", echo_server.port)
         assert await round_trip(again, b"alive", 5) == b"alive"
         await again.close()
+
+
+async def test_dropping_the_channel_ends_the_readers_of_open_streams(
+    echo_server: EchoServer,
+) -> None:
+    async with SimulatorShell(module()) as sim:
+        link = SimpleLinkLink(sim.path, 115200, FAST)
+        try:
+            stream = await link.open("127.0.0.1", echo_server.port, tls=None)
+            reading = asyncio.create_task(stream.read())
+            await asyncio.sleep(0)  # the reader waits for data
+            await link.close()  # what recover() does when the module stops answering
+            with pytest.raises(StreamBroken, match="link to the module was closed"):
+                await asyncio.wait_for(reading, 5)  # a hang guard: it ends at once
+            with pytest.raises(StreamBroken):
+                await stream.write(b"too late")
+            await stream.close()
+        finally:
+            await link.close()
 
 
 async def test_no_socket_descriptor_is_ever_left_behind(echo_server: EchoServer) -> None:

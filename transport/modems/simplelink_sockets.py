@@ -528,12 +528,14 @@ class SimpleLinkSockets:
         self._pump_wake.set()
 
     async def aclose(self) -> None:
-        """Stop the receive pump (the streams are the caller's to close)."""
+        """Stop the receive pump and fail every open stream (the channel is about to close:
+        nothing would ever fill or drain them again, and a reader would wait for good)."""
         pump, self._pump = self._pump, None
         if pump is not None:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
+        self.lose_all(StreamBroken(f"the link to the module was closed ({self._at.port_name})"))
 
     def _watched(self) -> list[SimpleLinkStream]:
         return [
