@@ -40,7 +40,7 @@ from transport.modems.simplelink_sockets import SimpleLinkStream
 from transport.modems.simplelink_tls import CONTROLLER_CLOCK_STRIKES
 from transport.simulator import SimulatorShell
 from transport.simulator.simplelink import SimpleLinkModule
-from transport.simulator.simplelink_core import AccessPoint, WifiProfile
+from transport.simulator.simplelink_core import AccessPoint, Nwp, WifiProfile
 from transport.tls import TlsSettings
 
 KEY = "charge-point-wifi"  # the simulated access point's passphrase
@@ -337,6 +337,36 @@ async def test_a_silent_chip_reset_is_seen_by_its_unknown_sockets(echo_server: E
             await asyncio.wait_for(stream.read(), 15)
         await stream.close()
         await r.modem.ensure_link()
+        again = await r.modem.open_tcp("127.0.0.1", echo_server.port)
+        assert await round_trip(again, b"alive", 5) == b"alive"
+        await again.close()
+
+
+async def test_a_descriptor_given_out_again_means_the_chip_reset(echo_server: EchoServer) -> None:
+    # A stream whose receive buffer is full is not in the pump's Select, so nothing shows the
+    # silent reset before the next AT+Socket hands out that stream's descriptor again.
+    async with rig(fast(rx_high_water=1)) as r:
+        stream = await r.modem.open_tcp("127.0.0.1", echo_server.port)
+        await stream.write(b"echo me")
+        await until(lambda: stream.bytes_received > 0, "the echo is received")
+        selects = r.modem.sockets.selects
+        r.sim.reboot()
+        await until(lambda: r.module.nwp is Nwp.RUNNING, "the simulated NWP runs again")
+        with pytest.raises(ModuleRebooted, match="socket 0 again"):
+            await r.modem.open_tcp("127.0.0.1", echo_server.port)
+        assert r.modem.sockets.selects == selects  # the reuse showed it, not a Select's -9
+        assert r.modem.needs_restart and r.modem.reboots == 1
+        assert r.module.sockets == {}  # the new descriptor was closed at once
+        assert r.commands("AT+Connect")[1:] == []  # no AT+Connect on a module that reset
+        received = await stream.read()
+        with pytest.raises(ModuleRebooted):
+            while True:
+                received += await asyncio.wait_for(stream.read(), 5)
+        assert received == b"echo me"
+        await stream.close()
+        stops = len(r.commands("AT+Stop"))
+        await r.modem.ensure_link()  # what the link does before its next open
+        assert len(r.commands("AT+Stop")) == stops + 1  # the NWP restarted
         again = await r.modem.open_tcp("127.0.0.1", echo_server.port)
         assert await round_trip(again, b"alive", 5) == b"alive"
         await again.close()

@@ -338,14 +338,21 @@ class SimpleLinkSockets:
                 response = await shielded(creating)
             except asyncio.CancelledError:
                 if creating.done() and not creating.cancelled() and creating.exception() is None:
+                    self._reused(creating.result())
                     slot = self._claim(creating.result(), where, secure)
                     if slot is not None:
                         await shielded(self.give_back(slot))
                 raise
             if response.result.success:
+                reused = self._reused(response)
                 slot = self._claim(response, where, secure)
                 if slot is None:
                     raise StreamBroken(f"{command} answered {response.lines!r}: no descriptor")
+                if reused is not None:
+                    # Every descriptor we held is gone with the NWP's reset: close the new one
+                    # and let the next open restart the NWP (as a -9 does).
+                    await shielded(self.give_back(slot))
+                    raise reused
                 return slot
             code = error_code(response.result)
             self.check_module(code, f"opening a socket to {where}")
@@ -366,15 +373,30 @@ class SimpleLinkSockets:
             )
         raise AssertionError("unreachable")
 
+    def _reused(self, response: Response) -> ModuleRebooted | None:
+        """When AT+Socket gave out a descriptor the table still holds, the module forgot
+        ours (a chip reset nobody saw): the module is lost, every stream ends, and the error
+        to raise. None when the descriptor is new to us."""
+        found = response.values("+socket:")
+        if not found or not found[0].isdigit() or int(found[0]) not in self._table:
+            return None
+        sd = int(found[0])
+        old = self._table[sd]
+        log.warning("the module gave out socket %d, which %s still held", sd, old.where)
+        error = ModuleRebooted(
+            f"the module gave out socket {sd} again, which the connection to {old.where} "
+            "held: the chip has reset"
+        )
+        self._on_module_lost(error)
+        return error
+
     def _claim(self, response: Response, where: str, secure: bool) -> _Slot | None:
         found = response.values("+socket:")
         if not found or not found[0].isdigit():
             return None
         sd = int(found[0])
         old = self._table.get(sd)
-        if old is not None:
-            # The module gave out a descriptor we hold: it forgot ours (a reset nobody saw).
-            log.warning("the module gave out socket %d, which %s still held", sd, old.where)
+        if old is not None:  # a reset nobody saw (see _reused): forgotten with its stream
             self._forget(old, ModuleRebooted(f"socket {sd}: the module no longer holds it"))
         slot = _Slot(sd, where, secure)
         self._table[sd] = slot
