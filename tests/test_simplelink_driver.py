@@ -372,6 +372,29 @@ async def test_a_descriptor_given_out_again_means_the_chip_reset(echo_server: Ec
         await again.close()
 
 
+async def test_a_sender_that_dies_fails_its_stream_and_the_pump_rests(
+    echo_server: EchoServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with rig() as r:
+        stream = await r.modem.open_tcp("127.0.0.1", echo_server.port)
+
+        async def broken(chunk: bytes) -> None:
+            raise ValueError("a bug in the sender")
+
+        monkeypatch.setattr(stream, "_send", broken)
+        await stream.write(b"never sent")
+        with pytest.raises(StreamBroken, match="the sender failed: a bug in the sender"):
+            await asyncio.wait_for(stream.read(), 5)
+        with pytest.raises(StreamBroken):
+            await stream.write(b"again")
+        assert "the sender failed" in caplog.text
+        selects = r.modem.sockets.selects
+        await asyncio.sleep(0.5)  # a stream that looked "sending" forever: zero-timeout Selects
+        assert r.modem.sockets.selects - selects <= 2  # a count: a spinning pump sends hundreds
+        await stream.close()
+        assert r.modem.sockets.table() == {} and r.module.sockets == {}
+
+
 async def test_dropping_the_channel_ends_the_readers_of_open_streams(
     echo_server: EchoServer,
 ) -> None:

@@ -845,6 +845,9 @@ class SimpleLinkStream:
             self.fail(
                 StreamBroken(f"socket {self.sd} to {self.where} failed while sending: {error}")
             )
+        except Exception as error:  # a bug: end the stream loudly, or the pump spins on it
+            log.exception("socket %d to %s: the sender failed", self.sd, self.where)
+            self.fail(StreamBroken(f"socket {self.sd} to {self.where}: the sender failed: {error}"))
 
     async def _send(self, chunk: bytes) -> None:
         if self._error is not None:
