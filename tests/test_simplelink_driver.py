@@ -395,6 +395,19 @@ async def test_a_sender_that_dies_fails_its_stream_and_the_pump_rests(
         assert r.modem.sockets.table() == {} and r.module.sockets == {}
 
 
+async def test_a_send_held_to_the_modules_limit_is_not_an_at_timeout(
+    echo_server: EchoServer,
+) -> None:
+    # The module holds AT+Send's answer up to send_timeout (then its own -110), a little
+    # later than nominal here: the driver's AT timeout must not race it.
+    async with rig(fast(send_timeout=1.0, command_timeout=2.0)) as r:
+        stream = await r.modem.open_tcp("127.0.0.1", echo_server.port)
+        r.sim.delay_next_send_result(1.3)
+        assert await round_trip(stream, b"held, not lost", 14) == b"held, not lost"
+        assert r.modem.channel.stats.noise_lines == 0
+        await stream.close()
+
+
 async def test_dropping_the_channel_ends_the_readers_of_open_streams(
     echo_server: EchoServer,
 ) -> None:

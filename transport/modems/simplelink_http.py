@@ -333,7 +333,8 @@ class SimpleLinkHttp:
                 where,
                 f"AT+HttpConnect={index},{quote(server_address(where))},,,,{ca}",
                 "connecting",
-                timeout=self._s.connect_timeout,
+                # a margin after the module's own limit, so its error (not an AT timeout) wins
+                timeout=self._s.connect_timeout + self._s.command_timeout,
             )
             yield index
         finally:

@@ -71,7 +71,9 @@ class SimpleLinkSettings:
     sync_timeout: float = 10.0  # s of AT+Test before the module is declared unresponsive
     stop_timeout_ms: int = 200  # AT+Stop=<timeout> ([guide] Table 10)
     dns_timeout: float = 20.0
-    connect_timeout: float = 60.0  # AT+Connect, the TLS handshake included
+    # The module's limits: the driver's AT timeout for those commands is command_timeout
+    # longer, so the module's own error (-110, a TLS handshake timeout) wins the race.
+    connect_timeout: float = 60.0  # AT+Connect (the TLS handshake included), AT+HttpConnect
     close_flush_timeout: float = 10.0
     # The receive pump's AT+Select timeout: short after traffic, doubling while the line is
     # idle: outgoing data waits at most select_max for the line.
@@ -85,7 +87,9 @@ class SimpleLinkSettings:
     piece_size: int = 64 * 1024
     read_chunk: int = MAX_RECV
     http_timeout: float = 60.0  # s for the server to answer a request
-    send_timeout: float = 60.0  # s an AT+Send may wait for room in the module's send buffer
+    # s an AT+Send may wait for room in the module's send buffer before its -110 (the module's
+    # limit: the AT timeout is command_timeout longer)
+    send_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_TYPES:

@@ -408,7 +408,9 @@ class SimpleLinkSockets:
         response = await self._at.command(
             f"AT+Connect={slot.sd},INET,{port},{address}",
             blocked=True,
-            timeout=self._s.connect_timeout,
+            # The module's own limit (its -110, or a TLS handshake timeout) comes first: an AT
+            # timeout racing it would desynchronise the line for nothing.
+            timeout=self._s.connect_timeout + self._s.command_timeout,
             expect=("+connect:",),
             check=False,
         )
@@ -854,10 +856,11 @@ class SimpleLinkStream:
             raise self._error
         head = f"AT+Send={self.sd},"
         line = head + data_field(chunk)
-        # The OK is held while the module's send buffer is full (sl_Send blocks, SPEC §5).
+        # The OK is held while the module's send buffer is full (sl_Send blocks, SPEC §5), at
+        # most send_timeout before the module's -110: the AT timeout comes a margin after it.
         response = await self._at.command(
             line,
-            timeout=self._s.send_timeout + self._at.wire_time(len(line)),
+            timeout=self._s.send_timeout + self._s.command_timeout + self._at.wire_time(len(line)),
             log_as=f"{head}1,<{len(chunk)} bytes>",
             check=False,
         )
