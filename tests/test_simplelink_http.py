@@ -23,7 +23,8 @@ import trustme
 
 from tests.conftest import EchoServer
 from tests.test_simplelink_driver import FAST, fast, module, round_trip
-from transport.errors import HttpStatusError, TransferError
+from transport.errors import AtTimeout, HttpStatusError, TransferError
+from transport.http import Location
 from transport.modems.simplelink import SimpleLinkModem, open_simplelink
 from transport.modems.simplelink_http import SimpleLinkHttp
 from transport.modems.simplelink_settings import SimpleLinkSettings
@@ -260,3 +261,52 @@ async def test_ocpp_keeps_the_line_during_a_download(
     assert (tmp_path / "fw").read_bytes() == content
     assert exchanges >= 2
     assert stats.noise_lines == 0
+
+
+async def test_clients_whose_release_got_no_answer_are_destroyed_before_the_next(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = image(3 * KIB, seed=11)
+    server.files["/fw/small.bin"] = content
+    async with module_http() as (_sim, sim_module, modem, http):
+        command = modem.channel.command
+        unanswered = True
+
+        async def releases_unanswered(line: str, **options: Any) -> Any:
+            if unanswered and line.startswith(("AT+HttpDisconnect", "AT+HttpDestroy")):
+                raise AtTimeout(line, 1.0, modem.channel.port_name)  # never reached the module
+            return await command(line, **options)
+
+        monkeypatch.setattr(modem.channel, "command", releases_unanswered)
+        for n in range(4):  # every client of the module's four left behind
+            await http.fetch(server.url("/fw/small.bin"), tmp_path / f"{n}.bin")
+        assert len(sim_module.http_clients) == 4 and http.stale == {0, 1, 2, 3}
+        unanswered = False
+        result = await http.fetch(server.url("/fw/small.bin"), tmp_path / "last.bin")
+        assert result.size == len(content)
+        assert http.clients == set() and http.stale == set()
+        assert sim_module.http_clients == {}
+
+
+async def test_clients_left_by_someone_else_are_destroyed_when_all_four_are_taken(
+    server: FileServer, tmp_path: Path
+) -> None:
+    server.files["/fw/small.bin"] = image(2 * KIB)
+    async with module_http() as (_sim, sim_module, modem, http):
+        for _ in range(4):  # an earlier run of the daemon, say
+            await modem.channel.command("AT+HttpCreate", expect=("+httpcreate:",))
+        assert len(sim_module.http_clients) == 4
+        result = await http.fetch(server.url("/fw/small.bin"), tmp_path / "small.bin")
+        assert result.size == 2 * KIB
+        assert http.clients == set() and sim_module.http_clients == {}
+
+
+async def test_socket_exhaustion_closes_no_descriptor_while_a_transfer_holds_a_client(
+    server: FileServer,
+) -> None:
+    async with module_http() as (_sim, sim_module, modem, http):
+        async with http._client(Location.parse(server.url("/fw/x.bin"))):
+            assert not await modem.sockets._close_strangers()
+        assert not [c for c in sim_module.log if c.lower().startswith("at+close")]
+        assert await modem.sockets._close_strangers() is False  # none held, but it asks
+        assert [c for c in sim_module.log if c.lower().startswith("at+close")]

@@ -191,6 +191,7 @@ class SimpleLinkModem:
         """The module's HTTP(S) client (for firmware and diagnostics), on this channel."""
         if self._http is None:
             self._http = SimpleLinkHttp(self._at, self._s, self.files, self._set_clock)
+            self.sockets.http_live = self._http.live  # its sockets are not the table's
         return self._http
 
     async def _set_clock(self) -> bool:

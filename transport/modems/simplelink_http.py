@@ -15,6 +15,10 @@
 
 The module has four clients (SPEC §7): each exchange creates one and destroys it however the
 exchange ends, a cancellation included (AT+HttpCreate runs to its answer, so its index is known).
+A client whose AT+HttpDestroy got no answer is destroyed again before the next is created; when
+all four are taken (-12) by none of this driver's exchanges, they are destroyed once and the
+create tried again. While an exchange holds a client, socket exhaustion closes no descriptor
+the table does not know (the client's socket is one, and the module does not tell which).
 There is no FTP on this module ([guide] §6 has no FTP commands).
 """
 
@@ -124,6 +128,7 @@ RESPONSE_OPTIONS = {
 }
 MAX_HEADER = 1024  # <max length> of AT+HttpGetHeader (SPEC-silent; values are short)
 INTERRUPTED = (ENOTCONN, ECONNRESET, ETIMEDOUT)
+CLIENTS = 4  # HTTP clients of the module, indices 0..3 (SPEC §7)
 
 
 def parse_request_head(head: bytes) -> tuple[str, str, dict[str, str]]:
@@ -229,12 +234,21 @@ class SimpleLinkHttp:
         self._files = files
         self._set_clock = set_clock
         self.clients: set[int] = set()  # created and not destroyed yet (tests, logs)
+        # Clients whose release failed (AT+HttpDestroy unanswered): the module may still hold
+        # them, so they are destroyed before the next client is created.
+        self.stale: set[int] = set()
         self._generation = 0  # counts NWP restarts: an older client is gone with its NWP
 
     def lost(self) -> None:
         """The NWP restarted: its HTTP clients are gone."""
         self.clients.clear()
+        self.stale.clear()
         self._generation += 1
+
+    def live(self) -> bool:
+        """An exchange of this driver holds a client (and so one of the module's sockets, whose
+        descriptor the module does not tell)."""
+        return bool(self.clients - self.stale)
 
     # -- the HttpClient interface --
 
@@ -310,23 +324,8 @@ class SimpleLinkHttp:
         """A client connected to ``where``'s server, disconnected and destroyed however the
         block ends."""
         ca = await self._files_ca(where)
-        creating = asyncio.ensure_future(
-            self._at.command("AT+HttpCreate", expect=("+httpcreate:",), check=False)
-        )
-        generation = self._generation
-        try:
-            response = await shielded(creating)
-        except asyncio.CancelledError:
-            if creating.done() and not creating.cancelled() and creating.exception() is None:
-                index = self._created(creating.result())
-                if index is not None:
-                    await shielded(self._release(index, generation))
-            raise
-        if not response.result.success:
-            raise http_error(where, "AT+HttpCreate", response.result.text)
-        index = self._created(response)
-        if index is None:
-            raise TransferError(f"AT+HttpCreate answered {response.lines!r}: no client index")
+        await shielded(self._destroy_stale())
+        index, generation = await self._create(where)
         try:
             await self._command(
                 index,
@@ -340,6 +339,37 @@ class SimpleLinkHttp:
         finally:
             await shielded(self._release(index, generation))
 
+    async def _create(self, where: Location) -> tuple[int, int]:
+        """AT+HttpCreate, run to its answer whatever cancels the caller: the new index and the
+        NWP generation it belongs to. When all four clients are taken (-12) by none of this
+        driver's exchanges (leftovers of a release that never came, or of an earlier run of
+        the daemon), they are destroyed once and the create tried again."""
+        for attempt in (1, 2):
+            generation = self._generation
+            creating = asyncio.ensure_future(
+                self._at.command("AT+HttpCreate", expect=("+httpcreate:",), check=False)
+            )
+            try:
+                response = await shielded(creating)
+            except asyncio.CancelledError:
+                if creating.done() and not creating.cancelled() and creating.exception() is None:
+                    index = self._created(creating.result())
+                    if index is not None:
+                        await shielded(self._release(index, generation))
+                raise
+            if response.result.success:
+                index = self._created(response)
+                if index is None:
+                    raise TransferError(
+                        f"AT+HttpCreate answered {response.lines!r}: no client index"
+                    )
+                return index, generation
+            if error_code(response.result) == ENOMEM and attempt == 1:
+                await shielded(self._destroy_strangers())
+                continue
+            raise http_error(where, "AT+HttpCreate", response.result.text)
+        raise AssertionError("unreachable")
+
     def _created(self, response: Response) -> int | None:
         found = response.values("+httpcreate:")
         if not found or not found[0].isdigit():
@@ -349,17 +379,53 @@ class SimpleLinkHttp:
         return index
 
     async def _release(self, index: int, generation: int) -> None:
+        """AT+HttpDisconnect then AT+HttpDestroy (the destroy even when the disconnect got no
+        answer); a client whose destroy got none is left stale, destroyed before the next."""
         if generation != self._generation or index not in self.clients:
             return  # gone with the NWP that held it
         try:
             await self._at.command(f"AT+HttpDisconnect={index}", check=False)
+        except TransportError as error:
+            log.warning(
+                "AT+HttpDisconnect=%d got no answer (%s); destroying it anyway", index, error
+            )
+        if not await self._destroy(index, generation):
+            self.stale.add(index)
+            log.warning("the module's HTTP client %d is destroyed again before the next", index)
+
+    async def _destroy(self, index: int, generation: int) -> bool:
+        """AT+HttpDestroy; whether the module answered (an error answer too: it no longer
+        holds the client)."""
+        try:
             response = await self._at.command(f"AT+HttpDestroy={index}", check=False)
         except TransportError as error:
             log.warning("could not destroy the module's HTTP client %d: %s", index, error)
-            return
+            return False
         if not response.result.success:
             log.info("AT+HttpDestroy=%d answered %s", index, response.result.text)
-        self.clients.discard(index)
+        if generation == self._generation:
+            self.clients.discard(index)
+            self.stale.discard(index)
+        return True
+
+    async def _destroy_stale(self) -> None:
+        generation = self._generation
+        for index in sorted(self.stale):
+            log.info("destroying the module's HTTP client %d, left by a failed release", index)
+            await self._destroy(index, generation)
+
+    async def _destroy_strangers(self) -> None:
+        """AT+HttpDestroy on every index no exchange of this driver holds, errors ignored."""
+        generation = self._generation
+        log.warning(
+            "all %d HTTP clients of the module are in use: destroying those no transfer of "
+            "this driver holds",
+            CLIENTS,
+        )
+        for index in range(CLIENTS):
+            if index in self.clients and index not in self.stale:
+                continue  # a live exchange of ours
+            await self._destroy(index, generation)
 
     async def _files_ca(self, where: Location) -> str:
         """The CA file name for AT+HttpConnect: https verifies against the transfer settings'

@@ -225,6 +225,9 @@ class SimpleLinkSockets:
         self._pump: asyncio.Task[None] | None = None
         self._pump_wake = asyncio.Event()
         self.wlan_down: str | None = None  # why the network is gone, while it is
+        # Whether an HTTP exchange holds one of the module's clients, and so a socket whose
+        # descriptor the module does not tell (the modem sets it with its HTTP client).
+        self.http_live: Callable[[], bool] = lambda: False
         self.selects = 0
         self.recvs = 0
 
@@ -504,6 +507,12 @@ class SimpleLinkSockets:
         """Close every descriptor the module may hold for no slot of ours (a daemon that died
         without closing them; the module has no command that lists its sockets). Whether any
         was closed."""
+        if self.http_live():
+            log.warning(
+                "the module has no socket free, but a file transfer's HTTP client holds one "
+                "whose descriptor is not known: no descriptor is closed"
+            )
+            return False
         closed = False
         for sd in DESCRIPTORS:
             if sd in self._table:
