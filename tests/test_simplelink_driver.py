@@ -36,7 +36,7 @@ from transport.errors import (
 from transport.link import RecoveryStep
 from transport.modems.simplelink import SimpleLinkLink, SimpleLinkModem, open_simplelink
 from transport.modems.simplelink_settings import SimpleLinkSettings
-from transport.modems.simplelink_sockets import SimpleLinkStream
+from transport.modems.simplelink_sockets import SimpleLinkStream, SocketState
 from transport.modems.simplelink_tls import CONTROLLER_CLOCK_STRIKES
 from transport.simulator import SimulatorShell
 from transport.simulator.simplelink import SimpleLinkModule
@@ -234,6 +234,32 @@ async def test_an_idle_line_costs_one_select_per_timeout(echo_server: EchoServer
         # more for the boundaries of the second. A loop that spins would send hundreds.
         assert spent <= math.ceil(1.0 / settings.select_max) + ramp + 2
         assert await round_trip(stream, b"still there", 11) == b"still there"
+        await stream.close()
+
+
+async def test_an_open_costs_three_commands_and_sets_a_receive_timeout(
+    echo_server: EchoServer,
+) -> None:
+    async with rig(fast(recv_timeout=2.5)) as r:
+        before = len(r.module.log)
+        stream = await r.modem.open_tcp("127.0.0.1", echo_server.port)
+        opening = [c for c in r.module.log[before:] if not c.startswith("AT+Select")]
+        assert opening == [
+            "AT+Socket=INET,STREAM,TCP",
+            "AT+SetSockOpt=0,SOCKET,RCVTIMEO,2,500000",  # the safety net: one more command
+            f"AT+Connect=0,INET,{echo_server.port},127.0.0.1",
+        ]
+        await stream.close()
+
+
+async def test_a_stray_recv_on_an_empty_socket_ends_at_rcvtimeo_as_nothing_yet(
+    echo_server: EchoServer,
+) -> None:
+    async with rig(fast(recv_timeout=0.3)) as r:
+        stream = await r.modem.open_tcp("127.0.0.1", echo_server.port)
+        await r.modem.sockets._receive(stream)  # as if a Select had said "readable": -11
+        assert r.modem.sockets.table() == {0: SocketState.OPEN}
+        assert await round_trip(stream, b"still fine", 10) == b"still fine"
         await stream.close()
 
 
@@ -504,6 +530,7 @@ async def test_tls_to_a_real_server_by_name(pki: Pki) -> None:
         assert "AT+SetSockOpt=0,SOCKET,SECURE_DOMAIN_NAME_VERIFICATION,csms.test" in [
             c for c in r.module.log if "SECURE_DOMAIN" in c
         ]
+        assert "AT+SetSockOpt=0,SOCKET,RCVTIMEO,10,0" in r.commands("AT+SetSockOpt")
         # A second connection writes no certificate again.
         writes = len(r.commands("AT+FileWrite"))
         again = await r.modem.open_tls("csms.test", port, TlsSettings(ca_file=pki.ca), now)

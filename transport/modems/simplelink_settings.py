@@ -75,6 +75,9 @@ class SimpleLinkSettings:
     # longer, so the module's own error (-110, a TLS handshake timeout) wins the race.
     connect_timeout: float = 60.0  # AT+Connect (the TLS handshake included), AT+HttpConnect
     close_flush_timeout: float = 10.0
+    # RCVTIMEO of every socket (SPEC §5): a safety net, since an AT+Recv on an empty socket
+    # blocks the whole module until data comes; the driver only receives what AT+Select found.
+    recv_timeout: float = 10.0
     # The receive pump's AT+Select timeout: short after traffic, doubling while the line is
     # idle: outgoing data waits at most select_max for the line.
     select_min: float = 0.02
@@ -115,6 +118,8 @@ class SimpleLinkSettings:
         self._check_credentials()
         if not 0 <= self.profile_priority <= 15:
             raise ValueError("wifi profile_priority must be 0..15")
+        if not 0 < self.recv_timeout <= 3600:
+            raise ValueError("recv_timeout must be more than 0 and at most 3600 s")
         if not 0 < self.select_min <= self.select_max:
             raise ValueError("select_min must be positive and at most select_max")
         if not 1 <= self.read_chunk <= MAX_RECV:

@@ -21,6 +21,8 @@ reset, after which every descriptor is gone and an old one answers -9):
 * AT+Socket runs to its answer even when the caller is cancelled, so the descriptor is known
   and closed (:func:`~transport.shielding.shielded`);
 * every failure after it (options, connect, cancellation) closes it before the error leaves;
+* every socket gets RCVTIMEO (``recv_timeout``): should an AT+Recv ever meet an empty socket,
+  the module answers -11 (nothing yet) instead of blocking for good;
 * an AT+Close that got no answer leaves the descriptor UNCLOSED, closed again before any new
   AT+Socket, so a CSMS never sees the old connection beside the new one;
 * the pump never names a descriptor in a Select once its stream began closing: an unknown
@@ -300,7 +302,7 @@ class SimpleLinkSockets:
         await self._close_unclosed()
         slot = await self._create(where, secure)
         try:
-            await self._set_options(slot, options(slot.sd))
+            await self._set_options(slot, [self._receive_timeout(slot.sd), *options(slot.sd)])
             await self._connect(slot, host, address, port, dates_checked)
         except BaseException:
             await shielded(self.give_back(slot))
@@ -317,6 +319,13 @@ class SimpleLinkSockets:
             "TLS" if secure else "TCP",
         )
         return stream
+
+    def _receive_timeout(self, sd: int) -> str:
+        """RCVTIMEO on every socket, TCP and SEC: a stray AT+Recv on an empty socket ends with
+        -11 (EAGAIN) instead of blocking the whole module for good (SPEC §5)."""
+        seconds = int(self._s.recv_timeout)
+        micros = round((self._s.recv_timeout - seconds) * 1_000_000)
+        return f"AT+SetSockOpt={sd},SOCKET,RCVTIMEO,{seconds},{micros}"
 
     async def _set_options(self, slot: _Slot, commands: Sequence[str]) -> None:
         for command in commands:
@@ -671,7 +680,10 @@ class SimpleLinkSockets:
             response = await self._at.command(
                 f"AT+Recv={stream.sd},1,{MAX_RECV}",
                 blocked=True,
-                timeout=self._s.command_timeout + self._at.wire_time(2 * MAX_RECV),
+                # Past the socket's RCVTIMEO, so the module's -11 wins over an AT timeout.
+                timeout=self._s.recv_timeout
+                + self._s.command_timeout
+                + self._at.wire_time(2 * MAX_RECV),
                 expect=("+recv:",),
                 check=False,
             )
@@ -683,7 +695,8 @@ class SimpleLinkSockets:
         if not response.result.success:
             code = error_code(response.result)
             if code == EAGAIN:
-                return  # nothing after all (SPEC §5: RCVTIMEO)
+                log.debug("AT+Recv on socket %d: nothing came within RCVTIMEO (-11)", stream.sd)
+                return  # nothing yet (SPEC §5: RCVTIMEO), not a failure
             with contextlib.suppress(StreamClosed):
                 self.check_module(code, f"AT+Recv on socket {stream.sd}")
             stream.fail(stream.failure("receiving", response.result.text, code))
