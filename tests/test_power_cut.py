@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from chargepoint.app import control
-from tests.harness import FAMILIES, PASSWORD, csms_peer, module_shell, reported_after_boot
+from tests.harness import PASSWORD, csms_peer, module_shell, reported_after_boot
 from tests.peers import Csms
 from tests.transaction_log import TransactionLog, check_transactions
 from transport.simulator.families import simulated
@@ -144,13 +144,17 @@ async def daemon_process(tmp_path: Path, family: str = "quectel") -> AsyncIterat
             await daemon.stop()
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path, family: str) -> None:
+# The Wi-Fi module's half: fewer sessions (each restart is an NWP restart and a rejoin), the
+# same mix of cuts.
+@pytest.mark.parametrize(("family", "sessions"), [("quectel", TRANSACTIONS), ("simplelink", 50)])
+async def test_power_cuts_at_random_points_lose_no_transaction(
+    tmp_path: Path, family: str, sessions: int
+) -> None:
     rng = random.Random(7)
     cuts = 0
     async with daemon_process(tmp_path, family) as daemon:
         peer = daemon.peer
-        for n in range(TRANSACTIONS):
+        for n in range(sessions):
             tag = f"PC-{n:03d}"
             cut = rng.choices(["none", "presented", "charging", "stopped"], [6, 1, 2, 1])[0]
             await daemon.ctl("plug", connector=1)
@@ -182,10 +186,10 @@ async def test_power_cuts_at_random_points_lose_no_transaction(tmp_path: Path, f
         re.findall(r"transaction started on connector 1 for (PC-\d+)", daemon.log.read_text())
     )
     assert logged <= started
-    assert len(started) >= TRANSACTIONS * 0.85
+    assert len(started) >= sessions * 0.85
     reasons = [p["params"].get("reason") for p in peer.calls("StopTransaction")]
     assert "PowerLoss" in reasons and "Local" in reasons
-    assert cuts >= 20
+    assert cuts >= sessions // 5
 
 
 def _statuses_after_boot(peer: Csms, boot: int) -> dict[int, tuple[str, str]]:
