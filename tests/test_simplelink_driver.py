@@ -9,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import email.utils
 import math
 import os
 import ssl
@@ -37,7 +38,6 @@ from transport.link import RecoveryStep
 from transport.modems.simplelink import SimpleLinkLink, SimpleLinkModem, open_simplelink
 from transport.modems.simplelink_settings import SimpleLinkSettings
 from transport.modems.simplelink_sockets import SimpleLinkStream, SocketState
-from transport.modems.simplelink_tls import CONTROLLER_CLOCK_STRIKES
 from transport.simulator import SimulatorShell
 from transport.simulator.simplelink import SimpleLinkModule
 from transport.simulator.simplelink_core import AccessPoint, Nwp, WifiProfile
@@ -607,8 +607,8 @@ async def test_the_module_clock_comes_from_the_csms_else_the_controller(pki: Pki
     async with tls_echo(pki.expired_server.cert, pki.expired_server.key) as port, rig() as r:
         tls = TlsSettings(ca_file=pki.ca)
         # No CSMS time yet: the controller's clock dates the check, and the expired
-        # certificate is refused (A00.FR.310).
-        with pytest.raises(TlsHandshakeFailed, match="certificate date"):
+        # certificate is refused (A00.FR.310): this server gives no Date to doubt it by.
+        with pytest.raises(TlsHandshakeFailed, match="outside its validity dates"):
             await r.modem.open_tls("localhost", port, tls)
         assert r.commands("AT+Set=General,Time")
     # A controller clock that was never set either, and the module's reads 2013: the dates
@@ -620,30 +620,70 @@ async def test_the_module_clock_comes_from_the_csms_else_the_controller(pki: Pki
         assert r.commands("AT+Set=General,Time") == []
 
 
-async def test_a_controller_clock_that_dates_a_good_certificate_wrong_is_doubted(
-    pki: Pki,
-) -> None:
+@contextlib.asynccontextmanager
+async def tls_csms(cert: Path, key: Path) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A TLS server that answers a HEAD request with its Date, as an HTTP server does, and
+    echoes anything else; and the first bytes of each connection."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    firsts: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            data = await reader.read(65536)
+            firsts.append(data)
+            if data.startswith(b"HEAD "):
+                date = email.utils.format_datetime(datetime.now(UTC), usegmt=True)
+                writer.write(f"HTTP/1.1 426 Upgrade Required\r\nDate: {date}\r\n\r\n".encode())
+            else:
+                writer.write(data)
+                while data := await reader.read(65536):
+                    writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1], firsts
+    finally:
+        server.close()
+
+
+async def test_a_wrong_controller_clock_is_corrected_by_the_csms_date(pki: Pki) -> None:
     """A controller clock that is plausible but wrong (a charger off for a season boots with
-    its saved shutdown time, an RTC with garbage in it) dates a good CSMS certificate wrong, and
-    Wi-Fi gives no other time. After CONTROLLER_CLOCK_STRIKES refusals the dates are not held
-    against the CSMS, so a session can give its time; with that time, they count again."""
-    async with tls_echo(pki.recent_server.cert, pki.recent_server.key) as port, rig() as r:
+    its saved shutdown time) puts a freshly renewed CSMS certificate outside its dates, and
+    Wi-Fi gives no other time: the CSMS's own Date header, over the connection the module
+    kept up (CA and name verified), corrects the clock, and the connection is opened again
+    with the dates checked. Nothing but the HEAD request went over the unchecked one."""
+    async with (
+        tls_csms(pki.recent_server.cert, pki.recent_server.key) as (port, firsts),
+        rig() as r,
+    ):
         tls = TlsSettings(ca_file=pki.ca)
         a_season_ago = datetime.now(UTC) - timedelta(days=120)  # before the renewal
         r.modem.tls.host_time = lambda: a_season_ago
-        for _ in range(CONTROLLER_CLOCK_STRIKES):
-            with pytest.raises(TlsHandshakeFailed, match="certificate date"):
-                await r.modem.open_tls("localhost", port, tls)
-        stream = await r.modem.open_tls("localhost", port, tls)  # dates not held against it
+        stream = await r.modem.open_tls("localhost", port, tls)
         assert await round_trip(stream, b"online", 6) == b"online"
         await stream.close()
-        # The session gave the CSMS's time: the clock is right, the dates count again.
-        stream = await r.modem.open_tls("localhost", port, tls, now)
+        assert firsts[0].startswith(b"HEAD / HTTP/1.1\r\n") and firsts[1] == b"online"
+        assert r.modem.tls.clock.trust.source == "the CSMS's Date header"
+        # The next connection uses the correction at once: no question asked again.
+        stream = await r.modem.open_tls("localhost", port, tls)
         await stream.close()
-        assert r.modem.tls.clock.trust.controller_strikes == 0
-    async with tls_echo(pki.expired_server.cert, pki.expired_server.key) as port, rig() as r:
-        with pytest.raises(TlsHandshakeFailed, match="certificate date"):
-            await r.modem.open_tls("localhost", port, TlsSettings(ca_file=pki.ca), now)
+        assert len(firsts) == 3 and not firsts[2].startswith(b"HEAD")
+
+
+async def test_an_expired_certificate_is_refused_when_the_csms_clock_agrees(pki: Pki) -> None:
+    """The same question to a CSMS whose certificate really expired: its Date agrees with the
+    controller's clock, so the certificate is refused (A00.FR.310) and nothing else was sent."""
+    async with (
+        tls_csms(pki.expired_server.cert, pki.expired_server.key) as (port, firsts),
+        rig() as r,
+    ):
+        with pytest.raises(TlsHandshakeFailed, match="own clock agrees"):
+            await r.modem.open_tls("localhost", port, TlsSettings(ca_file=pki.ca))
+        assert [first[:5] for first in firsts] == [b"HEAD "]
+        assert r.modem.sockets.table() == {}
 
 
 async def test_mutual_tls_and_a_csms_that_wants_a_certificate(pki: Pki) -> None:

@@ -86,7 +86,7 @@ WIRE = {
         # The SEC socket's error numbers say which check failed (SPEC §5).
         refused={
             "untrusted_server": "the CSMS certificate is not signed by the configured CA",
-            "expired_server": "certificate date",
+            "expired_server": "the CSMS certificate is outside its validity dates",
             "wrong_host_server": "the CSMS certificate does not name 127.0.0.1",
         },
         wants_client_certificate="it may want a client certificate (security profile 3)",

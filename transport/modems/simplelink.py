@@ -68,7 +68,13 @@ from transport.modems.simplelink_protocol import (
 )
 from transport.modems.simplelink_settings import SECURITY_TYPES, SimpleLinkSettings
 from transport.modems.simplelink_sockets import SimpleLinkSockets, SimpleLinkStream
-from transport.modems.simplelink_tls import ClockTrust, SimpleLinkTls, socket_options
+from transport.modems.simplelink_tls import (
+    CLOCK_AGREES,
+    ClockTrust,
+    SimpleLinkTls,
+    server_date,
+    socket_options,
+)
 from transport.serial_port import SerialPort
 from transport.tls import TlsSettings
 
@@ -559,21 +565,46 @@ class SimpleLinkModem:
         """A SEC socket to ``host:port`` verified as ``tls`` says (see
         :mod:`transport.modems.simplelink_tls`)."""
         dated = await self.tls.prepare(tls, csms_time)
-        try:
-            stream = await self.sockets.open(
-                host,
-                port,
-                secure=True,
-                options=lambda sd: socket_options(sd, tls, host),
-                dates_checked=dated,
+        trust = self.tls.clock.trust
+        # Under the controller's clock alone a date warning is put to the CSMS's own clock
+        # (see simplelink_tls): the connection stays up for that question only.
+        on_trial = dated and trust.source == "the controller"
+        stream = await self._open_tls(host, port, tls, dates_checked=dated and not on_trial)
+        if not (on_trial and stream.date_warning):
+            return stream
+        served = await server_date(stream, host)  # closes the stream
+        controller = self.tls.host_time()
+        if served is None or abs(served - controller) <= CLOCK_AGREES:
+            said = (
+                "the CSMS's own clock agrees with the controller's"
+                if served is not None
+                else "the CSMS gave no Date to check the controller's clock against"
             )
-        except TlsHandshakeFailed as refused:
-            if refused.code == ESEC_DATE_ERROR:
-                self.tls.clock.trust.date_refused()
-            raise
-        if dated:
-            self.tls.clock.trust.opened()
-        return stream
+            raise TlsHandshakeFailed(
+                f"TLS with {host}:{port}: the CSMS certificate is outside its validity dates "
+                f"(process command {ESEC_DATE_ERROR}), and {said}: refused",
+                ESEC_DATE_ERROR,
+            )
+        trust.correction = served - controller
+        log.warning(
+            "the controller's clock is %s off the CSMS's (Date header %s): the module clock "
+            "is set from the CSMS's; check the controller's clock",
+            trust.correction,
+            f"{served:%Y-%m-%d %H:%M:%S %Z}",
+        )
+        await self.tls.prepare(tls, csms_time)
+        return await self._open_tls(host, port, tls, dates_checked=True)
+
+    async def _open_tls(
+        self, host: str, port: int, tls: TlsSettings, *, dates_checked: bool
+    ) -> SimpleLinkStream:
+        return await self.sockets.open(
+            host,
+            port,
+            secure=True,
+            options=lambda sd: socket_options(sd, tls, host),
+            dates_checked=dates_checked,
+        )
 
     # -- events --
 

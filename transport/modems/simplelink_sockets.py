@@ -303,11 +303,12 @@ class SimpleLinkSockets:
         slot = await self._create(where, secure)
         try:
             await self._set_options(slot, [self._receive_timeout(slot.sd), *options(slot.sd)])
-            await self._connect(slot, host, address, port, dates_checked)
+            date_warning = await self._connect(slot, host, address, port, dates_checked)
         except BaseException:
             await shielded(self.give_back(slot))
             raise
         stream = SimpleLinkStream(self, slot)
+        stream.date_warning = date_warning
         slot.state, slot.stream = SocketState.OPEN, stream
         stream.start()
         self._start_pump()
@@ -416,7 +417,9 @@ class SimpleLinkSockets:
 
     async def _connect(
         self, slot: _Slot, host: str, address: str, port: int, dates_checked: bool
-    ) -> None:
+    ) -> bool:
+        """AT+Connect; whether the module warned of the certificate's dates (-461, let through
+        when ``dates_checked`` is False: the connection is up)."""
         response = await self._at.command(
             f"AT+Connect={slot.sd},INET,{port},{address}",
             blocked=True,
@@ -427,21 +430,16 @@ class SimpleLinkSockets:
             check=False,
         )
         if response.result.success:
-            return
+            return False
         code = error_code(response.result)
         said = parse_error(response.result.text).described
         if code == ESEC_UNKNOWN_ROOT_CA:
             # A warning on the real module: the connection is established (SPEC §5).
             log.warning("TLS with %s: %s; the connection is up", slot.where, said)
-            return
+            return False
         if code == ESEC_DATE_ERROR and not dates_checked:
-            log.warning(
-                "TLS with %s: %s; the module clock is not set (no CSMS time yet), so the "
-                "dates are not held against the CSMS: the connection is up",
-                slot.where,
-                said,
-            )
-            return
+            log.warning("TLS with %s: %s; the connection is up", slot.where, said)
+            return True
         self.check_module(code, f"connecting to {slot.where}")
         raise connect_error(slot.where, host, code, response.result.text)
 
@@ -737,6 +735,7 @@ class SimpleLinkStream:
         self._tx_space.set()
         self._tx_empty = asyncio.Event()
         self._tx_empty.set()
+        self.date_warning = False  # the module warned of the certificate's dates (-461)
         self._end: StreamClosed | None = None  # reading ends once _rx is empty
         self._error: StreamClosed | None = None  # writing is no longer possible
         self._closing: asyncio.Task[None] | None = None

@@ -13,10 +13,14 @@ with dates unchecked then.
 
 A controller clock can be plausible and wrong: a charger switched off for a season boots with
 systemd's saved shutdown time, and a CSMS certificate renewed meanwhile is "not yet valid" at
-it. Wi-Fi gives no other time, and without a session the CSMS's never comes: refused for good.
-So after ``CONTROLLER_CLOCK_STRIKES`` date refusals in a row under the controller's clock, the
-dates are no longer held against the CSMS (an ERROR says why) until a session gives its time;
-a certificate that really expired is refused again from the next connection on.
+it; Wi-Fi gives no other time. So a date warning under the controller's clock is put to the
+CSMS itself: the module keeps such a connection up (SPEC §5), with the CA signature and the host
+name verified, and the CSMS's HTTP ``Date`` header (RFC 9110 §6.6.1) over it says what time it
+is. If the CSMS's clock agrees with the controller's, the certificate really is outside its
+dates and is refused (whitepaper A00.FR.310) before anything else is sent; if not, the
+controller's clock is wrong, the module clock is set from the CSMS's and the connection opened
+again with the dates checked. No WebSocket or OCPP ever runs over a certificate whose dates
+were not checked at a right clock.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from transport.at import AtChannel
-from transport.errors import AtCommandFailed, TlsSetupFailed
+from transport.errors import AtCommandFailed, StreamClosed, TlsSetupFailed
 from transport.modems.simplelink_files import (
     CLIENT_CERT_FILE,
     CLIENT_KEY_FILE,
@@ -36,40 +41,26 @@ from transport.modems.simplelink_files import (
     SimpleLinkFiles,
 )
 from transport.modems.simplelink_protocol import quote, ti_cipher, values
+from transport.stream import ByteStream
 from transport.tls import TlsSettings
 
 log = logging.getLogger(__name__)
 
 OLDEST_VALID_CLOCK = 2025  # a module clock before this year has not been set
-CONTROLLER_CLOCK_STRIKES = 3  # date refusals under the controller's clock before it is doubted
+CLOCK_AGREES = timedelta(minutes=5)  # the CSMS's Date and the controller's clock agree
+DATE_QUESTION_TIMEOUT = 10.0  # s for the CSMS to answer the HEAD request
+MAX_HEAD = 16 * 1024
 _DIGITS = re.compile(r"\d+")
+_DATE = re.compile(rb"^date:[ \t]*(.+?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 
 class ClockTrust:
-    """Which time set the module clock last, and how often the controller's time made the
-    module refuse the CSMS's certificate dates in a row. A link keeps one across channels."""
+    """Which time set the module clock last, and how far the controller's clock is off when a
+    CSMS's Date header showed it. A link keeps one across channels."""
 
     def __init__(self) -> None:
-        self.source: str | None = None  # "the CSMS" | "the controller" | None
-        self.controller_strikes = 0
-
-    def date_refused(self) -> None:
-        if self.source == "the controller":
-            self.controller_strikes += 1
-            log.warning(
-                "the CSMS certificate's dates were refused at the controller's clock (%d of %d "
-                "before that clock is doubted)",
-                self.controller_strikes,
-                CONTROLLER_CLOCK_STRIKES,
-            )
-
-    def opened(self) -> None:
-        """A TLS connection with dates checked worked: the clock that set them is right."""
-        self.controller_strikes = 0
-
-    @property
-    def controller_doubted(self) -> bool:
-        return self.controller_strikes >= CONTROLLER_CLOCK_STRIKES
+        self.source: str | None = None  # "the CSMS", "the controller", ...; None: not set
+        self.correction: timedelta | None = None  # CSMS's Date minus the controller's clock
 
 
 class ModuleClock:
@@ -108,30 +99,23 @@ class ModuleClock:
         """Set the clock from the CSMS's time when it is known, else from the controller's own
         clock when that is plausible (a Wi-Fi network gives no time, unlike a cell's NITZ);
         whether the clock can be trusted for certificate dates."""
-        for source, when in (("the CSMS", csms_time()), ("the controller", host_time())):
+        controller = host_time()
+        corrected = None if self.trust.correction is None else controller + self.trust.correction
+        for source, when in (
+            ("the CSMS", csms_time()),
+            ("the CSMS's Date header", corrected),
+            ("the controller", controller),
+        ):
             if when is None or when.year < OLDEST_VALID_CLOCK:
                 continue
-            if source == "the controller" and self.trust.controller_doubted:
-                log.error(
-                    "the controller's clock (%s) made the module refuse the CSMS certificate's "
-                    "dates %d times in a row and no CSMS time is known (Wi-Fi gives none): "
-                    "certificate dates are not checked until a session gives the CSMS's time; "
-                    "check the controller's clock",
-                    f"{when:%Y-%m-%d %H:%M:%S}",
-                    self.trust.controller_strikes,
-                )
-                self.trust.source = None
-                return False
             try:
                 await self.set(when)
             except AtCommandFailed as error:
                 log.warning("could not set the module clock: %s", error)
                 break
             if self.trust.source != source:
-                log.info("module clock set from %s's time: %s", source, f"{when:%Y-%m-%d %H:%M:%S}")
+                log.info("module clock set from %s: %s", source, f"{when:%Y-%m-%d %H:%M:%S}")
             self.trust.source = source
-            if source == "the CSMS":
-                self.trust.opened()  # the CSMS's own time: no reason to doubt anything
             return True
         self.trust.source = None
         return await self.now() is not None
@@ -207,3 +191,26 @@ def socket_options(sd: int, settings: TlsSettings, host: str) -> list[str]:
             f"{prefix}SECURE_FILES_PRIVATE_KEY_FILE_NAME,{CLIENT_KEY_FILE}",
         ]
     return options
+
+
+async def server_date(stream: ByteStream, host: str) -> datetime | None:
+    """The CSMS's own time: the ``Date`` header of its answer to a HEAD request on ``stream``
+    (which is closed afterwards, whatever happens); None if it gives none in time."""
+    head = b""
+    try:
+        await stream.write(f"HEAD / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        async with asyncio.timeout(DATE_QUESTION_TIMEOUT):
+            while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
+                head += await stream.read(MAX_HEAD)
+    except (StreamClosed, TimeoutError):
+        pass
+    finally:
+        await stream.close()
+    found = _DATE.search(head.partition(b"\r\n\r\n")[0].replace(b"\r\n", b"\n"))
+    if found is None:
+        return None
+    try:
+        when = parsedate_to_datetime(found.group(1).decode("latin-1"))
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
