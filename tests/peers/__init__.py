@@ -115,6 +115,13 @@ def _basic_auth(header: str | None) -> bool:
     return bool(header) and re.match(r"\s*basic\s", header or "", re.IGNORECASE) is not None
 
 
+def _serial(peercert: dict[str, Any] | None) -> str | None:
+    """The client certificate's serial number, upper-case hex without leading zeros (as the
+    Node peer reports it): which certificate the charge point presented."""
+    serial = (peercert or {}).get("serialNumber")
+    return str(serial).upper().lstrip("0") or "0" if serial else None
+
+
 def _common_name(peercert: dict[str, Any] | None) -> str | None:
     for rdn in (peercert or {}).get("subject", ()):
         for key, value in rdn:
@@ -129,7 +136,9 @@ class CsmsBehaviour:
     ``id_tags``: idTagInfo per idTag (anything else is Accepted); ``fail``: how many of the
     next requests of an action get a CallError InternalError (OCPP-J "failed to process").
     A StartTransaction sent again unchanged (its answer was lost) gets the same transactionId,
-    as a careful CSMS does: it is the same transaction.
+    as a careful CSMS does: it is the same transaction. ``sign_certificate``: the status of
+    SignCertificate.conf (the CSMS takes the CSR to its CA; a test signs it and sends
+    CertificateSigned itself).
     """
 
     def __init__(self) -> None:
@@ -137,12 +146,18 @@ class CsmsBehaviour:
         self.fail: dict[str, int] = {}
         self.next_transaction_id = 1000
         self.started: dict[str, int] = {}
+        self.sign_certificate = "Accepted"
 
     def configure(
-        self, id_tags: dict[str, dict[str, Any]] | None, fail: dict[str, int] | None
+        self,
+        id_tags: dict[str, dict[str, Any]] | None,
+        fail: dict[str, int] | None,
+        sign_certificate: str | None = None,
     ) -> None:
         self.id_tags.update(id_tags or {})
         self.fail.update(fail or {})
+        if sign_certificate is not None:
+            self.sign_certificate = sign_certificate
 
     def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
         """The answer, or None for a CallError."""
@@ -160,6 +175,8 @@ class CsmsBehaviour:
             return {"transactionId": self.started[key], "idTagInfo": info}
         if method == "StopTransaction":
             return {"idTagInfo": info} if "idTag" in params else {}
+        if method == "SignCertificate":
+            return {"status": self.sign_certificate}
         return {}
 
 
@@ -192,8 +209,9 @@ class PythonCsms(PeerLog):
         *,
         id_tags: dict[str, dict[str, Any]] | None = None,
         fail: dict[str, int] | None = None,
+        sign_certificate: str | None = None,
     ) -> None:
-        self.behaviour.configure(id_tags, fail)
+        self.behaviour.configure(id_tags, fail, sign_certificate)
 
     @property
     def url(self) -> str:
@@ -314,6 +332,7 @@ class PythonCsms(PeerLog):
                 "protocol": connection.subprotocol,
                 "tls": connection.transport.get_extra_info("ssl_object") is not None,
                 "client_cn": _common_name(self._peercert(connection)),
+                "client_serial": _serial(self._peercert(connection)),
                 "basic_auth": _basic_auth(
                     request.headers.get("Authorization") if request else None
                 ),
@@ -348,7 +367,13 @@ class PythonCsms(PeerLog):
             reply: Any = {"status": status, "interval": interval, "currentTime": _now()}
         elif method == "Heartbeat":
             reply = {"currentTime": _now()}
-        elif method in ("Authorize", "StartTransaction", "StopTransaction", "MeterValues"):
+        elif method in (
+            "Authorize",
+            "StartTransaction",
+            "StopTransaction",
+            "MeterValues",
+            "SignCertificate",
+        ):
             reply = self.behaviour.answer(method, params)
             if reply is None:
                 await self._send(connection, json.dumps([4, message_id, "InternalError", "", {}]))
@@ -357,6 +382,10 @@ class PythonCsms(PeerLog):
             "StatusNotification",
             "DiagnosticsStatusNotification",
             "FirmwareStatusNotification",
+            # the security extension's (whitepaper §5)
+            "SecurityEventNotification",
+            "LogStatusNotification",
+            "SignedFirmwareStatusNotification",
         ):
             reply = {}
         else:
@@ -511,12 +540,19 @@ class NodeCsms(PeerLog):
         *,
         id_tags: dict[str, dict[str, Any]] | None = None,
         fail: dict[str, int] | None = None,
+        sign_certificate: str | None = None,
     ) -> None:
         self._next_id += 1
         command_id = self._next_id
-        await self._command(
-            {"cmd": "configure", "id": command_id, "idTags": id_tags or {}, "fail": fail or {}}
-        )
+        command: dict[str, Any] = {
+            "cmd": "configure",
+            "id": command_id,
+            "idTags": id_tags or {},
+            "fail": fail or {},
+        }
+        if sign_certificate is not None:
+            command["signCertificate"] = sign_certificate
+        await self._command(command)
         await self.wait_for(
             lambda events: any(
                 e["event"] == "configured" and e.get("id") == command_id for e in events

@@ -57,6 +57,7 @@ const clients = new Set();
 const idTags = previous.idTags || {};
 const fail = previous.fail || {};
 let nextTransactionId = previous.nextTransactionId || 1000;
+let signCertificate = 'Accepted';  // SignCertificate.conf's status
 // a StartTransaction sent again unchanged is the same transaction
 const started = new Map(previous.started || []);
 
@@ -86,6 +87,15 @@ const server = new RPCServer({
   callTimeoutMs: 30000,
 });
 
+// The client certificate's serial number, upper-case hex without leading zeros (as the
+// Python peer reports it): which certificate a charge point presented (whitepaper A02.FR.08).
+function clientSerial(socket) {
+  if (typeof socket.getPeerCertificate !== 'function') return null;
+  const cert = socket.getPeerCertificate();
+  if (!cert || !cert.serialNumber) return null;
+  return cert.serialNumber.toUpperCase().replace(/^0+(?=.)/, '');
+}
+
 function commonName(socket) {
   if (typeof socket.getPeerCertificate !== 'function') return null;
   const cert = socket.getPeerCertificate();
@@ -99,6 +109,7 @@ server.auth((accept, reject, handshake) => {
   const session = {
     tls: Boolean(socket.encrypted),
     client_cn: commonName(socket),
+    client_serial: clientSerial(socket),
     basic_auth: /^\s*basic\s/i.test(handshake.headers.authorization || ''),
   };
   const hadPassword = Boolean(handshake.password);
@@ -150,7 +161,12 @@ server.on('client', (client) => {
     record('Heartbeat', params);
     return { currentTime: new Date().toISOString() };
   });
-  for (const method of ['StatusNotification', 'DiagnosticsStatusNotification', 'FirmwareStatusNotification']) {
+  const notifications = [
+    'StatusNotification', 'DiagnosticsStatusNotification', 'FirmwareStatusNotification',
+    // the security extension's (whitepaper §5)
+    'SecurityEventNotification', 'LogStatusNotification', 'SignedFirmwareStatusNotification',
+  ];
+  for (const method of notifications) {
     client.handle(method, ({ params }) => {
       record(method, params);
       return {};
@@ -162,6 +178,11 @@ server.on('client', (client) => {
       return transactionAnswer(method, params);
     });
   }
+  client.handle('SignCertificate', ({ params }) => {
+    // The CSMS takes the CSR to its CA; the test signs it and sends CertificateSigned itself.
+    record('SignCertificate', params);
+    return { status: signCertificate };
+  });
   client.handle(({ method, params }) => {
     record(method, params);
     throw createRPCError('NotImplemented');
@@ -179,6 +200,7 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   if (command.cmd === 'configure') {
     Object.assign(idTags, command.idTags || {});
     Object.assign(fail, command.fail || {});
+    if (command.signCertificate) signCertificate = command.signCertificate;
     emit({ event: 'configured', id: command.id });
     return;
   }
