@@ -28,6 +28,7 @@ from typing import Any
 
 from config.ocpp_keys import (
     AUTHORIZATION_KEY,
+    CPO_NAME,
     PHASE_ROTATIONS,
     SECURITY_PROFILE,
     KeySpec,
@@ -65,6 +66,7 @@ _ARGUMENTS: dict[str, tuple[Callable[[], Any], Any]] = {
     "max_message_size": (lambda: _schema_default("csms", "max_message_size"), 524288),
     # What the link carries: every scheme on the host and Quectel, no FTP on a Wi-Fi module.
     "transfer_protocols": (lambda: ("FTP", "FTPS", "HTTP", "HTTPS"), ("HTTP", "HTTPS")),
+    "cpo_name": (lambda: "ExampleVendor", "Another CPO"),  # charge_point.vendor
 }
 
 # Defaults the deployment sets, worded by what sets them; {value} is the default
@@ -79,6 +81,7 @@ DEPLOYMENT_DEFAULTS = {
     AUTHORIZATION_KEY: "`csms.password` (hex) if 16-20 bytes, else empty",
     SECURITY_PROFILE: "`csms.security_profile` (default {value})",
     "SendLocalListMaxLength": "`csms.max_message_size` / 200, at most 10000 (default {value})",
+    CPO_NAME: "`charge_point.vendor` (here {value}) until the CSMS sets it",
     "SupportedFileTransferProtocols": "what `modem.type` can carry: {value}; `HTTP,HTTPS` on a "
     "module without FTP commands",
 }
@@ -102,6 +105,10 @@ NOTES = {
     AUTHORIZATION_KEY: (
         "32-40 hex digits; never returned, never logged; the charge point reconnects with it"
     ),
+    "AdditionalRootCertificateCheck": "CSMS roots are installed beside each other (M05)",
+    "CertificateSignedMaxChainSize": "characters of a CertificateSigned chain",
+    "CertificateStoreMaxLength": "CSMS and manufacturer root certificates together",
+    CPO_NAME: "the organisation (O) of the charge point certificate's CSR (A02.FR.13)",
     SECURITY_PROFILE: (
         "only raised, and only when its prerequisites hold; the charge point reconnects "
         "with it and falls back to the last profile that worked if it fails"

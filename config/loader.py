@@ -70,6 +70,7 @@ class CsmsConfig:
     client_certificate: Path | None = None
     client_key: Path | None = None
     cipher_suite: str = "0XC02F"
+    key_type: str = "rsa-2048"
 
     def __repr__(self) -> str:  # never show the password, even in a traceback
         return (
@@ -140,6 +141,8 @@ class FirmwareConfig:
     piece_size: int = 131072
     chunk_size: int = 4096
     scratch_drive: str = "RAM"
+    manufacturer_ca_file: Path | None = None
+    unsigned_updates: str = "without-security-profile"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +209,9 @@ def parse_config(text: str, source: Path = Path("<config>")) -> Config:
 def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | None:
     cp, csms, modem = data["charge_point"], data["csms"], data["modem"]
     fw = data["firmware"]
-    if "ca_file" in fw and not Path(fw["ca_file"]).is_file():
-        problems.append(f"firmware.ca_file: {fw['ca_file']} is not a readable file")
+    for key in ("ca_file", "manufacturer_ca_file"):
+        if key in fw and not Path(fw[key]).is_file():
+            problems.append(f"firmware.{key}: {fw[key]} is not a readable file")
     password = _csms_password(csms, source, problems)
     security = _security(csms, modem, password, source, problems)
     if modem["type"] != "host" and "port" not in modem:
@@ -246,6 +250,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             reconnect_delay_max=float(csms["reconnect_delay_max"]),
             upgrade_attempts=csms["upgrade_attempts"],
             cipher_suite=csms["cipher_suite"],
+            key_type=csms["key_type"],
             **security,
         ),
         modem=ModemConfig(
@@ -276,6 +281,10 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             piece_size=fw["piece_size"],
             chunk_size=fw["chunk_size"],
             scratch_drive=fw["scratch_drive"],
+            manufacturer_ca_file=Path(fw["manufacturer_ca_file"])
+            if "manufacturer_ca_file" in fw
+            else None,
+            unsigned_updates=fw["unsigned_updates"],
         ),
         diagnostics=DiagnosticsConfig(
             log_files=tuple(data["diagnostics"]["log_files"]),

@@ -48,6 +48,12 @@ LONGEST_LIST_ENTRY = 200
 DEFAULT_MAX_MESSAGE = 2 * 1024 * 1024
 MAX_CSL_ITEMS = 8
 GET_CONFIGURATION_MAX_KEYS = 64
+# The security whitepaper's limits (§7.3, §7.4): a CertificateSigned chain of at most this many
+# characters (the key's maximum; a leaf and two intermediates in PEM are ~6,000), and this many
+# Root/CA certificates installed (CSMS and manufacturer roots together).
+CERTIFICATE_CHAIN_MAX = 10_000
+CERTIFICATE_STORE_MAX = 10
+CPO_NAME = "CpoName"
 
 
 class Kind(enum.Enum):
@@ -134,6 +140,13 @@ def _authorization_key(value: str) -> str | None:
     return None
 
 
+def _cpo_name(value: str) -> str | None:
+    # The CSR's organizationName (A02.FR.13): X.520 allows 1 to 64 characters.
+    if not 1 <= len(value) <= 64:
+        return "must be 1 to 64 characters (the certificate's organisation name)"
+    return None
+
+
 def _rate_units(value: str) -> str | None:
     items = csl(value)
     if not items or any(item not in ("Current", "Power") for item in items):
@@ -153,11 +166,12 @@ def core_keys(
     security_check: Check | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE,
     transfer_protocols: Iterable[str] = ("FTP", "FTPS", "HTTP", "HTTPS"),
+    cpo_name: str = "",
 ) -> list[KeySpec]:
     """The keys this charge point honours, with defaults from the configuration file; a
     feature profile's keys only when the profile is enabled. ``transfer_protocols`` are the
     schemes the link can fetch and upload files with (a module without FTP commands has none
-    of FTP)."""
+    of FTP). ``cpo_name``: CpoName's default (the CSR's organisation, whitepaper A02.FR.13)."""
     enabled = set(profiles)
     supported = list(measurands)
     measurand_list = _measurands(supported)
@@ -215,6 +229,12 @@ def core_keys(
         KeySpec(AUTHORIZATION_KEY, Kind.TEXT, Access.W, key, check=_authorization_key),
         # Only raised (whitepaper A05.FR.01): the check compares with the profile in use.
         KeySpec(SECURITY_PROFILE, i, rw, str(security_profile), 0, 3, change_check=security_check),
+        # The security extension (whitepaper §7). Only one CSMS root at a time is not enforced:
+        # a root is installed beside the others (M05), so AdditionalRootCertificateCheck is false.
+        KeySpec("AdditionalRootCertificateCheck", b, r, "false"),
+        KeySpec("CertificateSignedMaxChainSize", i, r, str(CERTIFICATE_CHAIN_MAX), 1, 10_000),
+        KeySpec("CertificateStoreMaxLength", i, r, str(CERTIFICATE_STORE_MAX), 1, 100),
+        KeySpec(CPO_NAME, Kind.TEXT, rw, cpo_name, check=_cpo_name),
     ]
     if "LocalAuthListManagement" in enabled:  # §9.2
         send_max = min(LOCAL_LIST_MAX, max_message_size // LONGEST_LIST_ENTRY)

@@ -168,6 +168,20 @@ SCHEMA: dict[str, Any] = {
                     "enum": ["RAM", "UFS"],
                     "default": "RAM",
                 },
+                "manufacturer_ca_file": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "the manufacturer's root certificate(s), PEM, that firmware "
+                    "signing certificates must chain to (SignedUpdateFirmware, whitepaper L01); "
+                    "the CSMS may install more with InstallCertificate",
+                },
+                "unsigned_updates": {
+                    "description": "whether the original UpdateFirmware (no signature) is "
+                    "taken: without-security-profile (only while SecurityProfile is 0), "
+                    "allowed, or refused (CallError NotSupported, whitepaper L01.FR.20)",
+                    "enum": ["without-security-profile", "allowed", "refused"],
+                    "default": "without-security-profile",
+                },
             },
         },
         "diagnostics": {
@@ -270,6 +284,12 @@ SCHEMA: dict[str, Any] = {
                     "service user only (mode 0600); never logged",
                     "type": "string",
                     "minLength": 1,
+                },
+                "key_type": {
+                    "description": "the key pair the charge point makes for a new charge point "
+                    "certificate (SignCertificate, whitepaper A02/A03): rsa-2048 or ec-p256",
+                    "enum": ["rsa-2048", "ec-p256"],
+                    "default": "rsa-2048",
                 },
                 "cipher_suite": {
                     "description": "the TLS 1.2 cipher suite the module is told to use "

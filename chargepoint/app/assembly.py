@@ -106,6 +106,7 @@ def key_specs(
         transfer_protocols=found.transfer_protocols
         if (found := module_family(config)) is not None
         else ("FTP", "FTPS", "HTTP", "HTTPS"),
+        cpo_name=config.charge_point.vendor[:64],
     )
     by_name = {spec.name: spec for spec in specs}
     problems = []
