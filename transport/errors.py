@@ -6,6 +6,8 @@ happened, where (port, socket, command), and when there is something to check, w
 
 from __future__ import annotations
 
+import enum
+
 
 class TransportError(Exception):
     """Base of everything the transport layer raises."""
@@ -100,10 +102,26 @@ class ServerRefused(SocketOpenError):
     Nothing a module reset can cure."""
 
 
+class TlsRefusal(enum.Enum):
+    """What a failed TLS handshake is known to have refused (the charge point reports it as a
+    security event, whitepaper §8). Modules that only say "failed" give UNKNOWN."""
+
+    UNKNOWN = "unknown"
+    CSMS_CERTIFICATE = "the CSMS certificate"  # not verified: CA, dates, host name
+    VERSION = "the TLS version"  # the server offered only a version below 1.2
+    CIPHER_SUITE = "the cipher suites"  # no suite in common
+
+
 class TlsHandshakeFailed(SocketOpenError):
     """TCP reached the server, but TLS could not be set up: a certificate one side refused (CA,
     expiry, host name, a client certificate the CSMS does not accept), or no common version or
-    cipher suite. Nothing a module reset can cure."""
+    cipher suite. Nothing a module reset can cure. ``refused``: what, when the driver knows."""
+
+    def __init__(
+        self, message: str, code: int | None = None, refused: TlsRefusal = TlsRefusal.UNKNOWN
+    ) -> None:
+        super().__init__(message, code)
+        self.refused = refused
 
 
 class TlsSetupFailed(ModemError):

@@ -16,6 +16,7 @@ from transport.errors import (
     StreamBroken,
     StreamClosed,
     TlsHandshakeFailed,
+    TlsRefusal,
     TlsSetupFailed,
 )
 from transport.link import RecoveryStep
@@ -56,12 +57,14 @@ class HostTcpStream:
             raise TlsHandshakeFailed(
                 f"TLS with {where} failed: the CSMS certificate was rejected "
                 f"({exc.verify_message}): check csms.ca_file, that the certificate names "
-                f"{host}, and this computer's clock"
+                f"{host}, and this computer's clock",
+                refused=TlsRefusal.CSMS_CERTIFICATE,
             ) from exc
         except ssl.SSLError as exc:
             raise TlsHandshakeFailed(
                 f"TLS with {where} failed: {exc.reason or exc}; if the CSMS asks for a client "
-                "certificate, check csms.client_certificate"
+                "certificate, check csms.client_certificate",
+                refused=_refusal(exc.reason),
             ) from exc
         except (ConnectionRefusedError, ConnectionResetError) as exc:
             raise ServerRefused(f"cannot connect to {where}: {exc}") from exc
@@ -142,3 +145,17 @@ class HostLink:
 
     async def close(self) -> None:
         return
+
+
+# OpenSSL's reasons for a server that offers only old versions, or no suite we offer
+# (whitepaper A00.FR.312/318: TLS 1.2 or above, AES-GCM suites).
+_VERSION_REASONS = ("UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER", "TLSV1_ALERT_PROTOCOL_VERSION")
+_CIPHER_REASONS = ("NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE", "NO_SUITABLE_CIPHER")
+
+
+def _refusal(reason: str | None) -> TlsRefusal:
+    if reason in _VERSION_REASONS:
+        return TlsRefusal.VERSION
+    if reason in _CIPHER_REASONS:
+        return TlsRefusal.CIPHER_SUITE
+    return TlsRefusal.UNKNOWN

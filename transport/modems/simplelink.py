@@ -41,6 +41,7 @@ from transport.errors import (
     SerialPortError,
     StreamClosed,
     TlsHandshakeFailed,
+    TlsRefusal,
     UnsupportedLocation,
     WlanError,
 )
@@ -584,6 +585,7 @@ class SimpleLinkModem:
                 f"TLS with {host}:{port}: the CSMS certificate is outside its validity dates "
                 f"(process command {ESEC_DATE_ERROR}), and {said}: refused",
                 ESEC_DATE_ERROR,
+                TlsRefusal.CSMS_CERTIFICATE,
             )
         trust.correction = served - controller
         log.warning(

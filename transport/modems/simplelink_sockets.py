@@ -55,6 +55,7 @@ from transport.errors import (
     StreamBroken,
     StreamClosed,
     TlsHandshakeFailed,
+    TlsRefusal,
     TlsSetupFailed,
     TransportError,
 )
@@ -140,12 +141,14 @@ def connect_error(where: str, host: str, code: int | None, result: str) -> Trans
             f"TLS with {where}: the CSMS certificate is not signed by the configured CA "
             f"({said}); check the CSMS CA file (on the module as {CSMS_CA_FILE})",
             code,
+            TlsRefusal.CSMS_CERTIFICATE,
         )
     if code == ESEC_DOMAIN_NAME_MISMATCH:
         return TlsHandshakeFailed(
             f"TLS with {where}: the CSMS certificate does not name {host} ({said}); check the "
             "host name of the CSMS URL against the certificate's subjectAltName",
             code,
+            TlsRefusal.CSMS_CERTIFICATE,
         )
     if code == ESEC_HANDSHAKE_FAILURE:
         return TlsHandshakeFailed(
@@ -166,6 +169,7 @@ def connect_error(where: str, host: str, code: int | None, result: str) -> Trans
             "expired or not yet valid at the module's clock (set from the CSMS's time, or "
             "the controller's): check its validity dates and the controller's clock",
             code,
+            TlsRefusal.CSMS_CERTIFICATE,
         )
     if code in (ESEC_NOCAFILE, ESEC_BADCAFILE):
         what = "is not on the module" if code == ESEC_NOCAFILE else "is not a certificate"
