@@ -142,8 +142,23 @@ class PowerFailing:
     """Mains power is gone and the controller runs on its back-up supply (TC_032_1_CS)."""
 
 
+@dataclass(frozen=True, slots=True)
+class TamperDetected:
+    """The enclosure's tamper sensor tripped (security whitepaper §8 TamperDetectionActivated).
+    ``info``: which sensor, for the CSMS's techInfo; nothing secret."""
+
+    info: str | None = None
+
+
 HardwareEvent = (
-    Plugged | Unplugged | IdTagPresented | FaultRaised | FaultCleared | EvSuspended | PowerFailing
+    Plugged
+    | Unplugged
+    | IdTagPresented
+    | FaultRaised
+    | FaultCleared
+    | EvSuspended
+    | PowerFailing
+    | TamperDetected
 )
 Listener = Callable[[HardwareEvent], None]
 

@@ -31,6 +31,7 @@ from chargepoint.hardware.charger import (
     Plugged,
     PowerFailing,
     Rating,
+    TamperDetected,
     Unplugged,
 )
 
@@ -359,6 +360,10 @@ class SimulatedCharger:
     def power_failing(self) -> None:
         """Mains lost, on the back-up supply: the controller is told and has time to act."""
         self._emit(PowerFailing())
+
+    def tamper(self, info: str | None = None) -> None:
+        """Someone opened the enclosure: the tamper sensor trips (nothing else changes)."""
+        self._emit(TamperDetected(info))
 
     def power_cut(self) -> None:
         """The power goes with no warning. Nothing is told; the hardware's own memory keeps
