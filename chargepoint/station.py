@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from ocpp.routing import create_route_map
@@ -31,15 +31,20 @@ from chargepoint.blocks.metering import Metering
 from chargepoint.blocks.provisioning import Provisioning, ResetHook
 from chargepoint.blocks.recovery import PowerLossPolicy, recover
 from chargepoint.blocks.remote_control import RemoteControl
-from chargepoint.blocks.remote_trigger import RemoteTrigger
+from chargepoint.blocks.remote_trigger import ExtendedTrigger, RemoteTrigger
 from chargepoint.blocks.reservation import Reservations
+from chargepoint.blocks.security_events import SecurityEvent, SecurityEvents, SecurityEventSink
 from chargepoint.blocks.smart_charging import SmartCharging
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.blocks.unsupported import ReservationNotSupported
 from chargepoint.hardware.charger import Charger
 from chargepoint.protocol.outbox import Item, Outbox, RetryPolicy
 from chargepoint.protocol.request import Online, SessionHooks
+from chargepoint.security_log import SecurityLog
 from config.ocpp_keys import IMPLEMENTED_PROFILES, ConfigurationKeys
+
+if TYPE_CHECKING:
+    from chargepoint.blocks.certificates import CertificateManagement
 
 Routes = dict[str, dict[str, Any]]
 
@@ -57,11 +62,14 @@ class Station:
         no_answer_retry: float = 30.0,
         profiles: tuple[str, ...] = IMPLEMENTED_PROFILES,
         data_transfer: DataTransferVendors | None = None,
+        security_log: SecurityLog | None = None,
     ) -> None:
         self.context = context = Context(
             charger=charger, keys=keys, db=db, scheduler=scheduler, profiles=frozenset(profiles)
         )
         self.no_answer_retry = no_answer_retry
+        # The security extension (whitepaper): its events, then the blocks that record them.
+        self.security_events = SecurityEvents(context, security_log or SecurityLog(None))
         self.availability = Availability(context)
         self.authorization = Authorization(context)
         self.transactions = Transactions(context, self.availability, self.authorization)
@@ -88,6 +96,18 @@ class Station:
         self.data_transfer = data_transfer or DataTransferVendors()
         self.firmware: FirmwareUpdater | None = None
         self.diagnostics: DiagnosticsUploader | None = None
+        self.certificates: CertificateManagement | None = None
+
+    @property
+    def record_security_event(self) -> SecurityEventSink:
+        return self.security_events.record
+
+    def add_certificate_management(
+        self, certificates: Callable[[Context, SecurityEventSink], CertificateManagement]
+    ) -> None:
+        """The security extension's certificate management (it needs the certificate store,
+        which the composition root has)."""
+        self.certificates = certificates(self.context, self.security_events.record)
 
     def add_firmware_management(
         self,
@@ -118,6 +138,18 @@ class Station:
             blocks.append(self.smart_charging)
         if self.authorization.local_list is not None:
             blocks.append(LocalAuthListManagement(self.context, self.authorization.local_list))
+        if self.certificates is not None:
+            blocks.append(self.certificates)
+        blocks.append(
+            ExtendedTrigger(
+                self.context,
+                self.availability,
+                self.metering,
+                self.certificates,
+                self.firmware,
+                self.diagnostics,
+            )
+        )
         if "RemoteTrigger" in profiles:
             blocks.append(
                 RemoteTrigger(
@@ -137,6 +169,9 @@ class Station:
     async def start(self) -> None:
         """Load what the last run left and pick up interrupted transactions."""
         self.metering.start()
+        self.security_events.start()
+        if self.certificates is not None:
+            self.certificates.start()
         await recover(self.context, self.transactions, self.power_loss)
         if self.reservations is not None:
             self.reservations.start()
@@ -182,6 +217,12 @@ class Station:
 
     def attach(self, session: SessionHooks | None) -> None:
         self.context.session = session
+
+    def invalid_message(self, why: str) -> None:
+        self.security_events.record(SecurityEvent.INVALID_MESSAGES, why)
+
+    def replayed_message(self, why: str) -> None:
+        self.security_events.record(SecurityEvent.ATTEMPTED_REPLAY_ATTACKS, why)
 
     def _retry_policy(self) -> RetryPolicy:
         keys = self.context.keys

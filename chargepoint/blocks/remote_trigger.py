@@ -1,13 +1,14 @@
-"""Remote trigger functional block: TriggerMessage (OCPP 1.6 §5.17, OCTT TC_054/055).
+"""Remote trigger functional block: TriggerMessage (OCPP 1.6 §5.17, OCTT TC_054/055) and the
+security extension's ExtendedTriggerMessage (whitepaper §5.5, §6.16; OCTT TC_074/077).
 
 The answer says whether the message will be sent; the message itself goes out after the
-answer, from a task (so it never overtakes TriggerMessage.conf).
+answer, from a task (so it never overtakes the .conf).
 """
 
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
 from ocpp.v16 import call_result
@@ -24,6 +25,9 @@ from chargepoint.blocks.context import Context
 from chargepoint.blocks.diagnostics import DiagnosticsUploader
 from chargepoint.blocks.firmware import FirmwareUpdater
 from chargepoint.blocks.metering import Metering
+
+if TYPE_CHECKING:
+    from chargepoint.blocks.certificates import CertificateManagement
 
 
 class RemoteTrigger:
@@ -86,6 +90,84 @@ class RemoteTrigger:
                 firmware = self._firmware
                 fw_status = firmware.trigger_status() if firmware else FirmwareStatus.idle
                 work = send("FirmwareStatusNotification", {"status": fw_status.value})
+        hooks.spawn(_discard(work), f"triggered {requested.value}")
+
+
+class ExtendedTrigger:
+    """ExtendedTriggerMessage: always there with the security extension (it is not part of the
+    RemoteTrigger feature profile). FirmwareStatusNotification asks for the signed firmware
+    update's SignedFirmwareStatusNotification (§6.16, L01.FR.28/29), and
+    SignChargePointCertificate for a new key pair and a SignCertificate.req (A02.FR.02)."""
+
+    def __init__(
+        self,
+        context: Context,
+        availability: Availability,
+        metering: Metering,
+        certificates: CertificateManagement | None,
+        firmware: FirmwareUpdater | None,
+        diagnostics: DiagnosticsUploader | None,
+    ) -> None:
+        self._context = context
+        self._availability = availability
+        self._metering = metering
+        self._certificates = certificates
+        self._firmware = firmware
+        self._diagnostics = diagnostics
+
+    def decide(self, requested: MessageTrigger, connector_id: int | None) -> TriggerMessageStatus:
+        if connector_id is not None and not 0 <= connector_id <= len(self._context.connectors):
+            return TriggerMessageStatus.rejected
+        if requested is MessageTrigger.meter_values and connector_id == 0:
+            return TriggerMessageStatus.rejected
+        if requested is MessageTrigger.sign_charge_point_certificate and not self._certificates:
+            return TriggerMessageStatus.not_implemented
+        return TriggerMessageStatus.accepted
+
+    @on(Action.extended_trigger_message)  # type: ignore[untyped-decorator]
+    def _on_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> call_result.ExtendedTriggerMessage:
+        return call_result.ExtendedTriggerMessage(
+            self.decide(MessageTrigger(requested_message), connector_id)
+        )
+
+    @after(Action.extended_trigger_message)  # type: ignore[untyped-decorator]
+    def _after_extended_trigger_message(
+        self, requested_message: str, connector_id: int | None = None
+    ) -> None:
+        requested = MessageTrigger(requested_message)
+        if self.decide(requested, connector_id) is not TriggerMessageStatus.accepted:
+            return
+        if requested is MessageTrigger.sign_charge_point_certificate:
+            assert self._certificates is not None  # decide() said NotImplemented otherwise
+            self._certificates.request_certificate()  # its own task; a CSR takes a moment
+            return
+        connection = self._context.connection
+        if connection is None:
+            return
+        hooks = connection.session
+        send = self._context.send
+        work: Coroutine[Any, Any, object]
+        match requested:
+            case MessageTrigger.boot_notification:
+                work = hooks.boot()
+            case MessageTrigger.heartbeat:
+                work = hooks.heartbeat()
+            case MessageTrigger.meter_values:
+                work = self._metering.send_now(connector_id)
+            case MessageTrigger.status_notification:
+                work = self._availability.send_now(connector_id)
+            case MessageTrigger.log_status_notification:
+                diagnostics = self._diagnostics
+                payload = diagnostics.log_status() if diagnostics else {"status": "Idle"}
+                work = send("LogStatusNotification", payload)
+            case MessageTrigger.firmware_status_notification:
+                firmware = self._firmware
+                payload = firmware.signed_status() if firmware else {"status": "Idle"}
+                work = send("SignedFirmwareStatusNotification", payload)
+            case _:  # DiagnosticsStatusNotification is not in its schema's enum
+                return
         hooks.spawn(_discard(work), f"triggered {requested.value}")
 
 

@@ -13,7 +13,12 @@ handler dispatch. What it gets wrong for a 1.6 charge point is corrected here:
 * while the CSMS has Rejected the charge point, CSMS requests are not answered
   (OCPP 1.6 §4.2: "SHALL NOT respond to any Central System initiated message");
 * every frame is logged at debug level, not info; handlers never ``call()`` (the library
-  handles requests in its reading task, so a call there would wait for itself).
+  handles requests in its reading task, so a call there would wait for itself);
+* what the security whitepaper (§8) wants told: an invalid message from the CSMS
+  (``on_invalid``), and a CALL whose message id this connection has already seen
+  (``on_replay``: OCPP-J §4.1.3 makes ids unique per connection; a resend after a lost
+  connection comes on a new one). The replay is still answered: refusing it is a decision the
+  whitepaper leaves to the charge point, and a wrong guess would break a working CSMS.
 
 Schema validation runs synchronously (``ASYNC_VALIDATION = False``): in a thread pool it cost
 4-5x the CPU (architecture notes).
@@ -22,11 +27,12 @@ Schema validation runs synchronously (``ASYNC_VALIDATION = False``): in a thread
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import re
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
 import ocpp.messages
@@ -51,6 +57,8 @@ ocpp.messages.ASYNC_VALIDATION = False
 log = logging.getLogger(__name__)
 
 _KNOWN_ACTIONS = {action.value for action in Action}
+# The CSMS's message ids remembered per connection, to notice one used twice.
+SEEN_IDS = 256
 
 
 class OcppConnection(Protocol):
@@ -99,6 +107,8 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         call_timeout: float,
         routes: dict[str, dict[str, Any]],
         trace: FrameTrace | None = None,
+        on_invalid: Callable[[str], None] | None = None,
+        on_replay: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(
             charge_point_id,
@@ -109,6 +119,9 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         # The functional blocks' handlers (chargepoint.station), not this class's own.
         self.route_map = routes
         self.trace = trace
+        self._on_invalid = on_invalid or (lambda _why: None)
+        self._on_replay = on_replay or (lambda _why: None)
+        self._seen_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._ended: ConnectionEnded | None = None
         self.answer_requests = True  # False while Rejected
         self._boot_request_id: str | None = None
@@ -234,10 +247,12 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
             )
             return
         if len(unique_id) > MAX_MESSAGE_ID:
+            self._on_invalid(f"{action}: message id longer than 36 characters")
             await self._send_call_error(
                 unique_id, FORMATION, "message id longer than 36 characters"
             )
             return
+        self._note_id(unique_id, action)
         if action not in self.route_map:
             if action in _KNOWN_ACTIONS:
                 await self._send_call_error(unique_id, "NotSupported", f"{action} is not supported")
@@ -250,6 +265,7 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         fault = validate_call_payload(action, payload)
         if fault is not None:
             log.warning("CSMS sent an invalid %s: %s", action, fault.description)
+            self._on_invalid(f"{action}: {fault.code}: {fault.description}")
             await self._send_call_error(unique_id, fault.code, fault.description, fault.details)
             return
         try:
@@ -257,9 +273,21 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         except OCPPError as error:
             await self._send_call_error(unique_id, error.code, error.description, error.details)
 
+    def _note_id(self, unique_id: str, action: str) -> None:
+        if unique_id in self._seen_ids:
+            log.warning(
+                "the CSMS sent message id %s again (%s) on this connection", unique_id, action
+            )
+            self._on_replay(f"{action} with message id {unique_id} already seen")
+            return
+        self._seen_ids[unique_id] = None
+        if len(self._seen_ids) > SEEN_IDS:
+            self._seen_ids.popitem(last=False)
+
     async def _reject_unreadable(self, raw_msg: str, why: str) -> None:
         unique_id = message_id_of(raw_msg) or "-1"
         log.warning("CSMS sent a message that is %s: %.200s", why, raw_msg)
+        self._on_invalid(f"message is {why}")
         await self._send_call_error(unique_id, FORMATION, f"message is {why}")
 
     async def _send_call_error(

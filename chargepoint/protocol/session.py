@@ -102,6 +102,14 @@ class Duties(Protocol):
         """The session on the connection now open (None: it ended)."""
         ...
 
+    def invalid_message(self, why: str) -> None:
+        """The CSMS sent something that is not valid OCPP (a security event)."""
+        ...
+
+    def replayed_message(self, why: str) -> None:
+        """The CSMS used a message id a second time on one connection (a security event)."""
+        ...
+
 
 class Reconnect(WebSocketClosed):
     """The charge point ends the connection on purpose, to connect again (new password)."""
@@ -129,6 +137,8 @@ class Session:
             call_timeout=settings.call_timeout,
             routes=station.routes,
             trace=trace,
+            on_invalid=station.invalid_message,
+            on_replay=station.replayed_message,
         )
 
     async def run(self) -> WebSocketClosed:
