@@ -115,7 +115,7 @@ class _Profiles:
         self.upgrading = upgrading
         self.failures: list[str] = []
 
-    def failed(self, why: str, *, unauthorized: bool = False) -> None:
+    def failed(self, why: str, *, unauthorized: bool = False, handshake: bool = False) -> None:
         self.failures.append(why)
 
 

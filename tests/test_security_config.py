@@ -7,10 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from chargepoint.app.assembly import configuration_keys
 from chargepoint.app.security import SecurityProfiles
 from chargepoint.blocks.diagnostics import redact_config
+from chargepoint.certificate_store import CertificateStore
 from chargepoint.hardware.simulated import SimulatedCharger
 from chargepoint.storage import open_state
 from config.loader import Config, ConfigError, parse_config
@@ -146,7 +148,15 @@ def test_tls_through_the_module_needs_the_ca_file(pem: Path) -> None:
 
 def _profiles(cfg: Config) -> tuple[SecurityProfiles, ConfigurationKeys]:
     db = open_state(cfg.storage_directory)
-    security = SecurityProfiles(cfg, db)
+    csms = cfg.csms
+    client = (csms.client_certificate, csms.client_key) if csms.client_key else None
+    store = CertificateStore(
+        cfg.storage_directory / "certificates",
+        db,
+        factory_csms_roots=csms.ca_file,
+        factory_client=client,  # type: ignore[arg-type]
+    )
+    security = SecurityProfiles(cfg, db, store)
     keys = configuration_keys(cfg, SimulatedCharger(1, db), db, security.check)
     security.bind(keys)
     return security, keys
@@ -175,7 +185,10 @@ def test_the_csms_may_raise_the_profile_only_when_its_prerequisites_hold(pem: Pa
         "wss://h/o",
         bytes.fromhex(KEY),
     )
-    assert endpoint.tls is not None and endpoint.tls.ca_file == pem / "ca.pem"
+    # The CSMS roots the module gets: the file's (and any the CSMS installs), in one bundle.
+    assert endpoint.tls is not None and endpoint.tls.ca_file is not None
+    bundle = x509.load_pem_x509_certificates(endpoint.tls.ca_file.read_bytes())
+    assert bundle == x509.load_pem_x509_certificates((pem / "ca.pem").read_bytes())
     assert endpoint.tls.client_cert is None
 
 

@@ -46,6 +46,7 @@ class Outcome:
     reached_server: bool = False  # the CSMS answered (TLS, HTTP): the data link works
     refused: bool = False  # the CSMS's port refused the connection
     unauthorized: bool = False  # HTTP 401 to the WebSocket upgrade
+    handshake: bool = False  # the TLS handshake failed, maybe on the charge point certificate
     intentional: bool = False  # we closed it to reconnect (new password, new profile)
 
 
@@ -82,7 +83,9 @@ class ReconnectPolicy:
             self.link_failures = 0  # the data link carried a conversation with the CSMS
         upgrading = self._security.upgrading
         if not outcome.opened:
-            self._security.failed(outcome.reason, unauthorized=outcome.unauthorized)
+            self._security.failed(
+                outcome.reason, unauthorized=outcome.unauthorized, handshake=outcome.handshake
+            )
         step = RecoveryStep.REOPEN
         if outcome.blame is Blame.LINK and not upgrading:
             self.link_failures += 1

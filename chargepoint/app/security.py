@@ -13,6 +13,13 @@ the CSMS.
   lowering a profile is done on the charge point, not over OCPP (A00.FR.005).
 * The Basic-auth password (profiles 1 and 2) is the AuthorizationKey the CSMS set, else the
   file's ``csms.password``; profile 3 authenticates with the charge point certificate.
+* The certificates come from the certificate store (:mod:`chargepoint.certificate_store`):
+  the CSMS roots of the file plus those the CSMS installed (M05), and the newest charge point
+  certificate (A02.FR.08/09). A new charge point certificate that fails ``csms.upgrade_attempts``
+  connections in a row is dropped for the one before it, with an
+  InvalidChargePointCertificate security event (A02.FR.10 keeps the old one as fallback).
+* Changes of the profile or the AuthorizationKey are security events
+  (ReconfigurationOfSecurityParameters, whitepaper §8).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chargepoint.blocks.security_events import SecurityEvent, SecurityEventSink
+from chargepoint.certificate_store import CertificateStore
 from config.loader import Config
 from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE, ConfigurationKeys
 from transport.tls import TlsSettings
@@ -49,8 +58,11 @@ class Endpoint:
 
 
 class SecurityProfiles:
-    def __init__(self, config: Config, db: sqlite3.Connection) -> None:
+    def __init__(self, config: Config, db: sqlite3.Connection, store: CertificateStore) -> None:
         self._csms = config.csms
+        self._store = store
+        self._events: SecurityEventSink | None = None
+        self._client_failures = 0
         self._host_link = config.modem.type == "host"
         self._db = db
         self._keys: ConfigurationKeys | None = None
@@ -80,11 +92,23 @@ class SecurityProfiles:
         self._key_now = keys.get(AUTHORIZATION_KEY)
         keys.subscribe(self._on_key)
 
+    def report_to(self, events: SecurityEventSink) -> None:
+        self._events = events
+
+    def _record(self, event: SecurityEvent, tech_info: str) -> None:
+        if self._events is not None:
+            self._events(event, tech_info)
+
     def _on_key(self, name: str, value: str) -> None:
         if name == AUTHORIZATION_KEY:
             if self._previous_key is None:
                 self._previous_key = self._key_now  # until a connection proves the new one
             self._key_now = value
+            self._record(SecurityEvent.RECONFIGURATION_OF_SECURITY_PARAMETERS, "AuthorizationKey")
+        elif name == SECURITY_PROFILE:
+            self._record(
+                SecurityEvent.RECONFIGURATION_OF_SECURITY_PARAMETERS, f"SecurityProfile {value}"
+            )
 
     @property
     def keys(self) -> ConfigurationKeys:
@@ -114,11 +138,11 @@ class SecurityProfiles:
         csms = self._csms
         tls = None
         if profile >= 2:
-            mutual = profile == 3
+            client = self._store.client_files() if profile == 3 else None
             tls = TlsSettings(
-                ca_file=csms.ca_file,
-                client_cert=csms.client_certificate if mutual else None,
-                client_key=csms.client_key if mutual else None,
+                ca_file=self._store.csms_roots_file(),
+                client_cert=client[0] if client else None,
+                client_key=client[1] if client else None,
                 cipher_suite=csms.cipher_suite,
             )
         password = self.password() if profile in (1, 2) else None
@@ -135,19 +159,28 @@ class SecurityProfiles:
         if new == 1 and 1 not in dict(csms.upgrade_urls):
             # The password would travel in clear: only where the installer said so.
             return "profile 1 (a password over ws://) needs csms.upgrade_urls.1"
-        if new >= 2 and csms.ca_file is None and not self._host_link:
-            return "no CSMS root certificate installed (csms.ca_file, A05.FR.03)"
-        if new == 3 and csms.client_certificate is None:
-            return "no charge point certificate installed (csms.client_certificate, A05.FR.04)"
+        roots = self._store.csms_roots_file()
+        if new >= 2 and roots is None and not self._host_link:
+            return (
+                "no CSMS root certificate installed (csms.ca_file or InstallCertificate, A05.FR.03)"
+            )
+        client = self._store.client_files() if new == 3 else None
+        if new == 3 and client is None:
+            return (
+                "no charge point certificate installed (csms.client_certificate or "
+                "SignCertificate, A05.FR.04)"
+            )
         if csms.url_for(new) is None:
             return f"no endpoint for profile {new} (csms.upgrade_urls.{new})"
-        certificate = csms.client_certificate if new == 3 else None
-        return _unusable_files(csms.ca_file, certificate, csms.client_key)
+        return _unusable_files(roots, *(client or (None, None)))
 
     def connected(self) -> None:
         """A connection with the active profile succeeded: it is the one to fall back to."""
         self._failures = 0
         self._auth_failures = 0
+        self._client_failures = 0
+        if self.active == 3:
+            self._store.client_proven()  # a new charge point certificate, if any, works
         self._previous_key = None  # the new AuthorizationKey, if any, works
         if self.active != self.proven:
             log.warning(
@@ -157,10 +190,13 @@ class SecurityProfiles:
             )
             self._save(self.active)
 
-    def failed(self, why: str, *, unauthorized: bool = False) -> None:
-        """A connection attempt failed (``unauthorized``: HTTP 401)."""
+    def failed(self, why: str, *, unauthorized: bool = False, handshake: bool = False) -> None:
+        """A connection attempt failed (``unauthorized``: HTTP 401; ``handshake``: the TLS
+        handshake, where the CSMS may have refused the charge point certificate)."""
         if unauthorized and self._previous_key is not None:
             self._unproven_key_refused(why)
+        if self.active == 3 and (handshake or unauthorized):
+            self._client_certificate_refused(why)
         active = self.active
         if active == self.proven:
             return
@@ -185,6 +221,24 @@ class SecurityProfiles:
         )
         self._failures = 0
         self.keys.store(SECURITY_PROFILE, str(self.proven))
+
+    def _client_certificate_refused(self, why: str) -> None:
+        # A02.FR.10: a new certificate the CSMS keeps refusing is dropped for the previous one.
+        self._client_failures += 1
+        if self._client_failures < self._csms.upgrade_attempts:
+            return
+        self._client_failures = 0
+        if self._store.client_failed():
+            log.error(
+                "the CSMS refused the new charge point certificate %d times (last: %s): back "
+                "to the previous one",
+                self._csms.upgrade_attempts,
+                why,
+            )
+            self._record(
+                SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE,
+                f"the CSMS refused the new certificate: {why}",
+            )
 
     def _unproven_key_refused(self, why: str) -> None:
         # A01.FR.04: a CSMS that never saw our Accepted (the answer was lost) keeps the old
