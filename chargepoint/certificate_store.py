@@ -212,7 +212,7 @@ class CertificateStore:
         security profile in use (2 or 3) needs it to check the CSMS (M04.FR.06): the module
         checks the server against the whole bundle, so the last one is the one in use."""
         matches = [
-            (root, self._fingerprint_row(root))
+            (root, fingerprint(root.certificate))
             for root in self.roots()
             if hash_data(root.certificate, data.hash_algorithm) == data
         ]
@@ -245,10 +245,6 @@ class CertificateStore:
         for root, _ in matches:
             log.info("deleted %s %s", root.use.value, describe(root.certificate))
         return Deletion.ACCEPTED
-
-    @staticmethod
-    def _fingerprint_row(root: InstalledRoot) -> str:
-        return fingerprint(root.certificate)
 
     def csms_roots_file(self) -> Path | None:
         """One PEM bundle of every Central System root (factory and installed), named by its

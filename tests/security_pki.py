@@ -232,7 +232,7 @@ def sign_csr(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(signer.cert.subject)
-        .public_key(public)  # type: ignore[arg-type]
+        .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + days * DAY)
