@@ -29,7 +29,7 @@ from chargepoint.storage import open_state
 from config.loader import Config, FirmwareConfig, parse_config
 from config.ocpp_keys import ConfigurationKeys, core_keys
 from tests.conftest import FAST, TcpProxy
-from tests.peers import Csms, NodeCsms, PythonCsms
+from tests.peers import Csms, NodeCsms, PythonCsms, ServerTls
 from transport.link import Link
 from transport.modems.host import HostLink
 from transport.modems.quectel import QuectelLink
@@ -395,9 +395,18 @@ class Rig:
         ]
 
     async def booted(self, count: int = 1) -> None:
-        """Wait for BootNotification number ``count`` and the status reports after it."""
+        """Wait for BootNotification number ``count``, the status reports after it, and the
+        security events queued until then (StartupOfTheDevice): what a test does next then
+        never interleaves with the boot's own messages."""
         connectors = self.config.charge_point.connectors
         await self.peer.wait_for(lambda events: reported_after_boot(events, count, connectors))
+        outbox = self.station.outbox
+
+        def told() -> bool:
+            return not any(i.action == "SecurityEventNotification" for i in outbox.pending())
+
+        async with asyncio.timeout(30):
+            await self.station.wait_until(told)
 
     # -- the coverage hole --
 
@@ -448,18 +457,21 @@ async def rig(
     connectors: int = 2,
     sim_options: dict[str, Any] | None = None,
     modem: QuectelSettings = FAST,
+    tls: ServerTls | None = None,
     **config: Any,
 ) -> AsyncIterator[Rig]:
     """A booted charge point (statuses reported) against ``peer_kind`` (a peer name, or a
-    :class:`Stack` that also names the module family)."""
+    :class:`Stack` that also names the module family). ``tls``: the CSMS serves wss:// (give
+    the charge point's side in ``config``: security_profile, ca_file, client_certificate...)."""
     stack = _stack(peer_kind)
-    async with csms_peer(stack, password=PASSWORD, boots=boots) as peer:
+    scheme = "wss" if tls is not None else "ws"
+    async with csms_peer(stack, password=PASSWORD, boots=boots, tls=tls) as peer:
         proxy = TcpProxy(peer.port)
         await proxy.start()
         try:
             async with module_shell(stack.family, **(sim_options or {})) as sim:
                 settings = make_config(
-                    f"ws://127.0.0.1:{proxy.port}/ocpp",
+                    f"{scheme}://127.0.0.1:{proxy.port}/ocpp",
                     keys={"MeterValueSampleInterval": 0, **(keys or {})},
                     connectors=connectors,
                     **config,

@@ -33,10 +33,13 @@ from chargepoint.app.describe import describe
 from chargepoint.app.reconnect import Blame, Outcome, ReconnectPolicy
 from chargepoint.app.security import SecurityProfiles
 from chargepoint.app.service import ServiceNotifier
+from chargepoint.blocks.certificates import CertificateManagement
 from chargepoint.blocks.data_transfer import DataTransferVendors
 from chargepoint.blocks.diagnostics import DiagnosticsSettings, DiagnosticsUploader
 from chargepoint.blocks.firmware import FirmwareSettings, FirmwareUpdater, read_version
 from chargepoint.blocks.recovery import PowerLossPolicy
+from chargepoint.blocks.security_events import SecurityEvent
+from chargepoint.certificate_store import CertificateStore
 from chargepoint.hardware.charger import Charger
 from chargepoint.hardware.simulated import SimulatedCharger
 from chargepoint.protocol.charge_point import redact
@@ -48,13 +51,16 @@ from chargepoint.protocol.session import (
     Session,
     SessionSettings,
 )
+from chargepoint.security_log import SecurityLog
 from chargepoint.station import Station
 from chargepoint.storage import open_state
 from config.loader import Config
+from config.ocpp_keys import CERTIFICATE_STORE_MAX
 from transport.errors import (
     DriverFault,
     ServerRefused,
     TlsHandshakeFailed,
+    TlsRefusal,
     TlsSetupFailed,
     TransportError,
 )
@@ -73,6 +79,13 @@ from transport.websocket import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# What a refused TLS handshake is reported as (whitepaper §8).
+_TLS_EVENTS = {
+    TlsRefusal.CSMS_CERTIFICATE: SecurityEvent.INVALID_CENTRAL_SYSTEM_CERTIFICATE,
+    TlsRefusal.VERSION: SecurityEvent.INVALID_TLS_VERSION,
+    TlsRefusal.CIPHER_SUITE: SecurityEvent.INVALID_TLS_CIPHER_SUITE,
+}
 
 
 async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
@@ -118,10 +131,26 @@ class Daemon:
         self.charger: Charger = charger or SimulatedCharger(
             config.charge_point.connectors, self.db, fixed_cable=config.charger.fixed_cable
         )
-        self.security = SecurityProfiles(config, self.db)
+        storage = config.storage_directory
+        csms = config.csms
+        client = (
+            (csms.client_certificate, csms.client_key)
+            if csms.client_certificate is not None and csms.client_key is not None
+            else None
+        )
+        self.certificate_store = CertificateStore(
+            storage / "certificates",
+            self.db,
+            factory_csms_roots=csms.ca_file,
+            factory_client=client,
+            factory_manufacturer_roots=config.firmware.manufacturer_ca_file,
+            max_roots=CERTIFICATE_STORE_MAX,
+        )
+        self.security = SecurityProfiles(config, self.db, self.certificate_store)
         self.keys = configuration_keys(config, self.charger, self.db, self.security.check)
         self.security.bind(self.keys)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.security_log = SecurityLog(storage / "security.log")
         self.station = Station(
             charger=self.charger,
             keys=self.keys,
@@ -132,9 +161,22 @@ class Daemon:
             no_answer_retry=config.csms.call_timeout,
             profiles=config.charge_point.feature_profiles,
             data_transfer=self.data_transfer,
+            security_log=self.security_log,
         )
-        storage = config.storage_directory
+        self.security.report_to(self.station.record_security_event)
+        self._reported: set[SecurityEvent] = set()  # connection failures told once per outage
         self.trace = FrameTrace(storage / "ocpp-frames.jsonl", redact=redact)
+        self._reset_reason = storage / "reset-reason"
+        self.station.add_certificate_management(
+            lambda context, events: CertificateManagement(
+                context,
+                self.certificate_store,
+                events,
+                charge_point_id=config.charge_point.id,
+                key_type=csms.key_type,
+                security_profile=lambda: self.security.active,
+            )
+        )
         self.station.add_firmware_management(
             lambda context, availability, transactions: FirmwareUpdater(
                 context=context,
@@ -147,8 +189,12 @@ class Daemon:
                     install_command=config.firmware.install_command,
                     reboot_command=config.firmware.reboot_command,
                     install_timeout=config.firmware.install_timeout,
+                    unsigned_updates=config.firmware.unsigned_updates,
                 ),
                 reboot=self._firmware_reboot,
+                events=self.station.record_security_event,
+                manufacturer_roots=self.certificate_store.manufacturer_roots,
+                security_profile=lambda: self.security.active,
             ),
             lambda context: DiagnosticsUploader(
                 charge_point_id=config.charge_point.id,
@@ -162,6 +208,7 @@ class Daemon:
                 ),
                 trace=self.trace,
                 identity=self._identity,
+                security_log=self.security_log,
             ),
         )
         self.firmware = self.station.firmware
@@ -182,6 +229,10 @@ class Daemon:
 
     async def _on_reset(self, kind: ResetType) -> None:
         self.reset_requested = kind
+        # Reported by the next start, before StartupOfTheDevice: sent now, it would race the
+        # shutdown and come between Reset.conf and the next BootNotification.
+        if not self._reset_reason.exists():  # a firmware reboot said why already
+            self._reset_reason.write_text(f"{kind.value} reset\n", encoding="utf-8")
         if self._reset_hook is not None:
             await self._reset_hook(kind)
         if self._stop is not None:
@@ -189,6 +240,7 @@ class Daemon:
 
     async def _firmware_reboot(self) -> None:
         command = self.config.firmware.reboot_command
+        self._reset_reason.write_text("reboot after a firmware installation\n", encoding="utf-8")
         if command is None:
             await self._on_reset(ResetType.hard)  # the daemon restarts itself
             return
@@ -228,6 +280,12 @@ class Daemon:
                 self.notifier.ready_after(self.config.ready_timeout), name="systemd ready"
             ),
         ]
+        self._report_restart()
+        self.station.record_security_event(
+            SecurityEvent.STARTUP_OF_THE_DEVICE,
+            f"chargepoint-at {version('chargepoint-at')}, firmware "
+            f"{self._boot_fields().firmware_version}",
+        )
         try:
             await control.start()
             await self.station.start()
@@ -253,10 +311,22 @@ class Daemon:
             self.notifier.close()
             await control.stop()
             await self.station.close()
+            self.security_log.close()
             self.scheduler.shutdown(wait=False)
             await self.link.close()
             self.db.close()
             log.info("charge point %s stopped", cp.id)
+
+    def _report_restart(self) -> None:
+        """ResetOrReboot for a reset the last run was asked for (Reset, a firmware install)."""
+        try:
+            why = self._reset_reason.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            why = f"a reset (its reason is unreadable: {error})"
+        self.station.record_security_event(SecurityEvent.RESET_OR_REBOOT, why)
+        self._reset_reason.unlink(missing_ok=True)
 
     def _describe(self) -> dict[str, Any]:
         return {
@@ -295,7 +365,16 @@ class Daemon:
             # A certificate or a setting to fix: no module reset can cure it.
             log.error("cannot reach the CSMS securely (profile %d): %s", endpoint.profile, exc)
             reached = isinstance(exc, TlsHandshakeFailed)
-            return Outcome(Blame.CSMS, 0.0, str(exc), reached_server=reached)
+            refused = exc.refused if isinstance(exc, TlsHandshakeFailed) else None
+            if refused in _TLS_EVENTS:
+                self._report(_TLS_EVENTS[refused], str(exc))
+            return Outcome(
+                Blame.CSMS,
+                0.0,
+                str(exc),
+                reached_server=reached,
+                handshake=refused is TlsRefusal.UNKNOWN,
+            )
         except ServerRefused as exc:
             log.warning("cannot reach the CSMS, which does not take connections: %s", exc)
             return Outcome(Blame.CSMS, 0.0, str(exc), refused=True)
@@ -319,6 +398,8 @@ class Daemon:
         except (HandshakeRejected, NotAnOcppServer) as exc:
             log.error("%s", exc)
             unauthorized = isinstance(exc, HandshakeRejected) and exc.status == 401
+            if unauthorized:
+                self._report(SecurityEvent.FAILED_TO_AUTHENTICATE_AT_CENTRAL_SYSTEM, str(exc))
             return Outcome(
                 Blame.CSMS, 0.0, str(exc), reached_server=True, unauthorized=unauthorized
             )
@@ -329,7 +410,15 @@ class Daemon:
             log.warning("WebSocket upgrade failed: %s", exc)
             return Outcome(Blame.LINK, 0.0, str(exc))
         self.security.connected()
+        self._reported.clear()
         return await self._serve(ws, stop)
+
+    def _report(self, event: SecurityEvent, tech_info: str) -> None:
+        """A connection failure as a security event, once until a connection succeeds (a
+        CSMS that refuses every few seconds must not fill the queue)."""
+        if event not in self._reported:
+            self._reported.add(event)
+            self.station.record_security_event(event, tech_info)
 
     async def _serve(self, ws: WebSocket, stop: asyncio.Event) -> Outcome:
         loop = asyncio.get_running_loop()
