@@ -1,7 +1,7 @@
 """Security events and the security log (OCPP 1.6 security whitepaper A04, N01.FR.05, §8).
 
 The log on a real directory (rotation, its bound, reading a time window across files) and in
-memory; :class:`SecurityEvents` on a station's real outbox (SQLite on disk); and end to end
+memory; :class:`SecurityEvents` on a real context (its outbox in SQLite on disk); end to end
 through the daemon, the simulated module and a real CSMS peer: the notification arrives, also
 when it was recorded during a coverage hole (A04.FR.02) and across a restart, for a tampered
 enclosure, and for a disk running out of space.
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from chargepoint.blocks.context import Context
 from chargepoint.blocks.security_events import (
     NOTIFICATION,
     DiskUsage,
@@ -27,8 +28,17 @@ from chargepoint.blocks.security_events import (
 from chargepoint.hardware.simulated import SimulatedCharger
 from chargepoint.protocol.outbox import Item, RetryPolicy
 from chargepoint.security_log import SecurityLog
-from chargepoint.station import Station
-from tests.harness import STACKS, Rig, Stack, make_station, rig, strict_failures
+from chargepoint.storage import open_state
+from tests.harness import (
+    STACKS,
+    Rig,
+    Stack,
+    fresh_state,
+    keys_on,
+    make_station,
+    rig,
+    strict_failures,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -131,21 +141,34 @@ def test_the_in_memory_log_is_bounded_too() -> None:
     assert len(lines) < 500
 
 
-# -- the block, on a station's real outbox --
+# -- the block, on a real context (its outbox in SQLite on disk) --
 
 
-def notifications(station: Station) -> list[dict[str, Any]]:
-    return [i.payload for i in station.outbox.pending() if i.action == NOTIFICATION]
+def bare_context() -> Context:
+    """The blocks' context on a simulated charger and a fresh state database, with no block
+    of the station's recording events too."""
+    db = open_state(fresh_state())
+    return Context(
+        charger=SimulatedCharger(2, db),
+        keys=keys_on(db),
+        db=db,
+        scheduler=AsyncIOScheduler(timezone=UTC),
+        profiles=frozenset(),
+    )
+
+
+def notifications(context: Context) -> list[dict[str, Any]]:
+    return [i.payload for i in context.outbox.pending() if i.action == NOTIFICATION]
 
 
 async def test_record_writes_the_log_and_queues_a_notification_durably() -> None:
     """A04.FR.01/02 and A04.FR.04: one line in the log, one outbox row on disk."""
-    station = make_station()
+    context = bare_context()
     log = SecurityLog(None)
-    events = SecurityEvents(station.context, log, clock=lambda: T0)
+    events = SecurityEvents(context, log, clock=lambda: T0)
     events.record(SecurityEvent.INVALID_CENTRAL_SYSTEM_CERTIFICATE, "expired on 2024-01-01")
     events.record(SecurityEvent.FIRMWARE_UPDATED)
-    [item_1, item_2] = station.outbox.pending()
+    [item_1, item_2] = context.outbox.pending()
     assert (item_1.action, item_1.local_tx) == (NOTIFICATION, None)
     assert item_1.payload == {
         "type": "InvalidCentralSystemCertificate",
@@ -158,16 +181,16 @@ async def test_record_writes_the_log_and_queues_a_notification_durably() -> None
         "FirmwareUpdated",
     ]
     # Written to SQLite: a station on the same database after a power cut still has them.
-    rows = station.context.db.execute("SELECT action FROM outbox ORDER BY seq").fetchall()
+    rows = context.db.execute("SELECT action FROM outbox ORDER BY seq").fetchall()
     assert rows == [(NOTIFICATION,), (NOTIFICATION,)]
 
 
 async def test_every_event_of_the_list_is_notified_with_a_schema_valid_type() -> None:
-    station = make_station()
-    events = SecurityEvents(station.context, SecurityLog(None))
+    context = bare_context()
+    events = SecurityEvents(context, SecurityLog(None))
     for event in SecurityEvent:
         events.record(event, "t" * 300)
-    sent = notifications(station)
+    sent = notifications(context)
     assert [p["type"] for p in sent] == [e.value for e in SecurityEvent]
     assert all(len(p["type"]) <= 50 and len(p["techInfo"]) == 255 for p in sent)
 
@@ -176,8 +199,7 @@ async def test_a_delivered_notification_leaves_the_outbox_and_touches_no_transac
     """The outbox delivers a non-transaction message like any other: no batching, no
     transactionId, and the transaction block ignores its answer."""
     station = make_station()
-    events = SecurityEvents(station.context, SecurityLog(None))
-    events.record(SecurityEvent.SETTING_SYSTEM_TIME, "clock moved 3 h forward")
+    station.security_events.record(SecurityEvent.SETTING_SYSTEM_TIME, "clock moved 3 h forward")
     sent: list[tuple[str, dict[str, Any]]] = []
     answered: list[Item] = []
 
@@ -203,15 +225,15 @@ async def test_a_delivered_notification_leaves_the_outbox_and_touches_no_transac
 
 
 async def test_a_tamper_sensor_records_tamper_detection_activated() -> None:
-    station = make_station()
+    context = bare_context()
     log = SecurityLog(None)
-    SecurityEvents(station.context, log)
-    charger = station.context.charger
+    SecurityEvents(context, log)
+    charger = context.charger
     assert isinstance(charger, SimulatedCharger)
     charger.tamper("enclosure door opened")
     async with asyncio.timeout(10):
-        await station.wait_until(lambda: bool(notifications(station)))
-    [payload] = notifications(station)
+        await context.wait_until(lambda: bool(notifications(context)))
+    [payload] = notifications(context)
     assert payload["type"] == "TamperDetectionActivated"
     assert payload["techInfo"] == "enclosure door opened"
     assert [e["type"] for e in events_of(log)] == ["TamperDetectionActivated"]
@@ -233,10 +255,10 @@ MIB = 1024 * 1024
 
 
 async def test_memory_exhaustion_is_recorded_once_per_shortage(tmp_path: Path) -> None:
-    station = make_station()
+    context = bare_context()
     disk = Disk(free=100 * MIB)
     events = SecurityEvents(
-        station.context,
+        context,
         SecurityLog(tmp_path / "security.jsonl"),
         min_free_bytes=16 * MIB,
         disk_usage=disk.usage,
@@ -245,35 +267,32 @@ async def test_memory_exhaustion_is_recorded_once_per_shortage(tmp_path: Path) -
     disk.free = 15 * MIB
     assert events.check_free_space() is True
     assert events.check_free_space() is True  # still short: not recorded again
-    [payload] = notifications(station)
+    [payload] = notifications(context)
     assert payload["type"] == "MemoryExhaustion"
     assert payload["techInfo"] == "15.0 MiB free in the state directory (under 16 MiB)"
     disk.free = 200 * MIB  # cleaned up...
     assert events.check_free_space() is False
     disk.free = 1 * MIB  # ...and short again: a new shortage, a new event
     events.check_free_space()
-    assert [p["type"] for p in notifications(station)] == ["MemoryExhaustion"] * 2
+    assert [p["type"] for p in notifications(context)] == ["MemoryExhaustion"] * 2
     assert set(disk.asked) == {tmp_path}  # the state directory, the log's
 
 
 async def test_the_daily_check_runs_at_start_on_the_scheduler(tmp_path: Path) -> None:
-    station = make_station()
-    scheduler = AsyncIOScheduler(timezone=UTC)
-    station.context.scheduler = scheduler
+    context = bare_context()
+    scheduler = context.scheduler
     disk = Disk(free=1 * MIB)
-    events = SecurityEvents(
-        station.context, SecurityLog(None), storage=tmp_path, disk_usage=disk.usage
-    )
+    events = SecurityEvents(context, SecurityLog(None), storage=tmp_path, disk_usage=disk.usage)
     scheduler.start()
     try:
         events.start()
         [job] = scheduler.get_jobs()
         assert job.trigger.interval == timedelta(days=1)
         async with asyncio.timeout(10):
-            await station.wait_until(lambda: bool(notifications(station)))
+            await context.wait_until(lambda: bool(notifications(context)))
     finally:
         scheduler.shutdown(wait=False)
-    assert [p["type"] for p in notifications(station)] == ["MemoryExhaustion"]
+    assert [p["type"] for p in notifications(context)] == ["MemoryExhaustion"]
 
 
 # -- end to end: daemon, simulated module, CSMS peer --
@@ -286,11 +305,8 @@ def stack(request: pytest.FixtureRequest) -> Stack:
 
 
 def security_events(r: Rig) -> SecurityEvents:
-    """The station's security events; until the daemon builds them, one attached here."""
-    attached = getattr(r.station, "security_events", None)
-    if isinstance(attached, SecurityEvents):
-        return attached
-    return SecurityEvents(r.station.context, SecurityLog(None))
+    """The daemon's security events (the station builds them)."""
+    return r.station.security_events
 
 
 def notified(r: Rig, tech_info: str) -> list[dict[str, Any]]:

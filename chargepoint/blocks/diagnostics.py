@@ -1,5 +1,5 @@
 """Diagnostics functional block: GetDiagnostics (OCPP 1.6 §5.9, §4.4, errata §3.31; OCTT
-TC_045_1/2): one archive, uploaded.
+TC_045_1/2) and GetLog (security whitepaper N01; OCTT TC_079_CS): one file, uploaded.
 
 The archive (tar.gz) holds what a support engineer asks for first:
 
@@ -18,6 +18,18 @@ names the directory the archive is stored in (OCPP 1.6 §6.27); ``retries`` more
 UploadFailed. Another scheme is UploadFailed at once, with a log line naming the four that
 work. A password in the location is used, never logged, and hidden in the archive's frames.
 TriggerMessage(DiagnosticsStatusNotification) gets Uploading while busy, otherwise Idle.
+
+GetLog uploads the same way: DiagnosticsLog is the archive above (N01.FR.04), SecurityLog the
+security log's JSON lines (:mod:`chargepoint.security_log`, N01.FR.03), both for the window
+[oldestTimestamp, latestTimestamp]. GetLog.conf says Accepted and the file name (N01.FR.01),
+AcceptedCanceled when it cancels an upload still running (N01.FR.11; the cancelled one sends
+nothing more), Rejected for a SecurityLog when this charge point keeps none. Then
+LogStatusNotification Uploading (N01.FR.08), Uploaded (N01.FR.09) or UploadFailure after the
+retries (N01.FR.10), each with the request's requestId (N01.FR.07). A location of another
+scheme, or of a protocol SupportedFileTransferProtocols does not name, is BadMessage at once
+with no Uploading (no upload started); one the link refuses when asked for its client (FTP
+on the Wi-Fi module) is BadMessage after Uploading, with no retries: none could change that.
+ExtendedTriggerMessage(LogStatusNotification) gets :meth:`log_status`.
 """
 
 from __future__ import annotations
@@ -36,9 +48,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ocpp.exceptions import PropertyConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v16 import call_result
-from ocpp.v16.enums import Action, DiagnosticsStatus
+from ocpp.v16.enums import Action, DiagnosticsStatus, Log, LogStatus, UploadLogStatus
 
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.transfer_retries import (
@@ -48,9 +61,10 @@ from chargepoint.blocks.transfer_retries import (
     with_retries,
 )
 from chargepoint.protocol.frame_trace import FrameTrace
+from chargepoint.security_log import SecurityLog
 from transport.errors import UnsupportedLocation
 from transport.ftp import FtpClient, FtpLocation, parse_location
-from transport.http import HttpClient, redact_url
+from transport.http import HttpClient, Location, redact_url
 from transport.link import TransferClients
 
 log = logging.getLogger(__name__)
@@ -64,6 +78,25 @@ _SECRET_INLINE = re.compile(
     re.IGNORECASE,
 )
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_PROTOCOLS = "SupportedFileTransferProtocols"
+
+
+class _LinkRefused(Exception):
+    """The link has no client for the location's scheme (the Wi-Fi module and FTP)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRequest:
+    """One GetLog.req, as the upload task needs it."""
+
+    request_id: int
+    log_type: Log
+    location: str
+    retries: int
+    retry_interval: int
+    start: datetime | None
+    stop: datetime | None
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +157,7 @@ class DiagnosticsUploader:
         trace: FrameTrace | None,
         identity: Callable[[], dict[str, Any]],
         ftp: Callable[[], Awaitable[FtpClient]] | None = None,
+        security_log: SecurityLog | None = None,
     ) -> None:
         self.charge_point_id = charge_point_id
         self._context = context
@@ -134,14 +168,29 @@ class DiagnosticsUploader:
         self.identity = identity
         self.status: DiagnosticsStatus | None = None
         self._task: asyncio.Task[None] | None = None
+        self.security_log = security_log
+        self._log_name = ""
+        self._log_window: tuple[datetime | None, datetime | None] = (None, None)
+        self._log_task: asyncio.Task[None] | None = None
+        self._log_job: LogRequest | None = None  # the GetLog whose upload is under way
 
     def file_name(self) -> str:
         """The name of the archive a request now will upload (GetDiagnostics.conf): one path
         segment whatever the identity holds ("CP/1" gives "CP_1"), so an FTP server stores it
         in the location's directory, not in a subdirectory."""
+        return self._upload_name("diagnostics", "tar.gz")
+
+    def log_file_name(self, log_type: Log) -> str:
+        """The name GetLog.conf announces: the diagnostics archive's, or one for the security
+        log's JSON lines; one path segment, as :meth:`file_name`."""
+        if log_type is Log.diagnostics_log:
+            return self.file_name()
+        return self._upload_name("securitylog", "jsonl")
+
+    def _upload_name(self, what: str, suffix: str) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         station = _UNSAFE_IN_NAME.sub("_", self.charge_point_id)
-        return f"diagnostics-{station}-{stamp}.tar.gz"
+        return f"{what}-{station}-{stamp}.{suffix}"
 
     def request(
         self,
@@ -193,15 +242,158 @@ class DiagnosticsUploader:
             self._name,
         )
 
+    # -- GetLog (security whitepaper N01) --
+
+    def log_status(self) -> dict[str, Any]:
+        """The LogStatusNotification an ExtendedTriggerMessage asks for: Uploading with the
+        requestId while an upload runs, otherwise Idle and no requestId (N01.FR.12)."""
+        job = self._log_job
+        if job is None:
+            return {"status": UploadLogStatus.idle.value}
+        return {"status": UploadLogStatus.uploading.value, "requestId": job.request_id}
+
+    def request_log(self, request: LogRequest) -> None:
+        """Start collecting and uploading (after GetLog.conf has gone out); an upload still
+        running is cancelled first (N01.FR.11)."""
+        previous = self._log_task
+        if previous is not None and not previous.done():
+            log.warning("GetLog %d cancels the log upload in progress", request.request_id)
+            previous.cancel()
+        else:
+            previous = None
+        self._log_task = asyncio.create_task(self._run_log(request, previous), name="log upload")
+
+    @on(Action.get_log)  # type: ignore[untyped-decorator]
+    def _on_get_log(
+        self,
+        log: dict[str, Any],
+        log_type: str,
+        request_id: int,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> call_result.GetLog:
+        kind = Log(log_type)
+        self._log_window = _window(log)  # a date that is none is a CallError, no upload
+        if kind is Log.security_log and self.security_log is None:
+            return call_result.GetLog(status=LogStatus.rejected)  # no such log here
+        self._log_name = self.log_file_name(kind)
+        busy = self._log_task is not None and not self._log_task.done()
+        status = LogStatus.accepted_canceled if busy else LogStatus.accepted
+        return call_result.GetLog(status=status, filename=self._log_name)
+
+    @after(Action.get_log)  # type: ignore[untyped-decorator]
+    def _after_get_log(
+        self,
+        log: dict[str, Any],
+        log_type: str,
+        request_id: int,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+    ) -> None:
+        kind = Log(log_type)
+        if kind is Log.security_log and self.security_log is None:
+            return
+        start, stop = self._log_window
+        self.request_log(
+            LogRequest(
+                request_id=request_id,
+                log_type=kind,
+                location=log["remote_location"],
+                retries=DEFAULT_RETRIES if retries is None else retries,
+                retry_interval=DEFAULT_RETRY_INTERVAL if retry_interval is None else retry_interval,
+                start=start,
+                stop=stop,
+                name=self._log_name,
+            )
+        )
+
+    async def _run_log(self, request: LogRequest, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            # The cancelled upload lets go of the module's transfer client before this one.
+            await asyncio.gather(previous, return_exceptions=True)
+        self._log_job = request
+        try:
+            try:
+                final = await self._upload_log(request)
+            except Exception:
+                log.exception("log upload %d failed unexpectedly", request.request_id)
+                final = UploadLogStatus.upload_failure
+        finally:
+            if self._log_job is request:
+                self._log_job = None
+        await self._notify_log(final, request)
+
+    async def _notify_log(self, status: UploadLogStatus, request: LogRequest) -> None:
+        payload = {"status": status.value, "requestId": request.request_id}
+        await self._context.send("LogStatusNotification", payload)
+
+    async def _upload_log(self, request: LogRequest) -> UploadLogStatus:
+        what = f"{request.log_type.value} {request.name}"
+        try:
+            where = self._destination(request.location)
+        except UnsupportedLocation as error:
+            log.error("%s not uploaded: %s", what, error)
+            return UploadLogStatus.bad_message
+        await self._notify_log(UploadLogStatus.uploading, request)
+        identity = self.identity() if request.log_type is Log.diagnostics_log else {}
+        data = await asyncio.to_thread(self._log_content, request, identity)
+        log.info("%s (request %d): %d bytes", what, request.request_id, len(data))
+
+        async def attempt(_number: int) -> int:
+            try:
+                client = await self.transfers.client_for(where)
+            except UnsupportedLocation as error:
+                raise _LinkRefused(error) from error  # no retry can change the link
+            return await client.upload(request.location, request.name, data)
+
+        try:
+            outcome = await with_retries(
+                "log upload", request.retries, request.retry_interval, attempt
+            )
+        except _LinkRefused as refused:
+            log.error("%s not uploaded: %s", what, refused.args[0])
+            return UploadLogStatus.bad_message
+        if outcome is None:
+            return UploadLogStatus.upload_failure
+        detail = f"{outcome} bytes stored" if isinstance(where, FtpLocation) else f"HTTP {outcome}"
+        log.info("%s uploaded to %s (%s)", what, where.shown, detail)
+        return UploadLogStatus.uploaded
+
+    def _destination(self, location: str) -> Location | FtpLocation:
+        """Where an upload goes, if this link can take it there: the protocols the
+        charge point names in SupportedFileTransferProtocols (the Wi-Fi module has no FTP)."""
+        where = parse_location(location)
+        if isinstance(where, FtpLocation) and self.transfers.ftp is None:
+            raise UnsupportedLocation(f"{where.shown}: this link has no FTP client")
+        keys = self._context.keys
+        if _PROTOCOLS in keys:
+            supported = keys.items(_PROTOCOLS)
+            ftp = isinstance(where, FtpLocation)
+            protocol = ("FTP" if ftp else "HTTP") + ("S" if where.secure else "")
+            if protocol not in supported:
+                raise UnsupportedLocation(
+                    f"{where.shown}: this charge point transfers files over "
+                    f"{', '.join(supported)} only ({_PROTOCOLS})"
+                )
+        return where
+
+    def _log_content(self, request: LogRequest, identity: dict[str, Any]) -> bytes:
+        """The file GetLog uploads (runs in a worker thread)."""
+        if request.log_type is Log.diagnostics_log:
+            return self.archive(request.start, request.stop, identity)
+        assert self.security_log is not None  # GetLog(SecurityLog) was rejected otherwise
+        return "".join(self.security_log.lines(request.start, request.stop)).encode()
+
     async def wait_done(self) -> None:
         """Wait until the request in hand (upload and its final status) is over."""
         if self._task is not None:
             await asyncio.gather(asyncio.shield(self._task), return_exceptions=True)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._log_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _run(
         self,
@@ -288,6 +480,23 @@ class DiagnosticsUploader:
         data = "".join(lines).encode()
         limit = self.settings.max_log_bytes
         return data[-limit:] if len(data) > limit else data
+
+
+def _window(log: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """GetLog's [oldestTimestamp, latestTimestamp] (LogParametersType, whitepaper §6.14)."""
+    bounds = []
+    for key, name in (
+        ("oldest_timestamp", "oldestTimestamp"),
+        ("latest_timestamp", "latestTimestamp"),
+    ):
+        text = log.get(key)
+        try:
+            bounds.append(ocpp_datetime(text) if text else None)
+        except ValueError:
+            raise PropertyConstraintViolationError(
+                description=f"log.{name}: {text!r} is not a dateTime"
+            ) from None
+    return bounds[0], bounds[1]
 
 
 def _frames_between(path: Path, start: datetime | None, stop: datetime | None) -> list[str]:
