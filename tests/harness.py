@@ -262,18 +262,21 @@ def reported_after_boot(events: list[dict[str, Any]], count: int, connectors: in
 
 
 class LogWatch(logging.Handler):
-    """``seen`` is set once ``count`` records starting with ``start`` are logged. Enter it
-    before the action that logs, so the record cannot come before the watch."""
+    """``seen`` is set once ``count`` records starting with ``start`` (and holding every one
+    of ``contains``) are logged. Enter it before the action that logs, so the record cannot
+    come before the watch."""
 
-    def __init__(self, start: str, count: int = 1) -> None:
+    def __init__(self, start: str, count: int = 1, contains: tuple[str, ...] = ()) -> None:
         super().__init__(logging.DEBUG)
         self.start = start
         self.count = count
+        self.contains = contains
         self.matched = 0
         self.seen = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith(self.start):
+        message = record.getMessage()
+        if message.startswith(self.start) and all(part in message for part in self.contains):
             self.matched += 1
             if self.matched >= self.count:
                 self.seen.set()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import fast
-from tests.harness import Rig, rig
+from tests.harness import LogWatch, Rig, rig
 from tests.peers import PeerLog
 from tests.transaction_log import (
     TransactionLog,
@@ -195,7 +195,11 @@ async def test_a_card_is_decided_at_once_while_a_call_waits_for_its_answer(
     keys = {"AllowOfflineTxForUnknownId": True}
     async with rig("python", keys=keys, call_timeout=60) as r:
         r.proxy.deafen_existing()
-        r.charger.plug(1)  # StatusNotification (Preparing): sent, never answered
+        preparing = ('"StatusNotification"', '"Preparing"')
+        with LogWatch("CP-TEST/1: send", contains=preparing) as sent:
+            r.charger.plug(1)  # StatusNotification (Preparing): sent, never answered
+            async with asyncio.timeout(30):
+                await sent.seen.wait()  # the line is taken before the card comes
         r.charger.present("IMPATIENT", 1)
         async with asyncio.timeout(30):
             await r.station.wait_until(

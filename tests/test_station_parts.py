@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from ocpp.exceptions import InternalError
+from ocpp.exceptions import InternalError, NotSupportedError
+from ocpp.exceptions import NotImplementedError as NotImplementedCallError
 from ocpp.v16.enums import AuthorizationStatus, ConfigurationStatus, UnlockStatus
 
 from chargepoint.blocks.diagnostics import select_lines
@@ -158,6 +159,25 @@ async def test_outbox_retries_call_errors_then_drops_loudly(
     assert [payload["n"] for _, payload in csms.sent] == [1, 1, 1, 2]
     assert outbox.dropped == 1 and outbox.delivered == 1
     assert "dropping MeterValues" in caplog.text
+
+
+async def test_a_security_event_the_csms_does_not_implement_is_dropped_at_once() -> None:
+    # A CSMS without the security extension: retrying would hold the transaction messages
+    # behind the event for TransactionMessageAttempts x TransactionMessageRetryInterval.
+    # A transaction message gets its retries whatever the CallError (OCPP 1.6 §3.7.1).
+    db = open_state(fresh_state())
+    outbox = Outbox(db, TransactionStore(db))
+    outbox.put("SecurityEventNotification", {"type": "StartupOfTheDevice", "timestamp": "t"})
+    outbox.put("MeterValues", {"connectorId": 1, "meterValue": [], "n": 1})
+    csms = Csms(NotImplementedCallError(), NotSupportedError(), NotSupportedError(), {})
+    await deliver_all(outbox, csms)
+    assert [action for action, _ in csms.sent] == [
+        "SecurityEventNotification",
+        "MeterValues",
+        "MeterValues",
+        "MeterValues",
+    ]
+    assert outbox.dropped == 1 and outbox.delivered == 1
 
 
 async def test_outbox_resends_unanswered_messages_without_counting_them() -> None:

@@ -1,4 +1,5 @@
-"""The durable outbox of transaction-related messages (OCPP 1.6 §3.7, §4.10).
+"""The durable outbox of transaction-related messages (OCPP 1.6 §3.7, §4.10), and of the
+security events the CSMS must get after an outage (whitepaper A04.FR.02).
 
 StartTransaction, StopTransaction and transaction MeterValues are written to SQLite before
 anything is sent (``synchronous=FULL``: on disk when :meth:`Outbox.put` returns), delivered
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # StopTransaction and MeterValues need the CSMS's transactionId, filled in when sent.
 NEEDS_TRANSACTION_ID = ("StopTransaction", "MeterValues")
+TRANSACTION_ACTIONS = ("StartTransaction", *NEEDS_TRANSACTION_ID)
+# CallErrors that say the CSMS will never take a message of that action (OCPP-J 1.6 §4.2.3);
+# the outbox also carries the security extension's notifications (whitepaper A04.FR.02).
+NEVER_TAKEN = ("NotImplemented", "NotSupported")
 # A backlog of MeterValues of one transaction goes out as one MeterValues.req with several
 # meterValue elements (OCPP 1.6 §6.31 allows 1..*), at most this much JSON: one CALL may be in
 # flight (OCPP-J §4.1.1), so after a long hole one sample per round trip would take hours.
@@ -210,6 +215,20 @@ class Outbox:
                 answer = await send(item.action, payload)
             except OCPPError as error:
                 self._unanswered = []
+                if item.action not in TRANSACTION_ACTIONS and error.code in NEVER_TAKEN:
+                    # A CSMS without the security extension will never take a
+                    # SecurityEventNotification: retrying would hold the transaction messages
+                    # behind it for minutes, at every boot.
+                    self.dropped += 1
+                    log.warning(
+                        "dropping %s (queued #%d): the CSMS answered CallError %s, it does "
+                        "not take this message",
+                        item.action,
+                        item.seq,
+                        error.code,
+                    )
+                    self._remove(item, None)
+                    continue
                 failures = self._count_failure(item)
                 if failures >= rules.attempts:
                     self.dropped += 1
