@@ -61,6 +61,12 @@ class SecurityLog:
         self._handler: _Handler | None = None
         self._memory: collections.deque[str] = collections.deque()
         self._memory_bytes = 0
+        # Whether a log with lines was there before this run: one that vanished between runs
+        # was cleared (SecurityLogWasCleared, whitepaper §8).
+        self.found = path is not None and any(
+            f.is_file() and f.stat().st_size > 0
+            for f in (path, *(Path(f"{path}.{n}") for n in range(1, backups + 1)))
+        )
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._handler = _Handler(

@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.security_events import (
+    CHECK_JOB,
     NOTIFICATION,
     DiskUsage,
     SecurityEvent,
@@ -278,6 +279,69 @@ async def test_memory_exhaustion_is_recorded_once_per_shortage(tmp_path: Path) -
     assert set(disk.asked) == {tmp_path}  # the state directory, the log's
 
 
+class Clocks:
+    """A wall clock and a monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.wall = T0
+        self.mono = 1000.0
+
+    def elapse(self, seconds: float, *, wall_jump: float = 0.0) -> None:
+        self.mono += seconds
+        self.wall += timedelta(seconds=seconds + wall_jump)
+
+
+async def test_the_controller_clock_being_set_is_setting_system_time() -> None:
+    # §8 SettingSystemTime: whoever sets the clock (NTP after a boot with an empty RTC, an
+    # operator), the wall clock then moves by more than the time that passed.
+    context = bare_context()
+    clocks = Clocks()
+    events = SecurityEvents(
+        context, SecurityLog(None), clock=lambda: clocks.wall, monotonic=lambda: clocks.mono
+    )
+    clocks.elapse(600, wall_jump=2.5)  # an NTP slew or a few seconds' drift: not a setting
+    assert events.check_clock() == pytest.approx(2.5)
+    clocks.elapse(600, wall_jump=3600)  # set an hour ahead
+    assert events.check_clock() == pytest.approx(3600)
+    clocks.elapse(600, wall_jump=-86_400)  # and a day back
+    events.check_clock()
+    assert [(p["type"], p["techInfo"].split(" (")[0]) for p in notifications(context)] == [
+        ("SettingSystemTime", "the controller's clock was set +3600 s"),
+        ("SettingSystemTime", "the controller's clock was set -86400 s"),
+    ]
+
+
+async def test_a_security_log_gone_since_the_last_run_is_security_log_was_cleared(
+    tmp_path: Path,
+) -> None:
+    directory = fresh_state()
+    db = open_state(directory)
+    context = Context(
+        charger=SimulatedCharger(2, db),
+        keys=keys_on(db),
+        db=db,
+        scheduler=AsyncIOScheduler(timezone=UTC),
+        profiles=frozenset(),
+    )
+    path = tmp_path / "security.jsonl"
+    first = SecurityEvents(context, SecurityLog(path))
+    first.start()  # a first run: no log before, nothing cleared
+    first.record(SecurityEvent.STARTUP_OF_THE_DEVICE)
+    first.log.close()
+    again = SecurityEvents(context, SecurityLog(path))
+    again.start()  # the log is still there: nothing cleared
+    again.log.close()
+    path.unlink()  # an operator (or an intruder) removes it
+    third = SecurityEvents(context, SecurityLog(path))
+    third.start()
+    assert [p["type"] for p in notifications(context)] == [
+        "StartupOfTheDevice",
+        "SecurityLogWasCleared",
+    ]
+    assert [e["type"] for e in events_of(third.log)] == ["SecurityLogWasCleared"]
+    third.log.close()
+
+
 async def test_the_daily_check_runs_at_start_on_the_scheduler(tmp_path: Path) -> None:
     context = bare_context()
     scheduler = context.scheduler
@@ -286,7 +350,7 @@ async def test_the_daily_check_runs_at_start_on_the_scheduler(tmp_path: Path) ->
     scheduler.start()
     try:
         events.start()
-        [job] = scheduler.get_jobs()
+        job = scheduler.get_job(CHECK_JOB)
         assert job.trigger.interval == timedelta(days=1)
         async with asyncio.timeout(10):
             await context.wait_until(lambda: bool(notifications(context)))

@@ -12,7 +12,13 @@ The block also watches for two events no other block sees:
 * MemoryExhaustion, from a daily check of the free space where the state lives (the SQLite
   database with the outbox, the security log, firmware images): under ``min_free_bytes``
   (16 MiB unless told, room for the outbox to grow through a long outage and for the log to
-  rotate) it is recorded once, and again only after the space has recovered and run low anew.
+  rotate) it is recorded once, and again only after the space has recovered and run low anew;
+* SettingSystemTime, when the controller's clock moved (NTP after a boot with an empty RTC,
+  an operator's ``timedatectl``): every ``CLOCK_CHECK`` the wall clock's progress is compared
+  with the monotonic clock's, and a difference over ``CLOCK_JUMP`` is the clock being set. The
+  daemon never sets the system time itself; this is what it can see of whoever does;
+* SecurityLogWasCleared, at start, when the state database says a security log was written
+  before and none is there any more.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import enum
 import logging
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +47,14 @@ logger = logging.getLogger(__name__)
 NOTIFICATION = "SecurityEventNotification"
 MIN_FREE_BYTES = 16 * 1024 * 1024
 CHECK_JOB = "security free space"
+CLOCK_JOB = "security clock watch"
+CLOCK_CHECK = 600.0  # seconds between two looks at the clock (144 wake-ups a day)
+CLOCK_JUMP = 60.0  # seconds the wall clock may drift from the monotonic one between looks
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS security_log_written (
+    id INTEGER PRIMARY KEY CHECK (id = 1)  -- a row: this charge point's log had lines
+);
+"""
 _MIB = 1024 * 1024
 
 
@@ -97,9 +112,13 @@ class SecurityEvents:
         min_free_bytes: int = MIN_FREE_BYTES,
         disk_usage: Callable[[Path], FreeSpace] = shutil.disk_usage,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._context = context
         self.log = log
+        self._monotonic = monotonic
+        self._clock_mark = (clock(), monotonic())
+        self._written = False
         # The directory watched for free space: the state directory (the security log's).
         self.storage = storage or (log.path.parent if log.path is not None else None)
         self.min_free_bytes = min_free_bytes
@@ -115,6 +134,7 @@ class SecurityEvents:
         info = tech_info[:TECH_INFO_MAX] if tech_info else None
         logger.info("security event %s%s", event.value, f": {info}" if info else "")
         self.log.write(event.value, info, when)
+        self._note_written()
         payload = {"type": event.value, "timestamp": timestamp(when.astimezone(UTC))}
         if info:
             payload["techInfo"] = info
@@ -125,8 +145,28 @@ class SecurityEvents:
 
     # -- what the block watches itself --
 
+    def _note_written(self) -> None:
+        if self._written or self.log.path is None:
+            return
+        try:
+            self._context.db.executescript(SCHEMA)
+            self._context.db.execute("INSERT OR IGNORE INTO security_log_written VALUES (1)")
+            self._written = True
+        except sqlite3.Error as error:
+            logger.error("cannot note that the security log was written: %s", error)
+
     def start(self) -> None:
-        """The daily free-space check, the first one now."""
+        """The daily free-space check (the first one now), the clock watch, and whether the
+        security log was cleared since the last run."""
+        self._check_cleared()
+        self._context.scheduler.add_job(
+            self._clock_check,
+            IntervalTrigger(seconds=CLOCK_CHECK, timezone=UTC),
+            id=CLOCK_JOB,
+            replace_existing=True,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
         if self.storage is None:
             return
         self._context.scheduler.add_job(
@@ -141,6 +181,38 @@ class SecurityEvents:
 
     async def _daily_check(self) -> None:  # async: apscheduler runs it on the event loop
         self.check_free_space()
+
+    async def _clock_check(self) -> None:
+        self.check_clock()
+
+    def check_clock(self) -> float:
+        """How far the wall clock moved beyond the time that passed since the last check; past
+        ``CLOCK_JUMP`` either way, SettingSystemTime is recorded."""
+        then_wall, then_mono = self._clock_mark
+        now_wall, now_mono = self._clock(), self._monotonic()
+        self._clock_mark = (now_wall, now_mono)
+        jump = (now_wall - then_wall).total_seconds() - (now_mono - then_mono)
+        if abs(jump) > CLOCK_JUMP:
+            self.record(
+                SecurityEvent.SETTING_SYSTEM_TIME,
+                f"the controller's clock was set {jump:+.0f} s (now {timestamp(now_wall)})",
+            )
+        return jump
+
+    def _check_cleared(self) -> None:
+        if self.log.path is None or self.log.found:
+            return
+        try:
+            self._context.db.executescript(SCHEMA)
+            had = self._context.db.execute("SELECT 1 FROM security_log_written").fetchone()
+        except sqlite3.Error as error:
+            logger.error("cannot tell whether the security log was cleared: %s", error)
+            return
+        if had is not None:
+            self.record(
+                SecurityEvent.SECURITY_LOG_WAS_CLEARED,
+                f"{self.log.path.name} was written before and is gone",
+            )
 
     def check_free_space(self) -> bool:
         """Whether the storage directory has less than ``min_free_bytes`` free; the first time
