@@ -142,25 +142,28 @@ def csms_files(directory: Path, server_ca: Authority, client_ca: Authority) -> C
 
 
 @contextlib.asynccontextmanager
-async def profile_3_rig(
+async def secure_rig(
     stack: Stack,
     pki: SecurityPki,
     directory: Path,
     *,
     client: ClientCertificate | None = None,
     key_type: str = "ec-p256",
+    profile: int = 3,
     **config: Any,
 ) -> AsyncIterator[Rig]:
     """A booted charge point on security profile 3: it trusts ``pki.csms_root`` (csms.ca_file)
     and presents ``client`` (by default a factory certificate from ``pki.csms_root``, the OCTT
     being both Central System and Certificate Authority); the CSMS serves a certificate from
-    ``pki.csms_root`` and trusts charge point certificates from it only."""
+    ``pki.csms_root`` and trusts charge point certificates from it only. ``profile=2``: the
+    same without client certificates (Basic auth)."""
     files = csms_files(directory / "csms", pki.csms_root, pki.csms_root)
     client = client or factory_certificate(directory / "cp", pki.csms_root)
+    tls = files.tls() if profile == 3 else ServerTls(files.server_cert, files.server_key)
     async with rig(
         stack,
-        tls=files.tls(),
-        security_profile=3,
+        tls=tls,
+        security_profile=profile,
         ca_file=str(files.csms_root),
         client_certificate=str(client.cert),
         client_key=str(client.key_file),

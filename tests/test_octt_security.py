@@ -40,8 +40,8 @@ from tests.security_rig import (
     key_type_of,
     normalised,
     parse_csr,
-    profile_3_rig,
     request_signing,
+    secure_rig,
     security_events,
     serial_hex,
     wait_connect_with,
@@ -94,7 +94,7 @@ async def test_tc_074_cs_update_charge_point_certificate_by_request_of_central_s
     CN = the identity, the configured key type, a valid signature; the signed certificate is
     Accepted and the charge point reconnects presenting it, with the new key written to the
     module; after a restart it still presents it."""
-    async with profile_3_rig(stack, pki, tmp_path, key_type=key_type) as r:
+    async with secure_rig(stack, pki, tmp_path, key_type=key_type) as r:
         factory = first_serial(r)
         assert factory is not None
         pem = await request_signing(r)  # steps 1-4
@@ -124,7 +124,7 @@ async def test_tc_074_cs_cpo_name_set_by_the_csms_is_the_csr_organisation(
 ) -> None:
     """A02.FR.13: O = CpoName as the CSMS set it (a certificate for the CPO's hierarchy)."""
     client = factory_certificate(tmp_path / "cp", pki.csms_root)
-    async with profile_3_rig(stack, pki, tmp_path, client=client) as r:
+    async with secure_rig(stack, pki, tmp_path, client=client) as r:
         answer = await r.peer.call("ChangeConfiguration", {"key": "CpoName", "value": "Test CPO"})
         assert answer == {"status": "Accepted"}
         pem = await request_signing(r)
@@ -150,7 +150,7 @@ async def test_tc_075_cs_install_a_certificate_on_the_charge_point(
     """M05.FR.01/M03.FR.04: InstallCertificate Accepted, and GetInstalledCertificateIds of
     that type lists the hash data the OCTT computes for the certificate it installed."""
     authority = getattr(pki, root)
-    async with profile_3_rig(stack, pki, tmp_path) as r:
+    async with secure_rig(stack, pki, tmp_path) as r:
         answer = await r.peer.call(
             "InstallCertificate", {"certificateType": use, "certificate": authority.pem}
         )
@@ -171,7 +171,7 @@ async def test_tc_075_2_cs_an_installed_central_system_root_is_used_on_the_next_
     configured one, so a CSMS that moves to a server certificate of that root is reached on
     the next connection; without the installation the charge point refuses that CSMS (the
     control: the new root is what makes the difference)."""
-    async with profile_3_rig(stack, pki, tmp_path) as r:
+    async with secure_rig(stack, pki, tmp_path) as r:
         if installed:
             answer = await r.peer.call(
                 "InstallCertificate",
@@ -203,7 +203,7 @@ async def test_tc_076_cs_delete_a_specific_certificate_from_the_charge_point(
     """M04.FR.01/02: with a second Central System root installed (memory state
     CertificateInstalled), the configured root is deleted by the hash data step 2 listed,
     with its hashAlgorithm; step 6 no longer lists it."""
-    async with profile_3_rig(stack, pki, tmp_path) as r:
+    async with secure_rig(stack, pki, tmp_path) as r:
         answer = await r.peer.call(
             "InstallCertificate", {"certificateType": CSMS_ROOT, "certificate": pki.second_root.pem}
         )
@@ -221,12 +221,14 @@ async def test_tc_076_cs_delete_a_specific_certificate_from_the_charge_point(
         no_strict_failures(r)
 
 
+@pytest.mark.parametrize("profile", [2, 3])
 async def test_deleting_the_last_central_system_root_fails_and_an_unknown_one_is_not_found(
-    stack: Stack, pki: SecurityPki, tmp_path: Path
+    stack: Stack, pki: SecurityPki, tmp_path: Path, profile: int
 ) -> None:
-    """M04.FR.06: the last Central System root is in use under profile 3: Failed, and it
-    stays installed; M04.FR.05: hash data of no installed certificate: NotFound."""
-    async with profile_3_rig(stack, pki, tmp_path) as r:
+    """M04.FR.06: the last Central System root is in use under profile 2 or 3: Failed, and
+    it stays installed; M04.FR.05: hash data of no installed certificate: NotFound."""
+    async with secure_rig(stack, pki, tmp_path, profile=profile) as r:
+        assert connects(r.peer)[0]["tls"] and (profile == 3) == bool(first_serial(r))
         only = expected_hash_data(pki.csms_root.cert)
         answer = await r.peer.call("DeleteCertificate", {"certificateHashData": only})
         assert answer == {"status": "Failed"}
@@ -268,7 +270,7 @@ async def test_tc_077_cs_invalid_charge_point_certificate_security_event(
     """A02.FR.06/07: an invalid certificate is Rejected (step 6), then a
     SecurityEventNotification InvalidChargePointCertificate (step 7); nothing else changes:
     the next connection presents the certificate of before."""
-    async with profile_3_rig(stack, pki, tmp_path) as r:
+    async with secure_rig(stack, pki, tmp_path) as r:
         old = first_serial(r)
         csr = await request_signing(r)  # steps 1-4
         chain = INVALID[invalid](csr, pki)
@@ -296,7 +298,7 @@ async def test_tc_078_cs_invalid_central_system_certificate_security_event(
     SecurityEventNotification InvalidCentralSystemCertificate (step 3), and it is not
     installed."""
     certificate = pki.expired_root.pem if invalid == "expired-root" else pki.not_ca_pem
-    async with profile_3_rig(stack, pki, tmp_path) as r:
+    async with secure_rig(stack, pki, tmp_path) as r:
         answer = await r.peer.call(
             "InstallCertificate", {"certificateType": CSMS_ROOT, "certificate": certificate}
         )
@@ -323,7 +325,7 @@ async def test_a_new_certificate_the_csms_refuses_falls_back_to_the_previous_one
     root it has installed) but the CSMS refuses in csms.upgrade_attempts handshakes in a row
     is dropped: the next connection presents the old certificate again, and a
     SecurityEventNotification InvalidChargePointCertificate says why."""
-    async with profile_3_rig(stack, pki, tmp_path, upgrade_attempts=2) as r:
+    async with secure_rig(stack, pki, tmp_path, upgrade_attempts=2) as r:
         old = first_serial(r)
         answer = await r.peer.call(
             "InstallCertificate", {"certificateType": CSMS_ROOT, "certificate": pki.second_root.pem}
@@ -356,7 +358,7 @@ async def test_a_certificate_that_expires_within_30_days_is_renewed_by_the_charg
     client = factory_certificate(
         tmp_path / "cp", pki.csms_root, valid_for=timedelta(days=days_left)
     )
-    async with profile_3_rig(stack, pki, tmp_path, client=client) as r:
+    async with secure_rig(stack, pki, tmp_path, client=client) as r:
         scheduler = r.daemon.scheduler
         job = scheduler.get_job(RENEWAL_JOB)
         assert job is not None  # scheduled by start()
@@ -393,7 +395,7 @@ async def test_a_certificate_that_expires_within_30_days_is_renewed_by_the_charg
 async def test_startup_of_the_device_is_notified_after_each_boot(
     stack: Stack, pki: SecurityPki, tmp_path: Path
 ) -> None:
-    async with profile_3_rig(stack, pki, tmp_path) as r:
+    async with secure_rig(stack, pki, tmp_path) as r:
         await wait_security_event(r, "StartupOfTheDevice")
         await r.restart()
         await r.booted(2)

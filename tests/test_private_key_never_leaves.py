@@ -57,8 +57,8 @@ from tests.security_rig import (
     chain_leaf,
     connects,
     factory_certificate,
-    profile_3_rig,
     request_signing,
+    secure_rig,
     serial_hex,
     wait_connect_with,
 )
@@ -294,7 +294,7 @@ async def test_the_private_key_appears_in_no_log_trace_configuration_or_upload(
     factory = factory_certificate(tmp_path / "cp", pki.csms_root)
     factory_key = factory.key
     with LogFile(log_file):
-        async with profile_3_rig(
+        async with secure_rig(
             stack,
             pki,
             tmp_path,
