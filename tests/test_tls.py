@@ -266,6 +266,17 @@ async def test_a_csms_certificate_the_charge_point_must_refuse(
                 await refused.seen.wait()
         assert connects(peer) == []  # A00.FR.310: no WebSocket over a refused certificate
         assert all(o.blame is Blame.CSMS for o in daemon.outcomes)
+        # Security events (whitepaper §8), once for the whole outage, not once per attempt;
+        # the Quectel module does not say which side refused (+QSSLOPEN 566): none there.
+        told = [json.loads(line)["type"] for line in daemon.security_log.lines()]
+        refusals = [t for t in told if t != "StartupOfTheDevice"]
+        if link == "quectel":
+            assert refusals == []
+        else:
+            assert refusals == [
+                "InvalidCentralSystemCertificate",
+                "CentralSystemFailedToAuthenticate",
+            ]
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         if link == "host":
             assert any(reason in e for e in errors), errors

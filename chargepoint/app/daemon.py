@@ -368,6 +368,9 @@ class Daemon:
             refused = exc.refused if isinstance(exc, TlsHandshakeFailed) else None
             if refused in _TLS_EVENTS:
                 self._report(_TLS_EVENTS[refused], str(exc))
+            if refused is TlsRefusal.CSMS_CERTIFICATE:
+                # §8: the CSMS's credentials (its certificate) refused by the charge point.
+                self._report(SecurityEvent.CENTRAL_SYSTEM_FAILED_TO_AUTHENTICATE, str(exc))
             return Outcome(
                 Blame.CSMS,
                 0.0,

@@ -119,6 +119,8 @@ class SecurityEvents:
         self._monotonic = monotonic
         self._clock_mark = (clock(), monotonic())
         self._written = False
+        # Read before this run writes anything: whether an earlier run's log had lines.
+        self._written_before = self._log_written_before()
         # The directory watched for free space: the state directory (the security log's).
         self.storage = storage or (log.path.parent if log.path is not None else None)
         self.min_free_bytes = min_free_bytes
@@ -149,7 +151,6 @@ class SecurityEvents:
         if self._written or self.log.path is None:
             return
         try:
-            self._context.db.executescript(SCHEMA)
             self._context.db.execute("INSERT OR IGNORE INTO security_log_written VALUES (1)")
             self._written = True
         except sqlite3.Error as error:
@@ -199,16 +200,22 @@ class SecurityEvents:
             )
         return jump
 
+    def _log_written_before(self) -> bool:
+        if self.log.path is None:
+            return False
+        try:
+            self._context.db.executescript(SCHEMA)
+            row = self._context.db.execute("SELECT 1 FROM security_log_written").fetchone()
+        except sqlite3.Error as error:
+            logger.error("cannot tell whether the security log was written before: %s", error)
+            return False
+        return row is not None
+
     def _check_cleared(self) -> None:
         if self.log.path is None or self.log.found:
             return
-        try:
-            self._context.db.executescript(SCHEMA)
-            had = self._context.db.execute("SELECT 1 FROM security_log_written").fetchone()
-        except sqlite3.Error as error:
-            logger.error("cannot tell whether the security log was cleared: %s", error)
-            return
-        if had is not None:
+        if self._written_before:
+            self._written_before = False  # told once
             self.record(
                 SecurityEvent.SECURITY_LOG_WAS_CLEARED,
                 f"{self.log.path.name} was written before and is gone",
