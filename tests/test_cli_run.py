@@ -68,6 +68,16 @@ level = "debug"
             assert code == 1 and "no connector 7" in err
             code, _, err = await ctl(config, "fault", "1", "Melted")
             assert code == 1 and "unknown OCPP error code 'Melted'" in err
+            # The enclosure opened: a security event the CSMS hears of (whitepaper §8).
+            assert (await ctl(config, "tamper", "--info", "front door opened"))[0] == 0
+            tamper = {"type": "TamperDetectionActivated", "techInfo": "front door opened"}
+            await csms.wait_for(
+                lambda _: any(
+                    {k: c["params"].get(k) for k in tamper} == tamper
+                    for c in csms.calls("SecurityEventNotification")
+                ),
+                timeout=30,
+            )
 
             daemon.send_signal(signal.SIGTERM)
             async with asyncio.timeout(30):

@@ -1219,6 +1219,26 @@ async def test_tc_054_cs_trigger_message(peer_kind: Stack) -> None:
         no_strict_failures(r)
 
 
+async def test_a_message_triggered_before_the_boot_is_accepted_is_sent_once_it_is(
+    peer_kind: Stack,
+) -> None:
+    # The session reads CSMS requests from the WebSocket's opening: a TriggerMessage can come
+    # while the charge point is Pending. Its Accepted is a promise (§5.17): the Heartbeat goes
+    # out once the boot is accepted (§4.2 allows nothing but BootNotification before).
+    async with rig(peer_kind, boots="Pending:5,Accepted:300") as r:
+        await r.peer.wait_for(lambda _: any(m.is_("BootNotification", "conf") for m in wire(r)))
+        answer = await r.peer.call("TriggerMessage", {"requestedMessage": "Heartbeat"})
+        assert answer == {"status": "Accepted"}
+        await r.booted(2)
+        await r.wait_calls("Heartbeat")
+        messages = wire(r)
+        pending = index(messages, lambda m: m.is_("BootNotification", "conf"))
+        accepted = index(messages, lambda m: m.is_("BootNotification", "conf"), pending + 1)
+        assert messages[accepted].payload["status"] == "Accepted"
+        assert index(messages, lambda m: m.is_("Heartbeat")) > accepted
+        no_strict_failures(r)
+
+
 async def test_tc_055_cs_trigger_message_rejected(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         params = {"requestedMessage": "MeterValues", "connectorId": 3}  # NumberOfConnectors + 1

@@ -171,6 +171,10 @@ def firmware_config(tmp_path: Path, verdict: str = "ok", **extra: Any) -> dict[s
         ],
         "version_file": str(tmp_path / "version"),
         "piece_size": 32 * KIB,
+        # Plain UpdateFirmware at security profile 1 (the rig's Basic auth over ws://): allowed
+        # explicitly; by default a charge point with a security profile answers NotSupported
+        # (whitepaper L01.FR.20, tests/test_signed_firmware.py).
+        "unsigned_updates": "allowed",
         **extra,
     }
 

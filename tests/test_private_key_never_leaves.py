@@ -273,10 +273,8 @@ async def run_whole_flow(r: Rig, pki: SecurityPki, server: FileServer) -> dict[s
                 "log": {"remoteLocation": server.url(f"/upload/{log_type}")},
             },
         )
-        # The previous GetLog's task still waits for its LogStatusNotification.conf after
-        # "Uploaded" was sent, and counts as busy (/tmp/sec/H4-findings.md F2): what this test
-        # needs is each upload, which both statuses lead to.
-        assert answer["status"] in ("Accepted", "AcceptedCanceled")
+        # The previous upload is over once "Uploaded" is sent: nothing to cancel (N01.FR.11).
+        assert answer["status"] == "Accepted"
         await wait_status(r, "LogStatusNotification", ("Uploaded", request_id))
     assert strict_failures(r.peer) == []
     return {"GetConfiguration.conf": configuration}

@@ -170,6 +170,9 @@ def _ctl_parser(sub: Any) -> None:
     )
     actions.add_parser("suspend", help="the EV pauses charging").add_argument("connector", type=int)
     actions.add_parser("resume", help="the EV resumes charging").add_argument("connector", type=int)
+    actions.add_parser(
+        "tamper", help="the enclosure's tamper sensor trips (a security event)"
+    ).add_argument("--info", help="what the sensor saw, sent as the event's techInfo")
     power = actions.add_parser(
         "power-fail", help="the power goes: the daemon dies at once, as in a power cut"
     )

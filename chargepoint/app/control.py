@@ -17,6 +17,7 @@ or ``error`` (a sentence for a person). Commands:
                    ChargePointErrorCode), ``info``
 ``clear-fault``    ``connector``
 ``suspend``        ``connector``, ``suspended``: the EV pauses or resumes charging
+``tamper``         ``info``: the enclosure's tamper sensor trips (TamperDetectionActivated)
 ``power-fail``     the power goes: the daemon dies at once, as in a power cut (after the
                    answer; the hardware keeps its state, the daemon records nothing more);
                    with ``backup``: mains lost, running on the back-up supply
@@ -143,6 +144,9 @@ class ControlServer:
                 charger.clear_fault(_need(connector))
             case "suspend":
                 charger.suspend(_need(connector), bool(request.get("suspended", True)))
+            case "tamper":
+                info = request.get("info")
+                charger.tamper(info if isinstance(info, str) else None)
             case "power-fail" if request.get("backup"):
                 charger.power_failing()
                 return {"power": "mains lost: transactions stop while the back-up supply holds"}

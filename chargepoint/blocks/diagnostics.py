@@ -173,6 +173,7 @@ class DiagnosticsUploader:
         self._log_window: tuple[datetime | None, datetime | None] = (None, None)
         self._log_task: asyncio.Task[None] | None = None
         self._log_job: LogRequest | None = None  # the GetLog whose upload is under way
+        self._finishing: set[asyncio.Task[None]] = set()  # uploaded, telling the CSMS
 
     def file_name(self) -> str:
         """The name of the archive a request now will upload (GetDiagnostics.conf): one path
@@ -256,11 +257,16 @@ class DiagnosticsUploader:
         """Start collecting and uploading (after GetLog.conf has gone out); an upload still
         running is cancelled first (N01.FR.11)."""
         previous = self._log_task
-        if previous is not None and not previous.done():
+        if previous is not None and not previous.done() and self._log_job is not None:
             log.warning("GetLog %d cancels the log upload in progress", request.request_id)
             previous.cancel()
         else:
+            if previous is not None and not previous.done():
+                # Uploaded already; only its final LogStatusNotification is on its way.
+                self._finishing.add(previous)
+                previous.add_done_callback(self._finishing.discard)
             previous = None
+        self._log_job = request  # busy from now on: a GetLog after this one cancels it
         self._log_task = asyncio.create_task(self._run_log(request, previous), name="log upload")
 
     @on(Action.get_log)  # type: ignore[untyped-decorator]
@@ -277,7 +283,9 @@ class DiagnosticsUploader:
         if kind is Log.security_log and self.security_log is None:
             return call_result.GetLog(status=LogStatus.rejected)  # no such log here
         self._log_name = self.log_file_name(kind)
-        busy = self._log_task is not None and not self._log_task.done()
+        # Busy while the upload runs; once it is over (the final LogStatusNotification may
+        # still wait for its answer) a new GetLog cancels nothing (N01.FR.11).
+        busy = self._log_job is not None
         status = LogStatus.accepted_canceled if busy else LogStatus.accepted
         return call_result.GetLog(status=status, filename=self._log_name)
 
@@ -311,7 +319,6 @@ class DiagnosticsUploader:
         if previous is not None:
             # The cancelled upload lets go of the module's transfer client before this one.
             await asyncio.gather(previous, return_exceptions=True)
-        self._log_job = request
         try:
             try:
                 final = await self._upload_log(request)
@@ -390,7 +397,7 @@ class DiagnosticsUploader:
             await asyncio.gather(asyncio.shield(self._task), return_exceptions=True)
 
     async def close(self) -> None:
-        for task in (self._task, self._log_task):
+        for task in (self._task, self._log_task, *self._finishing):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -7,7 +7,7 @@ answer, from a task (so it never overtakes the .conf).
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
@@ -25,6 +25,7 @@ from chargepoint.blocks.context import Context
 from chargepoint.blocks.diagnostics import DiagnosticsUploader
 from chargepoint.blocks.firmware import FirmwareUpdater
 from chargepoint.blocks.metering import Metering
+from chargepoint.protocol.request import SessionHooks
 
 if TYPE_CHECKING:
     from chargepoint.blocks.certificates import CertificateManagement
@@ -65,32 +66,30 @@ class RemoteTrigger:
         self, requested_message: str, connector_id: int | None = None
     ) -> None:
         requested = MessageTrigger(requested_message)
-        connection = self._context.connection
-        if connection is None or self.decide(requested, connector_id) is not (
-            TriggerMessageStatus.accepted
-        ):
+        if self.decide(requested, connector_id) is not TriggerMessageStatus.accepted:
             return
-        hooks = connection.session
         send = self._context.send
-        work: Coroutine[Any, Any, object]
-        match requested:
-            case MessageTrigger.boot_notification:
-                work = hooks.boot()
-            case MessageTrigger.heartbeat:
-                work = hooks.heartbeat()
-            case MessageTrigger.meter_values:
-                work = self._metering.send_now(connector_id)
-            case MessageTrigger.status_notification:
-                work = self._availability.send_now(connector_id)
-            case MessageTrigger.diagnostics_status_notification:
-                diagnostics = self._diagnostics
-                status = diagnostics.trigger_status() if diagnostics else DiagnosticsStatus.idle
-                work = send("DiagnosticsStatusNotification", {"status": status.value})
-            case MessageTrigger.firmware_status_notification:
-                firmware = self._firmware
-                fw_status = firmware.trigger_status() if firmware else FirmwareStatus.idle
-                work = send("FirmwareStatusNotification", {"status": fw_status.value})
-        hooks.spawn(_discard(work), f"triggered {requested.value}")
+
+        def work(hooks: SessionHooks) -> Coroutine[Any, Any, object]:
+            match requested:
+                case MessageTrigger.boot_notification:
+                    return hooks.boot()
+                case MessageTrigger.heartbeat:
+                    return hooks.heartbeat()
+                case MessageTrigger.meter_values:
+                    return self._metering.send_now(connector_id)
+                case MessageTrigger.status_notification:
+                    return self._availability.send_now(connector_id)
+                case MessageTrigger.diagnostics_status_notification:
+                    diagnostics = self._diagnostics
+                    status = diagnostics.trigger_status() if diagnostics else DiagnosticsStatus.idle
+                    return send("DiagnosticsStatusNotification", {"status": status.value})
+                case _:  # FirmwareStatusNotification (the schema allows no other)
+                    firmware = self._firmware
+                    fw_status = firmware.trigger_status() if firmware else FirmwareStatus.idle
+                    return send("FirmwareStatusNotification", {"status": fw_status.value})
+
+        deliver(self._context, requested, work)
 
 
 class ExtendedTrigger:
@@ -143,33 +142,46 @@ class ExtendedTrigger:
             assert self._certificates is not None  # decide() said NotImplemented otherwise
             self._certificates.request_certificate()  # its own task; a CSR takes a moment
             return
-        connection = self._context.connection
-        if connection is None:
-            return
-        hooks = connection.session
         send = self._context.send
-        work: Coroutine[Any, Any, object]
-        match requested:
-            case MessageTrigger.boot_notification:
-                work = hooks.boot()
-            case MessageTrigger.heartbeat:
-                work = hooks.heartbeat()
-            case MessageTrigger.meter_values:
-                work = self._metering.send_now(connector_id)
-            case MessageTrigger.status_notification:
-                work = self._availability.send_now(connector_id)
-            case MessageTrigger.log_status_notification:
-                diagnostics = self._diagnostics
-                payload = diagnostics.log_status() if diagnostics else {"status": "Idle"}
-                work = send("LogStatusNotification", payload)
-            case MessageTrigger.firmware_status_notification:
-                firmware = self._firmware
-                payload = firmware.signed_status() if firmware else {"status": "Idle"}
-                work = send("SignedFirmwareStatusNotification", payload)
-            case _:  # DiagnosticsStatusNotification is not in its schema's enum
-                return
-        hooks.spawn(_discard(work), f"triggered {requested.value}")
+
+        def work(hooks: SessionHooks) -> Coroutine[Any, Any, object]:
+            match requested:
+                case MessageTrigger.boot_notification:
+                    return hooks.boot()
+                case MessageTrigger.heartbeat:
+                    return hooks.heartbeat()
+                case MessageTrigger.meter_values:
+                    return self._metering.send_now(connector_id)
+                case MessageTrigger.status_notification:
+                    return self._availability.send_now(connector_id)
+                case MessageTrigger.log_status_notification:
+                    diagnostics = self._diagnostics
+                    payload = diagnostics.log_status() if diagnostics else {"status": "Idle"}
+                    return send("LogStatusNotification", payload)
+                case _:  # FirmwareStatusNotification (the schema allows no other)
+                    firmware = self._firmware
+                    payload = firmware.signed_status() if firmware else {"status": "Idle"}
+                    return send("SignedFirmwareStatusNotification", payload)
+
+        deliver(self._context, requested, work)
 
 
-async def _discard(work: Coroutine[Any, Any, object]) -> None:
-    await work
+def deliver(
+    context: Context,
+    requested: MessageTrigger,
+    work: Callable[[SessionHooks], Coroutine[Any, Any, object]],
+) -> None:
+    """Send the triggered message from a task of the session. A CSMS request can come between
+    the WebSocket's opening and the end of the boot (the session reads frames from the start):
+    a message other than BootNotification then waits until the charge point is accepted, so
+    Accepted is never a promise broken (OCPP 1.6 §5.17)."""
+    session = context.session
+    if session is None:
+        return  # the connection the request came on is gone: nobody to send it to
+
+    async def when_online() -> None:
+        if requested is not MessageTrigger.boot_notification and not context.online:
+            await context.wait_until(lambda: context.online)
+        await work(session)
+
+    session.spawn(when_online(), f"triggered {requested.value}")

@@ -54,6 +54,7 @@ reconnect_delay_max = 4
 {module.config(sim_path, BAUD)}
 [firmware]
 install_command = {json.dumps(install)}
+unsigned_updates = "allowed"  # until the demo signs its image
 version_file = "{version_file}"
 
 [diagnostics]
