@@ -16,6 +16,7 @@ from ocpp.v16.enums import DataTransferStatus
 from chargepoint.app.daemon import Daemon
 from chargepoint.app.reconnect import Blame
 from chargepoint.blocks.data_transfer import DataTransferReply, DataTransferVendors
+from chargepoint.protocol.charge_point import SUSPICIONS_TOLD
 from tests.conftest import TcpProxy, fast
 from tests.harness import (
     PASSWORD,
@@ -339,6 +340,23 @@ async def test_malformed_csms_requests_get_the_callerror_ocpp_j_names_and_the_se
             }
             heartbeats = len(peer.calls("Heartbeat"))
             await peer.wait_for(lambda _: len(peer.calls("Heartbeat")) > heartbeats)
+            # A message id used twice on one connection (OCPP-J §4.1.3: unique): answered,
+            # and told as a possible replay.
+            for _ in range(2):
+                await peer.send_raw('[2,"used-twice","DataTransfer",{"vendorId":"x"}]')
+            # Security events (whitepaper §8): the invalid ones, at most SUSPICIONS_TOLD per
+            # connection however many come, and the replay.
+            invalid = sum(code not in ("NotImplemented", "NotSupported") for *_, code in MALFORMED)
+            told = {
+                "InvalidMessages": min(invalid, SUSPICIONS_TOLD),
+                "AttemptedReplayAttacks": 1,
+            }
+
+            def events(_: Any) -> dict[str, int]:
+                types = [c["params"]["type"] for c in peer.calls("SecurityEventNotification")]
+                return {kind: types.count(kind) for kind in told}
+
+            await peer.wait_for(lambda e: events(e) == told)
         assert daemon.sessions_started == 1
 
 

@@ -1239,6 +1239,41 @@ async def test_a_message_triggered_before_the_boot_is_accepted_is_sent_once_it_i
         no_strict_failures(r)
 
 
+# ExtendedTriggerMessage (security whitepaper §5.5, §6.16): what each asks for, and the message
+# that answers it (FirmwareStatusNotification asks for the signed update's notification).
+EXTENDED_TRIGGERS = [
+    ("BootNotification", None, "BootNotification"),
+    ("Heartbeat", None, "Heartbeat"),
+    ("StatusNotification", 2, "StatusNotification"),
+    ("MeterValues", 1, "MeterValues"),
+    ("LogStatusNotification", None, "LogStatusNotification"),
+    ("FirmwareStatusNotification", None, "SignedFirmwareStatusNotification"),
+]
+
+
+async def test_extended_trigger_message_sends_each_message_it_names(peer_kind: Stack) -> None:
+    async with rig(peer_kind) as r:
+        for requested, connector, message in EXTENDED_TRIGGERS:
+            before = len(r.calls(message))
+            params: dict[str, Any] = {"requestedMessage": requested}
+            if connector is not None:
+                params["connectorId"] = connector
+            answer = await r.peer.call("ExtendedTriggerMessage", params)
+            assert answer == {"status": "Accepted"}, requested
+            sent = await r.wait_calls(message, before + 1)
+            if message in ("LogStatusNotification", "SignedFirmwareStatusNotification"):
+                assert sent[-1] == {"status": "Idle"}  # nothing under way: no requestId
+            if connector is not None:
+                assert sent[-1]["connectorId"] == connector
+        # A connector it does not have, and MeterValues for the whole charge point: Rejected.
+        for params in (
+            {"requestedMessage": "StatusNotification", "connectorId": 3},
+            {"requestedMessage": "MeterValues", "connectorId": 0},
+        ):
+            assert await r.peer.call("ExtendedTriggerMessage", params) == {"status": "Rejected"}
+        no_strict_failures(r)
+
+
 async def test_tc_055_cs_trigger_message_rejected(peer_kind: Stack) -> None:
     async with rig(peer_kind) as r:
         params = {"requestedMessage": "MeterValues", "connectorId": 3}  # NumberOfConnectors + 1

@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 _KNOWN_ACTIONS = {action.value for action in Action}
 # The CSMS's message ids remembered per connection, to notice one used twice.
 SEEN_IDS = 256
+# Invalid or replayed messages told as security events per connection: a CSMS that sends
+# garbage in a loop must not fill the outbox (the log line is written for each).
+SUSPICIONS_TOLD = 3
 
 
 class OcppConnection(Protocol):
@@ -119,8 +122,8 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
         # The functional blocks' handlers (chargepoint.station), not this class's own.
         self.route_map = routes
         self.trace = trace
-        self._on_invalid = on_invalid or (lambda _why: None)
-        self._on_replay = on_replay or (lambda _why: None)
+        self._on_invalid = _at_most(SUSPICIONS_TOLD, on_invalid, "invalid messages")
+        self._on_replay = _at_most(SUSPICIONS_TOLD, on_replay, "reused message ids")
         self._seen_ids: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._ended: ConnectionEnded | None = None
         self.answer_requests = True  # False while Rejected
@@ -300,6 +303,21 @@ class ChargePoint(LibraryChargePoint):  # type: ignore[misc]
             self.trace.record("out", message)
         self.last_sent = asyncio.get_running_loop().time()
         await super()._send(message)
+
+
+def _at_most(times: int, tell: Callable[[str], None] | None, what: str) -> Callable[[str], None]:
+    told = 0
+
+    def once_more(why: str) -> None:
+        nonlocal told
+        told += 1
+        if tell is None or told > times:
+            return
+        if told == times:
+            why = f"{why} (further {what} on this connection are only logged)"
+        tell(why)
+
+    return once_more
 
 
 _ENDED = object()  # wakes a request waiting for its answer when the connection ends
