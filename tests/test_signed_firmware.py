@@ -4,7 +4,8 @@ The signing certificate and signature checks (chargepoint.model.firmware_signatu
 own, the block's decisions on a station with no network, and the whole flow end to end: the
 daemon on a simulated module of either family against both CSMS peers, the image from a real
 HTTP server (transport/simulator/file_server.py), a real installer process, a manufacturer PKI
-made at test time (tests/firmware_signing.py).
+made at test time (tests/firmware_signing.py). The OCTT cases run over wss:// (security
+profile 2, the module's TLS), where plain UpdateFirmware is NotSupported (L01.FR.20).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from chargepoint.model.firmware_signature import (
 from tests.firmware_signing import ManufacturerPki, Signer, manufacturer_pki, sign
 from tests.harness import STACKS, Rig, Stack, make_station, rig, strict_failures
 from tests.peers import CsmsCallError
+from tests.security_pki import SecurityPki, make_security_pki
+from tests.security_rig import secure_rig
 from transport.simulator.file_server import FileServer
 
 KIB = 1024
@@ -367,6 +370,12 @@ def stack(request: pytest.FixtureRequest) -> Stack:
     return result
 
 
+@pytest.fixture(scope="module")
+def tls_pki() -> SecurityPki:
+    """The OCTT cases run over wss:// (security profile 2): the CSMS's certificates."""
+    return make_security_pki()
+
+
 FIRMWARE_EVENTS = {
     SecurityEvent.FIRMWARE_UPDATED,
     SecurityEvent.INVALID_FIRMWARE_SIGNATURE,
@@ -463,14 +472,16 @@ def signer_for(stack: Stack, pki: ManufacturerPki) -> tuple[Signer, str]:
 
 
 async def test_tc_080_cs_secure_firmware_update(
-    stack: Stack, server: FileServer, tmp_path: Path, pki: ManufacturerPki
+    stack: Stack, server: FileServer, tmp_path: Path, pki: ManufacturerPki, tls_pki: SecurityPki
 ) -> None:
     server.files["/fw/cp-2.1.0.bin"] = IMAGE
     signer, scheme = signer_for(stack, pki)
     update = signed_update(
         server.url("/fw/cp-2.1.0.bin"), signer, sign(IMAGE, signer.key, scheme=scheme), 123
     )
-    async with rig(stack, firmware=firmware_config(tmp_path, pki)) as r:
+    async with secure_rig(
+        stack, tls_pki, tmp_path / "tls", profile=2, firmware=firmware_config(tmp_path, pki)
+    ) as r:
         boots_before = len(r.calls("BootNotification"))
         assert await r.peer.call("SignedUpdateFirmware", update) == {"status": "Accepted"}
         await r.wait_stopped()  # installed: the daemon restarts itself
@@ -509,7 +520,7 @@ async def test_tc_080_cs_secure_firmware_update(
 
 
 async def test_tc_081_cs_secure_firmware_update_invalid_signature(
-    stack: Stack, server: FileServer, tmp_path: Path, pki: ManufacturerPki
+    stack: Stack, server: FileServer, tmp_path: Path, pki: ManufacturerPki, tls_pki: SecurityPki
 ) -> None:
     server.files["/fw/cp-2.1.0.bin"] = IMAGE
     signer, scheme = signer_for(stack, pki)
@@ -517,7 +528,9 @@ async def test_tc_081_cs_secure_firmware_update_invalid_signature(
     update = signed_update(
         server.url("/fw/cp-2.1.0.bin"), signer, sign(other, signer.key, scheme=scheme), 81
     )
-    async with rig(stack, firmware=firmware_config(tmp_path, pki)) as r:
+    async with secure_rig(
+        stack, tls_pki, tmp_path / "tls", profile=2, firmware=firmware_config(tmp_path, pki)
+    ) as r:
         assert await r.peer.call("SignedUpdateFirmware", update) == {"status": "Accepted"}
         await wait_signed(r, "InvalidSignature")
         assert signed_statuses(r) == ["Downloading", "Downloaded", "InvalidSignature"]
@@ -556,12 +569,14 @@ async def test_a_signing_certificate_not_from_the_manufacturer_is_answered_inval
 
 
 async def test_update_firmware_under_a_security_profile_is_answered_not_supported(
-    stack: Stack, server: FileServer, tmp_path: Path, pki: ManufacturerPki
+    stack: Stack, server: FileServer, tmp_path: Path, pki: ManufacturerPki, tls_pki: SecurityPki
 ) -> None:
     # whitepaper L01.FR.20, firmware.unsigned_updates = "without-security-profile" (the
     # default) at security profile 1
     server.files["/fw/cp-2.1.0.bin"] = IMAGE
-    async with rig(stack, firmware=firmware_config(tmp_path, pki)) as r:
+    async with secure_rig(
+        stack, tls_pki, tmp_path / "tls", profile=2, firmware=firmware_config(tmp_path, pki)
+    ) as r:
         with pytest.raises(CsmsCallError) as error:
             await r.peer.call(
                 "UpdateFirmware", {"location": server.url("/fw/cp-2.1.0.bin"), "retrieveDate": PAST}
