@@ -150,7 +150,7 @@ class Daemon:
         self.keys = configuration_keys(config, self.charger, self.db, self.security.check)
         self.security.bind(self.keys)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.security_log = SecurityLog(storage / "security.log")
+        self.security_log = SecurityLog(storage / "security-log.jsonl")
         self.station = Station(
             charger=self.charger,
             keys=self.keys,
