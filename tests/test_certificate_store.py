@@ -720,20 +720,6 @@ async def test_no_request_without_a_cpo_name(place: Place) -> None:
     assert b.store.pending_key() is None
 
 
-def test_new_certificate_failed_falls_back_and_records_the_event(
-    place: Place, pki: SecurityPki
-) -> None:
-    b = Block(place)
-    _, csr = _request(b.store)
-    _accept(b.store, sign_csr(csr, pki.csms_root))
-    b.store.client_files()
-    assert b.block.new_certificate_failed("TLS handshake refused") is True
-    assert b.events == [(SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE, "TLS handshake refused")]
-    assert b.store.client_files() == (place.factory_cert, place.factory_key)
-    assert b.block.new_certificate_failed("again") is False
-    assert len(b.events) == 1
-
-
 async def test_renewal_30_days_before_expiry_under_profile_3_a03(place: Place) -> None:
     b = Block(place)
     b.online()

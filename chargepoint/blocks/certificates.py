@@ -15,8 +15,9 @@ How the composition root uses it:
   charge point certificate 30 days before it expires, under security profile 3 (A03.FR.02);
 * after CertificateSigned Accepted the block asks the session to reconnect (profile 3), so the
   next connection presents ``store.client_files()``; the connection's outcome goes to the store
-  (``store.client_proven()``) or to :meth:`new_certificate_failed`, which falls back and
-  records InvalidChargePointCertificate.
+  from the security profiles (:mod:`chargepoint.app.security`): ``client_proven()``, or, when
+  the CSMS keeps refusing the new certificate, ``client_failed()`` and the
+  InvalidChargePointCertificate event.
 """
 
 from __future__ import annotations
@@ -231,15 +232,6 @@ class CertificateManagement:
         session = self._context.session
         if session is not None:
             session.spawn(session.reconnect(why), "reconnect for a new certificate")
-
-    def new_certificate_failed(self, why: str) -> bool:
-        """Connections with the newest charge point certificate fail (the CSMS refuses it):
-        back to the previous one, with an InvalidChargePointCertificate event. True if there
-        was a new certificate to fall back from."""
-        if not self._store.client_failed():
-            return False
-        self._record(SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE, why)
-        return True
 
     # -- SignCertificate (A02.FR.02/03, A03.FR.02/03) --
 
