@@ -2,18 +2,32 @@
 
 Four parts start on loopback and a pseudo-terminal: a simulated module (``--module``, of any
 family :mod:`transport.simulator.families` has; a Quectel EC200U by default) on a pty at
-115200 baud with 50 ms of network latency each way, a CSMS (`websockets` + the `ocpp` library),
-an HTTP file server holding a firmware image and taking diagnostics uploads, and the charge
-point daemon, configured by a TOML file written for it exactly as an installer would. A script
-then plays a day at the charger: boot, cable in, RFID card, charging with meter values, a
-coverage hole while charging (the module loses the cell, or the Wi-Fi access point; meter values
-queue on disk and are delivered when it is back), stop, a remote start and stop from the CSMS, a
-firmware update (download through the module's HTTP client, install, restart, "Installed") and a
-diagnostics upload.
+115200 baud with 50 ms of network latency each way, a CSMS (`websockets` + the `ocpp` library)
+with the security extension, an HTTP file server holding a firmware image and taking
+diagnostics uploads, and the charge point daemon, configured by a TOML file written for it
+exactly as an installer would: security profile 2 (TLS in the module, Basic auth), the CSMS
+root and a manufacturer root made for the run (:mod:`chargepoint.demo.certificates`) as its
+trusted roots. A script then plays a day at the charger:
+
+1. boot (BootNotification; the security event StartupOfTheDevice);
+2-3. cable in, RFID card, charging with meter values;
+4-5. a coverage hole while charging (the module loses the cell, or the Wi-Fi access point;
+   meter values queue on disk and are delivered when it is back);
+6. stop;
+7. a remote start and stop from the CSMS;
+8. a signed firmware update as the security whitepaper has it (L01): SignedUpdateFirmware with
+   the manufacturer's firmware signing certificate and the image's RSA-PSS signature;
+   download through the module's HTTP client, SignatureVerified, install, restart, "Installed",
+   and the security events ResetOrReboot, StartupOfTheDevice and FirmwareUpdated;
+9. a diagnostics upload;
+10. a new charge point certificate (A02): ExtendedTriggerMessage SignChargePointCertificate,
+    SignCertificate with the charge point's CSR, CertificateSigned from the CSMS's CA, kept for
+    security profile 3.
 
 It prints one timeline of what crossed the serial line (AT commands with their results; the
-data-moving commands only counted), the WebSocket and OCPP, then a summary; exit code 0 when
-every step happened. ``--keep-running`` leaves everything up for ``chargepoint ctl``.
+data-moving commands only counted), the WebSocket and OCPP, then a summary with the security
+events the CSMS received; exit code 0 when every step happened. ``--keep-running`` leaves
+everything up for ``chargepoint ctl``.
 """
 
 from __future__ import annotations
@@ -31,13 +45,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from cryptography import x509
 from ocpp.v16 import call
+from ocpp.v16.datatypes import Firmware
 
 from chargepoint.app import control
 from chargepoint.app.assembly import link_for
 from chargepoint.app.daemon import Daemon
 from chargepoint.app.service import ServiceNotifier
-from chargepoint.demo.certificates import make_certificates
+from chargepoint.demo.certificates import (
+    CsrRefused,
+    make_certificates,
+    sign_csr,
+    sign_firmware,
+)
 from chargepoint.demo.csms import DemoCsms
 from chargepoint.demo.installation import (
     BAUD,
@@ -45,9 +66,10 @@ from chargepoint.demo.installation import (
     NEW_VERSION,
     OLD_VERSION,
     PASSWORD,
+    VENDOR,
     write_config,
 )
-from chargepoint.demo.summary import Parts, print_summary
+from chargepoint.demo.summary import SIGNED_FIRMWARE_STATUSES, Parts, print_summary
 from chargepoint.demo.timeline import Timeline
 from chargepoint.logs import FORMAT
 from chargepoint.station import Station
@@ -61,6 +83,7 @@ CARD = "04A2B3C4D5"
 REMOTE_CARD = "APP-USER-42"
 FIRMWARE_PATH = f"/firmware/cp-{NEW_VERSION}.bin"
 FIRMWARE_SIZE = 64 * 1024
+FIRMWARE_REQUEST = 8  # SignedUpdateFirmware's requestId: the step's number
 STEP_TIMEOUT = 90.0
 
 
@@ -167,13 +190,15 @@ class Demo:
         daemon_task: asyncio.Task[None] | None = None
         try:
             async with SimulatorShell(self.module.module(), baud=BAUD, latency=LATENCY) as sim:
-                config_path = write_config(
-                    directory, csms.url, sim.path, certificates.ca, self.module
-                )
-                parts = Parts(csms, files, sim, config_path, self.module)
+                config_path = write_config(directory, csms.url, sim.path, certificates, self.module)
+                parts = Parts(csms, files, sim, config_path, self.module, certificates)
                 self.say(
                     f"CSMS (ocpp library) on {csms.url}, its certificate signed by a CA made "
                     "for this run (security profile 2)"
+                )
+                self.say(
+                    "a manufacturer root CA (firmware.manufacturer_ca_file) and the firmware "
+                    "signing certificate it issued, made for this run"
                 )
                 self.say(f"HTTP file server on {files.url('/')} with {FIRMWARE_PATH}")
                 self.say(
@@ -320,23 +345,7 @@ class Demo:
         await self._ctl(parts, "unplug", "1")
         await self._wait(parts, "Available", self._status(parts, mark, "Available"))
 
-        mark = step(
-            f"8. firmware update {OLD_VERSION} → {NEW_VERSION} through {self.module.download}"
-        )
-        await csms.call(
-            call.UpdateFirmware(
-                location=parts.files.url(FIRMWARE_PATH), retrieve_date=_utc_now(), retries=2
-            )
-        )
-        await self._wait(
-            parts,
-            "FirmwareStatusNotification Installed",
-            self._called(parts, mark, "FirmwareStatusNotification", status="Installed"),
-            180,
-        )
-        boot = self._called(parts, mark, "BootNotification")()
-        if boot is None or boot.get("firmware_version") != NEW_VERSION:
-            raise StepFailed(f"BootNotification after the update reports {boot}")
+        await self._signed_firmware_update(parts, step)
 
         mark = step("9. diagnostics upload: logs, frame trace and configuration, as a tar.gz")
         await csms.call(call.GetDiagnostics(location=parts.files.url("/diagnostics/"), retries=2))
@@ -349,7 +358,102 @@ class Demo:
         assert self.daemon is not None and self.daemon.diagnostics is not None
         async with asyncio.timeout(STEP_TIMEOUT):  # its answer is on the way back
             await self.daemon.diagnostics.wait_done()
+
+        await self._new_certificate(parts, step)
         self._uart_totals(sim)
+
+    async def _signed_firmware_update(self, parts: Parts, step: Callable[[str], int]) -> None:
+        """Step 8: SignedUpdateFirmware as a CSMS following the security whitepaper sends it
+        (L01), the image signed by the manufacturer's firmware signing certificate."""
+        csms, signer = parts.csms, parts.certificates.firmware_signer
+        version = f"{OLD_VERSION} → {NEW_VERSION}"
+        mark = step(f"8. signed firmware update {version} through {self.module.download}")
+        self.say(
+            "   SignedUpdateFirmware: the image signed (RSA-PSS, SHA-256) with the firmware "
+            "signing certificate the manufacturer root issued"
+        )
+        answer = await csms.call(
+            call.SignedUpdateFirmware(
+                request_id=FIRMWARE_REQUEST,
+                retries=2,
+                firmware=Firmware(
+                    location=parts.files.url(FIRMWARE_PATH),
+                    retrieve_date_time=_utc_now(),
+                    signing_certificate=signer.pem,
+                    signature=sign_firmware(parts.files.files[FIRMWARE_PATH], signer),
+                ),
+            )
+        )
+        if answer.status != "Accepted":
+            raise StepFailed(f"SignedUpdateFirmware {answer.status}")
+        await self._wait(
+            parts,
+            "SignedFirmwareStatusNotification Installed",
+            self._called(
+                parts,
+                mark,
+                "SignedFirmwareStatusNotification",
+                status="Installed",
+                request_id=FIRMWARE_REQUEST,
+            ),
+            180,
+        )
+        statuses = [
+            p["status"]
+            for p in csms.seen("SignedFirmwareStatusNotification", since=mark)
+            if p.get("request_id") == FIRMWARE_REQUEST
+        ]
+        if statuses != list(SIGNED_FIRMWARE_STATUSES):
+            raise StepFailed(f"SignedFirmwareStatusNotification {' → '.join(statuses)}")
+        boot = self._called(parts, mark, "BootNotification")()
+        if boot is None or boot.get("firmware_version") != NEW_VERSION:
+            raise StepFailed(f"BootNotification after the update reports {boot}")
+        # The security events of the restart go through the outbox: all of them are in before
+        # the next step, so the summary lists every one.
+        for event in ("ResetOrReboot", "StartupOfTheDevice", "FirmwareUpdated"):
+            await self._wait(
+                parts,
+                f"SecurityEventNotification {event}",
+                self._called(parts, mark, "SecurityEventNotification", type=event),
+            )
+
+    async def _new_certificate(self, parts: Parts, step: Callable[[str], int]) -> None:
+        """Step 10: the CSMS, as the CPO's certificate authority, gives the charge point a
+        certificate of its own (A02). At profile 2 it is kept for profile 3: no reconnect."""
+        csms = parts.csms
+        mark = step("10. the CSMS asks for a new charge point certificate and signs its CSR")
+        answer = await csms.call(
+            call.ExtendedTriggerMessage(requested_message="SignChargePointCertificate")
+        )
+        if answer.status != "Accepted":
+            raise StepFailed(f"ExtendedTriggerMessage SignChargePointCertificate {answer.status}")
+        request = await self._wait(
+            parts, "SignCertificate", self._called(parts, mark, "SignCertificate")
+        )
+        try:
+            chain = sign_csr(
+                request["csr"],
+                parts.certificates.csms_root,
+                charge_point_id=IDENTITY,
+                cpo_name=VENDOR,
+            )
+        except CsrRefused as refused:
+            raise StepFailed(f"SignCertificate: {refused}") from None
+        answer = await csms.call(call.CertificateSigned(certificate_chain=chain))
+        if answer.status != "Accepted":
+            raise StepFailed(f"CertificateSigned {answer.status}")
+        parts.charge_point_certificate = x509.load_pem_x509_certificate(chain.encode())
+        self.say(
+            "   Accepted and stored for a raise to security profile 3 "
+            "(at profile 2 the charge point does not reconnect with it)"
+        )
+        await self._wait(
+            parts,
+            "SecurityEventNotification ReconfigurationOfSecurityParameters",
+            self._called(
+                parts, mark, "SecurityEventNotification", type="ReconfigurationOfSecurityParameters"
+            ),
+        )
 
     def _station(self) -> Station:
         assert self.daemon is not None

@@ -1,7 +1,9 @@
 """The CSMS of ``chargepoint demo``: `websockets` and the `ocpp` library's central-system side on
 127.0.0.1, accepting one charge point with HTTP Basic auth, answering what a Core and
-Firmware Management charge point sends, and calling it back (remote start/stop, firmware
-update, diagnostics) when the demo script asks.
+Firmware Management charge point with the security extension sends (security events, signed
+firmware statuses, certificate signing requests), and calling it back (remote start/stop,
+signed firmware update, diagnostics, a new charge point certificate) when the demo script
+asks.
 
 Every frame that crosses the WebSocket is handed to ``on_frame(direction, text)`` so the demo
 can print it; every CALL the charge point makes is kept in :attr:`DemoCsms.calls`.
@@ -22,7 +24,7 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint as CsmsSide
 from ocpp.v16 import call_result
 from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+from ocpp.v16.enums import Action, AuthorizationStatus, GenericStatus, RegistrationStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -117,6 +119,24 @@ class _Handlers(CsmsSide):  # type: ignore[misc]  # the ocpp library is untyped
     def on_diagnostics_status(self, **payload: Any) -> call_result.DiagnosticsStatusNotification:
         self._seen("DiagnosticsStatusNotification", payload)
         return call_result.DiagnosticsStatusNotification()
+
+    @on(Action.signed_firmware_status_notification)  # type: ignore[untyped-decorator]
+    def on_signed_firmware_status(
+        self, **payload: Any
+    ) -> call_result.SignedFirmwareStatusNotification:
+        self._seen("SignedFirmwareStatusNotification", payload)
+        return call_result.SignedFirmwareStatusNotification()
+
+    @on(Action.security_event_notification)  # type: ignore[untyped-decorator]
+    def on_security_event(self, **payload: Any) -> call_result.SecurityEventNotification:
+        self._seen("SecurityEventNotification", payload)
+        return call_result.SecurityEventNotification()
+
+    @on(Action.sign_certificate)  # type: ignore[untyped-decorator]
+    def on_sign_certificate(self, **payload: Any) -> call_result.SignCertificate:
+        # Accepted: the demo script signs the CSR and sends CertificateSigned (A02.FR.04/05).
+        self._seen("SignCertificate", payload)
+        return call_result.SignCertificate(status=GenericStatus.accepted)
 
 
 class DemoCsms:

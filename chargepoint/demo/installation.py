@@ -1,5 +1,6 @@
 """What the demo installs: its configuration file, CSMS password and firmware installer,
-written as an installer would write them for a charger in the field."""
+written as an installer would write them for a charger in the field, with the CSMS root and
+the manufacturer root (:mod:`chargepoint.demo.certificates`) as the two trusted roots."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 import sys
 from pathlib import Path
 
+from chargepoint.demo.certificates import DemoCertificates
 from transport.simulator.families import SimulatedFamily
 
 BAUD = 115200
 IDENTITY = "CP-DEMO-1"
 PASSWORD = "demo-secret-0123"
+VENDOR = "DemoVendor"  # also CpoName, by default: the organisation of the charge point's CSR
 OLD_VERSION, NEW_VERSION = "1.0.0", "1.1.0"
 
 INSTALLER = """\
@@ -24,7 +27,11 @@ version_file.write_text(version + "\\n")
 
 
 def write_config(
-    directory: Path, csms_url: str, sim_path: str, ca_file: Path, module: SimulatedFamily
+    directory: Path,
+    csms_url: str,
+    sim_path: str,
+    certificates: DemoCertificates,
+    module: SimulatedFamily,
 ) -> Path:
     """The configuration an installer would write for the demo, with its firmware installer."""
     version_file = directory / "firmware-version"
@@ -39,7 +46,7 @@ def write_config(
 # Written by `chargepoint demo`: the charge point on a simulated {module.title}.
 [charge_point]
 id = "{IDENTITY}"
-vendor = "DemoVendor"
+vendor = "{VENDOR}"
 model = "AT-1"
 serial_number = "DEMO-0001"
 connectors = 1
@@ -47,14 +54,14 @@ connectors = 1
 [csms]
 url = "{csms_url}"
 password_file = "csms-password"
-ca_file = "{ca_file}"               # security profile 2: TLS in the module, Basic auth inside
+ca_file = "{certificates.ca}"  # security profile 2: TLS in the module, Basic auth inside
 reconnect_delay_min = 1
 reconnect_delay_max = 4
 
 {module.config(sim_path, BAUD)}
 [firmware]
 install_command = {json.dumps(install)}
-unsigned_updates = "allowed"  # until the demo signs its image
+manufacturer_ca_file = "{certificates.manufacturer_ca}"  # signed images only at profile 2
 version_file = "{version_file}"
 
 [diagnostics]

@@ -10,11 +10,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from cryptography import x509
+
+from chargepoint.demo.certificates import DemoCertificates
 from chargepoint.demo.csms import DemoCsms
 from chargepoint.demo.timeline import Timeline
 from transport.simulator import SimulatorShell
 from transport.simulator.families import SimulatedFamily
 from transport.simulator.file_server import FileServer
+
+# A signed update's SignedFirmwareStatusNotifications, in order, when all goes well (whitepaper
+# L01: no installDateTime, so no InstallScheduled; InstallRebooting is not sent, see
+# chargepoint.blocks.firmware).
+SIGNED_FIRMWARE_STATUSES = (
+    "Downloading",
+    "Downloaded",
+    "SignatureVerified",
+    "Installing",
+    "Installed",
+)
+INDENT = " " * 25  # continuation lines of a summary row
 
 
 @dataclass
@@ -24,6 +39,9 @@ class Parts:
     sim: SimulatorShell
     config_path: Path
     module: SimulatedFamily
+    certificates: DemoCertificates
+    # The charge point certificate the CSMS signed and the charge point accepted (step 10).
+    charge_point_certificate: x509.Certificate | None = None
 
 
 def print_summary(
@@ -52,10 +70,13 @@ def print_summary(
         ("UART module → host", f"{sim.bytes_to_host} bytes"),
         ("AT commands", f"{timeline.commands} ({timeline.urcs} URCs)"),
         ("security", _security_line(parts)),
+        ("security events", _security_events(csms)),
+        ("certificate", _certificate_line(parts)),
         ("transactions", f"{len(csms.seen('StopTransaction'))} stopped"),
         ("coverage hole", f"{delivered_after_hole} queued messages delivered after it"),
         ("energy charged", f"{csms.energy_wh} Wh (meterStop - meterStart, as the CSMS bills)"),
         ("firmware", _firmware_line(parts)),
+        ("signed firmware", _signed_firmware_line(csms)),
         ("diagnostics", _diagnostics_line(upload.data if upload else None)),
         ("elapsed", f"{time.time() - start:.1f} s"),
         ("result", "every step completed" if ok else "FAILED (see the timeline)"),
@@ -85,6 +106,42 @@ def _counts(counter: Counter[str]) -> str:
 def _firmware_line(parts: Parts) -> str:
     versions = [p.get("firmware_version") for p in parts.csms.seen("BootNotification")]
     return f"BootNotification firmwareVersion {' → '.join(dict.fromkeys(map(str, versions)))}"
+
+
+def _signed_firmware_line(csms: DemoCsms) -> str:
+    requests: dict[object, list[str]] = {}
+    for payload in csms.seen("SignedFirmwareStatusNotification"):
+        requests.setdefault(payload.get("request_id"), []).append(str(payload.get("status")))
+    if not requests:
+        return "no SignedFirmwareStatusNotification"
+    return "; ".join(
+        f"requestId {request}: {' → '.join(statuses)}" for request, statuses in requests.items()
+    )
+
+
+def _security_events(csms: DemoCsms) -> str:
+    """The SecurityEventNotifications the CSMS received, one a line, in the order it did."""
+    events = csms.seen("SecurityEventNotification")
+    if not events:
+        return "none received"
+    width = max(len(e["type"]) for e in events)
+    lines = [f"{len(events)} received by the CSMS (time, type, techInfo):"]
+    for event in events:
+        when = str(event.get("timestamp", ""))[11:19]
+        lines.append(f"{INDENT}{when}  {event['type']:<{width}}  {event.get('tech_info', '')}")
+    return "\n".join(lines).rstrip()
+
+
+def _certificate_line(parts: Parts) -> str:
+    asked = parts.csms.seen("SignCertificate")
+    certificate = parts.charge_point_certificate
+    if certificate is None:
+        return f"{len(asked)} SignCertificate, no charge point certificate accepted"
+    issuer = certificate.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    return (
+        f"{certificate.subject.rfc4514_string()} from SignCertificate's CSR, signed by "
+        f"{issuer!s}: Accepted, kept for security profile 3"
+    )
 
 
 def _diagnostics_line(archive: bytes | None) -> str:

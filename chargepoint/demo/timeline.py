@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import Counter
 from typing import Any, TextIO
 
 WIDTH = 160
+LONG = 100  # a string without spaces longer than this (a signature) is shown shortened
 MODULE_STATUS = ("module status: ", "module on ")  # the driver's words for URCs shown anyway
 
 
@@ -116,8 +118,21 @@ def _describe(action: str, payload: dict[str, Any]) -> str:
     for key, value in payload.items():
         shown = value
         if isinstance(value, dict):
-            shown = value.get("status", "{…}")
+            # idTagInfo and the like by their status; SignedUpdateFirmware's firmware in full.
+            shown = value.get("status") or "{" + _describe(action, value) + "}"
         elif isinstance(value, list):
             shown = f"[{len(value)}]"
+        elif isinstance(value, str):
+            shown = _short(value)
         parts.append(f"{key}={shown}")
     return " ".join(parts)
+
+
+def _short(text: str) -> str:
+    """Certificates, CSRs and signatures by what they are, not as pages of base64."""
+    if text.startswith("-----BEGIN "):
+        kinds = re.findall(r"-----BEGIN ([A-Z0-9 ]+)-----", text)
+        return f"<PEM {' + '.join(kinds)}, {len(text)} chars>"
+    if len(text) > LONG and " " not in text:
+        return f"{text[:16]}…<{len(text)} chars>"
+    return text
