@@ -714,9 +714,10 @@ class FirmwareUpdater:
             await asyncio.sleep(NOTIFY_RETRY)
 
     def _record(self, event: SecurityEvent, tech_info: str) -> None:
-        log.warning("security event %s: %s", event.value, tech_info)
-        if self._events is not None:
-            self._events(event, tech_info[:TECH_INFO])
+        if self._events is None:  # the sink logs what it records
+            log.warning("security event %s: %s", event.value, tech_info)
+            return
+        self._events(event, tech_info[:TECH_INFO])
 
     def _row(self) -> sqlite3.Row | None:
         cursor = self.db.execute("SELECT * FROM firmware_update WHERE id = 1")
