@@ -60,6 +60,7 @@ from chargepoint.model.certificates import (
     check_root,
     check_signed_chain,
     describe,
+    find_issuer,
     fingerprint,
     hash_data,
     load_pem_certificate,
@@ -145,6 +146,7 @@ class CertificateStore:
         self._factory_client = factory_client
         self.max_roots = max_roots
         self._offered: int | None = None  # the client_certificates row client_files() gave
+        self._unlisted: set[str] = set()  # fingerprints warned about as without an issuer
         directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         directory.chmod(DIRECTORY_MODE)  # also when it existed, or the umask narrowed mkdir's
         db.executescript(SCHEMA)
@@ -173,8 +175,34 @@ class CertificateStore:
         return [root.certificate for root in self.roots(RootType.MANUFACTURER)]
 
     def hash_data(self, use: RootType, algorithm: str = DEFAULT_HASH_ALGORITHM) -> list[HashData]:
-        """GetInstalledCertificateIds (M03.FR.04): the hash data of each root of ``use``."""
-        return [hash_data(root.certificate, algorithm) for root in self.roots(use)]
+        """GetInstalledCertificateIds (M03.FR.04): the hash data of each certificate of
+        ``use``, intermediates from a factory file included (whitepaper M03 lists the
+        installed certificates, and the CSMS can only delete what it has seen listed)."""
+        return [data for root, data in self._hashed(algorithm) if root.use is use]
+
+    def _hashed(self, algorithm: str) -> list[tuple[InstalledRoot, HashData]]:
+        """Each stored certificate with its hash data (§6.1). The hash data of a certificate
+        that is not self-issued (an intermediate in a factory file) needs its issuer's key:
+        the issuer is looked for among the stored certificates; one whose issuer is not
+        there is left out (one warning), never the whole listing."""
+        roots = self.roots()
+        stored = [root.certificate for root in roots]
+        hashed: list[tuple[InstalledRoot, HashData]] = []
+        for root in roots:
+            issuer = find_issuer(root.certificate, stored)
+            if issuer is None:
+                key = fingerprint(root.certificate)
+                if key not in self._unlisted:
+                    self._unlisted.add(key)
+                    log.warning(
+                        "%s %s is not listed: its issuer is not installed, so its hash data "
+                        "cannot be computed",
+                        root.use.value,
+                        describe(root.certificate),
+                    )
+                continue
+            hashed.append((root, hash_data(root.certificate, algorithm, issuer)))
+        return hashed
 
     def install(self, use: RootType, pem: str, now: datetime) -> Installed:
         """InstallCertificate (M05): CertificateProblem when the certificate is not a valid
@@ -213,8 +241,8 @@ class CertificateStore:
         checks the server against the whole bundle, so the last one is the one in use."""
         matches = [
             (root, fingerprint(root.certificate))
-            for root in self.roots()
-            if hash_data(root.certificate, data.hash_algorithm) == data
+            for root, hashed in self._hashed(data.hash_algorithm)
+            if hashed == data
         ]
         if not matches:
             return Deletion.NOT_FOUND
@@ -273,6 +301,14 @@ class CertificateStore:
                 log.error("cannot read the %s file %s: %s", use.value, path, exc)
                 return  # leave the rows as they are rather than forget the roots
         keys = {fingerprint(cert): cert for cert in certs}
+        now = _now()
+        for cert in certs:
+            try:
+                check_root(cert, now)
+            except CertificateProblem as exc:
+                # L2: the installer put it there (an intermediate the module needs in its
+                # bundle, say), so it stays; but it is not a valid root, and that is worth a look.
+                log.warning("%s file %s: %s (kept)", use.value, path, exc)
         with _transaction(self._db):
             known = {
                 row[0]: bool(row[1])

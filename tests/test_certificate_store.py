@@ -596,6 +596,38 @@ def test_delete_a_certificate_tc_076(place: Place, pki: SecurityPki) -> None:
     assert b.block._on_delete_certificate(snake).status is DeleteCertificateStatus.not_found
 
 
+def test_a_factory_file_with_an_intermediate_lists_both_and_the_root_can_be_deleted_m03_m04(
+    place: Place, pki: SecurityPki, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Root + intermediate in csms.ca_file, as installers often ship it: the intermediate's
+    # hash data is computed with the root as its issuer (whitepaper §6.1), so the CSMS sees
+    # every installed certificate (M03) and can delete any of them (M04, TC_075_2/TC_076).
+    intermediate = pki.csms_root.intermediate("Factory intermediate")
+    place.factory_roots.write_text(pki.csms_root.pem + intermediate.pem + pki.second_root.pem)
+    b = Block(place)
+    assert "Factory intermediate" in caplog.text  # L2: not a valid root, said at start
+    bundle = b.store.csms_roots_file()
+    assert bundle is not None and len(load_pem_chain(bundle.read_bytes())) == 3  # still there
+    listed = b.block._on_get_installed_certificate_ids("CentralSystemRootCertificate")
+    assert listed.status is GetInstalledCertificateStatus.accepted
+    root_data = hash_data(pki.csms_root.cert).to_ocpp()
+    assert listed.certificate_hash_data == [
+        root_data,
+        hash_data(intermediate.cert, issuer=pki.csms_root.cert).to_ocpp(),
+        hash_data(pki.second_root.cert).to_ocpp(),
+    ]
+    assert b.block._on_delete_certificate(root_data).status is DeleteCertificateStatus.accepted
+    # Its issuer gone, the intermediate cannot be hashed: left out with a warning, the
+    # listing and later deletions still work.
+    caplog.clear()
+    again = b.block._on_get_installed_certificate_ids("CentralSystemRootCertificate")
+    assert again.certificate_hash_data == [hash_data(pki.second_root.cert).to_ocpp()]
+    b.block._on_get_installed_certificate_ids("CentralSystemRootCertificate")
+    assert caplog.text.count("its issuer is not installed") == 1
+    data = hash_data(pki.second_root.cert).to_ocpp()
+    assert b.block._on_delete_certificate(data).status is DeleteCertificateStatus.accepted
+
+
 def test_deleting_the_last_csms_root_in_use_fails_m04_fr_06(place: Place, pki: SecurityPki) -> None:
     b = Block(place, profile=2)
     data = hash_data(pki.csms_root.cert).to_ocpp()

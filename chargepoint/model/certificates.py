@@ -274,6 +274,19 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def find_issuer(
+    cert: x509.Certificate, candidates: list[x509.Certificate]
+) -> x509.Certificate | None:
+    """The certificate among ``candidates`` that signed ``cert`` (itself when self-issued);
+    None when it is not there."""
+    if cert.issuer == cert.subject:
+        return cert
+    for candidate in candidates:
+        if candidate.subject == cert.issuer and _signed_by(cert, candidate):
+            return candidate
+    return None
+
+
 def check_root(cert: x509.Certificate, now: datetime) -> None:
     """A certificate fit to be installed as a root (whitepaper M05.FR.06): X.509 v3, a CA,
     self-signed with a signature that verifies, a strong enough key, valid at ``now``."""
