@@ -21,8 +21,9 @@ root is remembered so that the next start does not bring it back from the file. 
 
 The charge point certificate's life (A02.FR.08-10)::
 
-    store_pending_key(key)   the key of a CSR just sent                  (pending)
-    accept_chain(...)        CertificateSigned passed A02.FR.06          (pending → candidate)
+    store_pending_key(key)   the key of a CSR just sent (the last MAX_PENDING stay)  (pending)
+    accept_chain(...)        CertificateSigned for one of them passed A02.FR.06
+                                                                         (pending → candidate)
     client_files()           the candidate once its notBefore has come, else the current
                              certificate, else the factory one from the configuration
     client_proven()          a connection with client_files() worked     (candidate → current,
@@ -68,6 +69,7 @@ from chargepoint.model.certificates import (
     load_private_key,
     private_key_pem,
     public_key_digest,
+    same_key,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ KEY_MODE = 0o600
 CERT_MODE = 0o644
 DIRECTORY_MODE = 0o700
 DIGEST_LENGTH = 16  # hex characters of SHA-256 in a file name
+MAX_PENDING = 3  # CSRs whose certificate may still come (review H2: a slow CA)
 
 
 class RootType(enum.StrEnum):
@@ -332,33 +335,52 @@ class CertificateStore:
 
     # -- the charge point certificate --
 
-    def store_pending_key(self, key: PrivateKey) -> None:
-        """Keep the private key of the CSR just made (mode 0600), replacing an earlier one
-        still waiting for its certificate."""
+    def store_pending_key(self, key: PrivateKey, now: datetime | None = None) -> None:
+        """Keep the private key of the CSR just made (mode 0600). The keys of the last
+        MAX_PENDING requests stay: the CA may still be signing an earlier CSR (A02.FR.04)
+        when a renewal or a second SignChargePointCertificate makes another; older ones go."""
         name = f"client-{public_key_digest(key)[:DIGEST_LENGTH]}.key"
         _write_once(self.directory / name, private_key_pem(key), KEY_MODE)
         with _transaction(self._db):
-            old = self._files(
-                "SELECT key_file, cert_file FROM client_certificates WHERE state = 'pending'"
-            )
-            self._db.execute("DELETE FROM client_certificates WHERE state = 'pending'")
             self._db.execute(
                 "INSERT INTO client_certificates (state, key_file, since) VALUES ('pending', ?, ?)",
-                (name, _now().isoformat()),
+                (name, (now or _now()).isoformat()),
+            )
+            stale = "SELECT id FROM client_certificates WHERE state = 'pending' " + (
+                "ORDER BY id DESC LIMIT -1 OFFSET ?"
+            )
+            old = self._files(
+                f"SELECT key_file, cert_file FROM client_certificates WHERE id IN ({stale})",
+                MAX_PENDING,
+            )
+            self._db.execute(
+                f"DELETE FROM client_certificates WHERE id IN ({stale})", (MAX_PENDING,)
             )
         self._unlink_unreferenced(old)
 
     def pending_key(self) -> PrivateKey | None:
+        """The key of the newest CSR still waiting for its certificate."""
+        pending = self._pending()
+        return pending[0][1] if pending else None
+
+    def pending_since(self) -> datetime | None:
+        """When the newest CSR still waiting for its certificate was made."""
         row = self._db.execute(
-            "SELECT key_file FROM client_certificates WHERE state = 'pending'"
+            "SELECT since FROM client_certificates WHERE state = 'pending' ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        if row is None:
-            return None
-        try:
-            return load_private_key((self.directory / row[0]).read_bytes())
-        except (OSError, ValueError, CertificateProblem) as exc:
-            log.error("the pending private key %s cannot be read: %s", row[0], exc)
-            return None
+        return None if row is None else datetime.fromisoformat(row[0])
+
+    def _pending(self) -> list[tuple[int, PrivateKey]]:
+        """The pending rows that have a readable key, newest first."""
+        pending: list[tuple[int, PrivateKey]] = []
+        for ident, key_file in self._db.execute(
+            "SELECT id, key_file FROM client_certificates WHERE state = 'pending' ORDER BY id DESC"
+        ).fetchall():
+            try:
+                pending.append((ident, load_private_key((self.directory / key_file).read_bytes())))
+            except (OSError, ValueError, CertificateProblem) as exc:
+                log.error("the pending private key %s cannot be read: %s", key_file, exc)
+        return pending
 
     def accept_chain(
         self,
@@ -369,16 +391,21 @@ class CertificateStore:
         now: datetime,
         max_chain_size: int = MAX_CHAIN_SIZE,
     ) -> list[x509.Certificate]:
-        """CertificateSigned (A02.FR.06): check the chain against the pending key and the
-        Central System roots; if it passes, it becomes the candidate. CertificateProblem
-        otherwise (the certificate is discarded, A02.FR.07; the key stays pending, so the
+        """CertificateSigned (A02.FR.06): check the chain against the pending key whose public
+        key the leaf carries and the Central System roots; if it passes, that request's
+        certificate becomes the candidate (the other requests stay pending). CertificateProblem
+        otherwise (the certificate is discarded, A02.FR.07; the keys stay pending, so the
         CSMS may still send a right chain for the same request)."""
-        row = self._db.execute(
-            "SELECT id FROM client_certificates WHERE state = 'pending'"
-        ).fetchone()
-        key = self.pending_key()
-        if row is None or key is None:
+        pending = self._pending()
+        if not pending:
             raise CertificateProblem("no certificate signing request is pending")
+        try:
+            leaf = load_pem_chain(text[: max_chain_size + 1])[0]
+        except CertificateProblem:
+            leaf = None  # check_signed_chain says why
+        ident, key = next(
+            ((i, k) for i, k in pending if leaf is not None and same_key(leaf, k)), pending[0]
+        )
         chain = check_signed_chain(
             text,
             key=key,
@@ -405,7 +432,7 @@ class CertificateStore:
                     leaf.not_valid_before_utc.isoformat(),
                     leaf.not_valid_after_utc.isoformat(),
                     now.isoformat(),
-                    row[0],
+                    ident,
                 ),
             )
         self._unlink_unreferenced(old)

@@ -376,14 +376,42 @@ def test_a_chain_without_a_pending_request_is_refused(place: Place, pki: Securit
         _accept(store, sign_csr(csr, pki.csms_root))
 
 
-def test_a_new_request_replaces_the_pending_key(place: Place, pki: SecurityPki) -> None:
+def test_a_second_request_keeps_the_first_key_so_its_certificate_is_accepted_a02_fr_04(
+    place: Place, pki: SecurityPki
+) -> None:
+    # The CA may take longer than the next renewal check or a second
+    # ExtendedTriggerMessage(SignChargePointCertificate): the first CSR's certificate still fits.
     store = place.store()
     _, first = _request(store)
     _, second = _request(store)
-    assert len(list(place.directory.glob("client-*.key"))) == 1
+    _accept(store, sign_csr(first, pki.csms_root))
+    assert store.pending_key() is not None  # the second request still waits
+    _accept(store, sign_csr(second, pki.csms_root))  # and may still come, replacing it
+    assert store.pending_key() is None
+
+
+def test_only_the_last_three_pending_keys_are_kept(place: Place, pki: SecurityPki) -> None:
+    store = place.store()
+    csrs = [_request(store)[1] for _ in range(4)]
+    assert len(list(place.directory.glob("client-*.key"))) == 3
     with pytest.raises(CertificateProblem, match="not for the key"):
-        _accept(store, sign_csr(first, pki.csms_root))
-    _accept(store, sign_csr(second, pki.csms_root))
+        _accept(store, sign_csr(csrs[0], pki.csms_root))
+    _accept(store, sign_csr(csrs[1], pki.csms_root))
+
+
+async def test_renewal_waits_for_a_request_younger_than_a_day(place: Place) -> None:
+    b = Block(place)
+    expires = b.store.client_expires()
+    assert expires is not None
+    start = expires - 29 * DAY
+    b.clock = lambda: start
+    await b.sign()  # pending since ``start``
+    b.clock = lambda: start + datetime.timedelta(hours=23)
+    assert b.block.renew_if_due() is False
+    assert b.block._requesting is False
+    b.clock = lambda: start + DAY
+    assert b.block.renew_if_due() is True  # no certificate a day later: ask again
+    await _drain(b.context)
 
 
 def test_everything_survives_a_restart(place: Place, pki: SecurityPki) -> None:

@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 CPO_NAME = "CpoName"
 MAX_CHAIN_KEY = "CertificateSignedMaxChainSize"
 RENEW_BEFORE = timedelta(days=30)  # A03: a new certificate a month before the old one expires
+PENDING_WAIT = timedelta(hours=24)  # a renewal leaves a CSR this young to the CA
 FIRST_CHECK = timedelta(minutes=1)  # after start: the clock is valid, the connection likely up
 RENEWAL_JOB = "certificate renewal"
 SWITCH_JOB = "certificate switch"
@@ -251,7 +252,7 @@ class CertificateManagement:
                 log.error("no CpoName configured: no certificate signing request (A02.FR.13)")
                 return
             key, csr = await asyncio.to_thread(self._make_csr, cpo_name)
-            self._store.store_pending_key(key)
+            self._store.store_pending_key(key, self._clock())
             answer = await self._context.send("SignCertificate", {"csr": csr})
             if answer is None:
                 log.warning("SignCertificate not answered: the request is made again later")
@@ -288,6 +289,11 @@ class CertificateManagement:
             return False
         expires = self._store.client_expires()
         if expires is None or expires - self._clock() > RENEW_BEFORE:
+            return False
+        since = self._store.pending_since()
+        if since is not None and self._clock() - since < PENDING_WAIT:
+            # The CA may still be signing it (A02.FR.04): a new CSR would only add a key.
+            log.info("a certificate signing request of %s is pending", since.isoformat())
             return False
         log.info("the charge point certificate expires on %s: renewing it", expires.isoformat())
         self.request_certificate()
