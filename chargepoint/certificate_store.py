@@ -94,6 +94,11 @@ CREATE TABLE IF NOT EXISTS client_certificates (
     since       TEXT NOT NULL       -- when it entered its state
 );
 """
+# Columns added after the first release: (name, declaration), added to an older database.
+CLIENT_COLUMNS = (
+    ("csr_organization", "TEXT"),  # the CSR's subject O (CpoName then) and CN, which the
+    ("csr_common_name", "TEXT"),  # leaf must carry (A02.FR.06, A02.FR.13)
+)
 
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -133,6 +138,16 @@ class InstalledRoot:
     factory: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A CSR waiting for its certificate."""
+
+    ident: int
+    key: PrivateKey
+    organization: str | None
+    common_name: str | None
+
+
 class CertificateStore:
     def __init__(
         self,
@@ -153,6 +168,10 @@ class CertificateStore:
         directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         directory.chmod(DIRECTORY_MODE)  # also when it existed, or the umask narrowed mkdir's
         db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(client_certificates)")}
+        for column, declaration in CLIENT_COLUMNS:
+            if column not in columns:
+                db.execute(f"ALTER TABLE client_certificates ADD COLUMN {column} {declaration}")
         self._sync_factory(RootType.CSMS, factory_csms_roots)
         self._sync_factory(RootType.MANUFACTURER, factory_manufacturer_roots)
         self._remove_orphans()
@@ -335,16 +354,26 @@ class CertificateStore:
 
     # -- the charge point certificate --
 
-    def store_pending_key(self, key: PrivateKey, now: datetime | None = None) -> None:
+    def store_pending_key(
+        self,
+        key: PrivateKey,
+        now: datetime | None = None,
+        *,
+        organization: str | None = None,
+        common_name: str | None = None,
+    ) -> None:
         """Keep the private key of the CSR just made (mode 0600). The keys of the last
         MAX_PENDING requests stay: the CA may still be signing an earlier CSR (A02.FR.04)
-        when a renewal or a second SignChargePointCertificate makes another; older ones go."""
+        when a renewal or a second SignChargePointCertificate makes another; older ones go.
+        ``organization`` and ``common_name`` are the CSR's subject: the certificate is checked
+        against them, not against a CpoName changed since (review M3)."""
         name = f"client-{public_key_digest(key)[:DIGEST_LENGTH]}.key"
         _write_once(self.directory / name, private_key_pem(key), KEY_MODE)
         with _transaction(self._db):
             self._db.execute(
-                "INSERT INTO client_certificates (state, key_file, since) VALUES ('pending', ?, ?)",
-                (name, (now or _now()).isoformat()),
+                "INSERT INTO client_certificates (state, key_file, since, csr_organization, "
+                "csr_common_name) VALUES ('pending', ?, ?, ?, ?)",
+                (name, (now or _now()).isoformat(), organization, common_name),
             )
             stale = "SELECT id FROM client_certificates WHERE state = 'pending' " + (
                 "ORDER BY id DESC LIMIT -1 OFFSET ?"
@@ -361,7 +390,7 @@ class CertificateStore:
     def pending_key(self) -> PrivateKey | None:
         """The key of the newest CSR still waiting for its certificate."""
         pending = self._pending()
-        return pending[0][1] if pending else None
+        return pending[0].key if pending else None
 
     def pending_since(self) -> datetime | None:
         """When the newest CSR still waiting for its certificate was made."""
@@ -370,14 +399,16 @@ class CertificateStore:
         ).fetchone()
         return None if row is None else datetime.fromisoformat(row[0])
 
-    def _pending(self) -> list[tuple[int, PrivateKey]]:
+    def _pending(self) -> list[_Pending]:
         """The pending rows that have a readable key, newest first."""
-        pending: list[tuple[int, PrivateKey]] = []
-        for ident, key_file in self._db.execute(
-            "SELECT id, key_file FROM client_certificates WHERE state = 'pending' ORDER BY id DESC"
+        pending: list[_Pending] = []
+        for ident, key_file, organization, common_name in self._db.execute(
+            "SELECT id, key_file, csr_organization, csr_common_name FROM client_certificates "
+            "WHERE state = 'pending' ORDER BY id DESC"
         ).fetchall():
             try:
-                pending.append((ident, load_private_key((self.directory / key_file).read_bytes())))
+                key = load_private_key((self.directory / key_file).read_bytes())
+                pending.append(_Pending(ident, key, organization, common_name))
             except (OSError, ValueError, CertificateProblem) as exc:
                 log.error("the pending private key %s cannot be read: %s", key_file, exc)
         return pending
@@ -403,14 +434,16 @@ class CertificateStore:
             leaf = load_pem_chain(text[: max_chain_size + 1])[0]
         except CertificateProblem:
             leaf = None  # check_signed_chain says why
-        ident, key = next(
-            ((i, k) for i, k in pending if leaf is not None and same_key(leaf, k)), pending[0]
+        request = next(
+            (p for p in pending if leaf is not None and same_key(leaf, p.key)), pending[0]
         )
+        ident = request.ident
         chain = check_signed_chain(
             text,
-            key=key,
-            charge_point_id=charge_point_id,
-            cpo_name=cpo_name,
+            key=request.key,
+            # The subject the CSR asked for; the caller's for a request stored without it.
+            charge_point_id=request.common_name or charge_point_id,
+            cpo_name=request.organization if request.organization is not None else cpo_name,
             roots=self.csms_roots(),
             now=now,
             max_chain_size=max_chain_size,

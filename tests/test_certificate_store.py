@@ -100,7 +100,7 @@ def _mode(path: Path) -> int:
 def _request(store: CertificateStore) -> tuple[ec.EllipticCurvePrivateKey, str]:
     key = generate_key("ec-p256")
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    store.store_pending_key(key)
+    store.store_pending_key(key, organization=CPO, common_name=CP)
     return key, make_csr(key, charge_point_id=CP, cpo_name=CPO)
 
 
@@ -721,6 +721,38 @@ async def test_an_invalid_certificate_is_rejected_with_invalid_charge_point_cert
     assert b.event_types() == [SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE]
     assert "not issued by an installed" in str(b.events[0][1])
     assert b.store.client_files() == (place.factory_cert, place.factory_key)
+
+
+def test_a_database_of_an_earlier_release_gains_the_csr_subject_columns(
+    place: Place, pki: SecurityPki
+) -> None:
+    place.db.execute(
+        "CREATE TABLE client_certificates (id INTEGER PRIMARY KEY AUTOINCREMENT, state TEXT "
+        "NOT NULL, key_file TEXT NOT NULL, cert_file TEXT, not_before TEXT, not_after TEXT, "
+        "since TEXT NOT NULL)"
+    )
+    store = place.store()
+    _, csr = _request(store)
+    _accept(store, sign_csr(csr, pki.csms_root))
+
+
+async def test_a_cpo_name_changed_after_the_request_does_not_reject_its_certificate(
+    place: Place, pki: SecurityPki
+) -> None:
+    # The leaf is compared with the CSR's subject (A02.FR.06, A02.FR.13), not with a CpoName
+    # a ChangeConfiguration set while the CA was signing.
+    b = Block(place)
+    csr = await b.sign()
+    b.context.keys.store("CpoName", "Another CPO")
+    chain = sign_csr(csr, pki.csms_root)
+    assert b.block._on_certificate_signed(chain).status is CertificateSignedStatus.accepted
+    b.csms.requested.clear()
+    other = await b.sign()  # a CSR with the new name: its certificate carries the new name
+    assert "Another CPO" in str(x509.load_pem_x509_csr(other.encode()).subject)
+    assert (
+        b.block._on_certificate_signed(sign_csr(other, pki.csms_root, organization=CPO)).status
+        is CertificateSignedStatus.rejected
+    )
 
 
 async def test_a_wrong_subject_is_rejected(place: Place, pki: SecurityPki) -> None:

@@ -252,7 +252,9 @@ class CertificateManagement:
                 log.error("no CpoName configured: no certificate signing request (A02.FR.13)")
                 return
             key, csr = await asyncio.to_thread(self._make_csr, cpo_name)
-            self._store.store_pending_key(key, self._clock())
+            self._store.store_pending_key(
+                key, self._clock(), organization=cpo_name, common_name=self._charge_point_id
+            )
             answer = await self._context.send("SignCertificate", {"csr": csr})
             if answer is None:
                 log.warning("SignCertificate not answered: the request is made again later")
