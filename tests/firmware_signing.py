@@ -3,10 +3,10 @@ whitepaper §2.6 "Keys used in OCPP": the Manufacturer Root Certificate and the 
 Certificate it issues; L01).
 
 One manufacturer root CA issues signing certificates with RSA 2048 and EC P-256 keys, an expired
-one, one issued through an intermediate CA, one whose keyUsage forbids signatures; a second root
-nobody installed issues one more. :func:`sign` signs an image as a manufacturer's tools do:
-RSA-PSS (or PKCS#1 v1.5) or ECDSA over the image's SHA-256. Keys are made once per test run
-(RSA generation is slow) and shared.
+one, one issued through an intermediate CA, one whose keyUsage forbids signatures; that
+intermediate CA serves as a signer too; a second root nobody installed issues one more.
+:func:`sign` signs an image as a manufacturer's tools do: RSA-PSS (or PKCS#1 v1.5) or ECDSA
+over the image's SHA-256. Keys are made once per test run (RSA generation is slow) and shared.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class ManufacturerPki:
     not_yet_valid: Signer  # RSA, valid from tomorrow
     via_intermediate: Signer  # EC, issued by an intermediate CA sent along in the PEM
     no_signing_usage: Signer  # keyUsage keyEncipherment only
+    ca_signer: Signer  # the intermediate CA itself (basicConstraints CA:TRUE) as a signer
     untrusted: Signer  # RSA, issued by a root the charge point does not have
     untrusted_root: x509.Certificate
 
@@ -164,6 +165,7 @@ def manufacturer_pki() -> ManufacturerPki:
         ),
         via_intermediate=Signer(via.certificate, ec_key, (intermediate,)),
         no_signing_usage=signed_by("Firmware Encryption RSA", _rsa_key(1), sign=False),
+        ca_signer=Signer(intermediate, intermediate_key),
         untrusted=signed_by(
             "Firmware Signing RSA (unknown maker)", _rsa_key(3), other_root, other_root_key
         ),

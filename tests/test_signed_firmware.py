@@ -105,6 +105,7 @@ def test_the_intermediate_must_be_sent_with_the_signing_certificate(
         ("expired", "expired on"),
         ("not_yet_valid", "not valid before"),
         ("no_signing_usage", "keyUsage does not allow signatures"),
+        ("ca_signer", r"is a CA certificate \(basicConstraints CA:TRUE\)"),  # review L4
     ],
 )
 def test_a_signing_certificate_that_is_not_the_manufacturers_to_use_is_refused_saying_why(

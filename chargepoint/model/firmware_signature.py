@@ -8,7 +8,8 @@ Pure: ``cryptography`` only, the time passed in, the image given as an iterable 
   chain to one of the manufacturer roots: issued by one directly, or through CA certificates
   that come after it in the same PEM. The whitepaper asks manufacturers not to use
   intermediates (L01 remark 8); taking them when the chain is sound costs nothing. Every
-  certificate of the chain must be valid at ``now``; the signing certificate's key must be RSA
+  certificate of the chain must be valid at ``now``; the signing certificate must not be a CA
+  (basicConstraints CA:TRUE: a CA key signs certificates, not images); its key must be RSA
   or EC (what the signature is checked with) and, when it has a keyUsage extension, that must
   allow signatures (A00.FR.512: key usage restricts a certificate to its purpose). Nothing
   more is asked (extended key usage, key sizes): a certificate a manufacturer's own tools
@@ -91,6 +92,14 @@ def _is_ca(cert: x509.Certificate) -> bool:
     return usage.key_cert_sign
 
 
+def _claims_ca(cert: x509.Certificate) -> bool:
+    """basicConstraints says CA:TRUE, whatever its keyUsage."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _chain_to_root(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
@@ -138,6 +147,13 @@ def check_signing_certificate(
             raise SigningCertificateProblem(
                 f"certificate {_name(cert)} expired on {cert.not_valid_after_utc.isoformat()}"
             )
+    if _claims_ca(leaf):
+        # A CA signs certificates, not images: a manufacturer's CA key used as a firmware
+        # signing key is refused, as the charge point certificate's check does (review L4).
+        raise SigningCertificateProblem(
+            f"signing certificate {_name(leaf)} is a CA certificate (basicConstraints CA:TRUE), "
+            "not a firmware signing certificate"
+        )
     if not isinstance(leaf.public_key(), rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise SigningCertificateProblem(
             f"signing certificate {_name(leaf)} has a {type(leaf.public_key()).__name__}: "
