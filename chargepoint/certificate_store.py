@@ -43,6 +43,7 @@ import enum
 import hashlib
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,6 +105,11 @@ KEY_MODE = 0o600
 CERT_MODE = 0o644
 DIRECTORY_MODE = 0o700
 DIGEST_LENGTH = 16  # hex characters of SHA-256 in a file name
+# The store's own file names (content-addressed); nothing else in the directory is touched.
+_HEX = rf"[0-9a-f]{{{DIGEST_LENGTH}}}"
+_CLIENT = re.compile(rf"client-{_HEX}\.(?:key|pem)")
+_OWN = re.compile(rf"client-{_HEX}\.(?:key|pem)|csms-roots-{_HEX}\.pem")
+_TEMPORARY = re.compile(r"\.(.+)\.tmp")  # _write_once's
 MAX_PENDING = 3  # CSRs whose certificate may still come (review H2: a slow CA)
 
 
@@ -308,7 +314,7 @@ class CertificateStore:
             _write_once(path, content, CERT_MODE)
             keep.add(path.name)
         for stale in self.directory.glob("csms-roots-*.pem"):
-            if stale.name not in keep:
+            if stale.name not in keep and _OWN.fullmatch(stale.name):
                 stale.unlink(missing_ok=True)
         return path
 
@@ -573,13 +579,18 @@ class CertificateStore:
 
     def _remove_orphans(self) -> None:
         """Files a power cut left behind: temporary files, and client files no row names
-        (written before their row, which never came)."""
+        (written before their row, which never came). Only files of the store's own naming
+        are touched: an installer's file in the directory stays (review L7). Key files get
+        mode 0600 again, in case a restore from a backup widened it (review L6)."""
         referenced = self._referenced()
         for path in self.directory.iterdir():
-            orphan = path.name.startswith(".") and path.name.endswith(".tmp")
-            orphan |= path.name.startswith("client-") and path.name not in referenced
-            if orphan:
+            temporary = _TEMPORARY.fullmatch(path.name)
+            own_temporary = temporary is not None and _OWN.fullmatch(temporary[1]) is not None
+            client = _CLIENT.fullmatch(path.name) is not None
+            if own_temporary or (client and path.name not in referenced):
                 path.unlink(missing_ok=True)
+            elif client and path.suffix == ".key":
+                path.chmod(KEY_MODE)
 
 
 def _now() -> datetime:

@@ -376,6 +376,31 @@ def test_a_chain_without_a_pending_request_is_refused(place: Place, pki: Securit
         _accept(store, sign_csr(csr, pki.csms_root))
 
 
+def test_start_makes_key_files_0600_again_and_leaves_an_installers_files_alone(
+    place: Place, pki: SecurityPki
+) -> None:
+    store = place.store()
+    _, csr = _request(store)
+    _accept(store, sign_csr(csr, pki.csms_root))
+    bundle = store.csms_roots_file()
+    files = store.client_files()
+    assert files is not None and bundle is not None
+    files[1].chmod(0o644)  # restored from a backup with the wrong mode
+    installers = [
+        place.directory / "client-cert.key",
+        place.directory / "client-cert.pem",
+        place.directory / "csms-roots-site.pem",
+        place.directory / ".client-cert.key.tmp",
+    ]
+    for path in installers:
+        path.write_text("the installer's")
+    again = place.store()
+    assert _mode(files[1]) == 0o600
+    assert all(path.exists() for path in installers)
+    assert again.client_files() == files and again.csms_roots_file() == bundle
+    assert all(path.exists() for path in installers)
+
+
 def test_a_second_request_keeps_the_first_key_so_its_certificate_is_accepted_a02_fr_04(
     place: Place, pki: SecurityPki
 ) -> None:
