@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -244,6 +244,7 @@ def updater(
     profile: int = 0,
     policy: str = "without-security-profile",
     events: SecurityEventSink | None = None,
+    clock: Callable[[], datetime] = now,
 ) -> FirmwareUpdater:
     station = make_station()
     return FirmwareUpdater(
@@ -256,7 +257,22 @@ def updater(
         events=events,
         manufacturer_roots=lambda: roots,
         security_profile=lambda: profile,
+        clock=clock,
     )
+
+
+async def test_the_signing_certificate_is_judged_at_the_clocks_time(
+    tmp_path: Path, pki: ManufacturerPki
+) -> None:
+    # whitepaper L01.FR.23 (checked on arrival), review L18: the validity edge, no real time
+    expiry = pki.rsa.certificate.not_valid_after_utc
+    at = [expiry]
+    block = updater(tmp_path, roots=[pki.root], clock=lambda: at[0])
+    assert block.decide_signed(pki.rsa.pem) == ("Accepted", None)
+    at[0] = expiry + timedelta(seconds=1)
+    status, why = block.decide_signed(pki.rsa.pem)
+    assert status == "InvalidCertificate" and why and "expired on" in why
+    await block.close()
 
 
 @pytest.mark.parametrize(

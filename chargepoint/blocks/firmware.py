@@ -227,6 +227,7 @@ class FirmwareUpdater:
         events: SecurityEventSink | None = None,
         manufacturer_roots: Callable[[], list[x509.Certificate]] = _no_roots,
         security_profile: Callable[[], int] = _no_security_profile,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._context = context
         self._availability = availability
@@ -239,6 +240,7 @@ class FirmwareUpdater:
         self._events = events
         self._manufacturer_roots = manufacturer_roots
         self._security_profile = security_profile
+        self._clock = clock  # judges the signing certificate's validity (review L18)
         self.status: FirmwareStatus | None = None  # None: idle
         self._task: asyncio.Task[None] | None = None
         # SignedUpdateFirmware's answer, for its @after handler: (requestId, status, why).
@@ -350,7 +352,7 @@ class FirmwareUpdater:
         """SignedUpdateFirmware's answer, and why when it is InvalidCertificate or Rejected."""
         try:
             check_signing_certificate(
-                signing_certificate, self._manufacturer_roots(), datetime.now(UTC)
+                signing_certificate, self._manufacturer_roots(), self._clock()
             )
         except SigningCertificateProblem as problem:
             return UpdateFirmwareStatus.invalid_certificate, str(problem)
