@@ -870,6 +870,16 @@ async def test_start_adds_the_daily_renewal_job_first_a_minute_after_start(place
         scheduler.shutdown(wait=False)
 
 
+def test_the_block_leaves_the_tech_info_cut_to_the_security_events(place: Place) -> None:
+    # One place cuts techInfo to CiString255 (SecurityEvents.record); the block hands the
+    # whole reason over (review S2).
+    b = Block(place)
+    reason = "x" * 300
+    b.block._record_after(SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE, reason)
+    b.block._record_now()
+    assert b.events == [(SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE, reason)]
+
+
 def test_an_unknown_key_type_is_refused(place: Place) -> None:
     station = make_station()
     with pytest.raises(ValueError, match="key type"):

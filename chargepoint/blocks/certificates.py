@@ -70,7 +70,6 @@ PENDING_WAIT = timedelta(hours=24)  # a renewal leaves a CSR this young to the C
 FIRST_CHECK = timedelta(minutes=1)  # after start: the clock is valid, the connection likely up
 RENEWAL_JOB = "certificate renewal"
 SWITCH_JOB = "certificate switch"
-TECH_INFO_MAX = 255  # SecurityEventNotification.techInfo is a CiString255
 
 
 class CertificateManagement:
@@ -321,4 +320,4 @@ class CertificateManagement:
             self._record(event, tech_info)
 
     def _record(self, event: SecurityEvent, tech_info: str | None) -> None:
-        self._events(event, None if tech_info is None else tech_info[:TECH_INFO_MAX])
+        self._events(event, tech_info)  # SecurityEvents.record cuts techInfo to its 255
