@@ -478,6 +478,13 @@ class CertificateStore:
         log.info("new charge point certificate %s accepted", describe(leaf))
         return chain
 
+    def candidate_not_before(self) -> datetime | None:
+        """The notBefore of the accepted certificate not yet proven, if there is one."""
+        row = self._db.execute(
+            "SELECT not_before FROM client_certificates WHERE state = 'candidate'"
+        ).fetchone()
+        return None if row is None else datetime.fromisoformat(row[0])
+
     def client_files(self, now: datetime | None = None) -> tuple[Path, Path] | None:
         """The certificate chain and private key to present now: the candidate once its
         notBefore has come (A02.FR.08), else the current one, else the configuration's."""

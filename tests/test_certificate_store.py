@@ -734,6 +734,27 @@ async def test_a_certificate_valid_later_schedules_the_switch_instead(
     assert b.csms.reconnects == ["the new charge point certificate is valid now"]
 
 
+async def test_the_switch_to_a_certificate_valid_later_is_scheduled_again_after_a_restart(
+    place: Place, pki: SecurityPki
+) -> None:
+    # A02.FR.08 across a restart before notBefore: start() schedules the switch again from
+    # the candidate on disk.
+    b = Block(place)
+    csr = await b.sign()
+    start = NOW + 2 * DAY
+    chain = sign_csr(csr, pki.csms_root, not_before=start)
+    assert b.block._on_certificate_signed(chain).status is CertificateSignedStatus.accepted
+    restarted = Block(place)
+    scheduler = restarted.context.scheduler
+    scheduler.start(paused=True)
+    try:
+        restarted.block.start()
+        job = scheduler.get_job("certificate switch")
+        assert job is not None and job.trigger.run_date == start.replace(microsecond=0)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
 async def test_an_invalid_certificate_is_rejected_with_invalid_charge_point_certificate_tc_077(
     place: Place, pki: SecurityPki
 ) -> None:

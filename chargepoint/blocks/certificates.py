@@ -214,15 +214,18 @@ class CertificateManagement:
         if not_before > self._clock():
             # A02.FR.08: switch as soon as it is valid, not before.
             log.info("the new charge point certificate is valid from %s", not_before.isoformat())
-            self._context.scheduler.add_job(
-                self._switch,
-                DateTrigger(not_before),
-                id=SWITCH_JOB,
-                replace_existing=True,
-                misfire_grace_time=None,  # a date already past runs at once
-            )
+            self._schedule_switch(not_before)
             return
         self._reconnect("a new charge point certificate")
+
+    def _schedule_switch(self, not_before: datetime) -> None:
+        self._context.scheduler.add_job(
+            self._switch,
+            DateTrigger(not_before),
+            id=SWITCH_JOB,
+            replace_existing=True,
+            misfire_grace_time=None,  # a date already past runs at once
+        )
 
     async def _switch(self) -> None:
         if self._security_profile() == 3:
@@ -271,7 +274,12 @@ class CertificateManagement:
     # -- renewal (A03) --
 
     def start(self) -> None:
-        """The daily renewal check, the first a minute from now."""
+        """The daily renewal check, the first a minute from now; and the switch to a
+        certificate accepted before a restart whose notBefore is still to come (A02.FR.08:
+        the job lives in memory only, the candidate on disk)."""
+        not_before = self._store.candidate_not_before()
+        if not_before is not None and not_before > self._clock():
+            self._schedule_switch(not_before)
         self._context.scheduler.add_job(
             self._check_renewal,
             IntervalTrigger(days=1, start_date=self._clock() + FIRST_CHECK, timezone=UTC),
