@@ -258,6 +258,35 @@ async def test_an_upload_that_keeps_failing_ends_in_upload_failure(
         assert files.server.sent("CWD") == ["files/failedLocation"] * 2  # no such directory
 
 
+async def test_the_final_status_of_an_upload_that_ends_offline_reaches_the_csms(
+    stack: Stack,
+) -> None:
+    """N01.FR.09: Uploaded SHALL be sent. The upload ends while the CSMS is out of reach
+    (the file server is elsewhere); once over, the upload is Idle to ExtendedTriggerMessage,
+    so the status is sent when the charge point is back, not dropped."""
+    with FileServer() as server:
+        async with rig(stack) as r:
+            server.uploads_open.clear()  # the upload waits for its answer
+            answer = await get_log(r, "SecurityLog", 41, server.url("/upload/late"))
+            assert answer["status"] == "Accepted"
+            await wait_log_status(r, "Uploading", 41)
+            assert await asyncio.to_thread(server.posted.wait, 60)  # the upload is in flight
+            # The CSMS out of reach before the upload ends (not waited for: on the Wi-Fi module
+            # the HTTP request holds the serial line, so the closed socket is seen after it).
+            r.offline()
+            with LogWatch("SecurityLog ", contains=(" uploaded to ",)) as stored:
+                server.uploads_open.set()  # stored, while the CSMS is out of reach
+                async with asyncio.timeout(60):
+                    await stored.seen.wait()
+            assert ("Uploaded", 41) not in log_statuses(r)
+            r.online()
+            await wait_log_status(r, "Uploaded", 41)
+            assert log_statuses(r) == [("Uploading", 41), ("Uploaded", 41)]
+            assert strict_failures(r.peer) == []
+        [upload] = server.uploads
+        assert upload.path == "/upload/late"
+
+
 async def test_another_scheme_is_a_bad_message_at_once(stack: Stack) -> None:
     """N01.FR.10 with the most precise status: no upload started, so no Uploading."""
     async with rig(stack) as r:

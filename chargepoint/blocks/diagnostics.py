@@ -77,6 +77,7 @@ _SECRET_INLINE = re.compile(
     rf"([{{,]\s*[\"']?{_SECRET}[\"']?\s*=\s*)(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^,}}\s]+)",
     re.IGNORECASE,
 )
+NOTIFY_RETRY = 10.0  # s between two tries of a final LogStatusNotification the CSMS did not answer
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _PROTOCOLS = "SupportedFileTransferProtocols"
 
@@ -328,11 +329,23 @@ class DiagnosticsUploader:
         finally:
             if self._log_job is request:
                 self._log_job = None
-        await self._notify_log(final, request)
+        await self._notify_log(final, request, wait=True)
 
-    async def _notify_log(self, status: UploadLogStatus, request: LogRequest) -> None:
+    async def _notify_log(
+        self, status: UploadLogStatus, request: LogRequest, *, wait: bool = False
+    ) -> None:
+        """LogStatusNotification; with ``wait`` (the final Uploaded, UploadFailure...) until
+        the CSMS has it: once over, the upload is Idle to ExtendedTriggerMessage, and its
+        outcome would be lost with an outage (N01.FR.09/10 SHALL send it)."""
         payload = {"status": status.value, "requestId": request.request_id}
-        await self._context.send("LogStatusNotification", payload)
+        context = self._context
+        while True:
+            if wait and not context.online:
+                await context.wait_until(lambda: context.online)
+            answer = await context.send("LogStatusNotification", payload)
+            if answer is not None or not wait:
+                return
+            await asyncio.sleep(NOTIFY_RETRY)
 
     async def _upload_log(self, request: LogRequest) -> UploadLogStatus:
         what = f"{request.log_type.value} {request.name}"

@@ -38,9 +38,15 @@ class FileServer:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
     drop_after: list[int | None] = field(default_factory=list)  # next GETs: cut after n bytes
     fail_uploads: int = 0  # answer this many uploads with 500
+    # Set: uploads are answered; clear: an upload waits for it (a test holds one in flight).
+    uploads_open: threading.Event = field(default_factory=threading.Event)
+    posted: threading.Event = field(default_factory=threading.Event)  # an upload came in
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.uploads_open.set()
 
     def start(self) -> FileServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -142,6 +148,9 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with server.lock:
                 server.requests.append(("POST", self.path, None))
+            server.posted.set()
+            server.uploads_open.wait(120)
+            with server.lock:
                 failing = server.fail_uploads > 0
                 if failing:
                     server.fail_uploads -= 1
