@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 256 * 1024  # one file
 BACKUPS = 3  # older files kept: 4 in all
+FILE_MODE = 0o640
 TECH_INFO_MAX = 255  # SecurityEventNotification.req techInfo (whitepaper §5.15)
 
 
@@ -41,7 +42,14 @@ def _stamp(when: datetime) -> str:
 
 
 class _Handler(logging.handlers.RotatingFileHandler):
-    """The rotating file, failing into our log rather than onto stderr."""
+    """The rotating file, failing into our log rather than onto stderr, readable by the
+    service's user and group only (host names and failure details are in it); a rotated file
+    keeps its mode through the rename."""
+
+    def _open(self):  # type: ignore[no-untyped-def]  # logging's own signature
+        stream = super()._open()
+        os.chmod(self.baseFilename, FILE_MODE)
+        return stream
 
     def handleError(self, record: logging.LogRecord) -> None:
         error = sys.exc_info()[1]

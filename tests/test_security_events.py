@@ -20,8 +20,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from chargepoint.blocks.context import Context
 from chargepoint.blocks.security_events import (
+    BURST,
     CHECK_JOB,
     NOTIFICATION,
+    PER_HOUR,
     DiskUsage,
     SecurityEvent,
     SecurityEvents,
@@ -65,6 +67,15 @@ def test_a_line_is_json_with_utc_millisecond_time_type_and_tech_info(tmp_path: P
          "techInfo": "daemon 1.0 started"},
         {"time": "2024-05-01T12:00:00.000Z", "type": "ResetOrReboot"},
     ]  # fmt: skip
+
+
+def test_the_log_files_are_for_the_service_user_and_group_only(tmp_path: Path) -> None:
+    log = SecurityLog(tmp_path / "security.jsonl", max_bytes=200, backups=2)
+    for n in range(20):  # rotates
+        log.write("InvalidMessages", f"frame {n}", T0)
+    log.close()
+    modes = {f.name: f.stat().st_mode & 0o777 for f in tmp_path.iterdir()}
+    assert len(modes) == 3 and set(modes.values()) == {0o640}, modes
 
 
 def test_tech_info_is_cut_to_the_255_characters_the_schema_allows() -> None:
@@ -289,6 +300,28 @@ class Clocks:
     def elapse(self, seconds: float, *, wall_jump: float = 0.0) -> None:
         self.mono += seconds
         self.wall += timedelta(seconds=seconds + wall_jump)
+
+
+async def test_a_flood_of_one_event_is_queued_at_a_bounded_rate_and_logged_whole() -> None:
+    # A flapping tamper switch through a long outage: the outbox on flash gets BURST at once
+    # and PER_HOUR an hour; the security log keeps every one; the next notification let
+    # through says how many were held back. Other event types have their own budget.
+    context = bare_context()
+    clocks = Clocks()
+    events = SecurityEvents(
+        context, SecurityLog(None), clock=lambda: clocks.wall, monotonic=lambda: clocks.mono
+    )
+    for _ in range(BURST + 5):
+        events.record(SecurityEvent.TAMPER_DETECTION_ACTIVATED, "door")
+    events.record(SecurityEvent.STARTUP_OF_THE_DEVICE)
+    queued = [p["type"] for p in notifications(context)]
+    assert queued.count("TamperDetectionActivated") == BURST
+    assert queued.count("StartupOfTheDevice") == 1
+    assert len(events_of(events.log)) == BURST + 6
+    clocks.elapse(3600 / PER_HOUR)  # one more may go
+    events.record(SecurityEvent.TAMPER_DETECTION_ACTIVATED, "door")
+    last = notifications(context)[-1]
+    assert last["techInfo"] == "door (5 more in the security log)"
 
 
 async def test_the_controller_clock_being_set_is_setting_system_time() -> None:

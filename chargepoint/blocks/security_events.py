@@ -2,9 +2,11 @@
 local security log (A04.FR.04, :mod:`chargepoint.security_log`) and to the CSMS as a
 SecurityEventNotification (A04.FR.01) queued in the durable outbox, so it is delivered in
 order after the boot, through outages and restarts, and retried like a transaction message
-(A04.FR.02). Every event of :class:`SecurityEvent` is notified, not only the ones §8 marks
-critical: issue 18 lists all eighteen, and a CSMS that keeps a fleet's audit trail wants the
-failed authentications and invalid certificates most of all.
+(A04.FR.02), at most ``BURST`` at once and ``PER_HOUR`` an hour of each type (the rest
+is in the log, and the next notification says how many). Every event of
+:class:`SecurityEvent` is notified, not only the ones §8 marks critical: issue 18 lists all
+eighteen, and a CSMS that keeps a fleet's audit trail wants the failed authentications and
+invalid certificates most of all.
 
 The block also watches for two events no other block sees:
 
@@ -50,6 +52,8 @@ CHECK_JOB = "security free space"
 CLOCK_JOB = "security clock watch"
 CLOCK_CHECK = 600.0  # seconds between two looks at the clock (144 wake-ups a day)
 CLOCK_JUMP = 60.0  # seconds the wall clock may drift from the monotonic one between looks
+BURST = 10  # notifications of one event type queued at once at most...
+PER_HOUR = 10  # ...and this many an hour after that (the log keeps every one)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS security_log_written (
     id INTEGER PRIMARY KEY CHECK (id = 1)  -- a row: this charge point's log had lines
@@ -100,6 +104,29 @@ class DiskUsage(NamedTuple):
     free: int
 
 
+class _Budget:
+    """How many notifications of one event type may be queued: ``PER_HOUR`` an hour, up to
+    ``BURST`` at once (a token bucket). A flapping tamper switch or a CSMS sending bad
+    certificates in a loop must not fill the flash through a weeks-long outage; every event
+    stays in the (bounded) security log."""
+
+    def __init__(self, now: float) -> None:
+        self.tokens = float(BURST)
+        self.since = now
+        self.held = 0
+
+    def take(self, now: float) -> int | None:
+        """None: not queued (counted); else the number held back since the last one queued."""
+        self.tokens = min(BURST, self.tokens + (now - self.since) * PER_HOUR / 3600)
+        self.since = now
+        if self.tokens < 1:
+            self.held += 1
+            return None
+        self.tokens -= 1
+        held, self.held = self.held, 0
+        return held
+
+
 class SecurityEvents:
     """Records security events: a line in the security log and a queued notification."""
 
@@ -127,6 +154,7 @@ class SecurityEvents:
         self._disk_usage = disk_usage
         self._clock = clock
         self._low_on_space = False
+        self._budget: dict[SecurityEvent, _Budget] = {}
         context.on_hardware(TamperDetected, self._on_tamper)
 
     def record(self, event: SecurityEvent, tech_info: str | None = None) -> None:
@@ -137,9 +165,16 @@ class SecurityEvents:
         logger.info("security event %s%s", event.value, f": {info}" if info else "")
         self.log.write(event.value, info, when)
         self._note_written()
+        budget = self._budget.setdefault(event, _Budget(self._monotonic()))
+        held = budget.take(self._monotonic())
+        if held is None:
+            return  # logged here; the CSMS hears of it with the next one let through
+        if held:
+            note = f" ({held} more in the security log)"
+            info = (info or "")[: TECH_INFO_MAX - len(note)] + note
         payload = {"type": event.value, "timestamp": timestamp(when.astimezone(UTC))}
         if info:
-            payload["techInfo"] = info
+            payload["techInfo"] = info.strip()
         try:
             self._context.outbox.put(NOTIFICATION, payload, None)
         except sqlite3.Error as error:
