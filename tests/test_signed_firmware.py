@@ -10,6 +10,7 @@ profile 2, the module's TLS), where plain UpdateFirmware is NotSupported (L01.FR
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
 import sys
@@ -229,6 +230,38 @@ class Recorded:
         return [event for event, _ in self.events]
 
 
+class FakeCsms:
+    """The connection as a block sees it: keeps each request and answers ``{}`` (or, with
+    ``hold``, never answers)."""
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.hold = hold
+        self._more = asyncio.Event()
+
+    async def got(self, count: int) -> None:
+        """Once ``count`` requests have come."""
+        while len(self.sent) < count:
+            self._more.clear()
+            await self._more.wait()
+
+    async def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.sent.append((action, payload))
+        self._more.set()
+        if self.hold:
+            await asyncio.Event().wait()
+        return {}
+
+    @property
+    def statuses(self) -> list[str]:
+        return [p["status"] for a, p in self.sent if a == "SignedFirmwareStatusNotification"]
+
+
+def online(block: FirmwareUpdater, csms: FakeCsms) -> FakeCsms:
+    block._context.connection = csms  # type: ignore[assignment]
+    return csms
+
+
 async def _no_client() -> Any:
     raise AssertionError("no transfer in this test")
 
@@ -273,6 +306,22 @@ async def test_the_signing_certificate_is_judged_at_the_clocks_time(
     status, why = block.decide_signed(pki.rsa.pem)
     assert status == "InvalidCertificate" and why and "expired on" in why
     await block.close()
+
+
+async def test_close_cancels_the_download_scheduled_announcement(
+    tmp_path: Path, pki: ManufacturerPki
+) -> None:
+    # review L17: the announcement is owned even once the download task has started
+    block = updater(tmp_path, roots=[pki.root])
+    csms = online(block, FakeCsms(hold=True))  # the CSMS never answers
+    later = now() + timedelta(hours=1)
+    block.update_signed(5, "http://127.0.0.1:9/fw.bin", later, None, pki.rsa.pem, "c2ln", 0, 0)
+    await block._due()  # retrieveDateTime: the download starts (and waits on Downloading)
+    await asyncio.wait_for(csms.got(2), 10)
+    assert csms.statuses == ["DownloadScheduled", "Downloading"]
+    await block.close()
+    left = [t for t in asyncio.all_tasks() if t.get_name().startswith("firmware")]
+    assert [t for t in left if not t.done()] == []
 
 
 @pytest.mark.parametrize(

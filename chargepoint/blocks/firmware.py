@@ -243,6 +243,9 @@ class FirmwareUpdater:
         self._clock = clock  # judges the signing certificate's validity (review L18)
         self.status: FirmwareStatus | None = None  # None: idle
         self._task: asyncio.Task[None] | None = None
+        # DownloadScheduled announcements: owned here, not by ``_task``, which the download
+        # the scheduler starts replaces (review L17; style.md: every task has an owner).
+        self._announcing: set[asyncio.Task[None]] = set()
         # SignedUpdateFirmware's answer, for its @after handler: (requestId, status, why).
         self._answered: tuple[int, UpdateFirmwareStatus, str | None] | None = None
         self.db.execute(SIGNED_TABLE)
@@ -273,10 +276,10 @@ class FirmwareUpdater:
         for job in (JOB_ID, INSTALL_JOB_ID):
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(job)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        tasks = [*self._announcing, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- UpdateFirmware --
 
@@ -400,7 +403,12 @@ class FirmwareUpdater:
         )
         self._schedule(retrieve_date)
         if retrieve_date > datetime.now(UTC):
-            self._spawn(self._announce(FirmwareStatus.download_scheduled, signed))  # L01.FR.13
+            announcement = asyncio.create_task(
+                self._announce(FirmwareStatus.download_scheduled, signed),  # L01.FR.13
+                name="firmware announcement",
+            )
+            self._announcing.add(announcement)
+            announcement.add_done_callback(self._announcing.discard)
 
     def signed_status(self) -> dict[str, Any]:
         """The SignedFirmwareStatusNotification for ExtendedTriggerMessage: the last status
@@ -497,7 +505,10 @@ class FirmwareUpdater:
         )
 
     async def _announce(self, status: FirmwareStatus, signed: SignedUpdate) -> None:
-        await self._notify(status, signed)
+        try:
+            await self._notify(status, signed)
+        except Exception:  # a task of its own: said here, not lost
+            log.exception("SignedFirmwareStatusNotification %s failed", status.value)
 
     async def _due(self) -> None:
         self._spawn(self._download_and_install())
