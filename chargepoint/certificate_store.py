@@ -28,8 +28,11 @@ The charge point certificate's life (A02.FR.08-10)::
                              certificate, else the factory one from the configuration
     client_proven()          a connection with client_files() worked     (candidate → current,
                                                                           current → previous)
-    client_failed()          connections with the candidate keep failing: it is dropped and
-                             client_files() gives the one before again (returns True)
+    client_failed()          connections with the candidate keep failing: it is suspended
+                             (candidate → suspended) and client_files() gives the one before;
+                             if that one fails too, the candidate is restored (→ candidate)
+    client_proven()          with a suspended candidate: the one before works, so the
+                             candidate was the cause and is dropped
 
 One candidate at a time: a newer accepted chain replaces one not yet proven (A02.FR.09). The
 previous certificate is kept as the fallback the whitepaper recommends (A02.FR.10) until the
@@ -87,7 +90,7 @@ CREATE TABLE IF NOT EXISTS root_certificates (
 );
 CREATE TABLE IF NOT EXISTS client_certificates (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    state       TEXT NOT NULL,      -- pending | candidate | current | previous
+    state       TEXT NOT NULL,      -- pending | candidate | suspended | current | previous
     key_file    TEXT NOT NULL,      -- a name in the certificates directory
     cert_file   TEXT,               -- the chain, once signed
     not_before  TEXT,               -- ISO 8601 UTC, the leaf's
@@ -131,6 +134,15 @@ class Deletion(enum.StrEnum):
     ACCEPTED = "Accepted"
     FAILED = "Failed"
     NOT_FOUND = "NotFound"
+
+
+class Fallback(enum.Enum):
+    """What a connection's outcome did to a new charge point certificate (review M1)."""
+
+    NONE = "none"
+    SUSPENDED = "suspended"  # the candidate failed: the one before it is tried
+    RESTORED = "restored"  # the one before failed too: the candidate is tried again
+    DROPPED = "dropped"  # the one before works: the candidate was the cause
 
 
 class StoreFull(Exception):
@@ -460,9 +472,12 @@ class CertificateStore:
         leaf = chain[0]
         with _transaction(self._db):
             old = self._files(
-                "SELECT key_file, cert_file FROM client_certificates WHERE state = 'candidate'"
+                "SELECT key_file, cert_file FROM client_certificates "
+                "WHERE state IN ('candidate', 'suspended')"
             )
-            self._db.execute("DELETE FROM client_certificates WHERE state = 'candidate'")
+            self._db.execute(
+                "DELETE FROM client_certificates WHERE state IN ('candidate', 'suspended')"
+            )
             self._db.execute(
                 "UPDATE client_certificates SET state = 'candidate', cert_file = ?, "
                 "not_before = ?, not_after = ?, since = ? WHERE id = ?",
@@ -504,42 +519,75 @@ class CertificateStore:
         self._offered = None
         return self._factory_client
 
-    def client_proven(self) -> None:
+    def client_proven(self) -> Fallback:
         """A connection with client_files() worked: a candidate becomes the current
-        certificate, and the current one the fallback (A02.FR.10)."""
-        if self._offered is None or not self._is("candidate", self._offered):
-            return
+        certificate, and the current one the fallback (A02.FR.10). If a suspended candidate
+        is waiting, the one before it just worked where the candidate kept failing: the
+        candidate was the cause, and it is dropped (Fallback.DROPPED)."""
+        offered = self._offered
+        if offered is not None and self._is("candidate", offered):
+            with _transaction(self._db):
+                old = self._files(
+                    "SELECT key_file, cert_file FROM client_certificates WHERE state = 'previous'"
+                )
+                self._db.execute("DELETE FROM client_certificates WHERE state = 'previous'")
+                self._db.execute(
+                    "UPDATE client_certificates SET state = 'previous', since = ? "
+                    "WHERE state = 'current'",
+                    (_now().isoformat(),),
+                )
+                self._db.execute(
+                    "UPDATE client_certificates SET state = 'current', since = ? WHERE id = ?",
+                    (_now().isoformat(), offered),
+                )
+            self._unlink_unreferenced(old)
+            log.info("the new charge point certificate works: it is the current one")
+            return Fallback.NONE
         with _transaction(self._db):
             old = self._files(
-                "SELECT key_file, cert_file FROM client_certificates WHERE state = 'previous'"
+                "SELECT key_file, cert_file FROM client_certificates WHERE state = 'suspended'"
             )
-            self._db.execute("DELETE FROM client_certificates WHERE state = 'previous'")
-            self._db.execute(
-                "UPDATE client_certificates SET state = 'previous', since = ? "
-                "WHERE state = 'current'",
-                (_now().isoformat(),),
-            )
-            self._db.execute(
-                "UPDATE client_certificates SET state = 'current', since = ? WHERE id = ?",
-                (_now().isoformat(), self._offered),
-            )
+            self._db.execute("DELETE FROM client_certificates WHERE state = 'suspended'")
+        if not old:
+            return Fallback.NONE
         self._unlink_unreferenced(old)
-        log.info("the new charge point certificate works: it is the current one")
+        log.warning(
+            "the previous charge point certificate works where the new one failed: the new "
+            "one is dropped"
+        )
+        return Fallback.DROPPED
 
-    def client_failed(self) -> bool:
-        """Connections with the newest certificate fail: drop it, so client_files() gives the
-        certificate before it again. True if there was such a certificate to drop."""
+    def client_failed(self) -> Fallback:
+        """Connections with client_files() keep failing, for a cause the module does not say
+        (the CSMS refusing the certificate, or the CSMS or the network down):
+
+        * with the candidate: it is suspended, and client_files() gives the certificate
+          before it; whether that one works tells which it was (Fallback.SUSPENDED);
+        * with the one before a suspended candidate: the fault is elsewhere, and the
+          candidate is restored to be tried again (Fallback.RESTORED).
+
+        Each flip needs the caller's run of failed connections, which the daemon's reconnect
+        backoff paces: it never spins."""
         offered, self._offered = self._offered, None
-        if offered is None or not self._is("candidate", offered):
-            return False
-        with _transaction(self._db):
-            old = self._files(
-                "SELECT key_file, cert_file FROM client_certificates WHERE id = ?", offered
+        if offered is not None and self._is("candidate", offered):
+            self._db.execute(
+                "UPDATE client_certificates SET state = 'suspended', since = ? WHERE id = ?",
+                (_now().isoformat(), offered),
             )
-            self._db.execute("DELETE FROM client_certificates WHERE id = ?", (offered,))
-        self._unlink_unreferenced(old)
-        log.warning("the new charge point certificate failed: back to the previous one")
-        return True
+            log.warning("the new charge point certificate keeps failing: the previous one is tried")
+            return Fallback.SUSPENDED
+        restored = self._db.execute(
+            "UPDATE client_certificates SET state = 'candidate', since = ? "
+            "WHERE state = 'suspended'",
+            (_now().isoformat(),),
+        ).rowcount
+        if not restored:
+            return Fallback.NONE
+        log.warning(
+            "the previous charge point certificate fails as well: the fault is not the new "
+            "one, which is tried again"
+        )
+        return Fallback.RESTORED
 
     def client_expires(self) -> datetime | None:
         """When the newest charge point certificate (candidate, current, else the

@@ -29,6 +29,7 @@ from chargepoint.blocks.security_events import SecurityEvent
 from chargepoint.certificate_store import (
     CertificateStore,
     Deletion,
+    Fallback,
     Installed,
     RootType,
     StoreFull,
@@ -308,10 +309,12 @@ def test_a_signed_chain_becomes_the_candidate_then_current_once_proven(
     _accept(store, sign_csr(csr, pki.csms_root))
     newer = store.client_files()
     assert newer is not None and newer != files and newer[0].name != files[0].name
-    assert store.client_failed() is True
+    assert store.client_failed() is Fallback.SUSPENDED
     assert store.client_files() == files
+    assert newer[0].exists() and newer[1].exists()  # suspended, not yet judged
+    assert store.client_proven() is Fallback.DROPPED  # the old one works: the new one failed
     assert not newer[0].exists() and not newer[1].exists()
-    assert store.client_failed() is False  # nothing newer left to drop
+    assert store.client_failed() is Fallback.NONE  # nothing newer left to drop
 
 
 def test_a_failing_first_certificate_falls_back_to_the_factory_one(
@@ -321,8 +324,29 @@ def test_a_failing_first_certificate_falls_back_to_the_factory_one(
     _, csr = _request(store)
     _accept(store, sign_csr(csr, pki.csms_root))
     assert store.client_files() != (place.factory_cert, place.factory_key)
-    assert store.client_failed() is True
+    assert store.client_failed() is Fallback.SUSPENDED
     assert store.client_files() == (place.factory_cert, place.factory_key)
+
+
+def test_a_suspended_certificate_is_restored_when_the_previous_one_fails_too_m1(
+    place: Place, pki: SecurityPki
+) -> None:
+    # A failed handshake does not say why: a CSMS that is down fails the previous
+    # certificate as well, so the new one was not the cause and is tried again.
+    store = place.store()
+    _, csr = _request(store)
+    _accept(store, sign_csr(csr, pki.csms_root))
+    new = store.client_files()
+    assert store.client_failed() is Fallback.SUSPENDED
+    assert store.client_files() == (place.factory_cert, place.factory_key)
+    again = place.store()  # a restart in between keeps the suspended one and its files
+    assert again.client_files() == (place.factory_cert, place.factory_key)
+    assert new is not None and new[0].exists() and new[1].exists()
+    assert again.client_failed() is Fallback.RESTORED
+    assert again.client_files() == new
+    assert again.client_proven() is Fallback.NONE  # the CSMS is back: the new one works
+    assert again.client_files() == new
+    assert again.client_failed() is Fallback.NONE  # proven: no longer suspended
 
 
 def test_a_proven_certificate_keeps_the_previous_one_as_fallback_on_disk(
@@ -454,7 +478,7 @@ def test_everything_survives_a_restart(place: Place, pki: SecurityPki) -> None:
     assert again.pending_key() is not None
     expires = again.client_expires()
     assert expires is not None and NOW + 290 * DAY < expires < NOW + 310 * DAY
-    assert again.client_failed() is True
+    assert again.client_failed() is Fallback.SUSPENDED
     assert again.client_files() == proven
 
 

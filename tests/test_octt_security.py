@@ -324,8 +324,9 @@ async def test_a_new_certificate_the_csms_refuses_falls_back_to_the_previous_one
 ) -> None:
     """A02.FR.10 (issue 18): a certificate the charge point accepts (from a Central System
     root it has installed) but the CSMS refuses in csms.upgrade_attempts handshakes in a row
-    is dropped: the next connection presents the old certificate again, and a
-    SecurityEventNotification InvalidChargePointCertificate says why."""
+    is suspended: the next connection presents the old certificate again, and once that one
+    connects the new one is known to be the cause: it is dropped, and a
+    SecurityEventNotification InvalidChargePointCertificate says why (review M1)."""
     async with secure_rig(stack, pki, tmp_path, upgrade_attempts=2) as r:
         old = first_serial(r)
         answer = await r.peer.call(

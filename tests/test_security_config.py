@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,16 @@ from cryptography import x509
 from chargepoint.app.assembly import configuration_keys
 from chargepoint.app.security import SecurityProfiles
 from chargepoint.blocks.diagnostics import redact_config
+from chargepoint.blocks.security_events import SecurityEvent
 from chargepoint.certificate_store import CertificateStore
 from chargepoint.hardware.simulated import SimulatedCharger
+from chargepoint.model.certificates import generate_key, make_csr
 from chargepoint.storage import open_state
 from config.loader import Config, ConfigError, parse_config
 from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE, ConfigurationKeys
 from tests.harness import fresh_state
 from tests.pki import make_pki
+from tests.security_pki import make_root, sign_csr
 
 HEAD = """
 [charge_point]
@@ -302,3 +306,54 @@ def test_the_diagnostics_copy_of_the_configuration_holds_no_secret() -> None:
     for secret in ("s3cret", "apn-pw", "pw-in-url", "abc"):
         assert secret not in redacted
     assert 'apn = "internet"' in redacted and "@csms.example.com/ocpp" in redacted
+
+
+def test_a_new_certificate_is_dropped_only_when_the_previous_one_connects_where_it_failed(
+    tmp_path: Path, pem: Path
+) -> None:
+    """A02.FR.10, review M1: a handshake failure of unknown cause does not delete a new
+    charge point certificate. After csms.upgrade_attempts failures it is suspended and the
+    previous one presented; if that one fails as often (the CSMS was down), the new one is
+    tried again; if it connects, the new one was refused: dropped, with
+    InvalidChargePointCertificate."""
+    root = make_root("CSMS root", key_type="ec-p256")
+    root.write(tmp_path / "ca.pem")
+    for name in ("cp.pem", "cp.key"):
+        shutil.copy(pem / name, tmp_path / name)
+    cfg = config(
+        'url = "wss://h/o"\nca_file = "ca.pem"\nclient_certificate = "cp.pem"\n'
+        'client_key = "cp.key"\nupgrade_attempts = 2',
+        where=tmp_path / "t.toml",
+    )
+    security, _ = _profiles(cfg)
+    events: list[tuple[SecurityEvent, str | None]] = []
+    security.report_to(lambda event, info: events.append((event, info)))
+    store = security._store
+    key = generate_key("ec-p256")
+    store.store_pending_key(key, organization="V", common_name="CP-1")
+    csr = make_csr(key, charge_point_id="CP-1", cpo_name="V")
+    now = datetime.now(UTC)
+    store.accept_chain(sign_csr(csr, root), charge_point_id="CP-1", cpo_name="V", now=now)
+
+    def presented() -> Path | None:
+        tls = security.endpoint().tls
+        assert tls is not None
+        return tls.client_cert
+
+    def fail_twice() -> None:
+        for _ in range(2):
+            presented()
+            security.failed("TLS handshake failed", handshake=True)
+
+    new = presented()
+    assert new is not None and new != tmp_path / "cp.pem"
+    fail_twice()  # the CSMS is down, say
+    assert presented() == tmp_path / "cp.pem"  # suspended: the previous one is tried
+    fail_twice()  # still down: not the new certificate's fault
+    assert presented() == new and new.exists()  # restored
+    assert events == []
+    fail_twice()
+    assert presented() == tmp_path / "cp.pem"
+    security.connected()  # the previous one works where the new one failed
+    assert [event for event, _ in events] == [SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE]
+    assert presented() == tmp_path / "cp.pem" and not new.exists()

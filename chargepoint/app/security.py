@@ -16,8 +16,9 @@ the CSMS.
 * The certificates come from the certificate store (:mod:`chargepoint.certificate_store`):
   the CSMS roots of the file plus those the CSMS installed (M05), and the newest charge point
   certificate (A02.FR.08/09). A new charge point certificate that fails ``csms.upgrade_attempts``
-  connections in a row is dropped for the one before it, with an
-  InvalidChargePointCertificate security event (A02.FR.10 keeps the old one as fallback).
+  connections in a row is suspended for the one before it; if that one connects, the new one
+  is dropped with an InvalidChargePointCertificate security event (A02.FR.10 keeps the old
+  one as fallback), and if it fails as often, the new one is tried again.
 * Changes of the profile or the AuthorizationKey are security events
   (ReconfigurationOfSecurityParameters, whitepaper §8).
 """
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chargepoint.blocks.security_events import SecurityEvent, SecurityEventSink
-from chargepoint.certificate_store import CertificateStore
+from chargepoint.certificate_store import CertificateStore, Fallback
 from config.loader import Config
 from config.ocpp_keys import AUTHORIZATION_KEY, SECURITY_PROFILE, ConfigurationKeys
 from transport.tls import TlsSettings
@@ -63,6 +64,7 @@ class SecurityProfiles:
         self._store = store
         self._events: SecurityEventSink | None = None
         self._client_failures = 0
+        self._suspended_why = ""  # the last failure of a suspended new certificate
         self._host_link = config.modem.type == "host"
         self._db = db
         self._keys: ConfigurationKeys | None = None
@@ -179,8 +181,18 @@ class SecurityProfiles:
         self._failures = 0
         self._auth_failures = 0
         self._client_failures = 0
-        if self.active == 3:
-            self._store.client_proven()  # a new charge point certificate, if any, works
+        if self.active == 3 and self._store.client_proven() is Fallback.DROPPED:
+            # The previous certificate works where the new one kept failing: the CSMS
+            # refused the new one (A02.FR.10), now known rather than guessed.
+            log.error(
+                "the CSMS refused the new charge point certificate (last failure: %s): back "
+                "to the previous one, which works",
+                self._suspended_why,
+            )
+            self._record(
+                SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE,
+                f"the CSMS refused the new certificate: {self._suspended_why}",
+            )
         self._previous_key = None  # the new AuthorizationKey, if any, works
         if self.active != self.proven:
             log.warning(
@@ -223,21 +235,31 @@ class SecurityProfiles:
         self.keys.store(SECURITY_PROFILE, str(self.proven))
 
     def _client_certificate_refused(self, why: str) -> None:
-        # A02.FR.10: a new certificate the CSMS keeps refusing is dropped for the previous one.
+        # A02.FR.10, review M1: a failed handshake does not say whether the CSMS refused the
+        # new certificate or was simply down (a module reports "failed"). After
+        # csms.upgrade_attempts failures the new certificate is suspended and the previous
+        # one tried: if that one connects, the new one was the cause (connected() drops it);
+        # if it fails as often, the fault is elsewhere and the new one is tried again. Every
+        # attempt goes through the daemon's reconnect backoff.
         self._client_failures += 1
         if self._client_failures < self._csms.upgrade_attempts:
             return
         self._client_failures = 0
-        if self._store.client_failed():
-            log.error(
-                "the CSMS refused the new charge point certificate %d times (last: %s): back "
-                "to the previous one",
+        outcome = self._store.client_failed()
+        if outcome is Fallback.SUSPENDED:
+            self._suspended_why = why
+            log.warning(
+                "the new charge point certificate failed %d connections (last: %s): the "
+                "previous one is tried, to tell a refused certificate from a CSMS that is down",
                 self._csms.upgrade_attempts,
                 why,
             )
-            self._record(
-                SecurityEvent.INVALID_CHARGE_POINT_CERTIFICATE,
-                f"the CSMS refused the new certificate: {why}",
+        elif outcome is Fallback.RESTORED:
+            log.warning(
+                "the previous charge point certificate failed %d connections as well (last: "
+                "%s): the fault is not the new certificate, which is tried again",
+                self._csms.upgrade_attempts,
+                why,
             )
 
     def _unproven_key_refused(self, why: str) -> None:
