@@ -31,6 +31,8 @@ from chargepoint.blocks.firmware import (
     JOB_ID,
     FirmwareSettings,
     FirmwareUpdater,
+    SignedUpdate,
+    image_file_name,
 )
 from chargepoint.blocks.security_events import SecurityEvent, SecurityEventSink
 from chargepoint.model.firmware_signature import (
@@ -322,6 +324,47 @@ async def test_close_cancels_the_download_scheduled_announcement(
     await block.close()
     left = [t for t in asyncio.all_tasks() if t.get_name().startswith("firmware")]
     assert [t for t in left if not t.done()] == []
+
+
+@pytest.mark.parametrize(
+    ("last_segment", "name"),
+    [
+        ("cp-2.1.0.bin", "cp-2.1.0.bin"),
+        ("..", "firmware.bin"),
+        ("...", "firmware.bin"),
+        ("", "firmware.bin"),
+        ("..%2F..%2Fetc%2Fpasswd", "_2F._2Fetc_2Fpasswd"),
+        ("../../etc/passwd", "_._etc_passwd"),
+        ("a\\b c..d", "a_b_c.d"),
+        (".hidden", "hidden"),
+    ],
+)
+def test_the_image_file_name_is_sanitised(last_segment: str, name: str) -> None:
+    # review L9: the last URL segment names a file in the firmware directory, nothing else
+    assert image_file_name(last_segment) == name
+    assert "/" not in name and ".." not in name
+
+
+async def test_an_image_that_cannot_be_deleted_still_ends_in_invalid_signature(
+    tmp_path: Path, pki: ManufacturerPki
+) -> None:
+    # review L9: deleting the image never raises out, so the phase does not stay "downloaded"
+    # (a verify loop at every restart)
+    recorded = Recorded()
+    block = updater(tmp_path, roots=[pki.root], events=recorded)
+    csms = online(block, FakeCsms())
+    later = now() + timedelta(hours=1)
+    signature = sign(IMAGE, pki.rsa.key)
+    block.update_signed(6, "http://127.0.0.1:9/fw.bin", later, None, pki.rsa.pem, signature, 0, 0)
+    image = tmp_path / "fw.bin"
+    image.mkdir()  # neither readable as a file nor deletable with unlink
+    block.db.execute("UPDATE firmware_update SET phase = 'downloaded', image = ?", (str(image),))
+    signed = SignedUpdate(6, None, pki.rsa.pem, signature)
+    await block._verify_and_install(image, signed)
+    assert csms.statuses[-1] == "InvalidSignature"
+    assert recorded.types == [SecurityEvent.INVALID_FIRMWARE_SIGNATURE]
+    assert block._row() is None  # over: nothing left to resume
+    await block.close()
 
 
 @pytest.mark.parametrize(

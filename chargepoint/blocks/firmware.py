@@ -63,6 +63,7 @@ import contextlib
 import enum
 import inspect
 import logging
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -184,6 +185,21 @@ def image_location(location: str) -> Location | FtpLocation:
     if isinstance(where, FtpLocation) and not where.name:
         raise UnsupportedLocation(f"{where.shown}: names a directory, not an image")
     return where
+
+
+# As chargepoint/blocks/diagnostics.py's _UNSAFE_IN_NAME: what a file name may hold.
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
+FALLBACK_IMAGE_NAME = "firmware.bin"
+
+
+def image_file_name(name: str) -> str:
+    """The local file name for an image whose location ends in ``name`` (review L9): no path
+    separator, no "..", no hidden file, at most 100 characters; else a fixed name."""
+    safe = _UNSAFE_IN_NAME.sub("_", name)
+    while ".." in safe:
+        safe = safe.replace("..", ".")
+    safe = safe.lstrip(".")[:100]
+    return safe or FALLBACK_IMAGE_NAME
 
 
 def read_version(version_file: Path | None) -> str | None:
@@ -559,7 +575,7 @@ class FirmwareUpdater:
         except UnsupportedLocation as error:
             log.error("firmware download impossible: %s", error)
             return None
-        dest = self.settings.directory / where.file_name
+        dest = self.settings.directory / image_file_name(where.file_name)
 
         async def attempt(number: int) -> FetchResult:
             self.db.execute("UPDATE firmware_update SET attempts = ? WHERE id = 1", (number,))
@@ -589,7 +605,9 @@ class FirmwareUpdater:
             )
         except (FirmwareSignatureProblem, OSError) as problem:
             log.error("firmware %s rejected: %s", image.name, problem)
-            await asyncio.to_thread(image.unlink, missing_ok=True)
+            # Never out of here: the phase must move on, or every restart verifies again.
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(image.unlink, missing_ok=True)
             self.db.execute("UPDATE firmware_update SET phase = 'invalid_signature' WHERE id = 1")
             self._record(
                 SecurityEvent.INVALID_FIRMWARE_SIGNATURE,
