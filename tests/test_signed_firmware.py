@@ -367,6 +367,30 @@ async def test_an_image_that_cannot_be_deleted_still_ends_in_invalid_signature(
     await block.close()
 
 
+async def test_the_invalid_firmware_signature_event_is_recorded_after_the_status_is_sent(
+    tmp_path: Path, pki: ManufacturerPki
+) -> None:
+    # OCTT TC_081_CS step 7 after step 5, as for TC_077/TC_078 (review L14)
+    csms = FakeCsms()
+    seen: list[tuple[SecurityEvent, list[str]]] = []
+    block = updater(
+        tmp_path, roots=[pki.root], events=lambda event, _: seen.append((event, csms.statuses))
+    )
+    online(block, csms)
+    signature = sign(IMAGE[1:], pki.rsa.key)  # not this image's
+    later = now() + timedelta(hours=1)
+    block.update_signed(8, "http://127.0.0.1:9/fw.bin", later, None, pki.rsa.pem, signature, 0, 0)
+    image = tmp_path / "fw.bin"
+    image.write_bytes(IMAGE)
+    block.db.execute("UPDATE firmware_update SET phase = 'downloaded', image = ?", (str(image),))
+    await block._verify_and_install(image, SignedUpdate(8, None, pki.rsa.pem, signature))
+    [(event, statuses_then)] = seen
+    assert event is SecurityEvent.INVALID_FIRMWARE_SIGNATURE
+    assert statuses_then[-1] == "InvalidSignature"
+    assert not image.exists()
+    await block.close()
+
+
 @pytest.mark.parametrize(
     ("policy", "profile", "refused"),
     [
@@ -645,6 +669,14 @@ async def test_tc_081_cs_secure_firmware_update_invalid_signature(
         assert signed_statuses(r) == ["Downloading", "Downloaded", "InvalidSignature"]
         assert request_ids(r) == {81}
         assert await wait_events(r, 1) == ["InvalidFirmwareSignature"]  # L01.FR.03
+        # The event after the status (step 7 after step 5; review L14, T7).
+        methods = [
+            (c["method"], c["params"].get("status") or c["params"].get("type"))
+            for c in r.peer.calls()
+        ]
+        assert methods.index(("SignedFirmwareStatusNotification", "InvalidSignature")) < (
+            methods.index(("SecurityEventNotification", "InvalidFirmwareSignature"))
+        )
         # Nothing else changes: the image is gone, the connectors were never Unavailable,
         # the charge point charges on its old firmware.
         assert not (tmp_path / "installed.bin").exists()

@@ -275,7 +275,19 @@ class FirmwareUpdater:
             return
         phase = row["phase"]
         signed = self._signed()
-        if phase in FINAL_REPORTS:
+        if phase == "invalid_signature" and signed is not None:
+            # Stopped before the status reached the CSMS: the event was not recorded yet.
+            event = (
+                SecurityEvent.INVALID_FIRMWARE_SIGNATURE,
+                f"SignedUpdateFirmware {signed.request_id}: {Path(row['image']).name}: "
+                "the signature did not verify",
+            )
+            self._context.after_boot(
+                lambda: self._spawn(
+                    self._report_final(FirmwareStatus.invalid_signature, signed, event=event)
+                )
+            )
+        elif phase in FINAL_REPORTS:
             hook = self._booted_on_new_firmware if phase == "installed" else self._report_final
             report = self._final_status(phase, signed)
             self._context.after_boot(lambda: self._spawn(hook(report, signed)))
@@ -609,11 +621,14 @@ class FirmwareUpdater:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(image.unlink, missing_ok=True)
             self.db.execute("UPDATE firmware_update SET phase = 'invalid_signature' WHERE id = 1")
-            self._record(
-                SecurityEvent.INVALID_FIRMWARE_SIGNATURE,
-                f"SignedUpdateFirmware {signed.request_id}: {image.name}: {problem}",
+            await self._report_final(
+                FirmwareStatus.invalid_signature,
+                signed,
+                event=(
+                    SecurityEvent.INVALID_FIRMWARE_SIGNATURE,
+                    f"SignedUpdateFirmware {signed.request_id}: {image.name}: {problem}",
+                ),
             )
-            await self._report_final(FirmwareStatus.invalid_signature, signed)
             return
         log.info("firmware %s: signature verified (%s)", image.name, scheme)
         self.db.execute("UPDATE firmware_update SET phase = 'verified' WHERE id = 1")
@@ -712,9 +727,20 @@ class FirmwareUpdater:
         )
         await self._report_final(status, signed)
 
-    async def _report_final(self, status: FirmwareStatus, signed: SignedUpdate | None) -> None:
+    async def _report_final(
+        self,
+        status: FirmwareStatus,
+        signed: SignedUpdate | None,
+        *,
+        event: tuple[SecurityEvent, str] | None = None,
+    ) -> None:
+        """The final status, until the CSMS has it; then ``event`` is recorded (queued after
+        the status, as for TC_077/TC_078: OCTT TC_081 step 7 follows step 5; review L14) and
+        the row goes (a restart in between reports and records again: at least once)."""
         self.status = None
         if await self._notify(status, signed, wait=True):
+            if event is not None:
+                self._record(*event)
             # Only this update's row: a new one may have replaced it meanwhile.
             marks = ", ".join("?" * len(FINAL_REPORTS))
             self.db.execute(
