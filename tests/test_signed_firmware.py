@@ -794,6 +794,40 @@ async def test_scheduled_download_and_installation_survive_a_restart(
         assert await wait_events(r, 1) == ["FirmwareUpdated"]
 
 
+async def test_an_image_changed_while_waiting_for_its_install_date_is_not_installed(
+    server: FileServer, tmp_path: Path, pki: ManufacturerPki
+) -> None:
+    # The signature is checked again right before the installer runs: the image lay on
+    # writable flash since SignatureVerified (installDateTime, restarts).
+    server.files["/fw/cp-2.1.0.bin"] = IMAGE
+    update = signed_update(
+        server.url("/fw/cp-2.1.0.bin"),
+        pki.ec,
+        sign(IMAGE, pki.ec.key),
+        10,
+        install=in_the_future(timedelta(hours=2)),
+    )
+    async with rig("python", firmware=firmware_config(tmp_path, pki)) as r:
+        assert await r.peer.call("SignedUpdateFirmware", update) == {"status": "Accepted"}
+        await wait_signed(r, "InstallScheduled")
+        image = r.config.storage_directory / "firmware" / "cp-2.1.0.bin"
+        image.write_bytes(IMAGE[:-1] + b"X")  # one byte changed on the flash
+        run_now(r, INSTALL_JOB_ID)
+        await wait_signed(r, "InvalidSignature")
+        assert signed_statuses(r) == [
+            "Downloading",
+            "Downloaded",
+            "SignatureVerified",
+            "InstallScheduled",
+            "InvalidSignature",
+        ]
+        assert await wait_events(r, 1) == ["InvalidFirmwareSignature"]
+        assert not (tmp_path / "installed.bin").exists()
+        assert not image.exists()
+        # Unavailable for the installation that was about to begin, then Available again.
+        await r.peer.wait_for(lambda _: r.status_sequence(1)[-2:] == ["Unavailable", "Available"])
+
+
 async def test_a_new_signed_update_cancels_the_scheduled_one(
     server: FileServer, tmp_path: Path, pki: ManufacturerPki
 ) -> None:

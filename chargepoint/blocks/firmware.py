@@ -611,29 +611,32 @@ class FirmwareUpdater:
         """Check the image's signature (L01.FR.04) before anything else changes."""
         self.status = FirmwareStatus.downloaded
         try:
-            # Images are megabytes: hashed in a thread, the OCPP session goes on meanwhile.
-            scheme = await asyncio.to_thread(
-                verify_image, signed.certificate, signed.signature, read_chunks(image)
-            )
+            scheme = await _verified(image, signed)
         except (FirmwareSignatureProblem, OSError) as problem:
-            log.error("firmware %s rejected: %s", image.name, problem)
-            # Never out of here: the phase must move on, or every restart verifies again.
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(image.unlink, missing_ok=True)
-            self.db.execute("UPDATE firmware_update SET phase = 'invalid_signature' WHERE id = 1")
-            await self._report_final(
-                FirmwareStatus.invalid_signature,
-                signed,
-                event=(
-                    SecurityEvent.INVALID_FIRMWARE_SIGNATURE,
-                    f"SignedUpdateFirmware {signed.request_id}: {image.name}: {problem}",
-                ),
-            )
+            await self._signature_rejected(image, signed, problem)
             return
         log.info("firmware %s: signature verified (%s)", image.name, scheme)
         self.db.execute("UPDATE firmware_update SET phase = 'verified' WHERE id = 1")
         await self._notify(FirmwareStatus.signature_verified, signed)
         await self._install_at(image, signed, announce=True)
+
+    async def _signature_rejected(
+        self, image: Path, signed: SignedUpdate, problem: Exception
+    ) -> None:
+        log.error("firmware %s rejected: %s", image.name, problem)
+        # Never out of here: the phase must move on, or every restart verifies again.
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(image.unlink, missing_ok=True)
+        self.db.execute("UPDATE firmware_update SET phase = 'invalid_signature' WHERE id = 1")
+        self._availability.set_blocked(False)
+        await self._report_final(
+            FirmwareStatus.invalid_signature,
+            signed,
+            event=(
+                SecurityEvent.INVALID_FIRMWARE_SIGNATURE,
+                f"SignedUpdateFirmware {signed.request_id}: {image.name}: {problem}",
+            ),
+        )
 
     async def _install_at(self, image: Path, signed: SignedUpdate, *, announce: bool) -> None:
         """Install at installDateTime if it is still to come (L01.FR.16), else now."""
@@ -665,6 +668,14 @@ class FirmwareUpdater:
         if busy:
             log.warning("firmware ready: waiting for the transactions on connectors %s", busy)
             await self._context.wait_until(lambda: not transactions.charging_connectors())
+        if signed is not None:
+            # Again right before installing: that may be days after the check (installDateTime,
+            # a restart), and the image has lain on writable flash meanwhile.
+            try:
+                await _verified(image, signed)
+            except (FirmwareSignatureProblem, OSError) as problem:
+                await self._signature_rejected(image, signed, problem)
+                return
         self.status = FirmwareStatus.installing
         await self._notify(FirmwareStatus.installing, signed)
         outcome = await self._run_installer(image)
@@ -793,3 +804,11 @@ class FirmwareUpdater:
             return None
         install = datetime.fromisoformat(row[1]) if row[1] is not None else None
         return SignedUpdate(row[0], install, row[2], row[3])
+
+
+async def _verified(image: Path, signed: SignedUpdate) -> str:
+    """The scheme the image's signature verified with (L01.FR.04). Images are megabytes:
+    hashed in a thread, so the OCPP session goes on meanwhile."""
+    return await asyncio.to_thread(
+        verify_image, signed.certificate, signed.signature, read_chunks(image)
+    )
