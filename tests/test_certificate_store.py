@@ -155,6 +155,19 @@ def test_a_manufacturer_root_is_listed_apart_and_not_in_the_csms_bundle(
     assert store.csms_roots_file() == bundle
 
 
+def test_the_two_hierarchies_stay_apart(place: Place, pki: SecurityPki) -> None:
+    # A manufacturer root signs firmware, not charge point certificates (A02.FR.06: the CPO's
+    # hierarchy), and a CSMS root is no manufacturer's (L01.FR.12): installing one kind
+    # never lets it stand in for the other.
+    store = place.store()
+    store.install(MANUFACTURER, pki.manufacturer_root.pem, NOW)
+    _key, csr = _request(store)
+    with pytest.raises(CertificateProblem, match="not issued by an installed"):
+        _accept(store, sign_csr(csr, pki.manufacturer_root))
+    assert pki.csms_root.cert not in store.manufacturer_roots()
+    assert store.manufacturer_roots() == [pki.manufacturer_root.cert]
+
+
 def test_the_factory_manufacturer_roots_come_from_their_file(
     place: Place, pki: SecurityPki
 ) -> None:
