@@ -56,18 +56,40 @@ def emit(metric: str, value: float, unit: str, **extra: object) -> None:
     print(json.dumps(record), flush=True)
 
 
+def voluntary_switches() -> int:
+    """How often this process's threads went to sleep and were woken again (the kernel's
+    voluntary_ctxt_switches, summed over /proc/self/task): the wake-ups the event loop (and
+    any worker thread) paid for."""
+    total = 0
+    for status in Path("/proc/self/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # a worker thread that ended between the listing and the read
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
 class CpuMeter:
-    """The charge point's process CPU between the first and the last message it answers."""
+    """The charge point's process CPU and wake-ups between the first and the last message it
+    answers."""
 
     def __init__(self) -> None:
         self.marks: list[float] = []
+        self.wakes: list[int] = []
 
     def handle(self, message_id: str | None, data: str | None) -> DataTransferReply:
         self.marks.append(time.process_time())
+        self.wakes.append(voluntary_switches())
         return DataTransferReply(DataTransferStatus.accepted, "pong")
 
     def per_message_us(self) -> float:
         return (self.marks[-1] - self.marks[0]) / (len(self.marks) - 1) * 1e6
+
+    def wakeups_per_message(self) -> float:
+        return (self.wakes[-1] - self.wakes[0]) / (len(self.wakes) - 1)
 
 
 async def _lines(process: asyncio.subprocess.Process) -> dict[str, Any]:
@@ -162,6 +184,7 @@ async def measure(
             stop.set()
             await daemon
         result["cpu_us_per_message"] = meter.per_message_us()
+        result["wakeups_per_message"] = meter.wakeups_per_message()
         return result
     finally:
         for process in processes:
@@ -227,6 +250,7 @@ async def run(count: int, *, instructions: bool, families: list[str]) -> None:
         host_times = sorted(t * 1000 for t in host["round_trips_s"])
         emit("p50_host_ms", statistics.median(host_times), "ms", path="host", messages=count)
         emit("cpu_us_per_message_host", host["cpu_us_per_message"], "us", messages=count)
+        emit("wakeups_per_message_host", host["wakeups_per_message"], "wakeups", messages=count)
         p50s: dict[str, float] = {}
         for family in families:
             p50s[family] = await _family(family, count, pki, host)
@@ -272,6 +296,14 @@ async def _family(family: str, count: int, pki: BenchPki, host: dict[str, Any]) 
     emit(f"p50_floor_ratio{name}", p50 / (floor * 1000), "ratio", **common)
     emit(f"cpu_us_per_message_modem{name}", cpu, "us", **common)
     emit(f"cpu_per_message_ratio{name}", cpu / host["cpu_us_per_message"], "ratio", **common)
+    wakeups = modem["wakeups_per_message"]
+    emit(f"wakeups_per_message_modem{name}", wakeups, "wakeups", **common)
+    emit(
+        f"wakeups_per_message_over_host{name}",
+        wakeups - host["wakeups_per_message"],
+        "wakeups",
+        **common,
+    )
     # The same through TLS in the module. The floor is the plain one: the UART carries the
     # same frames, and the simulated network adds latency, not a bandwidth limit.
     tls = {"path": "modem", "tls": "module", **modem_tls["tls"], **common}
@@ -284,6 +316,7 @@ async def _family(family: str, count: int, pki: BenchPki, host: dict[str, Any]) 
     emit(f"p50_tls_over_plain{name}", p50_tls / p50, "ratio", **tls)
     emit(f"cpu_us_per_message_modem_tls{name}", cpu_tls, "us", **tls)
     emit(f"cpu_per_message_tls_over_plain{name}", cpu_tls / cpu, "ratio", **tls)
+    emit(f"wakeups_per_message_modem_tls{name}", modem_tls["wakeups_per_message"], "wakeups", **tls)
     return p50
 
 

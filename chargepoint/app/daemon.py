@@ -312,6 +312,7 @@ class Daemon:
             await control.stop()
             await self.station.close()
             self.security_log.close()
+            self.trace.close()
             self.scheduler.shutdown(wait=False)
             await self.link.close()
             self.db.close()
