@@ -1,19 +1,27 @@
 """Bytes through the module: driver ⇄ real pty ⇄ simulator ⇄ real TCP ⇄ echo server on
 127.0.0.1. Whatever goes in must come back byte for byte, and every fault must end in a clear
-error, never a hang."""
+error, never a hang.
+
+Every test runs with the sockets in direct push mode (the default) and in buffer access mode
+(AT+QIRD), at-protocol.md §2.4, §2.8, §2.13; the idle poll that recovers a lost buffer-mode
+"recv" URC is buffer mode's own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import random
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+import tests.conftest
 from tests.conftest import FAST, EchoServer, fast
 from transport.errors import (
     AtTimeout,
@@ -26,11 +34,21 @@ from transport.errors import (
     StreamClosed,
 )
 from transport.modems.quectel import QuectelModem, open_quectel
-from transport.modems.quectel_settings import QuectelSettings
+from transport.modems.quectel_settings import AccessMode, QuectelSettings
 from transport.modems.quectel_sockets import QuectelTcpStream
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
 
 MIB = 1 << 20
+
+
+@pytest.fixture(autouse=True, params=[AccessMode.PUSH, AccessMode.BUFFER], ids=["push", "buffer"])
+def access_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AccessMode:
+    """The access mode of every socket the test opens (through ``FAST`` and ``fast()``)."""
+    mode: AccessMode = request.param
+    settings = dataclasses.replace(tests.conftest.FAST, access_mode=mode)
+    monkeypatch.setattr(tests.conftest, "FAST", settings)
+    monkeypatch.setattr(sys.modules[__name__], "FAST", settings)
+    return mode
 
 
 async def round_trip(stream: QuectelTcpStream, payload: bytes, write_size: int) -> bytes:
@@ -61,13 +79,13 @@ class Session:
 async def session(
     echo_server: EchoServer,
     module: QuectelModule | None = None,
-    settings: QuectelSettings = FAST,
+    settings: QuectelSettings | None = None,
     **shell_options: Any,
 ) -> AsyncIterator[Session]:
     """A brought-up module with one socket open to the echo server."""
     async with (
         SimulatorShell(module, **shell_options) as sim,
-        open_quectel(sim.path, shell_options.get("baud") or 115200, settings) as modem,
+        open_quectel(sim.path, shell_options.get("baud") or 115200, settings or FAST) as modem,
     ):
         await modem.bring_up()
         stream = await modem.open_tcp("127.0.0.1", echo_server.port)
@@ -98,6 +116,61 @@ async def test_one_mib_with_urcs_between_echo_and_answer(echo_server: EchoServer
         assert await round_trip(s.stream, payload, 4096) == payload
         assert s.modem.channel.stats.urcs > 300
         assert s.modem.channel.stats.noise_lines == 0
+
+
+# Bytes a parser that read the payload as lines would take for results, prompts and URCs.
+LOOKALIKES = (
+    b"\r\nOK\r\n",
+    b"\r\nERROR\r\n",
+    b"\r\nSEND OK\r\n",
+    b"\r\n> ",
+    b'\r\n+QIURC: "closed",0\r\n',
+    b'\r\n+QIURC: "recv",0,5\r\nhello\r\n',
+    b'+QSSLURC: "recv",1\r\n',
+    b"\r\nRDY\r\n",
+    b"\r\nCONNECT 10\r\n",
+    b"\r\n+QIRD: 3\r\n",
+    b"\r\r\n\n",
+)
+
+
+async def test_payloads_that_look_like_at_traffic_round_trip_byte_exact(
+    echo_server: EchoServer,
+) -> None:
+    rng = random.Random(11)
+    pieces = [rng.choice(LOOKALIKES) + os.urandom(rng.randrange(0, 40)) for _ in range(2000)]
+    payload = b"".join(pieces)
+    async with session(echo_server) as s:
+        # Odd write sizes move where the module's sends and pushes cut the look-alikes.
+        assert await round_trip(s.stream, payload, 1237) == payload
+        assert s.modem.channel.stats.noise_lines == 0
+        assert (await s.modem.signal()).rssi == 24  # the channel is still in step
+
+
+async def test_urcs_of_other_sockets_between_pushes_and_inside_answers(
+    echo_server: EchoServer, access_mode: AccessMode
+) -> None:
+    """Other sockets' "recv" (in push mode with data that reads like a final result and a
+    prompt) and "closed" URCs land between the module's pushes for our socket, between a
+    command's echo and its answer, and right after the data prompt (§9.1)."""
+    module = QuectelModule(seed=13)
+    if access_mode is AccessMode.PUSH:
+        others: tuple[str | tuple[str, bytes], ...] = (
+            ('+QIURC: "recv",7,6', b"\r\nOK\r\n\r\n"),
+            ('+QSSLURC: "recv",9,3', b"> \n\r\n"),
+            ('+QIURC: "recv",5,11', b"\r\nSEND OK\r\n\r\n"),
+        )
+    else:
+        others = ('+QIURC: "recv",7', '+QSSLURC: "recv",9')
+    async with session(echo_server, module) as s:
+        module.chatter = 0.4
+        module.chatter_urcs = (*others, '+QIURC: "closed",8', '+QIND: "csq",24,99')
+        module.echo = True  # as after a module reset: URCs then land between echo and answer
+        payload = os.urandom(256 * 1024)
+        assert await round_trip(s.stream, payload, 4096) == payload
+        assert s.modem.channel.stats.urcs > 100
+        assert s.modem.channel.stats.noise_lines == 0
+        assert s.stream.bytes_received == len(payload)  # nothing of sockets 5, 7, 9 came in
 
 
 @pytest.mark.slow
@@ -304,6 +377,7 @@ async def test_send_stall_declares_the_link_dead(echo_server: EchoServer) -> Non
                     await s.stream.write(b"x" * 1000)
 
 
+@pytest.mark.parametrize("access_mode", [AccessMode.BUFFER], ids=["buffer"], indirect=True)
 async def test_lost_recv_urc_is_recovered_by_the_idle_poll(echo_server: EchoServer) -> None:
     async with session(echo_server) as s:
         original = s.modem._on_qiurc

@@ -18,6 +18,7 @@ seen on a BG96 in the ST trace of at-protocol.md §9.22).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import enum
@@ -207,6 +208,9 @@ class AtParser:
         self._armed: int | None = None
         self._armed_sink: Callable[[bytes], None] | None = None
         self._sink: Callable[[bytes], None] | None = None
+        # Bytes announced by URCs that carry data (a direct push), counted when the header is
+        # read: the line is busy with them, not with the answer a command waits for.
+        self.unsolicited_bytes = 0
 
     def reset(self) -> None:
         """Forget any partial line or payload (after a timeout or a module reboot)."""
@@ -311,6 +315,8 @@ class AtParser:
             if announced:
                 self._pending = event
                 self._payload_left = announced
+                if isinstance(event, Urc):
+                    self.unsolicited_bytes += len(raw) + 4 + announced
                 return
         events.append(event)
 
@@ -471,6 +477,8 @@ class _Pending:
     abandoned: bool = False  # the caller was cancelled; the reader settles it
     settled: bool = False
     expiry: asyncio.TimerHandle | None = None
+    deadline: float = 0.0
+    scope: asyncio.Timeout | None = None  # the caller's wait for the final result
 
 
 @dataclass
@@ -507,6 +515,7 @@ class AtChannel:
         probe_timeout: float = 2.0,
         quiet_time: float = 0.3,
         probe_command: str = "AT",
+        input_timeout: float = 10.0,
     ) -> None:
         self._port = port
         self._probe_command = probe_command
@@ -515,6 +524,12 @@ class AtChannel:
         self._probe_attempts = probe_attempts
         self._probe_timeout = probe_timeout
         self._quiet_time = quiet_time
+        # A prompt for a command that timed out: the module now takes whatever is written as
+        # that command's data, until it has the announced length or its input timeout ends
+        # the command with a final result (Quectel: 5 s by default, §2.7). A probe written
+        # then is swallowed, and may even go out to the peer as data; probes wait for the end.
+        self._input_timeout = input_timeout
+        self._taking_input: asyncio.Event | None = None
         self._last_rx = 0.0
         self._lock = asyncio.Lock()
         self._interactive_waiting = 0  # commands not marked BULK waiting for the lock
@@ -748,6 +763,7 @@ class AtChannel:
         if self._owed:
             await self._wait_for_quiet_line()
         for attempt in range(1, self._probe_attempts + 1):
+            await self._wait_for_input_end()
             try:
                 request = _Request(
                     self._probe_command, None, self._probe_timeout, (), None, False, probe=True
@@ -782,6 +798,18 @@ class AtChannel:
             " yet (the module may still be starting)" if expected else "",
         )
 
+    async def _wait_for_input_end(self) -> None:
+        """After a stray prompt, wait (at most ``input_timeout``) for the final result that
+        ends the module's data input before writing anything."""
+        taking = self._taking_input
+        if taking is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._input_timeout):
+                await taking.wait()
+        if self._taking_input is taking:
+            self._taking_input = None
+
     async def _wait_for_quiet_line(self) -> None:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._probe_timeout
@@ -809,7 +837,7 @@ class AtChannel:
         if request.read_length is not None:
             limit += self.wire_time(request.read_length)
         deadline = loop.time() + limit
-        pending = _Pending(request, loop.create_future(), owns_lock)
+        pending = _Pending(request, loop.create_future(), owns_lock, deadline=deadline)
         self._pending = pending
         self.stats.commands += 1
         shown = request.shown
@@ -820,7 +848,7 @@ class AtChannel:
             if request.read_length is not None:
                 self._parser.arm_connect(request.read_length, request.sink)
             self._write(request.command.encode() + b"\r")
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(deadline) as pending.scope:
                 result = await pending.result
         except TimeoutError:
             self.stats.timeouts += 1
@@ -837,7 +865,8 @@ class AtChannel:
                     self._owe(pending)
             else:
                 pending.abandoned = True
-                pending.expiry = loop.call_at(deadline, self._expire, pending)
+                pending.scope = None
+                pending.expiry = loop.call_at(pending.deadline, self._expire, pending)
             raise
         except BaseException:
             self._settle(pending)
@@ -897,8 +926,23 @@ class AtChannel:
     def _on_data(self, data: bytes) -> None:
         self._last_rx = asyncio.get_running_loop().time()
         self.stats.bytes_in += len(data)
+        unsolicited = self._parser.unsolicited_bytes
         for event in self._parser.feed(data):
             self._dispatch(event)
+        pushed = self._parser.unsolicited_bytes - unsolicited
+        if pushed and self._pending is not None and not self._pending.finished:
+            self._extend(self._pending, self.wire_time(pushed))
+
+    def _extend(self, pending: _Pending, seconds: float) -> None:
+        """Give the command in flight the line time a push took: its answer queues behind
+        the pushed bytes (1,500 of them take 1.6 s at 9600 baud)."""
+        pending.deadline += seconds
+        if pending.scope is not None:
+            pending.scope.reschedule(pending.deadline)
+        if pending.expiry is not None:
+            pending.expiry.cancel()
+            loop = asyncio.get_running_loop()
+            pending.expiry = loop.call_at(pending.deadline, self._expire, pending)
 
     def when_lost(self, listener: Callable[[Exception], None]) -> None:
         """Call ``listener(error)`` if the port goes away (EOF, I/O error, USB unplugged)."""
@@ -930,6 +974,9 @@ class AtChannel:
         elif isinstance(event, Prompt):
             if not self._prompted(pending):
                 self._noise("data prompt '>' with no command waiting for it")
+                self._desynced = True
+                if self._taking_input is None or self._taking_input.is_set():
+                    self._taking_input = asyncio.Event()
         elif isinstance(event, Echo):
             log.debug("echo %s", event.text)
         elif isinstance(event, Urc):
@@ -994,6 +1041,8 @@ class AtChannel:
     def _paid(self, what: str) -> None:
         """A final result nobody waits for: most likely an owed answer, now come."""
         self._owed = max(0, self._owed - 1)
+        if self._taking_input is not None:
+            self._taking_input.set()  # the data input a stray prompt opened is over
         self._noise(what)
 
     def _noise(self, what: str) -> None:

@@ -51,7 +51,7 @@ from transport.modem import (
 from transport.modems.quectel_files import QuectelFiles
 from transport.modems.quectel_ftp import FTP_URCS, FtpSettings, QuectelFtp
 from transport.modems.quectel_http import HTTP_URCS, HttpSettings, QuectelHttp
-from transport.modems.quectel_settings import QuectelSettings
+from transport.modems.quectel_settings import AccessMode, QuectelSettings
 from transport.modems.quectel_sockets import (
     QuectelSockets,
     QuectelTcpStream,
@@ -89,6 +89,13 @@ PAYLOAD_RULES = (
     # AT+QFREAD: CONNECT <n> then exactly n bytes of the file (§4.7).
     PayloadRule(re.compile(r"CONNECT (?P<length>\d+)")),
 )
+# Direct push (§2.13, §3.6): +QIURC: "recv",<id>,<n> then exactly n bytes (and a <CR><LF>,
+# an empty line to the parser). Only for sockets opened in push mode: in buffer mode the
+# same shape is AT+QICFG="recvind",1's announcement, which carries no data.
+PUSH_RULES = (
+    PayloadRule(re.compile(r'\+QIURC: "recv",\d+,(?P<length>\d+)')),
+    PayloadRule(re.compile(r'\+QSSLURC: "recv",\d+,(?P<length>\d+)')),
+)
 
 
 class QuectelModem:
@@ -115,9 +122,12 @@ class QuectelModem:
             channel.subscribe(prefix, self._on_status)
 
     @staticmethod
-    def parser() -> AtParser:
-        """An AT parser that knows Quectel's URCs and length-prefixed payloads."""
-        return AtParser(urc_prefixes=URC_PREFIXES, payload_rules=PAYLOAD_RULES)
+    def parser(*, direct_push: bool = True) -> AtParser:
+        """An AT parser that knows Quectel's URCs and length-prefixed payloads; with
+        ``direct_push``, the data a "recv" URC carries (the driver never turns "recvind" on,
+        so a buffer-mode URC never has the length field)."""
+        rules = PAYLOAD_RULES + (PUSH_RULES if direct_push else ())
+        return AtParser(urc_prefixes=URC_PREFIXES, payload_rules=rules)
 
     @property
     def channel(self) -> AtChannel:
@@ -393,7 +403,7 @@ class QuectelModem:
         fields = split_fields(urc.text[len("+QIURC:") :].strip())
         kind = fields[0] if fields else ""
         if kind in ("recv", "closed") and len(fields) >= 2 and fields[1].isdigit():
-            self.sockets.on_socket_urc(kind, int(fields[1]), urc.text)
+            self.sockets.on_socket_urc(kind, int(fields[1]), urc)
         elif kind == "pdpdeact" and len(fields) >= 2:
             log.warning("the network deactivated PDP context %s", fields[1])
             if fields[1] == str(self._settings.context_id):
@@ -408,7 +418,7 @@ class QuectelModem:
         # "recv" and "closed" as for TCP; a PDP loss still comes as +QIURC: "pdpdeact" (§3.6).
         fields = split_fields(urc.text[len("+QSSLURC:") :].strip())
         if len(fields) >= 2 and fields[0] in ("recv", "closed") and fields[1].isdigit():
-            self.sockets.on_socket_urc(fields[0], int(fields[1]), urc.text)
+            self.sockets.on_socket_urc(fields[0], int(fields[1]), urc)
         else:
             log.info("unhandled %s", urc.text)
 
@@ -633,7 +643,8 @@ async def open_quectel(
 def quectel_channel(path: str, baudrate: int, settings: QuectelSettings) -> AtChannel:
     """An AT channel (not started) on ``path`` that knows Quectel's URCs and payloads."""
     port = SerialPort.open(path, baudrate)
-    return AtChannel(port, QuectelModem.parser(), default_timeout=settings.command_timeout)
+    parser = QuectelModem.parser(direct_push=settings.access_mode is AccessMode.PUSH)
+    return AtChannel(port, parser, default_timeout=settings.command_timeout)
 
 
 # --- response parsing ----------------------------------------------------------------------

@@ -13,6 +13,13 @@ MAX_READ = 1500  # AT+QIRD read length limit (§2.8)
 _SAFE_FIELD = re.compile(r"[\x20-\x7e]*")
 
 
+class AccessMode(enum.IntEnum):
+    """``<access_mode>`` of AT+QIOPEN / AT+QSSLOPEN (§2.4, §3.2)."""
+
+    BUFFER = 0  # the module keeps what arrives; "recv" URC, then AT+QIRD until +QIRD: 0
+    PUSH = 1  # direct push: the data rides on the "recv" URC itself (§2.13)
+
+
 class PdpAuth(enum.IntEnum):
     """``<authentication>`` of AT+QICSGP (§2.1)."""
 
@@ -47,6 +54,11 @@ class QuectelSettings:
     send_stall_timeout: float = 120.0
     send_retry_delay: float = 0.05  # first back-off after SEND FAIL, doubling up to 1 s
     idle_poll_interval: float = 10.0
+    # Direct push costs one UART exchange and one wake-up per arrival instead of a URC, an
+    # AT+QIRD and its answer, and an AT+QIRD that finds the buffer empty (issue 19). Buffer
+    # mode stays for modules or firmware that misbehave in push mode, and is what an open
+    # falls back to when the module refuses the push mode argument.
+    access_mode: AccessMode = AccessMode.PUSH
     rx_high_water: int = 64 * 1024
     tx_high_water: int = 4 * MAX_SEND
 

@@ -2,10 +2,15 @@
 streams on them (at-protocol.md §2.4-§2.13, cited as §n), plain (AT+QI*) or with the TLS in the
 module (AT+QSSL*, §3.2-§3.6: the same id space, the same buffer access mode, other names).
 
-Sockets use buffer access mode: the module keeps received bytes and says ``+QIURC: "recv",<id>``
-once; the host then reads with ``AT+QIRD`` until ``+QIRD: 0``, because no further "recv" URC
-comes until the buffer has been drained (§2.8, §9.2). Writes go as ``AT+QISEND=<id>,<len>`` with
-at most 1460 bytes, the fixed-length form being the only one that can carry 0x1A/0x1B (§9.7).
+Sockets open in direct push mode by default (``<access_mode>`` 1, §2.4): the module hands
+over what arrives on the URC itself, ``+QIURC: "recv",<id>,<n>`` and exactly n bytes (§2.13), so
+an arrival costs the host one read of the line and nothing else. In buffer access mode (the
+setting ``access_mode``, or when the module refuses the push argument) the module keeps received
+bytes and says ``+QIURC: "recv",<id>`` once; the host then reads with ``AT+QIRD`` until
+``+QIRD: 0``, because no further "recv" URC comes until the buffer has been drained (§2.8,
+§9.2). A push-mode socket that gets a "recv" URC without data (firmware that kept buffer mode)
+is read the buffer-mode way. Writes go as ``AT+QISEND=<id>,<len>`` with at most 1460 bytes, the
+fixed-length form being the only one that can carry 0x1A/0x1B (§9.7).
 
 An id belongs to the module, not to us: AT+QIOPEN takes it, and it stays taken (after a
 ``+QIURC: "closed"``, a failed connect, an open that never answered) until AT+QICLOSE or a
@@ -47,7 +52,7 @@ from transport.errors import (
     StreamClosed,
     TransportError,
 )
-from transport.modems.quectel_settings import MAX_READ, MAX_SEND, QuectelSettings
+from transport.modems.quectel_settings import MAX_READ, MAX_SEND, AccessMode, QuectelSettings
 from transport.shielding import shielded
 
 log = logging.getLogger(__name__)
@@ -141,6 +146,7 @@ class _Slot:
     connect_id: int
     where: str
     kind: SocketCommands = TCP
+    mode: AccessMode = AccessMode.BUFFER  # what the open asked for and the module took
     state: SocketState = SocketState.OPENING
     opened: asyncio.Future[int] | None = None  # the <err> of the +QIOPEN URC waited for
     stream: QuectelTcpStream | None = None
@@ -154,6 +160,9 @@ class QuectelSockets:
         self._at = channel
         self._s = settings
         self._table: dict[int, _Slot] = {}
+        # The module refused the push argument once (an ERROR with 552): buffer mode from then
+        # on, for this driver's life (a module does not learn push mode by restarting).
+        self._push_refused = False
 
     @property
     def channel(self) -> AtChannel:
@@ -175,7 +184,7 @@ class QuectelSockets:
     async def open_tcp(
         self, host: str, port: int, *, timeout: float | None = None, connect_id: int | None = None
     ) -> QuectelTcpStream:
-        """Open a TCP connection in buffer access mode; the module resolves host names.
+        """Open a TCP connection in the configured access mode; the module resolves host names.
 
         ``connect_id`` picks the module's socket id (0-11); by default the lowest free one.
         """
@@ -191,8 +200,9 @@ class QuectelSockets:
         connect_id: int | None = None,
     ) -> QuectelTcpStream:
         """Open a TLS connection in the module with SSL context ``ssl_context_id`` (configured
-        beforehand with AT+QSSLCFG), in buffer access mode (§3.2). The module's time limit is
-        150 s plus the context's negotiation time; the caller's ``timeout`` should allow it."""
+        beforehand with AT+QSSLCFG), in the configured access mode (§3.2). The module's time
+        limit is 150 s plus the context's negotiation time; the caller's ``timeout`` should
+        allow it."""
         if not 0 <= ssl_context_id <= 5:
             raise ValueError(f"not an SSL context id: {ssl_context_id}")
         return await self._open_stream(SSL, host, port, timeout, connect_id, ssl_context_id)
@@ -260,15 +270,26 @@ class QuectelSockets:
     ) -> int:
         """AT+QIOPEN (or AT+QSSLOPEN) on the slot's id and the ``<err>`` of its URC."""
         slot.opened = asyncio.get_running_loop().create_future()
-        pdp, connect_id = self._s.context_id, slot.connect_id
-        command = (
-            f'AT+QSSLOPEN={pdp},{ssl_context_id},{connect_id},"{host}",{port},0'
-            if slot.kind is SSL
-            else f'AT+QIOPEN={pdp},{connect_id},"TCP","{host}",{port},0,0'
-        )
+        slot.mode = AccessMode.BUFFER if self._push_refused else self._s.access_mode
+        command = self._open_command(slot, host, port, ssl_context_id)
         response = await self._at.command(command, check=False)
         if not response.result.success:
             error = await last_socket_error(self._at)
+            push = slot.mode is AccessMode.PUSH
+            if push and error is not None and error[0] == INVALID_PARAMETERS:
+                log.warning(
+                    "the module refused direct push mode for %s (%s): sockets use buffer "
+                    "access mode (AT+QIRD) from now on",
+                    slot.where,
+                    with_socket_error(response.result.text, error),
+                )
+                self._push_refused = True
+                slot.mode = AccessMode.BUFFER
+                response = await self._at.command(
+                    self._open_command(slot, host, port, ssl_context_id), check=False
+                )
+                error = None if response.result.success else await last_socket_error(self._at)
+        if not response.result.success:
             if error is not None and error[0] == ID_IN_USE:
                 return ID_IN_USE  # firmware that says so at once rather than by URC
             raise SocketOpenError(
@@ -282,6 +303,12 @@ class QuectelSockets:
             raise SocketOpenError(
                 f"no {slot.kind.open_urc} for {slot.where} within {timeout:g} s"
             ) from None
+
+    def _open_command(self, slot: _Slot, host: str, port: int, ssl_context_id: int) -> str:
+        pdp, connect_id, mode = self._s.context_id, slot.connect_id, int(slot.mode)
+        if slot.kind is SSL:
+            return f'AT+QSSLOPEN={pdp},{ssl_context_id},{connect_id},"{host}",{port},{mode}'
+        return f'AT+QIOPEN={pdp},{connect_id},"TCP","{host}",{port},0,{mode}'
 
     async def _claim(self, where: str, connect_id: int | None, kind: SocketCommands) -> _Slot:
         if connect_id is not None:
@@ -425,15 +452,18 @@ class QuectelSockets:
         for stream in self.streams():
             stream.network_lost(why)
 
-    def on_socket_urc(self, kind: str, connect_id: int, text: str) -> None:
-        """``+QIURC:`` / ``+QSSLURC:`` ``"recv"`` or ``"closed"`` for ``connect_id``."""
+    def on_socket_urc(self, kind: str, connect_id: int, urc: Urc) -> None:
+        """``+QIURC:`` / ``+QSSLURC:`` ``"recv"`` (with the pushed data in direct push mode)
+        or ``"closed"`` for ``connect_id``."""
         slot = self._table.get(connect_id)
         stream = slot.stream if slot is not None else None
         if stream is None:
             # Not ours: a socket closed before it connected, or one an earlier run of the
             # daemon left open (the module keeps it across our restart, §9.11); reconcile()
             # closes the latter at bring-up. Nothing to act on, nothing to warn about.
-            log.debug("%s for socket %d, which no stream uses", text, connect_id)
+            log.debug("%s for socket %d, which no stream uses", urc.text, connect_id)
+        elif kind == "recv" and urc.payload is not None:
+            stream.pushed(urc.payload)
         elif kind == "recv":
             stream.data_announced()
         else:
@@ -470,6 +500,8 @@ class QuectelTcpStream:
         self.connect_id = slot.connect_id
         self.where = slot.where
         self._kind = slot.kind
+        self._push = slot.mode is AccessMode.PUSH
+        self._read_needed = not self._push  # a buffer-mode announcement waits to be read
         self._rx = bytearray()
         self._rx_available = asyncio.Event()
         self._rx_space = asyncio.Event()
@@ -566,7 +598,27 @@ class QuectelTcpStream:
     # -- events from the modem's URC handlers --
 
     def data_announced(self) -> None:
+        self._read_needed = True
         self._announced.set()
+
+    def pushed(self, data: bytes) -> None:
+        """Direct push: the bytes a "recv" URC carried, in the order the module sent them.
+        The module cannot be held back in this mode (its only brake is the UART); the
+        reader keeps up, and a reader that stops makes the buffer grow, said in the log."""
+        if self._end is not None:
+            return
+        self._rx += data
+        self.bytes_received += len(data)
+        self._rx_available.set()
+        if len(self._rx) >= self._s.rx_high_water and self._rx_space.is_set():
+            self._rx_space.clear()
+            log.warning(
+                "socket %d to %s: %d bytes pushed and not read yet; the module cannot be held "
+                "back in direct push mode",
+                self.connect_id,
+                self.where,
+                len(self._rx),
+            )
 
     def peer_closed(self) -> None:
         self._peer_closed = True
@@ -597,15 +649,23 @@ class QuectelTcpStream:
     async def _receive_loop(self) -> None:
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self._s.idle_poll_interval):
-                        await self._announced.wait()
-                except TimeoutError:
-                    # No URC for a while: read anyway, in case one was lost in line noise
-                    # (the module would not send another until its buffer is drained, §9.2).
-                    pass
+                if self._push:
+                    # Pushed data never waits at the module, so there is nothing to poll for:
+                    # this task wakes only for a "closed", a lost network, or a "recv" that
+                    # came without its data.
+                    await self._announced.wait()
+                else:
+                    try:
+                        async with asyncio.timeout(self._s.idle_poll_interval):
+                            await self._announced.wait()
+                    except TimeoutError:
+                        # No URC for a while: read anyway, in case one was lost in line noise
+                        # (the module would not send another until its buffer is drained, §9.2).
+                        self._read_needed = True
                 self._announced.clear()
-                await self._drain_module()
+                if self._read_needed:
+                    self._read_needed = not self._push
+                    await self._drain_module()
                 if self._peer_closed:
                     raise PeerClosed(
                         f"socket {self.connect_id}: {self.where} closed the connection"

@@ -221,7 +221,8 @@ class QuectelModule(HttpCommands, FtpCommands):
         self.send_fail_rate = 0.0
         self.pdp_failures = 0
         self.chatter = 0.0  # chance of a status URC between a command's echo and its answer
-        self.chatter_urcs = CHATTER_URCS
+        # Texts, or (text, raw bytes after it) for a URC carrying data such as a direct push.
+        self.chatter_urcs: tuple[str | tuple[str, bytes], ...] = CHATTER_URCS
         self.refused_sends: set[int] = set()  # sockets whose every QISEND gets SEND FAIL
         self.send_result_delay = 0.0  # the next QISEND's result comes this much later (once)
         self.most_sockets_held = 0  # the most socket ids taken at one time, ever (TCP and SSL)
@@ -437,7 +438,10 @@ class QuectelModule(HttpCommands, FtpCommands):
 
     def _chatter(self) -> None:
         if self.chatter and self.rng.random() < self.chatter:
-            self._urc(self.rng.choice(self.chatter_urcs))
+            # A URC's text, or its text and the raw bytes that follow it (a direct push).
+            chosen = self.rng.choice(self.chatter_urcs)
+            text, raw = (chosen, b"") if isinstance(chosen, str) else chosen
+            self._urc(text, raw)
 
     def _cme(self, code: int) -> str:
         if self.cmee == 0:
