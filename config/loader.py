@@ -100,6 +100,7 @@ class ModemConfig:
     sim_pin: str | None
     registration_timeout: float
     wifi: WifiConfig | None = None
+    access_mode: str = "push"
 
     def __repr__(self) -> str:
         return f"ModemConfig(type={self.type!r}, port={self.port!r}, apn={self.apn!r})"
@@ -265,6 +266,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             sim_pin=modem.get("sim_pin"),
             registration_timeout=float(modem["registration_timeout"]),
             wifi=wifi,
+            access_mode=modem["access_mode"],
         ),
         storage_directory=Path(data["storage"]["directory"]),
         log_level=data["logging"]["level"],

@@ -418,6 +418,15 @@ SCHEMA: dict[str, Any] = {
                     "exclusiveMinimum": 0,
                     "default": 90,
                 },
+                "access_mode": {
+                    "description": "quectel: how the module hands over received data; push: "
+                    "on the URC itself (direct push, AT+QIOPEN access mode 1: fewer UART "
+                    "exchanges and wake-ups), buffer: kept until read with AT+QIRD (for "
+                    "firmware that misbehaves in push mode; also used when the module refuses "
+                    "push mode)",
+                    "enum": ["push", "buffer"],
+                    "default": "push",
+                },
             },
         },
         "wifi": {

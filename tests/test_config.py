@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from chargepoint.app.assembly import link_for
+from chargepoint.app.assembly import link_for, module_settings
 from chargepoint.app.daemon import Daemon
 from config.loader import ConfigError, load_config, parse_config
 from tests.harness import make_config
-from transport.modems.families import ModuleSettings, WifiSettings, family
+from transport.modems.families import ModuleSettings, WifiSettings, _quectel_settings, family
 from transport.modems.host import HostLink
+from transport.modems.quectel_settings import AccessMode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -288,3 +289,19 @@ def test_a_driver_refusal_is_a_configuration_problem_not_a_crash() -> None:
     broken = dataclasses.replace(config, modem=dataclasses.replace(config.modem, wifi=short))
     with pytest.raises(ConfigError, match="a WPA/WPA2 key is 8 to 63 characters"):
         link_for(broken)
+
+
+@pytest.mark.parametrize(("line", "expected"), [("", "PUSH"), ('access_mode = "buffer"', "BUFFER")])
+def test_the_quectel_access_mode_reaches_the_driver(line: str, expected: str) -> None:
+    text = MINIMAL.replace('type = "host"', f'type = "quectel"\nport = "/dev/ttyUSB2"\n{line}')
+    settings = _quectel_settings(module_settings(parse_config(text)))
+    assert settings.access_mode is AccessMode[expected]
+
+
+def test_an_unknown_access_mode_is_refused() -> None:
+    text = MINIMAL.replace(
+        'type = "host"', 'type = "quectel"\nport = "/dev/ttyUSB2"\naccess_mode = "transparent"'
+    )
+    assert problems(text) == [
+        'modem.access_mode: must be one of "push", "buffer", not "transparent"'
+    ]

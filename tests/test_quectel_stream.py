@@ -448,3 +448,31 @@ async def test_full_size_reads_on_a_slow_line_get_the_time_the_wire_needs(
         payload = os.urandom(1600)
         assert await round_trip(s.stream, payload, 1600) == payload
         assert s.modem.channel.stats.timeouts == 0
+
+
+@pytest.mark.parametrize("access_mode", [AccessMode.PUSH], ids=["push"], indirect=True)
+async def test_firmware_that_refuses_push_mode_gets_buffer_mode_sockets(
+    echo_server: EchoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    module = QuectelModule(ModuleProfile(direct_push="refused"))
+    async with session(echo_server, module) as s:
+        assert "refused direct push mode" in caplog.text
+        assert s.sim.module.sockets[s.stream.connect_id].access_mode == 0
+        payload = os.urandom(20_000)
+        assert await round_trip(s.stream, payload, 3000) == payload
+        second = await s.modem.open_tcp("127.0.0.1", echo_server.port)
+        # Asked in buffer mode at once: the module refused push mode for this driver's life.
+        assert s.sim.module.sockets[second.connect_id].access_mode == 0
+        assert caplog.text.count("refused direct push mode") == 1
+        assert await round_trip(second, b"again", 5) == b"again"
+        await second.close()
+
+
+@pytest.mark.parametrize("access_mode", [AccessMode.PUSH], ids=["push"], indirect=True)
+async def test_firmware_that_ignores_push_mode_is_read_with_qird(echo_server: EchoServer) -> None:
+    # The module takes access mode 1 and still says "recv" without data: the driver reads.
+    module = QuectelModule(ModuleProfile(direct_push="ignored"))
+    async with session(echo_server, module) as s:
+        payload = os.urandom(50_000)
+        assert await round_trip(s.stream, payload, 4096) == payload
+        assert s.stream.bytes_received == len(payload)

@@ -40,6 +40,7 @@ def module_settings(config: Config) -> ModuleSettings:
         context_id=modem.context_id,
         sim_pin=modem.sim_pin,
         registration_timeout=modem.registration_timeout,
+        access_mode=modem.access_mode,
         wifi=None
         if wifi is None
         else WifiSettings(

@@ -16,7 +16,7 @@ from transport.link import Link
 from transport.modems.quectel import QuectelLink, open_quectel, quectel_channel
 from transport.modems.quectel_ftp import FtpSettings
 from transport.modems.quectel_http import HttpSettings
-from transport.modems.quectel_settings import PdpAuth, QuectelSettings
+from transport.modems.quectel_settings import AccessMode, PdpAuth, QuectelSettings
 from transport.modems.simplelink import SimpleLinkLink, describe_simplelink, simplelink_channel
 from transport.modems.simplelink_settings import SimpleLinkSettings
 
@@ -52,6 +52,7 @@ class ModuleSettings:
     context_id: int = 1
     sim_pin: str | None = field(default=None, repr=False)
     registration_timeout: float = 90.0
+    access_mode: str = "push"  # push | buffer (Quectel sockets)
     wifi: WifiSettings | None = None
     files_ca: Path | None = None  # CA of HTTPS/FTPS file servers (firmware.ca_file)
     piece_size: int = 128 * 1024  # bytes per HTTP Range request
@@ -106,6 +107,7 @@ def _quectel_settings(settings: ModuleSettings) -> QuectelSettings:
         context_id=settings.context_id,
         sim_pin=settings.sim_pin,
         registration_timeout=settings.registration_timeout,
+        access_mode=AccessMode.BUFFER if settings.access_mode == "buffer" else AccessMode.PUSH,
     )
 
 

@@ -123,6 +123,10 @@ class ModuleProfile:
     ram_size: int = 512 * 1024  # RAM disk capacity
     checkhost_option: bool = True  # AT+QSSLCFG="checkhost" exists (newer firmware, §3.1)
     nitz: bool = True  # the network sends its time at registration (AT+QLTS, AT+CTZU)
+    # Direct push (<access_mode> 1, §2.4, §2.13): "supported"; "refused", firmware that answers
+    # the argument with ERROR (552); "ignored", firmware that takes it and behaves as in
+    # buffer mode ("recv" without data, AT+QIRD).
+    direct_push: Literal["supported", "refused", "ignored"] = "supported"
 
 
 # Status URCs real modules volunteer (§7 boot URCs, +QIND indications) that answer no command
@@ -888,6 +892,10 @@ class QuectelModule(HttpCommands, FtpCommands):
         mode = args[6] if len(args) == 7 else "0"
         if mode not in ("0", "1"):
             return self._qi_error(555)  # transparent mode is not modelled
+        taken = self._push_support(mode)
+        if taken is None:
+            return self._qi_error(552)
+        mode = taken
         ctx = self.contexts.get(ctx_id)
         if ctx is None or not ctx.active:
             return self._qi_error(572)
@@ -906,6 +914,12 @@ class QuectelModule(HttpCommands, FtpCommands):
             OpenTcp(sock_id, sock.host, sock.remote_port)
         )
         return "OK"
+
+    def _push_support(self, mode: str) -> str | None:
+        """The access mode the firmware really uses; None when it refuses the argument."""
+        if mode != "1" or self.profile.direct_push == "supported":
+            return mode
+        return None if self.profile.direct_push == "refused" else "0"
 
     def _cmd_qiclose(self, form: str, args: list[str], now: float) -> str:
         if form == "test":
@@ -1156,6 +1170,10 @@ class QuectelModule(HttpCommands, FtpCommands):
             return self._qi_error(555)  # transparent mode (CONNECT) is not modelled
         if mode not in ("0", "1"):
             return self._qi_error(552)
+        taken = self._push_support(mode)
+        if taken is None:
+            return self._qi_error(552)
+        mode = taken
         if not self._context_active(ctx_id):
             return self._qi_error(572)
         if sock_id in self.sockets:
