@@ -24,7 +24,8 @@ EVENTS = [
 # What the serial line shows of each step, by module family.
 SEEN = {
     "quectel": {
-        "tls_open": r"uart  AT\+QSSLOPEN=1,2,0,\"127\.0\.0\.1\",\d+,0  ⇒  OK",
+        # Direct push (access mode 1), the default.
+        "tls_open": r"uart  AT\+QSSLOPEN=1,2,0,\"127\.0\.0\.1\",\d+,1  ⇒  OK",
         "data": "AT+QISEND=",
         "hole": 'urc +QIURC: "pdpdeact",1',
         "transfers": ("AT+QHTTPGET=", "AT+QHTTPPOSTFILE="),

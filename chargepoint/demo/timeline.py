@@ -75,7 +75,9 @@ class Timeline(logging.Handler):
             self._command = None
         elif message.startswith("urc "):
             self.urcs += 1
-            if '"recv"' not in message:  # data waiting: the driver reads it, counted above
+            if '"recv"' in message:  # data pushed, or waiting to be read: counted, not shown
+                self.data_commands['AT+"recv" URC'] += 1
+            else:
                 self.line("uart", message, when)
 
     def data_totals(self) -> str:
