@@ -78,6 +78,7 @@ async def measure(kind: str, count: int) -> dict[str, list[float]]:
                 f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
                 f'[csms]\nurl = "{csms.url}"\npassword = "{PASSWORD.decode()}"\n'
                 "ping_interval = 0\nreconnect_delay_min = 0.1\nreconnect_delay_max = 0.1\n"
+                "security_profile = 1\n"  # Basic auth over ws:// to a CSMS on this machine
                 f'[modem]\ntype = "host"\n[storage]\ndirectory = "{Path(tmp) / "state"}"\n'
             )
             link = QuectelLink(sim.path, BAUD, QuectelSettings(apn="internet"))
