@@ -6,6 +6,7 @@ error-handling chapters (at-protocol.md §1.3, §7; seeds 000 §1.4.2, 001 §4.2
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -176,3 +177,33 @@ async def test_open_errors_name_the_cause(modem: QuectelModem, sim: SimulatorShe
         await modem.open_tcp('evil",80\rAT+CFUN=0', 80)
     # The failed ids were closed again and are free.
     assert sim.module.sockets == {}
+
+
+async def test_registration_is_seen_when_the_module_says_so_not_at_the_next_poll() -> None:
+    # Polls an hour apart: only the module's "+CEREG: 1" (the driver enables the URCs) can
+    # end the wait, and the status is asked once before it and once after.
+    slow_polls = fast(registration_poll=3600.0, registration_timeout=7200.0)
+    module = QuectelModule()
+    asked = asyncio.Event()
+    answer = module._cmd_cereg
+
+    def cereg(form: str, args: list[str], now: float) -> str:
+        if form == "read":
+            asked.set()
+        return answer(form, args, now)
+
+    module._cmd_cereg = cereg  # type: ignore[method-assign]
+    async with SimulatorShell(module) as sim, open_quectel(sim.path, settings=slow_polls) as modem:
+        sim.set_coverage(False)  # no cell yet: the driver finds the module searching
+        bringing = asyncio.create_task(modem.bring_up())
+        async with asyncio.timeout(30):
+            await asked.wait()
+            sim.set_coverage(True)
+            info = await bringing
+    assert info.registration.packet_registered
+    assert [c for c in module.log if c.startswith("AT+C") and "REG" in c] == [
+        "AT+CREG=1",
+        "AT+CGREG=1",
+        "AT+CEREG=1",
+        *["AT+CREG?", "AT+CGREG?", "AT+CEREG?"] * 2,
+    ]

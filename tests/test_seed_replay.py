@@ -6,7 +6,9 @@ Deliberate differences from the log: the driver sends AT+QICSGP once (the log re
 with the fixed-length AT+QISEND=<id>,<len> form (the log's variable-length form cannot carry
 0x1A/0x1B, at-protocol.md §9.7; it is replayed verbatim in the second test), reads until
 +QIRD: 0 (§9.2), and masks its WebSocket frame with a key as RFC 6455 requires (the seed's
-frame sets the mask bit without a key, see shared/seeds/README.md).
+frame sets the mask bit without a key, see shared/seeds/README.md). The log's sockets are in
+buffer access mode (AT+QIOPEN=...,0,0 and AT+QIRD): the replay asks the driver for that mode,
+whose default is direct push.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 
 from tests.conftest import fast
 from transport.modems.quectel import open_quectel
-from transport.modems.quectel_settings import PdpAuth
+from transport.modems.quectel_settings import AccessMode, PdpAuth
 from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
 
 # The server's bytes as the log shows them (lengths 216, 103 and 107 match its +QIRD lines).
@@ -111,7 +113,7 @@ async def read_exactly(stream, count: int) -> bytes:
 async def test_seed_004_log_replays_through_the_driver(seed_csms: SeedCsms) -> None:
     # The log's module: an EC200U, roaming ("+CGREG: 0,5"), APN airtelgprs.com with PAP.
     module = QuectelModule(ModuleProfile(registration_stat=5))
-    settings = fast(apn="airtelgprs.com", auth=PdpAuth.PAP)
+    settings = fast(apn="airtelgprs.com", auth=PdpAuth.PAP, access_mode=AccessMode.BUFFER)
     async with (
         SimulatorShell(module, record=True) as sim,
         open_quectel(sim.path, settings=settings) as modem,
@@ -162,7 +164,9 @@ async def test_seed_004_log_replays_through_the_driver(seed_csms: SeedCsms) -> N
     assert sim.transcript is not None
     said = sim.transcript.bytes("module")
     answers = [
-        b"+CGREG: 0,5",
+        # The log's host left registration URCs off ("+CGREG: 0,5"); the driver turns them on
+        # (AT+CGREG=1), so <n> is 1. The status is the log's: 5, roaming.
+        b"+CGREG: 1,5",
         b'+QIACT: 1,1,1,"10.64.23.7"',
         b"+QIOPEN: 1,0",
         b"SEND OK",

@@ -107,6 +107,9 @@ class QuectelModem:
         self.sockets = QuectelSockets(channel, self._settings)
         self.tls = QuectelTls(channel, QuectelFiles(channel))
         self._booted = asyncio.Event()
+        # A +CPIN or +CxREG URC came: the SIM or registration waits look again at once
+        # instead of at their next poll.
+        self._status_changed = asyncio.Event()
         self._link_up = False
         self._http: QuectelHttp | None = None
         self._ftp: QuectelFtp | None = None
@@ -169,6 +172,11 @@ class QuectelModem:
                 "module does not know AT+QISDE (%s); assuming no payload echo", response.result.text
             )
         await self._wait_for_sim()
+        # Registration changes as URCs (n=1: "+CEREG: <stat>"), so the wait below and a
+        # technician reading the log see them when they happen; modules without a domain
+        # (no LTE: no CEREG) answer ERROR, which is fine.
+        for name in ("CREG", "CGREG", "CEREG"):
+            await self._at.command(f"AT+{name}=1", check=False)
         identity = await self.identity()
         log.info(
             "module %s %s, firmware %s, IMEI %s, ICCID %s, IMSI %s",
@@ -214,6 +222,7 @@ class QuectelModem:
         deadline = loop.time() + s.sim_timeout
         pin_sent = False
         while True:
+            self._status_changed.clear()
             response = await self._at.command("AT+CPIN?", expect=("+CPIN:",), check=False)
             if response.result.success:
                 state = response.value("+CPIN:")
@@ -250,7 +259,7 @@ class QuectelModem:
                     f"the SIM was not ready within {s.sim_timeout:g} s; the manual advises a "
                     "module reboot (AT+CFUN=1,1)"
                 )
-            await asyncio.sleep(1.0)
+            await self._nap(1.0)
 
     async def registration(self) -> Registration:
         """Query +CREG/+CGREG/+CEREG; a domain the module does not know is reported as None."""
@@ -267,6 +276,7 @@ class QuectelModem:
         deadline = loop.time() + s.registration_timeout
         denied_polls = 0
         while True:
+            self._status_changed.clear()
             registration = await self.registration()
             if registration.packet_registered:
                 return registration
@@ -283,7 +293,13 @@ class QuectelModem:
                     f"({registration.describe()}; signal {signal.describe()}): check the antenna, "
                     "the coverage and the SIM's network settings"
                 )
-            await asyncio.sleep(s.registration_poll)
+            await self._nap(s.registration_poll)
+
+    async def _nap(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the module reports a SIM or registration change."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._status_changed.wait()
 
     async def _activate_pdp(self) -> str:
         """AT+QIACT with AT+QIDEACT and retry on failure (HTTP manual §1.4.2; §1.3)."""
@@ -459,6 +475,8 @@ class QuectelModem:
 
     def _on_status(self, urc: Urc) -> None:
         log.info("module status: %s", urc.text)
+        if urc.text.startswith(("+CPIN:", "+CREG:", "+CGREG:", "+CEREG:")):
+            self._status_changed.set()
 
 
 class QuectelLink:

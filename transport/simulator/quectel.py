@@ -703,10 +703,15 @@ class QuectelModule(HttpCommands, FtpCommands):
     def _expect_registration(self) -> None:
         """Look again when registration is due, so NITZ arrives on time (not at the next
         command)."""
-        self._at(self._radio_on_at + self.profile.registered_after, self._check_registration)
+        self._at(
+            self._radio_on_at + self.profile.registered_after,
+            lambda now: self._check_registration(now, announce=True),
+        )
 
-    def _check_registration(self, now: float) -> None:
+    def _check_registration(self, now: float, *, announce: bool = False) -> None:
         registered = self._registered(now)
+        if announce and registered and not self._was_registered:
+            self._announce_registration(self._registration(now))
         if registered and not self._was_registered and self.profile.nitz:
             # The network sends its time (NITZ) at registration; with AT+CTZU on, the module
             # sets its clock from it (§7).
@@ -1327,6 +1332,14 @@ class QuectelModule(HttpCommands, FtpCommands):
             self._actions.append(CloseTcp(socket_id, abort=True))
             self.tcp_closed(socket_id)
 
+    def _announce_registration(self, stat: int) -> None:
+        """The +CxREG URCs the host enabled (AT+CREG=1 or 2...) for a change of status."""
+        for name, n in self.reg_urc.items():
+            if n == 2 and stat in (1, 5):
+                self._urc(f'+{name}: {stat},"1A2B","0C3D4E5",{self.profile.access_technology}')
+            elif n:
+                self._urc(f"+{name}: {stat}")
+
     def set_coverage(self, covered: bool, now: float) -> None:
         """Drive into (or out of) a coverage hole: registration is lost ("searching", with the
         +CxREG URCs the host enabled), the network drops the PDP contexts and their sockets
@@ -1335,12 +1348,7 @@ class QuectelModule(HttpCommands, FtpCommands):
             return
         self.in_coverage = covered
         self._check_registration(now)
-        stat = self._registration(now)
-        for name, n in self.reg_urc.items():
-            if n == 2 and stat in (1, 5):
-                self._urc(f'+{name}: {stat},"1A2B","0C3D4E5",{self.profile.access_technology}')
-            elif n:
-                self._urc(f"+{name}: {stat}")
+        self._announce_registration(self._registration(now))
         if not covered:
             for context_id in list(self.contexts):
                 self.network_deactivates_pdp(context_id)
