@@ -38,7 +38,7 @@ from chargepoint.blocks.smart_charging import SmartCharging
 from chargepoint.blocks.transactions import Transactions
 from chargepoint.blocks.unsupported import ReservationNotSupported
 from chargepoint.hardware.charger import Charger
-from chargepoint.protocol.outbox import Item, Outbox, RetryPolicy
+from chargepoint.protocol.outbox import BATCH_BYTES, Item, Outbox, RetryPolicy
 from chargepoint.protocol.request import Online, SessionHooks
 from chargepoint.security_log import SecurityLog
 from config.ocpp_keys import IMPLEMENTED_PROFILES, ConfigurationKeys
@@ -63,9 +63,15 @@ class Station:
         profiles: tuple[str, ...] = IMPLEMENTED_PROFILES,
         data_transfer: DataTransferVendors | None = None,
         security_log: SecurityLog | None = None,
+        replay_batch_bytes: int = BATCH_BYTES,
     ) -> None:
         self.context = context = Context(
-            charger=charger, keys=keys, db=db, scheduler=scheduler, profiles=frozenset(profiles)
+            charger=charger,
+            keys=keys,
+            db=db,
+            scheduler=scheduler,
+            profiles=frozenset(profiles),
+            batch_bytes=replay_batch_bytes,
         )
         self.no_answer_retry = no_answer_retry
         # The security extension (whitepaper): its events, then the blocks that record them.

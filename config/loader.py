@@ -64,6 +64,7 @@ class CsmsConfig:
     reconnect_delay_min: float
     reconnect_delay_max: float
     security_profile: int = 0
+    replay_batch_bytes: int = 12288
     upgrade_urls: tuple[tuple[int, str], ...] = ()
     upgrade_attempts: int = 3
     ca_file: Path | None = None
@@ -247,6 +248,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             ping_interval=csms["ping_interval"],
             pong_timeout=float(csms["pong_timeout"]),
             max_message_size=csms["max_message_size"],
+            replay_batch_bytes=csms["replay_batch_bytes"],
             reconnect_delay_min=float(csms["reconnect_delay_min"]),
             reconnect_delay_max=float(csms["reconnect_delay_max"]),
             upgrade_attempts=csms["upgrade_attempts"],

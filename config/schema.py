@@ -348,6 +348,18 @@ SCHEMA: dict[str, Any] = {
                     "minimum": 4096,
                     "default": 2097152,
                 },
+                "replay_batch_bytes": {
+                    "description": "largest MeterValues.req the outbox builds when it sends a "
+                    "backlog of samples as one request (OCPP-J allows one CALL in flight, so "
+                    "bigger batches use more of a slow link); at most 32768, the WebSocket frame "
+                    "limit of AWS API Gateway, the smallest of the CSMS front ends we design for "
+                    "(python websockets and Node ws take 1 MiB and more). The default keeps the "
+                    "uplink busy for at most about 1 s at 115200 baud",
+                    "type": "integer",
+                    "minimum": 1024,
+                    "maximum": 32768,
+                    "default": 12288,
+                },
                 "reconnect_delay_min": {
                     "description": "first reconnect delay in seconds (doubles, with jitter)",
                     "type": "number",

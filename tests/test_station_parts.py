@@ -189,29 +189,31 @@ async def test_outbox_resends_unanswered_messages_without_counting_them() -> Non
     assert len(csms.sent) == 5 and outbox.dropped == 0
 
 
-async def test_a_backlog_of_meter_values_goes_out_in_few_messages() -> None:
+@pytest.mark.parametrize("batch_bytes", [2048, BATCH_BYTES])
+async def test_a_backlog_of_meter_values_goes_out_in_few_messages(batch_bytes: int) -> None:
     db = open_state(fresh_state())
     transactions = TransactionStore(db)
-    outbox = Outbox(db, transactions)
+    outbox = Outbox(db, transactions, batch_bytes=batch_bytes)
     tx = transactions.start(1, "TAG", None, 0, datetime.now(UTC))
     transactions.set_csms_id(tx.local_id, 5, "Accepted")
-    for n in range(100):
+    for n in range(300):
         value = {
             "timestamp": f"2026-11-22T10:00:{n % 60:02d}Z",
             "sampledValue": [{"value": str(n)}],
         }
         outbox.put("MeterValues", {"connectorId": 1, "meterValue": [value]}, tx.local_id)
     outbox.put("StopTransaction", {"meterStop": 100}, tx.local_id)
-    csms = Csms(*[{}] * 100)
+    csms = Csms(*[{}] * 300)
     await deliver_all(outbox, csms)
     meter_values = [payload for action, payload in csms.sent if action == "MeterValues"]
-    assert 1 < len(meter_values) < 20
-    assert all(len(json.dumps(p, separators=(",", ":"))) <= BATCH_BYTES for p in meter_values)
+    sizes = [len(json.dumps(p, separators=(",", ":"))) for p in meter_values]
+    assert 1 < len(meter_values) < 300 * 90 // batch_bytes + 3
+    assert all(size <= batch_bytes for size in sizes)
     samples = [int(v["sampledValue"][0]["value"]) for p in meter_values for v in p["meterValue"]]
-    assert samples == list(range(100))  # each once, in order
+    assert samples == list(range(300))  # each once, in order
     assert {p["transactionId"] for p in meter_values} == {5}
     assert csms.sent[-1][0] == "StopTransaction"
-    assert outbox.delivered == 101
+    assert outbox.delivered == 301
 
 
 async def test_an_unanswered_batch_is_sent_again_unchanged() -> None:

@@ -159,6 +159,7 @@ class Daemon:
             power_loss=PowerLossPolicy(config.charge_point.power_loss),
             reset_hook=self._on_reset,
             no_answer_retry=config.csms.call_timeout,
+            replay_batch_bytes=config.csms.replay_batch_bytes,
             profiles=config.charge_point.feature_profiles,
             data_transfer=self.data_transfer,
             security_log=self.security_log,

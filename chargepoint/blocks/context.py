@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from chargepoint.blocks.events import Events
 from chargepoint.hardware.charger import Charger, HardwareEvent, IdTagPresented
 from chargepoint.model.transactions import TransactionStore
-from chargepoint.protocol.outbox import Outbox
+from chargepoint.protocol.outbox import BATCH_BYTES, Outbox
 from chargepoint.protocol.request import (
     REQUEST_FAILURES,
     Online,
@@ -49,6 +49,7 @@ class Context:
         db: sqlite3.Connection,
         scheduler: AsyncIOScheduler,
         profiles: frozenset[str],
+        batch_bytes: int = BATCH_BYTES,
     ) -> None:
         self.charger = charger
         self.keys = keys
@@ -58,7 +59,9 @@ class Context:
         self.events = Events()
         self.transactions = TransactionStore(db)
         self._changed = asyncio.Event()
-        self.outbox = Outbox(db, self.transactions, on_change=self._changed.set)
+        self.outbox = Outbox(
+            db, self.transactions, on_change=self._changed.set, batch_bytes=batch_bytes
+        )
         self.connection: Online | None = None
         # The OCPP session from the WebSocket's opening, before the CSMS has accepted the
         # charge point too (ChangeConfiguration is allowed while Pending).
