@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import pytest
@@ -209,3 +210,41 @@ async def test_a_secret_answer_that_comes_late_never_reaches_a_log(
     assert (await query).value("+get:") == "0x31100019,3.7.0.1"
     assert secret not in caplog.text
     assert "characters not shown" in caplog.text
+
+
+# -- the event loop held up (CPU-bound work on a slow controller) --
+
+
+def hold_the_loop(seconds: float) -> None:
+    """CPU-bound work in the event loop's thread, as validating a big message is."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+async def test_a_deadline_that_passes_while_the_loop_is_held_up_gets_a_grace(
+    port: ScriptedPort,
+) -> None:
+    channel = channel_on(port)
+    query = asyncio.create_task(channel.command("AT+CSQ", expect=("+CSQ:",), timeout=0.2))
+    assert await port.heard(1) == b"AT+CSQ\r"
+    hold_the_loop(0.8)  # past the command's deadline
+    await turns()  # the timer has fired, late: the module had no chance to be read
+    assert not query.done()
+    port.say(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n")
+    assert (await query).value("+CSQ:") == "20,99"
+    assert channel.stats.timeouts == 0
+    await channel.close()
+
+
+async def test_the_grace_is_given_once_and_a_silent_module_still_times_out(
+    port: ScriptedPort,
+) -> None:
+    channel = channel_on(port)
+    query = asyncio.create_task(channel.command("AT+CSQ", timeout=0.2))
+    assert await port.heard(1) == b"AT+CSQ\r"
+    hold_the_loop(0.8)
+    with pytest.raises(AtTimeout):
+        await query
+    assert channel.stats.timeouts == 1
+    await channel.close()

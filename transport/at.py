@@ -436,6 +436,9 @@ UrcHandler = Callable[[Urc], None]
 # queued behind more than the one bulk command on the line.
 BULK: contextvars.ContextVar[bool] = contextvars.ContextVar("at_bulk", default=False)
 BULK_GRACE = 0.015  # seconds
+# A command's timer that fires this late found the event loop held up, not the module silent.
+STALL = 0.5  # seconds
+STALL_GRACE = 1.0  # seconds
 BULK_MAX_YIELD = 0.1  # seconds
 
 
@@ -848,8 +851,7 @@ class AtChannel:
             if request.read_length is not None:
                 self._parser.arm_connect(request.read_length, request.sink)
             self._write(request.command.encode() + b"\r")
-            async with asyncio.timeout_at(deadline) as pending.scope:
-                result = await pending.result
+            result = await self._answer(pending)
         except TimeoutError:
             self.stats.timeouts += 1
             self._desynced = True
@@ -882,6 +884,33 @@ class AtChannel:
         if request.check and not result.success:
             raise AtCommandFailed(shown, result.text, result.code)
         return response
+
+    async def _answer(self, pending: _Pending) -> FinalResult:
+        """The command's final result, by its deadline (which pushes may move, see
+        :meth:`_extend`). A deadline that passed while the event loop itself was held up (a
+        multi-megabyte SendLocalList validated on a slow controller) says nothing about the
+        module: the command then gets ``STALL_GRACE`` more, once, to be read."""
+        loop = asyncio.get_running_loop()
+        graced = False
+        while True:
+            try:
+                async with asyncio.timeout_at(pending.deadline) as pending.scope:
+                    return await asyncio.shield(pending.result)
+            except TimeoutError:
+                if pending.result.done() and not pending.result.cancelled():
+                    return pending.result.result()
+                late = loop.time() - pending.deadline
+                if graced or late < STALL:
+                    raise
+                graced = True
+                log.info(
+                    "%s: the event loop was held up %.1f s past the command's deadline; "
+                    "waiting %g s more before calling it unanswered",
+                    pending.request.shown,
+                    late,
+                    STALL_GRACE,
+                )
+                pending.deadline = loop.time() + STALL_GRACE
 
     def _settle(self, pending: _Pending) -> None:
         if pending.settled:
