@@ -111,6 +111,7 @@ async def measure(
     callgrind: bool = False,
     pki: BenchPki | None = None,
     family: str = "quectel",
+    access_mode: str | None = None,
 ) -> dict[str, Any]:
     """One path, ``count`` CALLs. In-process, the charge point's CPU time is measured; with
     ``callgrind`` it runs in its own process under valgrind and its instructions are counted.
@@ -171,6 +172,8 @@ async def measure(
             modem_tables = (
                 simulated(family).config(modem, BAUD) if modem else '[modem]\ntype = "host"\n'
             )
+            if access_mode is not None:  # the family's [modem] table comes last
+                modem_tables += f'access_mode = "{access_mode}"\n'
             config = parse_config(
                 f'[charge_point]\nid = "CP-BENCH"\nvendor = "Bench"\nmodel = "Bench"\n'
                 f'[csms]\nurl = "{url}"\nping_interval = 0\n'
@@ -320,6 +323,16 @@ async def _family(family: str, count: int, pki: BenchPki, host: dict[str, Any]) 
     emit(f"cpu_us_per_message_modem_tls{name}", cpu_tls, "us", **tls)
     emit(f"cpu_per_message_tls_over_plain{name}", cpu_tls / cpu, "ratio", **tls)
     emit(f"wakeups_per_message_modem_tls{name}", modem_tls["wakeups_per_message"], "wakeups", **tls)
+    if family == "quectel":
+        # The same through sockets in buffer access mode (AT+QIRD), the driver's fallback and
+        # its only mode before direct push: what push mode saves, measured in this run.
+        buffer = await measure("modem", count, family=family, access_mode="buffer")
+        buffer_p50, _ = _percentiles(buffer)
+        mode = {"access_mode": "buffer", **common}
+        emit("p50_ms_buffer_mode", buffer_p50, "ms", **mode)
+        emit("cpu_us_per_message_buffer_mode", buffer["cpu_us_per_message"], "us", **mode)
+        emit("wakeups_per_message_buffer_mode", buffer["wakeups_per_message"], "wakeups", **mode)
+        emit("cpu_push_over_buffer", cpu / buffer["cpu_us_per_message"], "ratio", **common)
     return p50
 
 
