@@ -248,3 +248,16 @@ async def test_the_grace_is_given_once_and_a_silent_module_still_times_out(
         await query
     assert channel.stats.timeouts == 1
     await channel.close()
+
+
+async def test_a_prompt_no_command_owes_is_noise_and_holds_nothing_up(port: ScriptedPort) -> None:
+    # A '>' at the start of a line that no given-up data command can have asked for (here:
+    # bytes that look like one): logged as noise; the next command goes out at once, unprobed.
+    channel = channel_on(port)
+    port.say(b"\r\n> ")
+    query = asyncio.create_task(channel.command("AT+CSQ", expect=("+CSQ:",)))
+    assert await port.heard(1) == b"AT+CSQ\r"
+    port.say(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n")
+    assert (await query).value("+CSQ:") == "20,99"
+    assert channel.stats.noise_lines == 1
+    await channel.close()

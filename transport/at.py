@@ -533,6 +533,7 @@ class AtChannel:
         # then is swallowed, and may even go out to the peer as data; probes wait for the end.
         self._input_timeout = input_timeout
         self._taking_input: asyncio.Event | None = None
+        self._prompts_owed = 0  # data commands given up on before their prompt came
         self._last_rx = 0.0
         self._lock = asyncio.Lock()
         self._interactive_waiting = 0  # commands not marked BULK waiting for the lock
@@ -693,6 +694,7 @@ class AtChannel:
         taken for the next command's.
         """
         self._owed = 0  # a restarted module owes nothing
+        self._prompts_owed = 0
         pending = self._pending
         if pending is None:
             return
@@ -780,6 +782,7 @@ class AtChannel:
                 continue
             self._desynced = False
             self._secret_owed = False
+            self._prompts_owed = 0  # answered in order: no earlier prompt can still come
             log.info("modem on %s answers AT", self.port_name)
             return
         raise ModemNotResponding(self.port_name, self._probe_attempts, self._probe_timeout)
@@ -895,14 +898,19 @@ class AtChannel:
         while True:
             try:
                 async with asyncio.timeout_at(pending.deadline) as pending.scope:
-                    return await asyncio.shield(pending.result)
+                    return await pending.result
             except TimeoutError:
-                if pending.result.done() and not pending.result.cancelled():
-                    return pending.result.result()
+                result = pending.result
+                if result.done() and not result.cancelled():
+                    return result.result()  # read in the same turn as the timer fired
                 late = loop.time() - pending.deadline
+                if late < 0:  # a push moved the deadline as the timer was firing
+                    pending.result = loop.create_future()
+                    continue
                 if graced or late < STALL:
                     raise
                 graced = True
+                pending.result = loop.create_future()  # the timeout cancelled the first
                 log.info(
                     "%s: the event loop was held up %.1f s past the command's deadline; "
                     "waiting %g s more before calling it unanswered",
@@ -936,6 +944,8 @@ class AtChannel:
         self._settle(pending)
 
     def _owe(self, pending: _Pending) -> None:
+        if pending.request.data is not None and not pending.prompted:
+            self._prompts_owed += 1  # its prompt may still come, and open data input
         """A command given up on before its final result: the module may still answer it. While
         a secret answer is owed, no line the module says is shown in a log until the channel is
         back in step (a late AT+FileRead of a private key must not land in a warning)."""
@@ -966,7 +976,7 @@ class AtChannel:
         """Give the command in flight the line time a push took: its answer queues behind
         the pushed bytes (1,500 of them take 1.6 s at 9600 baud)."""
         pending.deadline += seconds
-        if pending.scope is not None:
+        if pending.scope is not None and not pending.scope.expired():
             pending.scope.reschedule(pending.deadline)
         if pending.expiry is not None:
             pending.expiry.cancel()
@@ -987,6 +997,8 @@ class AtChannel:
     def _dispatch(self, event: AtEvent) -> None:
         pending = self._pending
         if isinstance(event, FinalResult):
+            if self._taking_input is not None:
+                self._taking_input.set()  # a module in data input answers nothing: it is over
             if pending is not None and pending.request.probe and event.kind is not ResultKind.OK:
                 self._paid(f"late final result {event.text!r} while probing with AT")
             elif pending is not None and not pending.finished:
@@ -1003,9 +1015,11 @@ class AtChannel:
         elif isinstance(event, Prompt):
             if not self._prompted(pending):
                 self._noise("data prompt '>' with no command waiting for it")
-                self._desynced = True
-                if self._taking_input is None or self._taking_input.is_set():
-                    self._taking_input = asyncio.Event()
+                if self._prompts_owed:  # a late prompt: the module now takes input
+                    self._prompts_owed -= 1
+                    self._desynced = True
+                    if self._taking_input is None or self._taking_input.is_set():
+                        self._taking_input = asyncio.Event()
         elif isinstance(event, Echo):
             log.debug("echo %s", event.text)
         elif isinstance(event, Urc):
@@ -1070,8 +1084,6 @@ class AtChannel:
     def _paid(self, what: str) -> None:
         """A final result nobody waits for: most likely an owed answer, now come."""
         self._owed = max(0, self._owed - 1)
-        if self._taking_input is not None:
-            self._taking_input.set()  # the data input a stray prompt opened is over
         self._noise(what)
 
     def _noise(self, what: str) -> None:

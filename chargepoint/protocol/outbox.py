@@ -46,6 +46,7 @@ NEVER_TAKEN = ("NotImplemented", "NotSupported")
 # round trips (issue 19: 4 KiB used 0.73 of a 115200-baud uplink with 50 ms latency, 12 KiB
 # 0.87), and a CALLRESULT the charge point owes the CSMS waits behind it (12 KiB: ~1.1 s).
 BATCH_BYTES = 12288
+ENVELOPE = 96  # bytes of a MeterValues CALL around its payload, transactionId included
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +141,9 @@ class Outbox:
             rows = [item for item in self.pending(limit=len(wanted)) if item.seq in wanted]
             if [item.seq for item in rows] == wanted:
                 return rows
-        # Sizes as sent (compact JSON), plus room for the transactionId and the separators.
-        batch, size = [head], len(_compact(head.payload)) + 24
+        # Sizes as sent (compact JSON), plus room for the OCPP-J envelope and the transactionId
+        # ([2,"<36-character id>","MeterValues",{...,"transactionId":<10 digits>}]).
+        batch, size = [head], len(_compact(head.payload)) + ENVELOPE
         # A meterValue element is at least ~50 bytes of JSON (a timestamp and one value).
         for item in self.pending(limit=self._batch_bytes // 48 + 1, after=head.seq):
             if (

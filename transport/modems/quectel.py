@@ -266,7 +266,10 @@ class QuectelModem:
         statuses: list[RegistrationStatus | None] = []
         for name in ("CREG", "CGREG", "CEREG"):
             response = await self._at.command(f"AT+{name}?", expect=(f"+{name}:",), check=False)
-            values = response.values(f"+{name}:") if response.result.success else []
+            # "<n>,<stat>...": a "+CEREG: <stat>" URC (n=1) that came inside the answer is
+            # one field, and not the answer.
+            values = [v for v in response.values(f"+{name}:") if "," in v]
+            values = values if response.result.success else []
             statuses.append(_registration_status(values[0]) if values else None)
         return Registration(*statuses)
 

@@ -278,17 +278,19 @@ class QuectelSockets:
             push = slot.mode is AccessMode.PUSH
             if push and error is not None and error[0] == INVALID_PARAMETERS:
                 log.warning(
-                    "the module refused direct push mode for %s (%s): sockets use buffer "
-                    "access mode (AT+QIRD) from now on",
+                    "the module refused direct push mode for %s (%s): trying buffer access "
+                    "mode (AT+QIRD), kept for every socket if it works",
                     slot.where,
                     with_socket_error(response.result.text, error),
                 )
-                self._push_refused = True
                 slot.mode = AccessMode.BUFFER
                 response = await self._at.command(
                     self._open_command(slot, host, port, ssl_context_id), check=False
                 )
                 error = None if response.result.success else await last_socket_error(self._at)
+                # Only an open that buffer mode gets through shows push mode was the problem
+                # (552 is also a degraded stack's answer to everything, §9.11).
+                self._push_refused = response.result.success
         if not response.result.success:
             if error is not None and error[0] == ID_IN_USE:
                 return ID_IN_USE  # firmware that says so at once rather than by URC
@@ -598,6 +600,15 @@ class QuectelTcpStream:
     # -- events from the modem's URC handlers --
 
     def data_announced(self) -> None:
+        if self._push:
+            # Firmware that took the push argument and kept buffer mode: read it that way,
+            # idle poll included (a lost "recv" is followed by no other until it is drained).
+            log.info(
+                "socket %d: the module announces data without pushing it; reading it with %s",
+                self.connect_id,
+                self._kind.read,
+            )
+            self._push = False
         self._read_needed = True
         self._announced.set()
 
