@@ -44,7 +44,7 @@ NEVER_TAKEN = ("NotImplemented", "NotSupported")
 # flight (OCPP-J §4.1.1), so after a long hole one sample per round trip would take hours.
 # The bound (csms.replay_batch_bytes) is a trade: a bigger request spends less of the link on
 # round trips (issue 19: 4 KiB used 0.73 of a 115200-baud uplink with 50 ms latency, 12 KiB
-# 0.87), and a CALLRESULT the charge point owes the CSMS waits behind it (12 KiB: ~1.1 s).
+# 0.86), and a CALLRESULT the charge point owes the CSMS waits behind it (12 KiB: ~1.1 s).
 BATCH_BYTES = 12288
 ENVELOPE = 96  # bytes of a MeterValues CALL around its payload, transactionId included
 

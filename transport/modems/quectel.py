@@ -268,8 +268,8 @@ class QuectelModem:
             response = await self._at.command(f"AT+{name}?", expect=(f"+{name}:",), check=False)
             # "<n>,<stat>...": a "+CEREG: <stat>" URC (n=1) that came inside the answer is
             # one field, and not the answer.
-            values = [v for v in response.values(f"+{name}:") if "," in v]
-            values = values if response.result.success else []
+            answered = response.values(f"+{name}:") if response.result.success else []
+            values = [v for v in answered if "," in v]
             statuses.append(_registration_status(values[0]) if values else None)
         return Registration(*statuses)
 
