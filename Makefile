@@ -9,7 +9,7 @@ NODE_CSMS := tests/peers/node_csms
 NODE_STAMP := $(NODE_CSMS)/node_modules/.installed-stamp
 # The simulated module family of `make demo`: quectel (cellular) or simplelink (Wi-Fi).
 MODULE ?= quectel
-BENCHES := serial_throughput roundtrip outbox firmware reconnect composite_schedule boot
+BENCHES := serial_throughput roundtrip outbox firmware reconnect composite_schedule boot soak
 
 .PHONY: demo test lint typecheck unit bench fuzz clean systemd-tool
 

@@ -64,6 +64,9 @@ level = "debug"
             connector = status["connectors"][0]
             assert (connector["status"], connector["ev_connected"]) == ("Charging", True)
             assert connector["transaction"]["id_tag"] == "CARD-1"
+            # Queued for the CSMS since the start: StartupOfTheDevice, then the transaction's.
+            assert status["queued_since_start"]["StartTransaction"] == 1
+            assert status["dropped_messages"] == 0
             code, _, err = await ctl(config, "plug", "7")
             assert code == 1 and "no connector 7" in err
             code, _, err = await ctl(config, "fault", "1", "Melted")

@@ -130,6 +130,8 @@ async def test_outbox_fills_in_the_csms_transaction_id_and_survives_a_restart() 
     outbox.put("StartTransaction", {"connectorId": 1, "idTag": "TAG"}, tx.local_id)
     outbox.put("MeterValues", {"connectorId": 1, "meterValue": []}, tx.local_id)
     outbox.put("StopTransaction", {"meterStop": 200}, tx.local_id)
+    # What `chargepoint ctl status` reports as queued since the start (bench.soak counts it).
+    assert outbox.queued == {"StartTransaction": 1, "MeterValues": 1, "StopTransaction": 1}
     db.close()  # the power goes: nothing was sent
 
     db = open_state(directory)

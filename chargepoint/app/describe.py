@@ -60,5 +60,7 @@ def describe(station: Station) -> dict[str, Any]:
         else station.authorization.local_list.version,
         "queued_messages": len(station.context.outbox),
         "delivered_messages": station.context.outbox.delivered,
+        "dropped_messages": station.context.outbox.dropped,
+        "queued_since_start": dict(station.context.outbox.queued),
         "connectors": connectors,
     }

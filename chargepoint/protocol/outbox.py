@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,6 +87,9 @@ class Outbox:
         self._unanswered: list[int] = []  # the batch last sent without an answer
         self.delivered = 0
         self.dropped = 0
+        # Messages put since the daemon started, by action: what the CSMS should get (bench.soak
+        # counts what it got against this, through `chargepoint ctl status`).
+        self.queued: Counter[str] = Counter()
 
     def put(self, action: str, payload: dict[str, Any], local_tx: int | None = None) -> int:
         """Queue a message durably; returns its sequence number."""
@@ -93,6 +97,7 @@ class Outbox:
             "INSERT INTO outbox (action, payload, local_tx, created) VALUES (?, ?, ?, ?)",
             (action, _compact(payload), local_tx, _now()),
         )
+        self.queued[action] += 1
         self._changed.set()
         if self._on_change is not None:
             self._on_change()
