@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from chargepoint.blocks.authorization import LINE_WAIT
 from tests.conftest import fast
 from tests.harness import LogWatch, Rig, rig
 from tests.peers import PeerLog
@@ -181,7 +182,7 @@ async def test_a_request_whose_answer_is_lost_says_what_it_waited_for(
             "Authorize for LOST-ANSWER failed (NoAnswer: no Authorize.conf from the CSMS within "
             "1 s); deciding as if offline",
             "Authorize for LOST-ANSWER failed (LineBusy: Authorize not sent: the line stayed busy "
-            "with an unanswered call for 1 s); deciding as if offline",
+            f"with an unanswered call for {LINE_WAIT:g} s); deciding as if offline",
         }
         assert said & set(warnings)
         assert not [w for w in warnings if w.rstrip().endswith(":")]

@@ -24,7 +24,12 @@ from chargepoint.model.local_list import LocalAuthList
 
 log = logging.getLogger(__name__)
 
-LINE_WAIT = 1.0  # seconds an Authorize may wait for a call in flight before deciding locally
+# Seconds an Authorize may wait for a call in flight before deciding locally. The longest call
+# a healthy link carries is a replay batch of the outbox (csms.replay_batch_bytes, 12 KiB by
+# default: 1.1 s of a 115200-baud uplink) and its round trip; with 1 s, a card presented while
+# the backlog of a coverage hole went out was decided offline, and refused when unknown
+# (found by bench.soak).
+LINE_WAIT = 3.0
 
 
 class Authorization:
