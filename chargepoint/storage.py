@@ -98,6 +98,9 @@ CREATE TABLE IF NOT EXISTS simulated_connectors (  -- before simulated_hardware;
 """
 
 
+WAL_PAGES = 256
+
+
 class StateError(Exception):
     """The state database cannot be opened or is not ours."""
 
@@ -110,6 +113,12 @@ def open_state(directory: str | Path) -> sqlite3.Connection:
         db = sqlite3.connect(path / "state.db", isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        # The WAL is checkpointed every 256 pages (1 MiB, not SQLite's 1,000) and cut back to
+        # 1 MiB after each checkpoint: the outbox rewrites the same few pages, so this costs
+        # the flash next to nothing, and the state directory stays ~1 MiB instead of keeping a
+        # 4 MiB WAL for good (bench.soak: state_db_mb).
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={WAL_PAGES * 4096}")
         db.executescript(SCHEMA)
     except (OSError, sqlite3.Error) as exc:
         raise StateError(f"cannot use the state database in {path}: {exc}") from exc

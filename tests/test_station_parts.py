@@ -23,7 +23,7 @@ from chargepoint.model.transactions import TransactionStore
 from chargepoint.protocol.charge_point import redact
 from chargepoint.protocol.outbox import BATCH_BYTES, Outbox, RetryPolicy
 from chargepoint.protocol.request import ConnectionEnded, NoAnswer, describe_failure
-from chargepoint.storage import open_state
+from chargepoint.storage import WAL_PAGES, open_state
 from tests.harness import fresh_state, keys_on, make_station
 from transport.websocket import WebSocketClosed
 
@@ -147,6 +147,21 @@ async def test_outbox_fills_in_the_csms_transaction_id_and_survives_a_restart() 
     assert csms.sent[1][1]["transactionId"] == 77
     assert csms.sent[2] == ("StopTransaction", {"meterStop": 200, "transactionId": 77})
     assert transactions.count() == 0  # forgotten once its StopTransaction was answered
+
+
+def test_the_state_database_stays_small_however_many_messages_went_through() -> None:
+    # Months of queue-and-deliver: the outbox's rows come and go, the WAL is cut back after
+    # each checkpoint (bench.soak measures it over a day of sessions).
+    directory = fresh_state()
+    db = open_state(directory)
+    outbox = Outbox(db, TransactionStore(db))
+    for n in range(3000):
+        payload = {"connectorId": 1, "meterValue": [], "n": n, "pad": "x" * 300}
+        seq = outbox.put("MeterValues", payload)
+        db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+    wal = directory / "state.db-wal"
+    assert wal.stat().st_size <= WAL_PAGES * 4096 * 1.1
+    assert (directory / "state.db").stat().st_size < 256 * 1024
 
 
 async def test_outbox_retries_call_errors_then_drops_loudly(
