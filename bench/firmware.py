@@ -6,11 +6,14 @@ one second after each answer for as long as the download runs.
 Two ways to fetch the same image with the same daemon:
 
 * ``download_*``: what UpdateFirmware uses (``QuectelHttp.fetch``): Range pieces into the
-  module's RAM disk, pulled with AT+QFREAD in 4 KiB reads, OCPP traffic between them;
+  module's RAM disk, pulled with AT+QFREAD in ``HttpSettings.chunk``-byte reads (8 KiB), OCPP
+  traffic between them, the next piece fetched by the module while one is read;
 * ``naive_download_*``: one AT+QHTTPGET and one AT+QHTTPREAD of the whole file.
 
 ``download_line_rate_ratio`` is payload bytes per second over the UART's 11,520 B/s (1.0: the
-line carries nothing but image bytes); ``call_p50_s``/``call_p99_s_during_download`` are the
+line carries nothing but image bytes), with the AT commands sent meanwhile and the bytes the
+module sent beyond the image (command answers, CONNECT/OK lines, OCPP frames pushed):
+``at_commands``, ``rx_overhead_bytes``; ``call_p50_s``/``call_p99_s_during_download`` are the
 CSMS's waits for its answers. The CSMS sends no WebSocket pings of its own: with the usual
 20 s keepalive it closes the connection during the naive read (seen in this bench), and the
 waits of the naive way could not be measured.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import random
 import statistics
@@ -38,6 +42,7 @@ from websockets.typing import Subprotocol
 
 from chargepoint.app.daemon import Daemon
 from config.loader import parse_config
+from transport.at import ChannelStats
 from transport.modems.quectel import QuectelLink
 from transport.modems.quectel_http import HttpSettings, QuectelHttp
 from transport.modems.quectel_settings import QuectelSettings
@@ -175,7 +180,9 @@ directory = "{work / "state"}"
                     return await http.fetch_whole(files.url("/fw.bin"), work / "naive.bin")
 
                 for prefix, download in (("", pieces), ("naive_", naive)):
+                    before = dataclasses.replace(link.at_stats or ChannelStats())
                     got, elapsed, latencies = await measure(csms, download)
+                    after = link.at_stats or ChannelStats()
                     assert got == size
                     name = "pieces.bin" if not prefix else "naive.bin"
                     assert (work / name).read_bytes() == image, f"{name} differs"
@@ -185,6 +192,8 @@ directory = "{work / "state"}"
                         "ratio",
                         bytes=got,
                         seconds=round(elapsed, 1),
+                        at_commands=after.commands - before.commands,
+                        rx_overhead_bytes=after.bytes_in - before.bytes_in - got,
                     )
                     emit(
                         f"{prefix}call_p50_s_during_download",

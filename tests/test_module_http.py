@@ -5,9 +5,11 @@ error."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import random
+import re
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +20,15 @@ import trustme
 
 from tests.conftest import FAST
 from transport.errors import HttpStatusError, TransferCorrupt, TransferError
+from transport.http import (
+    Consume,
+    Location,
+    NextPiece,
+    PartialFile,
+    PipelinedSource,
+    ResponseHead,
+    fetch_in_pieces,
+)
 from transport.modems.host_http import HostHttp
 from transport.modems.quectel import QuectelModem, open_quectel
 from transport.modems.quectel_files import QuectelFiles, checksum
@@ -274,3 +285,246 @@ async def test_a_password_in_an_http_location_is_hidden_in_errors_and_part_files
     assert "pw-in-url-7" not in (tmp_path / "fw.bin.part.json").read_text()
     result = await HostHttp(piece_size=32 * KIB).fetch(url, tmp_path / "fw.bin")
     assert result.resumed_from == 32 * KIB and (tmp_path / "fw.bin").read_bytes() == content
+
+
+# -- pieces pipelined: the next one fetched by the module while this one is read -------------
+
+
+def scratch_files(sim: SimulatorShell) -> list[str]:
+    return sorted(k for k in sim.module.storage.files if k.rpartition(":")[2].startswith("cp"))
+
+
+def assert_module_clean(sim: SimulatorShell) -> None:
+    assert sim.module.storage.handles == {}, "a file handle was left open"
+    assert not sim.module.http_busy, "the HTTP client was left waiting for a server"
+    assert scratch_files(sim) == []
+
+
+class RangeSource:
+    """A :class:`PipelinedSource` over a file in memory that answers every Range with 206 and
+    records the requests it was asked and the ones ``following`` predicted."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self.asked: list[bytes] = []
+        self.predicted: list[bytes | None] = []
+
+    async def exchange(self, where: Location, head: bytes, consume: Consume[Any]) -> Any:
+        raise AssertionError("a pipelined source is asked with exchange_ahead")
+
+    async def exchange_ahead(
+        self, where: Location, head: bytes, consume: Consume[Any], following: NextPiece
+    ) -> Any:
+        self.asked.append(head)
+        found = re.search(rb"Range: bytes=(\d+)-(\d+)", head)
+        assert found is not None
+        first, last = int(found.group(1)), min(int(found.group(2)), len(self.content) - 1)
+        response = ResponseHead(
+            206,
+            {
+                "content-range": f"bytes {first}-{last}/{len(self.content)}",
+                "etag": '"v1"',
+            },
+        )
+        self.predicted.append(following(response))
+
+        async def body() -> AsyncIterator[bytes]:
+            yield self.content[first : last + 1]
+
+        return await consume(response, body())
+
+
+@pytest.mark.parametrize("resumed_from", [0, 10_000])
+async def test_the_request_predicted_for_the_next_piece_is_the_one_asked_next(
+    tmp_path: Path, resumed_from: int
+) -> None:
+    content = image(100_000, seed=12)
+    url = "http://files.example/fw.bin"
+    dest = tmp_path / "fw.bin"
+    if resumed_from:
+        kept = PartialFile(dest, url, total=len(content), validator='"v1"')
+        kept.save()
+        kept.part.write_bytes(content[:resumed_from])
+    source = RangeSource(content)
+    assert isinstance(source, PipelinedSource)
+    result = await fetch_in_pieces(source, url, dest, piece_size=32 * KIB)
+    assert dest.read_bytes() == content and result.resumed_from == resumed_from
+    assert source.predicted[:-1] == source.asked[1:]
+    assert source.predicted[-1] is None  # the last piece: nothing to fetch ahead
+    assert (b"If-Range" in source.asked[0]) == bool(resumed_from)
+    assert all(b'If-Range: "v1"' in head for head in source.asked[1:])
+
+
+def before_close(log: list[str], command: str) -> list[int]:
+    """For each ``command`` in the module's log, how many AT+QFCLOSE came before it."""
+    closes = 0
+    counts = []
+    for line in log:
+        closes += line.startswith("AT+QFCLOSE")
+        if line.startswith(command):
+            counts.append(closes)
+    return counts
+
+
+async def test_the_next_piece_is_fetched_into_the_other_file_while_this_one_is_read(
+    server: FileServer, tmp_path: Path
+) -> None:
+    content = image(20 * KIB, seed=13)
+    server.files["/fw.bin"] = content
+    settings = HttpSettings(piece_size=8 * KIB, chunk=1 * KIB)
+    seen: set[tuple[str, ...]] = set()
+    async with module_http(settings, baud=115200) as (sim, modem, http):
+        result = await http.fetch(
+            server.url("/fw.bin"),
+            tmp_path / "fw.bin",
+            progress=lambda _done, _total: seen.add(tuple(scratch_files(sim))),
+        )
+        log = sim.module.log
+        assert_module_clean(sim)
+        assert modem.channel.stats.noise_lines == 0
+    assert (tmp_path / "fw.bin").read_bytes() == content and result.pieces == 3
+    # Piece k's GET and AT+QHTTPREADFILE go out while piece k-1's file is open.
+    assert before_close(log, "AT+QHTTPGET") == [0, 0, 1]
+    assert before_close(log, "AT+QHTTPREADFILE") == [0, 0, 1]
+    assert ("RAM:cphttp.bin", "RAM:cphttp2.bin") in seen
+    # The URL and the options are set once for the whole download.
+    assert sum(c.startswith("AT+QHTTPURL=") for c in log) == 1
+    assert sum(c.startswith("AT+QHTTPCFG=") for c in log) == 3
+
+
+async def test_a_failure_of_the_piece_fetched_ahead_is_met_in_its_turn_and_it_is_asked_again(
+    server: FileServer, tmp_path: Path
+) -> None:
+    content = image(40 * KIB, seed=14)
+    server.files["/fw.bin"] = content
+    server.drop_after = [None, 3 * KIB]  # the second piece, asked for ahead, is cut short
+    async with module_http(HttpSettings(piece_size=16 * KIB)) as (sim, modem, http):
+        result = await http.fetch(server.url("/fw.bin"), tmp_path / "fw.bin")
+        assert_module_clean(sim)
+        assert modem.channel.stats.noise_lines == 0
+    assert (tmp_path / "fw.bin").read_bytes() == content and result.pieces == 4
+    assert [r for _, r in server.gets()] == [
+        f"bytes=0-{16 * KIB - 1}",
+        f"bytes={16 * KIB}-{32 * KIB - 1}",
+        f"bytes={16 * KIB}-{32 * KIB - 1}",
+        f"bytes={32 * KIB}-{40 * KIB - 1}",
+    ]
+
+
+class ChangedAfterFirstGet(dict[str, bytes]):
+    """The files of a server whose one file is replaced right after its first GET."""
+
+    def __init__(self, old: bytes, new: bytes) -> None:
+        super().__init__({"/fw.bin": old})
+        self.new = new
+
+    def get(self, key: str, default: Any = None) -> Any:
+        found = super().get(key, default)
+        self["/fw.bin"] = self.new
+        return found
+
+
+async def test_a_file_changed_on_the_server_is_fetched_anew_when_the_piece_ahead_finds_out(
+    server: FileServer, tmp_path: Path
+) -> None:
+    old, new = image(40 * KIB, seed=15), image(36 * KIB, seed=16)
+    server.files = ChangedAfterFirstGet(old, new)
+    async with module_http(HttpSettings(piece_size=16 * KIB)) as (sim, _modem, http):
+        result = await http.fetch(server.url("/fw.bin"), tmp_path / "fw.bin")
+        assert_module_clean(sim)
+    # The second piece, asked for ahead with If-Range, comes whole and new (200).
+    assert (tmp_path / "fw.bin").read_bytes() == new
+    assert not result.ranged and result.pieces == 2
+
+
+async def test_a_download_cancelled_with_two_pieces_in_the_module_leaves_nothing_there(
+    server: FileServer, tmp_path: Path
+) -> None:
+    content = image(40 * KIB, seed=17)
+    server.files["/fw.bin"] = content
+    dest = tmp_path / "fw.bin"
+    settings = HttpSettings(piece_size=8 * KIB, chunk=1 * KIB)
+    async with module_http(settings, baud=115200) as (sim, modem, http):
+        both: list[list[str]] = []
+
+        def cancel_with_two(_done: int, _total: int | None) -> None:
+            if not both and len(scratch_files(sim)) == 2:
+                both.append(scratch_files(sim))
+                task.cancel()
+
+        task = asyncio.create_task(
+            http.fetch(server.url("/fw.bin"), dest, progress=cancel_with_two)
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert both == [["RAM:cphttp.bin", "RAM:cphttp2.bin"]]
+        await modem.channel.command("AT")  # answers owed to the cancelled task have come
+        assert_module_clean(sim)
+        kept = (tmp_path / "fw.bin.part").stat().st_size
+        result = await http.fetch(server.url("/fw.bin"), dest)
+        assert_module_clean(sim)
+    assert dest.read_bytes() == content and result.resumed_from == kept > 0
+
+
+async def test_a_download_cancelled_while_the_piece_ahead_waits_for_the_server_stops_it(
+    server: FileServer, tmp_path: Path
+) -> None:
+    server.files["/fw.bin"] = image(40 * KIB, seed=18)
+    async with module_http(HttpSettings(piece_size=16 * KIB), latency=0.5) as (sim, modem, h):
+        waiting: list[bool] = []
+
+        def cancel_while_waiting(_done: int, _total: int | None) -> None:
+            if not waiting:
+                waiting.append(sim.module.http_busy)  # the next piece's GET is out
+                task.cancel()
+
+        url = server.url("/fw.bin")
+        task = asyncio.create_task(h.fetch(url, tmp_path / "fw.bin", progress=cancel_while_waiting))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await modem.channel.command("AT")
+        assert waiting == [True]
+        assert "AT+QHTTPSTOP" in sim.module.log
+        assert_module_clean(sim)
+
+
+async def test_without_room_for_two_pieces_the_piece_ahead_is_written_in_its_turn(
+    server: FileServer, tmp_path: Path
+) -> None:
+    content = image(40 * KIB, seed=19)
+    server.files["/fw.bin"] = content
+    profile = ModuleProfile(ram_size=40 * KIB)
+    seen: set[int] = set()
+    async with module_http(HttpSettings(piece_size=16 * KIB), profile=profile) as (sim, _m, http):
+        await http.fetch(
+            server.url("/fw.bin"),
+            tmp_path / "fw.bin",
+            progress=lambda _done, _total: seen.add(len(scratch_files(sim))),
+        )
+        log = sim.module.log
+        assert_module_clean(sim)
+    assert (tmp_path / "fw.bin").read_bytes() == content
+    assert seen == {1}
+    assert before_close(log, "AT+QHTTPGET") == [0, 0, 1]  # still asked for ahead
+    assert before_close(log, "AT+QHTTPREADFILE") == [0, 1, 2]
+
+
+async def test_an_upload_waiting_for_the_http_client_goes_between_two_pieces(
+    server: FileServer, tmp_path: Path
+) -> None:
+    content = image(40 * KIB, seed=20)
+    server.files["/fw.bin"] = content
+    settings = HttpSettings(piece_size=8 * KIB, chunk=1 * KIB)
+    async with module_http(settings, baud=115200) as (sim, _modem, http):
+        uploads: list[asyncio.Task[int]] = []
+
+        def upload_once(_done: int, _total: int | None) -> None:
+            if not uploads:
+                uploads.append(asyncio.create_task(http.upload(server.url("/up"), "d.gz", b"d")))
+
+        result = await http.fetch(server.url("/fw.bin"), tmp_path / "fw.bin", progress=upload_once)
+        assert await uploads[0] == 201
+        assert_module_clean(sim)
+    assert (tmp_path / "fw.bin").read_bytes() == content and result.pieces == 5
+    # The first piece was being read when the upload came: it goes once the second is in.
+    assert [m for m, _, _ in server.requests] == ["GET", "GET", "POST", "GET", "GET", "GET"]

@@ -8,6 +8,8 @@ comes in bounded HTTP ``Range`` pieces (RFC 9110 §14), each appended to ``<dest
 synced, so that
 
 * the carrier (a serial line shared with OCPP) is never held for more than one piece;
+* a carrier that can (:class:`PipelinedSource`) is told the next piece's request while this
+  one's body is still being taken, so that the network fetches it meanwhile;
 * a broken transfer resumes from the last good byte, also after a restart: ``<dest>.part.json``
   remembers the URL (its password hidden, :func:`redact_url`), the total size and the server's
   validator (``ETag`` or ``Last-Modified``), sent back in ``If-Range`` so a file changed on the
@@ -31,7 +33,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 from urllib.parse import SplitResult, urlsplit
 
 from transport.errors import (
@@ -189,6 +191,25 @@ class PieceSource(Protocol):
     async def exchange(self, where: Location, head: bytes, consume: Consume[T]) -> T: ...
 
 
+# The request of the piece after the one whose response head this is, or None when that
+# response is not a piece of a file that goes on.
+NextPiece = Callable[[ResponseHead], bytes | None]
+
+
+@runtime_checkable
+class PipelinedSource(PieceSource, Protocol):
+    """A carrier that can ask for the next piece while the body of this one is still being
+    consumed, so that the network fetches it while the carrier's own link is busy (a Quectel
+    module fills a file on its RAM disk while the host reads the previous one over the serial
+    line). ``following(response)`` is that next request. The carrier keeps what it fetched
+    ahead for an exchange whose ``head`` is exactly that request, and gives it up otherwise
+    (a piece asked for again after a failure, the end of the fetch)."""
+
+    async def exchange_ahead(
+        self, where: Location, head: bytes, consume: Consume[T], following: NextPiece
+    ) -> T: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FetchResult:
     path: Path
@@ -302,9 +323,7 @@ async def fetch_in_pieces(
             first, last, total = _content_range(shown, response, start)
             if partial.total is None or partial.validator is None:
                 partial.total = total
-                partial.validator = response.headers.get("etag") or response.headers.get(
-                    "last-modified"
-                )
+                partial.validator = _validator(response)
                 partial.save()
             elif total != partial.total:
                 raise TransferCorrupt(f"{shown}: the size changed from {partial.total} to {total}")
@@ -329,18 +348,30 @@ async def fetch_in_pieces(
             return False
         raise HttpStatusError(shown, response.status)
 
+    def following(response: ResponseHead) -> bytes | None:
+        """The request the loop below makes next if ``response`` is stored whole."""
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+        if response.status != 206 or match is None or match.group("total") == "*":
+            return None
+        start, total = int(match.group("last")) + 1, int(match.group("total"))
+        if start >= total:
+            return None
+        validator = partial.validator or _validator(response)
+        return piece_request(where, start, min(start + piece_size, total) - 1, validator)
+
     done = partial.total is not None and partial.size >= partial.total
     while not done:
         start = partial.size
         last = start + piece_size - 1
         if partial.total is not None:
             last = min(last, partial.total - 1)
-        headers = {"Range": f"bytes={start}-{last}"}
-        if partial.validator and start:
-            headers["If-Range"] = partial.validator
+        head = piece_request(where, start, last, partial.validator)
         pieces += 1
         try:
-            done = await source.exchange(where, request_head("GET", where, headers), take)
+            if isinstance(source, PipelinedSource):
+                done = await source.exchange_ahead(where, head, take, following)
+            else:
+                done = await source.exchange(where, head, take)
         except TransferError as error:
             failures += 1
             if not error.retry_now or failures > RETRIES_NOW:
@@ -357,6 +388,19 @@ async def fetch_in_pieces(
         raise TransferCorrupt(f"{shown}: SHA-256 {digest} does not match the expected {sha256}")
     partial.finish()
     return FetchResult(dest, size, digest, resumed_from, pieces, ranged)
+
+
+def piece_request(where: Location, start: int, last: int, validator: str | None) -> bytes:
+    """The GET of bytes ``start``..``last``; with the validator of the bytes already kept (RFC
+    9110 §13.1.5) a file changed on the server comes whole (200) instead of spliced."""
+    headers = {"Range": f"bytes={start}-{last}"}
+    if validator and start:
+        headers["If-Range"] = validator
+    return request_head("GET", where, headers)
+
+
+def _validator(response: ResponseHead) -> str | None:
+    return response.headers.get("etag") or response.headers.get("last-modified")
 
 
 def _content_range(url: str, response: ResponseHead, start: int) -> tuple[int, int, int]:

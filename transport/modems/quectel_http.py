@@ -7,7 +7,13 @@ The serial line is shared with the OCPP socket, so nothing here holds it for lon
   custom request header (AT+QHTTPCFG="requestheader",1) carrying ``Range``; the module stores
   the response in a scratch file (AT+QHTTPREADFILE, response header included), and the host
   pulls it with AT+QFREAD in ``chunk``-byte reads. Between two commands the OCPP socket's
-  AT+QISEND/AT+QIRD get the line, so a CSMS call waits at most one chunk.
+  AT+QISEND/AT+QIRD get the line, so a CSMS call waits at most a chunk or two.
+* The pieces are pipelined (:class:`_Download`): once a piece is in its file, the next one's
+  GET goes out, and its AT+QHTTPREADFILE into the other scratch file once its URC has come,
+  between two reads of this one. Both commands answer OK at once and report with a URC (seed
+  000 §2.3, §2.7), so the AT port is free while the module waits for the network, and the
+  line carries image bytes instead of waiting for the server. The URL and AT+QHTTPCFG are set
+  once per download: they hold until another operation changes them.
 * A server that ignores ``Range`` answers 200 with the whole file. If it fits the module's UFS
   it is stored there and pulled the same way; otherwise it is read with one AT+QHTTPREAD,
   binary-safe only because ``Content-Length`` says how long it is, holding the line for the
@@ -31,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -49,6 +55,7 @@ from transport.http import (
     Consume,
     FetchResult,
     Location,
+    NextPiece,
     Progress,
     ResponseHead,
     fetch_in_pieces,
@@ -75,8 +82,14 @@ class HttpSettings:
     context_id: int = 1  # the PDP context the module's HTTP client uses
     ssl_context_id: int = 1
     ca_file: Path | None = None  # PEM; uploaded to the module, then servers are verified
-    piece_size: int = 128 * 1024  # bytes per Range request
-    chunk: int = 4096  # bytes per AT+QFREAD / AT+QFWRITE: the longest the line is held
+    # Bytes per Range request. With room for two on the scratch drive, the next piece is
+    # written there while one is read; otherwise it is written in its turn.
+    piece_size: int = 128 * 1024
+    # Bytes per AT+QFREAD / AT+QFWRITE: the longest the line is held (8 KiB: 0.71 s at 115200
+    # baud). A CSMS call that comes during a download waits for the rest of the read on the
+    # line and for the next one, whose command has already gone (up to ~1.45 s); each read also
+    # costs its command, its CONNECT and OK lines and a turnaround, ~5 ms (bench.firmware).
+    chunk: int = 8192
     scratch_drive: str = "RAM"  # where pieces land ("UFS" on modules without a RAM disk)
     response_time: int = 60  # <rsptime> of GET/POST, seconds
     direct_post_max: int = 4096  # larger uploads go through a UFS file
@@ -85,7 +98,7 @@ class HttpSettings:
 class QuectelHttp:
     """The module's HTTP(S) client (a :class:`transport.http.HttpClient`)."""
 
-    SCRATCH = "cphttp.bin"
+    SCRATCH = ("cphttp.bin", "cphttp2.bin")  # a piece being read, the next one coming in
     WHOLE = "UFS:cpwhole.bin"
     UPLOAD = "UFS:cpupload.req"
     CA = "UFS:cpca.pem"
@@ -95,14 +108,16 @@ class QuectelHttp:
         self.settings = settings or HttpSettings()
         self.files = QuectelFiles(channel, chunk=self.settings.chunk)
         self._busy = asyncio.Lock()  # the module runs one HTTP operation at a time (703)
+        self._queued = 0  # operations waiting for it
         self._waiting: dict[str, asyncio.Future[list[int]]] = {}
         self._ca_uploaded = False
         for prefix in HTTP_URCS:
             channel.subscribe(prefix, self._on_urc)
 
     @property
-    def scratch(self) -> str:
-        return f"{self.settings.scratch_drive}:{self.SCRATCH}"
+    def scratch(self) -> tuple[str, str]:
+        drive = self.settings.scratch_drive
+        return (f"{drive}:{self.SCRATCH[0]}", f"{drive}:{self.SCRATCH[1]}")
 
     # -- the HttpClient interface --
 
@@ -111,14 +126,19 @@ class QuectelHttp:
     ) -> FetchResult:
         token = BULK.set(True)  # this task's commands let OCPP's go first
         try:
-            return await fetch_in_pieces(
-                self,
-                url,
-                dest,
-                piece_size=self.settings.piece_size,
-                sha256=sha256,
-                progress=progress,
-            )
+            async with self._client():
+                download = _Download(self)
+                try:
+                    return await fetch_in_pieces(
+                        download,
+                        url,
+                        dest,
+                        piece_size=self.settings.piece_size,
+                        sha256=sha256,
+                        progress=progress,
+                    )
+                finally:
+                    await shielded(download.close())
         finally:
             BULK.reset(token)
 
@@ -161,57 +181,41 @@ class QuectelHttp:
                     size += len(chunk)
             return size
 
-    # -- PieceSource --
-
-    async def exchange(self, where: Location, head: bytes, consume: Consume[T]) -> T:
-        async with self._operation():
-            await self._configure(where, response_header=True)
-            codes = await self._request_with_data("+QHTTPGET", "AT+QHTTPGET", head)
-            status = codes[1]
-            length = codes[2] if len(codes) > 2 else None
-            if (
-                status != 200
-                or length is None
-                or length <= await self.files.free(self.settings.scratch_drive)
-            ):
-                name = self.scratch
-            elif length + MAX_HEAD <= await self.files.free("UFS"):
-                log.info(
-                    "%s ignores Range: taking the whole %d bytes into the module's UFS",
-                    where.shown,
-                    length,
-                )
-                name = self.WHOLE
-            else:
-                return await self._consume_stream(where, head, length, consume)
-            try:
-                size = await self._response_into(name, where.shown)
-                async with self.files.opened(name, 2) as handle:
-                    start = await self._read_head(handle)
-                    end = start.find(b"\r\n\r\n") + 4
-                    if end < 4:
-                        raise TransferCorrupt(
-                            f"{where.shown}: no complete response header in {name}"
-                        )
-                    response = ResponseHead.parse(start[:end])
-                    body = self._file_body(handle, start[end:], size - len(start))
-                    return await consume(response, body)
-            finally:
-                await shielded(self._delete_quietly(name))
-
     # -- steps --
 
     @contextlib.asynccontextmanager
+    async def _client(self) -> AsyncIterator[None]:
+        """The module's HTTP client, which does one operation at a time (703), for this task."""
+        self._queued += 1
+        try:
+            await self._busy.acquire()
+        finally:
+            self._queued -= 1
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    @contextlib.asynccontextmanager
     async def _operation(self) -> AsyncIterator[None]:
-        """One operation of the module's HTTP client, which does one at a time (703). Ended by
-        an exception (a cancellation too), the module may still be waiting for the server or
-        holding a response: AT+QHTTPSTOP frees it for the next one."""
-        async with self._busy:
+        """One operation of the module's HTTP client. Ended by an exception (a cancellation
+        too), the module may still be waiting for the server or holding a response:
+        AT+QHTTPSTOP frees it for the next one."""
+        async with self._client():
             try:
                 yield
             except BaseException:
                 await shielded(self._stop())
                 raise
+
+    async def _let_others_go(self) -> bool:
+        """Between two pieces of a download, which holds the client from its first piece to its
+        last, an operation waiting for it (an upload) goes first; True if one did."""
+        if not self._queued:
+            return False
+        self._busy.release()
+        await shielded(self._busy.acquire())  # FIFO: behind those waiting
+        return True
 
     async def _stop(self) -> None:
         try:
@@ -282,6 +286,12 @@ class QuectelHttp:
 
     async def _request_with_data(self, urc: str, command: str, request: bytes) -> list[int]:
         """Send a request whose bytes follow ``CONNECT``; wait for its URC; ``[0, status, ...]``."""
+        return await self._outcome(urc, await self._send_request(urc, command, request))
+
+    async def _send_request(
+        self, urc: str, command: str, request: bytes
+    ) -> asyncio.Future[list[int]]:
+        """Send a request whose bytes follow ``CONNECT``; what its URC will say."""
         s = self.settings
         if command == "AT+QHTTPGET":
             if len(request) > MAX_CUSTOM_GET:
@@ -294,9 +304,10 @@ class QuectelHttp:
             # CONNECT comes once the server connection is up, up to 125 s (seed 000 §2.3).
             response = await self._at.command_with_data(line, request, timeout=130.0)
             self._check(response, command)
-            return await self._result(urc, waiter)
-        finally:
-            self._waiting.pop(urc, None)
+        except BaseException:
+            self._forget(urc, waiter)
+            raise
+        return waiter
 
     async def _post_file(self, request: bytes) -> list[int]:
         free = await self.files.free("UFS")
@@ -321,15 +332,24 @@ class QuectelHttp:
 
     async def _response_into(self, name: str, url: str) -> int:
         """The response (header and body) into module file ``name``; its size."""
+        await self._outcome("+QHTTPREADFILE", await self._store(name))
+        return await self._stored_size(name, url)
+
+    async def _store(self, name: str) -> asyncio.Future[list[int]]:
+        """Have the module write the response it holds to file ``name``; what the URC will say
+        when it is written (seed 000 §2.7)."""
         await self.files.delete(name)
         waiter = self._expect("+QHTTPREADFILE")
         try:
             await self._http_command(
                 f'AT+QHTTPREADFILE="{name}",{self.settings.response_time}', "AT+QHTTPREADFILE"
             )
-            await self._result("+QHTTPREADFILE", waiter)
-        finally:
-            self._waiting.pop("+QHTTPREADFILE", None)
+        except BaseException:
+            self._forget("+QHTTPREADFILE", waiter)
+            raise
+        return waiter
+
+    async def _stored_size(self, name: str, url: str) -> int:
         size = await self.files.size(name)
         if size is None:
             raise TransferCorrupt(f"{url}: the module stored no response in {name}")
@@ -345,10 +365,28 @@ class QuectelHttp:
             head += chunk
         return head
 
-    async def _file_body(self, handle: int, first: bytes, left: int) -> AsyncIterator[bytes]:
+    @staticmethod
+    def _split_head(start: bytes, url: str, name: str) -> tuple[ResponseHead, bytes]:
+        """The response head at the start of a response file, and the body bytes after it."""
+        end = start.find(b"\r\n\r\n") + 4
+        if end < 4:
+            raise TransferCorrupt(f"{url}: no complete response header in {name}")
+        return ResponseHead.parse(start[:end]), start[end:]
+
+    async def _file_body(
+        self,
+        handle: int,
+        first: bytes,
+        left: int,
+        between: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The rest of a response file, ``chunk`` bytes per AT+QFREAD; ``between`` runs before
+        each read (the next piece's commands take their turn there)."""
         if first:
             yield first
         while left > 0:
+            if between is not None:
+                await between()
             chunk = await self.files.read(handle, min(self.settings.chunk, left))
             if not chunk:
                 return
@@ -421,6 +459,10 @@ class QuectelHttp:
         self._waiting[urc] = waiter
         return waiter
 
+    def _forget(self, urc: str, waiter: asyncio.Future[list[int]]) -> None:
+        if self._waiting.get(urc) is waiter:
+            del self._waiting[urc]
+
     async def _result(self, urc: str, waiter: asyncio.Future[list[int]]) -> list[int]:
         """The URC's numbers; its ``<err>`` raised as the specific exception."""
         async with asyncio.timeout(self.settings.response_time + 10.0):
@@ -428,6 +470,13 @@ class QuectelHttp:
         if codes[0] != 0:
             raise module_http_error(codes[0], urc.lstrip("+"))
         return codes
+
+    async def _outcome(self, urc: str, waiter: asyncio.Future[list[int]]) -> list[int]:
+        """:meth:`_result`, after which nobody waits for that URC any more."""
+        try:
+            return await self._result(urc, waiter)
+        finally:
+            self._forget(urc, waiter)
 
     def _on_urc(self, urc: Urc) -> None:
         name, _, rest = urc.text.partition(":")
@@ -441,3 +490,169 @@ class QuectelHttp:
             log.debug("HTTP URC nobody waits for: %s", urc.text)
             return
         waiter.set_result(codes)
+
+
+@dataclass(eq=False)
+class _Ahead:
+    """The next piece's GET, sent while the current piece is being read."""
+
+    url: str
+    head: bytes
+    file: str  # the scratch file it goes into
+    got: asyncio.Future[list[int]]  # what +QHTTPGET says
+    stored: asyncio.Future[list[int]] | None = None  # what +QHTTPREADFILE says, once asked
+    looked_at: bool = False  # its +QHTTPGET URC has been seen to: the rest is for its turn
+    failure: TransferError | None = None  # met asking for the file: the piece's failure
+
+
+class _Download:
+    """The pieces of one :meth:`QuectelHttp.fetch` (a :class:`transport.http.PipelinedSource`),
+    which holds the module's HTTP client from its first piece to its last; an operation that
+    waits for the client meanwhile (an upload) goes between two pieces, none being asked ahead.
+
+    A piece's response is in its scratch file before the host reads it; then the next piece's
+    GET goes out, and once its ``+QHTTPGET`` URC has come, its AT+QHTTPREADFILE into the other
+    scratch file, between two AT+QFREADs of this one. What goes wrong ahead (an ``<err>`` in a
+    URC, no room on the drive) is met in that piece's turn, as if it had been asked for then,
+    so a failure counts against the piece it belongs to. Whatever ends a piece in an exception
+    gives up the piece ahead too: AT+QHTTPSTOP, its file deleted.
+    """
+
+    def __init__(self, http: QuectelHttp) -> None:
+        self._http = http
+        self._ahead: _Ahead | None = None
+        self._configured = False  # AT+QHTTPCFG and AT+QHTTPURL hold for this download
+
+    async def exchange(self, where: Location, head: bytes, consume: Consume[T]) -> T:
+        return await self.exchange_ahead(where, head, consume, lambda _response: None)
+
+    async def exchange_ahead(
+        self, where: Location, head: bytes, consume: Consume[T], following: NextPiece
+    ) -> T:
+        http = self._http
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and (ahead.url, ahead.head) != (where.url, head):
+            await shielded(self._give_up(ahead))  # another piece is asked for (a retry)
+            ahead = None
+        name: str | None = None
+        try:
+            if ahead is None:
+                codes = await self._get(where, head)
+                name = await self._place(where, codes, http.scratch[0])
+            else:
+                name = ahead.file  # deleted below however the piece ends
+                codes = await self._adopt(ahead)
+                if ahead.stored is None:
+                    name = await self._place(where, codes, ahead.file)
+            if name is None:
+                self._configured = False  # the stream reads it without the header
+                return await http._consume_stream(where, head, codes[2], consume)
+            if ahead is not None and ahead.stored is not None:
+                size = await http._stored_size(name, where.shown)
+            else:
+                size = await http._response_into(name, where.shown)
+            async with http.files.opened(name, 2) as handle:
+                start = await http._read_head(handle)
+                response, first = http._split_head(start, where.shown, name)
+                if name in http.scratch:
+                    await self._ask_ahead(where, following(response), name)
+                body = http._file_body(handle, first, size - len(start), self._advance)
+                return await consume(response, body)
+        except BaseException:
+            self._configured = False
+            await shielded(self.close())
+            await shielded(http._stop())
+            raise
+        finally:
+            if name is not None:
+                await shielded(http._delete_quietly(name))
+
+    async def close(self) -> None:
+        """Give up the piece fetched ahead, if any (the download ends, or a piece failed)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            await self._give_up(ahead)
+
+    # -- steps --
+
+    async def _get(self, where: Location, head: bytes) -> list[int]:
+        http = self._http
+        if await http._let_others_go():
+            self._configured = False  # the other operation set its own URL and options
+        if not self._configured:
+            await http._configure(where, response_header=True)
+            self._configured = True
+        return await http._request_with_data("+QHTTPGET", "AT+QHTTPGET", head)
+
+    async def _place(self, where: Location, codes: list[int], scratch: str) -> str | None:
+        """Where the response goes: ``scratch``, the UFS for a whole file that does not fit
+        there, or None when it fits nowhere and must be streamed."""
+        http = self._http
+        status = codes[1]
+        length = codes[2] if len(codes) > 2 else None
+        if (
+            status != 200
+            or length is None
+            or length <= await http.files.free(http.settings.scratch_drive)
+        ):
+            return scratch
+        if length + MAX_HEAD <= await http.files.free("UFS"):
+            log.info(
+                "%s ignores Range: taking the whole %d bytes into the module's UFS",
+                where.shown,
+                length,
+            )
+            return http.WHOLE
+        return None
+
+    async def _ask_ahead(self, where: Location, head: bytes | None, current: str) -> None:
+        """Send the next piece's GET now, unless there is none or another operation waits for
+        the client (it goes first, between this piece and the next)."""
+        http = self._http
+        if head is None or http._queued:
+            return
+        other = http.scratch[1] if current == http.scratch[0] else http.scratch[0]
+        try:
+            got = await http._send_request("+QHTTPGET", "AT+QHTTPGET", head)
+        except TransferError as error:
+            log.info("the next piece could not be asked for ahead (%s): asking in its turn", error)
+            return
+        self._ahead = _Ahead(where.url, head, other, got)
+
+    async def _advance(self) -> None:
+        """Between two reads: once the piece ahead has its ``+QHTTPGET`` URC, have it written
+        to its file, if it is the piece asked for and it fits beside the one being read."""
+        http = self._http
+        ahead = self._ahead
+        if ahead is None or ahead.looked_at or not ahead.got.done():
+            return
+        ahead.looked_at = True
+        codes = ahead.got.result()
+        if codes[0] != 0 or len(codes) < 3 or codes[1] != 206:
+            return  # an error, or not a piece: its turn deals with it as with any response
+        try:
+            if codes[2] + MAX_HEAD > await http.files.free(http.settings.scratch_drive):
+                return  # written in its turn, once this piece's file is gone
+            ahead.stored = await http._store(ahead.file)
+        except TransferError as error:
+            ahead.failure = error
+
+    async def _adopt(self, ahead: _Ahead) -> list[int]:
+        """The piece fetched ahead, now that its turn has come: its ``+QHTTPGET`` numbers,
+        and its file written if it was asked for ahead."""
+        http = self._http
+        codes = await http._outcome("+QHTTPGET", ahead.got)
+        if ahead.failure is not None:
+            raise ahead.failure
+        if ahead.stored is not None:
+            await http._outcome("+QHTTPREADFILE", ahead.stored)
+        return codes
+
+    async def _give_up(self, ahead: _Ahead) -> None:
+        http = self._http
+        http._forget("+QHTTPGET", ahead.got)
+        if ahead.stored is not None:
+            http._forget("+QHTTPREADFILE", ahead.stored)
+        if ahead.stored is None or not ahead.stored.done():
+            await http._stop()  # the module may still wait for the server, or write the file
+        await http._delete_quietly(ahead.file)
