@@ -141,7 +141,7 @@ class FirmwareConfig:
     install_timeout: float = 600.0
     ca_file: Path | None = None
     piece_size: int = 131072
-    chunk_size: int = 4096
+    chunk_size: int = 8192
     scratch_drive: str = "RAM"
     manufacturer_ca_file: Path | None = None
     unsigned_updates: str = "without-security-profile"

@@ -158,9 +158,9 @@ SCHEMA: dict[str, Any] = {
                     "type": "integer",
                     "minimum": 512,
                     "maximum": 16384,
-                    "default": 4096,
+                    "default": 8192,
                     "description": "bytes per AT+QFREAD/AT+QFWRITE: the longest OCPP waits for the "
-                    "serial line during a transfer (4096 B = 0.36 s at 115200 baud)",
+                    "serial line during a transfer (8192 B = 0.71 s at 115200 baud)",
                 },
                 "scratch_drive": {
                     "description": "module drive for downloaded pieces: RAM, or UFS on modules "

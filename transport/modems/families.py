@@ -56,7 +56,7 @@ class ModuleSettings:
     wifi: WifiSettings | None = None
     files_ca: Path | None = None  # CA of HTTPS/FTPS file servers (firmware.ca_file)
     piece_size: int = 128 * 1024  # bytes per HTTP Range request
-    chunk: int = 4096  # bytes per module file read/write: the longest the line is held
+    chunk: int = 8192  # bytes per module file read/write: the longest the line is held
     scratch_drive: str = "RAM"
 
 
