@@ -528,3 +528,38 @@ async def test_an_upload_waiting_for_the_http_client_goes_between_two_pieces(
     assert (tmp_path / "fw.bin").read_bytes() == content and result.pieces == 5
     # The first piece was being read when the upload came: it goes once the second is in.
     assert [m for m, _, _ in server.requests] == ["GET", "GET", "POST", "GET", "GET", "GET"]
+
+
+async def test_a_request_with_its_own_header_gets_connect_only_once_the_server_is_connected(
+    tmp_path: Path,
+) -> None:
+    # Seed 000 §2.3: with "requestheader" 1, CONNECT says the server connection is up; a server
+    # that cannot be reached fails the command itself, and the host sends no request at all.
+    accepted: list[bytes] = []  # what the module had said by the time the server accepted
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(sim.transcript.bytes("module") if sim.transcript else b"")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, module_http(record=True, latency=0.05) as (sim, modem, _http):
+        at = modem.channel
+        await at.command('AT+QHTTPCFG="requestheader",1')
+        for url, status in ((f"http://127.0.0.1:{port}/a", "OK"), ("http://127.0.0.1:9/a", None)):
+            answer = await at.command_with_data(f"AT+QHTTPURL={len(url)},30", url.encode())
+            assert answer.result.text == "OK"
+            request = f"GET /a HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+            before = len(sim.transcript.bytes("host")) if sim.transcript else 0
+            answer = await at.command_with_data(f"AT+QHTTPGET=30,{len(request)},30", request)
+            sent = sim.transcript.bytes("host")[before:] if sim.transcript else b""
+            if status == "OK":
+                assert answer.result.text == "OK" and sent.endswith(request)
+                await at.command("AT+QHTTPSTOP")  # its response is not wanted here
+            else:  # refused: 716 in place of CONNECT (verbose, AT+CMEE=2), the request not sent
+                assert answer.result.text == "+CME ERROR: HTTP(S) socket connect error"
+                assert request not in sent
+    assert len(accepted) == 1 and accepted[0].count(b"CONNECT\r\n") == 1  # only QHTTPURL's

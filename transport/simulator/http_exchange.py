@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -38,7 +39,12 @@ async def exchange(
     dns_failures: set[str],
     latency: float,
     connect_timeout: float,
+    connected: Callable[[], None] = lambda: None,
+    body: Awaitable[bytes | None] | None = None,
 ) -> HttpResult:
+    """Connect to the URL's server, send the request and read the response. ``connected`` is
+    called once the connection is up (TLS included); with ``body``, the request's bytes are
+    awaited only then, as the module takes them after its ``CONNECT`` (None: never sent)."""
     parts = urlsplit(request.url)
     name = parts.hostname or ""
     secure = parts.scheme.lower() == "https"
@@ -77,7 +83,11 @@ async def exchange(
                     writer.transport.abort()
                     raise HttpFailure(701, f"TLS with {name}:{port} refused: {failure}") from None
             try:
-                writer.write(request.raw)
+                connected()
+                raw = request.raw if body is None else await body
+                if raw is None:
+                    raise HttpFailure(726, "the host did not send the request after CONNECT")
+                writer.write(raw)
                 await writer.drain()
                 if latency:
                     await asyncio.sleep(2 * latency)  # the request out, the first byte back

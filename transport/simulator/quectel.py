@@ -34,7 +34,7 @@ from transport.simulator.network_actions import CloseTcp, OpenSsl, OpenTcp, Send
 from transport.simulator.open_failure import FailureKind, OpenFailure
 from transport.simulator.quectel_ftp import POLL as FTP_POLL
 from transport.simulator.quectel_ftp import FtpCommands
-from transport.simulator.quectel_http import HttpCommands, HttpRequest
+from transport.simulator.quectel_http import HttpBody, HttpCommands, HttpRequest
 
 CTRL_Z = 0x1A
 ESC = 0x1B
@@ -152,7 +152,7 @@ IDENTITY_COMMANDS = {
 # --- actions for the shell ------------------------------------------------------------------
 
 
-Action = OpenTcp | OpenSsl | SendTcp | CloseTcp | HttpRequest
+Action = OpenTcp | OpenSsl | SendTcp | CloseTcp | HttpRequest | HttpBody
 SocketKind = Literal["TCP", "SSL"]
 
 
@@ -373,7 +373,13 @@ class QuectelModule(HttpCommands, FtpCommands):
         heapq.heappush(self._timers, (when, self._timer_seq, callback))
 
     def _process(self, now: float) -> None:
-        while self._inbuf and now >= self._busy_until and self._powered and not self._booting:
+        while (
+            self._inbuf
+            and now >= self._busy_until
+            and self._powered
+            and not self._booting
+            and self.http_connecting is None
+        ):
             if self._input is not None:
                 self._take_send_data(now)
                 continue

@@ -91,13 +91,33 @@ MAX_POST = 1024000
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """The module sends ``raw`` (request line, headers, body) to the URL's server and waits up
-    to ``timeout`` seconds for the response."""
+    to ``timeout`` seconds for the response. With ``raw`` None the bytes come from the host
+    after ``CONNECT``, which the module says only once the server is connected (seed 000 §2.3,
+    §2.4): the shell tells it (``http_connected``) and gets them in an :class:`HttpBody`."""
 
     request_id: int
     url: str
-    raw: bytes
+    raw: bytes | None
     timeout: float
     tls: TlsSettings | None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpBody:
+    """The bytes of request ``request_id`` the host sent after ``CONNECT``; None when it did
+    not send them in time (the module answered an error; the connection is dropped)."""
+
+    request_id: int
+    raw: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Awaiting:
+    """A request whose ``CONNECT`` waits for the server connection: the host's input then."""
+
+    length: int
+    input_time: float
+    complete: Callable[[bytes, bool], None]
 
 
 @dataclass
@@ -149,9 +169,12 @@ class HttpCommands:
         self.http_cfg = {name: default for name, (_, default) in HTTP_OPTIONS.items()}
         self.ssl_cfg: dict[int, dict[str, str]] = {}
         self.http_url: str | None = None
-        self.http_actions: list[HttpRequest] = []
+        self.http_actions: list[HttpRequest | HttpBody] = []
         self.data_input: DataInput | None = None
         self._http_op: str | None = None  # the URC name of the request in flight
+        # The command (QHTTPGET with a custom header, QHTTPPOST) holding the line until the
+        # server is connected: the module reads no input meanwhile.
+        self.http_connecting: _Awaiting | None = None
         self._http_seq = 0
         self._http_response: _Response | None = None
 
@@ -537,14 +560,13 @@ class HttpCommands:
         if len(numbers) < 2 or not 1 <= numbers[1] <= MAX_GET_REQUEST:
             return self._error(730)
 
-        def complete(data: bytes, timed_out: bool) -> None:
-            if timed_out:
-                self._output.append(f"\r\n{self._error(726)}\r\n".encode())
-                return
-            self._output.append(b"\r\nOK\r\n")
-            self._send_http("+QHTTPGET", data, rsptime)
-
-        self._open_input(numbers[1], numbers[2] if len(numbers) == 3 else 60, complete)
+        self._connect_first(
+            "+QHTTPGET",
+            numbers[1],
+            numbers[2] if len(numbers) == 3 else 60,
+            rsptime,
+            lambda data: data,
+        )
         return None
 
     def _cmd_qhttppost(self, form: str, args: list[str], now: float) -> str | None:
@@ -559,17 +581,47 @@ class HttpCommands:
             return refused
         input_time = numbers[1] if len(numbers) > 1 else 60
         rsptime = numbers[2] if len(numbers) > 2 else 60
+        header = bool(self.http_cfg["requestheader"])
+        self._connect_first(
+            "+QHTTPPOST",
+            numbers[0],
+            input_time,
+            rsptime,
+            lambda data: data if header else self._request("POST", data),
+        )
+        return None
+
+    def _connect_first(
+        self, op: str, length: int, input_time: float, rsptime: int, raw: Callable[[bytes], bytes]
+    ) -> None:
+        """A request whose bytes the host sends after ``CONNECT``: the module connects to the
+        server first and holds the line until then; ``CONNECT`` (or ``+CME ERROR``) follows
+        (seed 000 §2.3: "CONNECT may be outputted in 125s to indicate that the connection is
+        successful"; §2.4 likewise)."""
+        self._send_http(op, None, rsptime)
+        request_id = self._http_seq
 
         def complete(data: bytes, timed_out: bool) -> None:
             if timed_out:
+                self._http_op = None
+                self.http_actions.append(HttpBody(request_id, None))
                 self._output.append(f"\r\n{self._error(726)}\r\n".encode())
                 return
             self._output.append(b"\r\nOK\r\n")
-            raw = data if self.http_cfg["requestheader"] else self._request("POST", data)
-            self._send_http("+QHTTPPOST", raw, rsptime)
+            self.http_actions.append(HttpBody(request_id, raw(data)))
 
-        self._open_input(numbers[0], input_time, complete)
-        return None
+        self.http_connecting = _Awaiting(length, input_time, complete)
+
+    def http_connected(self, request_id: int, now: float) -> None:
+        """The shell connected request ``request_id`` to its server: ``CONNECT``, then input."""
+        awaiting = self.http_connecting
+        if awaiting is None or request_id != self._http_seq or self._http_op is None:
+            return
+        self.http_connecting = None
+        self._output.append(b"\r\nCONNECT\r\n")
+        self.data_input = DataInput(
+            awaiting.length, now + awaiting.input_time, 0.0, awaiting.complete
+        )
 
     def _cmd_qhttppostfile(self, form: str, args: list[str], now: float) -> str:
         if form == "test":
@@ -658,7 +710,7 @@ class HttpCommands:
             lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
-    def _send_http(self, op: str, raw: bytes, rsptime: int) -> None:
+    def _send_http(self, op: str, raw: bytes | None, rsptime: int) -> None:
         assert self.http_url is not None
         self._http_seq += 1
         self._http_op = op
@@ -685,12 +737,17 @@ class HttpCommands:
         if request_id != self._http_seq or self._http_op is None:
             return
         op, self._http_op = self._http_op, None
+        if self.http_connecting is not None:  # no CONNECT yet: the command itself fails
+            self.http_connecting = None
+            self._output.append(f"\r\n{self._error(code)}\r\n".encode())
+            return
         self._urc(f"{op}: {code}")
 
     def _reset_http(self) -> None:
         self.http_cfg = {name: default for name, (_, default) in HTTP_OPTIONS.items()}
         self.http_url = None
         self.data_input = None
+        self.http_connecting = None
         self._http_op = None
         self._http_response = None
         self.storage.lose_ram()

@@ -30,11 +30,11 @@ from transport.simulator.http_exchange import HttpFailure, exchange
 from transport.simulator.network_actions import CloseTcp, OpenSsl, OpenTcp, Resolve, SendTcp
 from transport.simulator.open_failure import FailureKind, OpenFailure
 from transport.simulator.quectel import QuectelModule
-from transport.simulator.quectel_http import HttpRequest
+from transport.simulator.quectel_http import HttpBody, HttpRequest
 from transport.simulator.simplelink import SimpleLinkModule
 from transport.simulator.tls import TlsFailure, TlsStream
 
-ModuleAction = OpenTcp | OpenSsl | SendTcp | CloseTcp | Resolve | HttpRequest
+ModuleAction = OpenTcp | OpenSsl | SendTcp | CloseTcp | Resolve | HttpRequest | HttpBody
 
 
 class SimulatedModule(Protocol):
@@ -213,6 +213,8 @@ class SimulatorShell(Generic[M]):
         self._connections: dict[int, _Connection] = {}
         self._blackholed: set[int] = set()
         self._opening: dict[int, asyncio.Task[None]] = {}
+        # Requests connected to their server, waiting for the bytes the host sends after CONNECT.
+        self._http_bodies: dict[int, asyncio.Future[bytes | None]] = {}
 
     # -- lifecycle --
 
@@ -426,6 +428,10 @@ class SimulatorShell(Generic[M]):
             elif isinstance(action, HttpRequest):
                 quectel = self._quectel("an HTTP request action")
                 self._spawn(self._http(quectel, action), f"sim http {action.request_id}")
+            elif isinstance(action, HttpBody):
+                body = self._http_bodies.pop(action.request_id, None)
+                if body is not None and not body.done():
+                    body.set_result(action.raw)
             elif isinstance(action, Resolve):
                 simplelink = self._simplelink("a name lookup action")
                 self._spawn(self._resolve(simplelink, action), f"sim dns {action.request_id}")
@@ -591,6 +597,15 @@ class SimulatorShell(Generic[M]):
         self._service()
 
     async def _http(self, module: QuectelModule, request: HttpRequest) -> None:
+        body: asyncio.Future[bytes | None] | None = None
+        if request.raw is None:
+            body = asyncio.get_running_loop().create_future()
+            self._http_bodies[request.request_id] = body
+
+        def connected() -> None:
+            module.http_connected(request.request_id, self._now())
+            self._service()
+
         try:
             result = await exchange(
                 request,
@@ -598,6 +613,8 @@ class SimulatorShell(Generic[M]):
                 dns_failures=self.dns_failures,
                 latency=self.latency,
                 connect_timeout=self.connect_timeout,
+                connected=connected,
+                body=body,
             )
         except HttpFailure as failure:
             log.info(
@@ -612,6 +629,7 @@ class SimulatorShell(Generic[M]):
                 result.body,
                 result.content_length,
             )
+        self._http_bodies.pop(request.request_id, None)
         self._service()
 
     def _resolve_check(self, name: str) -> None:
