@@ -221,13 +221,16 @@ class Charger:
         return answer
 
     async def until(self, what: str, predicate: Callable[[dict[str, Any]], bool]) -> None:
+        status: dict[str, Any] = {}
         try:
             async with asyncio.timeout(STEP_TIMEOUT):
                 # The daemon in its own process has no event to await: its status is polled.
-                while not predicate(await self.ctl(cmd="status")):  # noqa: ASYNC110
+                while not predicate(status := await self.ctl(cmd="status")):  # noqa: ASYNC110
                     await asyncio.sleep(POLL_S)
         except TimeoutError:
-            raise RuntimeError(f"no {what} within {STEP_TIMEOUT:g} s") from None
+            raise RuntimeError(
+                f"no {what} within {STEP_TIMEOUT:g} s; the daemon's status: {json.dumps(status)}"
+            ) from None
 
     async def session(self, connector: int, number: int) -> None:
         tag = f"SOAK{number:05d}"
@@ -258,7 +261,6 @@ def _config(directory: Path, port: int, sim_path: str) -> Path:
         f"reconnect_delay_min = 1\nreconnect_delay_max = 8\n"
         f'[modem]\ntype = "quectel"\nport = "{sim_path}"\napn = "internet"\nbaudrate = {BAUD}\n'
         f'[storage]\ndirectory = "{directory / "state"}"\n'
-        f'[logging]\nlevel = "warning"\n'
         f"[ocpp_keys]\nMeterValueSampleInterval = 1\n"
         f'MeterValuesSampledData = "Energy.Active.Import.Register,Power.Active.Import"\n'
         f"AllowOfflineTxForUnknownId = true\nLocalAuthorizeOffline = true\n"
@@ -426,8 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="100 sessions and 60 s idle, not 2,000 and 300 s"
     )
+    parser.add_argument("--sessions", type=int, help="the first N sessions of the day")
     args = parser.parse_args(argv)
-    asyncio.run(run(100, 60.0) if args.quick else run(2000, 300.0))
+    sessions = args.sessions or (100 if args.quick else DAY_SESSIONS)
+    asyncio.run(run(sessions, 60.0 if args.quick else 300.0))
     return 0
 
 
