@@ -7,6 +7,9 @@ times each until its CALLRESULT arrives. It prints JSON lines: ``{"listening": p
 ``{"round_trips_s": [...], "call_bytes": n, "result_bytes": m, "tls": ...}`` (``tls``: None, or
 ``tls_version`` and ``cipher`` as negotiated). With ``--certfile`` and
 ``--keyfile`` it serves wss:// with that certificate (the charge point then connects over TLS).
+With ``--pause-ms`` it waits that long after each answer before its next CALL: over host TCP on
+loopback the charge point then sits idle between messages as it does behind a network's round
+trip, instead of answering CALLs back to back.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from websockets.typing import Subprotocol
 from bench.tls import server_context
 
 
-async def _session(connection: ServerConnection, count: int, done: asyncio.Event) -> None:
+async def _session(
+    connection: ServerConnection, count: int, done: asyncio.Event, pause: float
+) -> None:
     booted = asyncio.Event()
     pending: dict[str, asyncio.Future[str]] = {}
 
@@ -50,6 +55,8 @@ async def _session(connection: ServerConnection, count: int, done: asyncio.Event
     times: list[float] = []
     call_bytes = result_bytes = 0
     for _ in range(count):
+        if pause:
+            await asyncio.sleep(pause)
         message_id = str(uuid.uuid4())
         text = json.dumps(
             [2, message_id, "DataTransfer", {"vendorId": "org.example.bench", "data": "ping"}]
@@ -71,11 +78,11 @@ async def _session(connection: ServerConnection, count: int, done: asyncio.Event
     receiving.cancel()
 
 
-async def _main(count: int, context: ssl.SSLContext | None = None) -> None:
+async def _main(count: int, context: ssl.SSLContext | None = None, pause: float = 0.0) -> None:
     done = asyncio.Event()
 
     async def handler(connection: ServerConnection) -> None:
-        await _session(connection, count, done)
+        await _session(connection, count, done, pause)
         await done.wait()
 
     ocpp16 = Subprotocol("ocpp1.6")
@@ -91,11 +98,12 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--certfile", type=Path, help="serve wss:// with this certificate chain")
     parser.add_argument("--keyfile", type=Path, help="and this key")
+    parser.add_argument("--pause-ms", type=float, default=0.0, help="idle time before each CALL")
     args = parser.parse_args()
     if (args.certfile is None) != (args.keyfile is None):
         parser.error("--certfile and --keyfile go together")
     context = server_context(args.certfile, args.keyfile) if args.certfile else None
-    asyncio.run(_main(args.count, context))
+    asyncio.run(_main(args.count, context, args.pause_ms / 1000))
     return 0
 
 
