@@ -311,7 +311,7 @@ class Day:
                 self.warm.set()
 
     async def events(self) -> None:
-        """Coverage holes every ``hole_every`` sessions; the CSMS restart; the module reset."""
+        """Coverage holes every ``HOLE_EVERY`` sessions; the CSMS restart; the module reset."""
         restart_at, reset_at = self.sessions // 2, self.sessions * 3 // 4
         next_hole = HOLE_EVERY
         while self.done < self.sessions:
