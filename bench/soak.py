@@ -232,6 +232,21 @@ class Charger:
                 f"no {what} within {STEP_TIMEOUT:g} s; the daemon's status: {json.dumps(status)}"
             ) from None
 
+    async def drained(self) -> None:
+        """Until the outbox is empty, online; a backlog may take minutes, so this fails only
+        when the queue stops shrinking for ``STEP_TIMEOUT``."""
+        least = None
+        while True:
+            status = await self.ctl(cmd="status")
+            queued = status["queued_messages"]
+            if status["online"] and queued == 0:
+                return
+            if least is None or queued < least:
+                least, since = queued, time.monotonic()
+            elif time.monotonic() - since > STEP_TIMEOUT:
+                raise RuntimeError(f"the outbox stuck at {queued} messages: {json.dumps(status)}")
+            await asyncio.sleep(POLL_S)
+
     async def session(self, connector: int, number: int) -> None:
         tag = f"SOAK{number:05d}"
         index = connector - 1
@@ -365,10 +380,10 @@ async def run(sessions: int, idle_s: float) -> None:
                     await asyncio.gather(*running)
                 await events
                 elapsed = time.monotonic() - began
-                await charger.until(
-                    "the outbox drained",
-                    lambda s: s["online"] and s["queued_messages"] == 0,
-                )
+                backlog = (await charger.ctl(cmd="status"))["queued_messages"]
+                drain_began = time.monotonic()
+                await charger.drained()
+                drain_s = time.monotonic() - drain_began
                 final = await charger.ctl(cmd="status")
                 rss_end, fds_end, cpu_before = _proc(daemon.pid)
                 db, wal = _mb([state / "state.db"]), _mb([state / "state.db-wal"])
@@ -389,6 +404,7 @@ async def run(sessions: int, idle_s: float) -> None:
     lost += max(0, sessions - len(csms.stopped))
     common = {"sessions": sessions, "connectors": CONNECTORS, "baud": BAUD}
     emit("soak_duration_s", elapsed, "s", coverage_holes=day.holes, **common)
+    emit("backlog_at_end", backlog, "messages", drain_s=round(drain_s, 1))
     emit("rss_growth_mb", rss_end - rss_start, "MB", rss_mb_by_tenth=day.rss_by_tenth, **common)
     emit("rss_mb_start", rss_start, "MB", after_sessions=int(sessions * WARM_UP))
     emit("rss_mb_end", rss_end, "MB")
