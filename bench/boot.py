@@ -51,6 +51,22 @@ class Conditions:
     chatter: float
     latency: float
 
+    def module(self, seed: int) -> QuectelModule:
+        """A simulated Quectel module behaving under these conditions (bench.soak uses it too)."""
+        module = QuectelModule(
+            ModuleProfile(
+                boot_time=self.boot_time,
+                sim_busy_for=self.sim_busy_for,
+                registered_after=self.registered_after,
+                pdp_activation_time=self.pdp_activation_time,
+            ),
+            seed=seed,
+        )
+        module.response_delay = self.response_delay
+        module.chatter = self.chatter
+        module.pdp_failures = self.pdp_failures
+        return module
+
     def floor(self) -> float:
         """Seconds no driver can avoid (see the module docstring)."""
         activations = (1 + self.pdp_failures) * self.pdp_activation_time
@@ -71,18 +87,7 @@ def emit(metric: str, value: float, unit: str, **extra: object) -> None:
 
 async def cold_boot(conditions: Conditions) -> tuple[float, int]:
     """Seconds from power-on to BootNotification Accepted, and the AT commands it took."""
-    module = QuectelModule(
-        ModuleProfile(
-            boot_time=conditions.boot_time,
-            sim_busy_for=conditions.sim_busy_for,
-            registered_after=conditions.registered_after,
-            pdp_activation_time=conditions.pdp_activation_time,
-        ),
-        seed=3,
-    )
-    module.response_delay = conditions.response_delay
-    module.chatter = conditions.chatter
-    module.pdp_failures = conditions.pdp_failures
+    module = conditions.module(seed=3)
     with tempfile.TemporaryDirectory() as tmp:
         csms = DemoCsms("CP-BENCH", PASSWORD, lambda _direction, _text: None)
         await csms.start()

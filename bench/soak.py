@@ -53,7 +53,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.boot import PROFILES
 from chargepoint.app import control
-from transport.simulator import ModuleProfile, QuectelModule, SimulatorShell
+from transport.simulator import SimulatorShell
 
 NAME = "soak"
 BAUD = 115200
@@ -283,21 +283,6 @@ def _config(directory: Path, port: int, sim_path: str) -> Path:
     return path
 
 
-def _module() -> QuectelModule:
-    realistic = PROFILES["realistic"]
-    module = QuectelModule(
-        ModuleProfile(
-            boot_time=realistic.boot_time,
-            sim_busy_for=realistic.sim_busy_for,
-            registered_after=realistic.registered_after,
-            pdp_activation_time=realistic.pdp_activation_time,
-        ),
-        seed=5,
-    )
-    module.response_delay = realistic.response_delay
-    return module
-
-
 class Day:
     """The script: sessions on each connector, and the day's events between them."""
 
@@ -354,8 +339,9 @@ async def run(sessions: int, idle_s: float) -> None:
         state = directory / "state"
         csms = Csms()
         await csms.start()
-        latency = PROFILES["realistic"].latency
-        async with SimulatorShell(_module(), baud=BAUD, latency=latency) as sim:
+        realistic = PROFILES["realistic"]
+        module = realistic.module(seed=5)
+        async with SimulatorShell(module, baud=BAUD, latency=realistic.latency) as sim:
             config = _config(directory, csms.port, sim.path)
             # The daemon's warnings and errors, for a look after a run that went wrong.
             log = open(os.environ.get("SOAK_LOG", os.devnull), "ab")  # noqa: ASYNC230, SIM115
