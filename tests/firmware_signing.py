@@ -93,9 +93,12 @@ def _certificate(
     valid: tuple[datetime, datetime] | None = None,
 ) -> x509.Certificate:
     now = datetime.now(UTC)
-    # CAs from two years back, so a signing certificate that expired last year was theirs.
+    # CAs from two years back, so a signing certificate that expired last year was theirs, and for
+    # ten years ahead, so they outlive every certificate they sign (a leaf made a second after its
+    # root must not outlive it: the validity-edge test judges the leaf alone at its expiry).
     back = timedelta(days=730 if ca else 1)
-    start, end = valid or (now - back, now + timedelta(days=365))
+    ahead = timedelta(days=3650 if ca else 365)
+    start, end = valid or (now - back, now + ahead)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
