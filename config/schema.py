@@ -439,6 +439,17 @@ SCHEMA: dict[str, Any] = {
                     "enum": ["push", "buffer"],
                     "default": "push",
                 },
+                "hex_send_max": {
+                    "description": "quectel: bytes up to which a piece of data is sent as one "
+                    "AT+QISENDEX command in hex digits (no data prompt to wait for: one UART "
+                    "exchange and one wake-up fewer, twice the bytes on the line); larger "
+                    "pieces and TLS sockets use AT+QISEND; 0: AT+QISEND only. A module that "
+                    "answers AT+QISENDEX with ERROR gets AT+QISEND only",
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 512,
+                    "default": 256,
+                },
             },
         },
         "wifi": {

@@ -305,3 +305,17 @@ def test_an_unknown_access_mode_is_refused() -> None:
     assert problems(text) == [
         'modem.access_mode: must be one of "push", "buffer", not "transparent"'
     ]
+
+
+@pytest.mark.parametrize(("line", "expected"), [("", 256), ("hex_send_max = 0", 0)])
+def test_the_quectel_hex_send_limit_reaches_the_driver(line: str, expected: int) -> None:
+    text = MINIMAL.replace('type = "host"', f'type = "quectel"\nport = "/dev/ttyUSB2"\n{line}')
+    assert _quectel_settings(module_settings(parse_config(text))).hex_send_max == expected
+
+
+def test_a_hex_send_limit_beyond_the_commands_is_refused() -> None:
+    # AT+QISENDEX carries at most 512 bytes (at-protocol.md §2.9).
+    text = MINIMAL.replace(
+        'type = "host"', 'type = "quectel"\nport = "/dev/ttyUSB2"\nhex_send_max = 513'
+    )
+    assert problems(text) == ["modem.hex_send_max: must be at most 512"]

@@ -46,7 +46,7 @@ def connected_socket(r: Rig) -> int:
 
 
 async def an_answer_that_must_be_sent(r: Rig) -> None:
-    """A CSMS request whose answer the charge point sends at once (an AT+QISEND now)."""
+    """A CSMS request whose answer the charge point sends at once (an AT+QISENDEX now)."""
     await r.peer.send_raw(
         json.dumps([2, f"probe-{len(r.peer.events)}", "GetConfiguration", {"key": ["NoSuchKey"]}])
     )

@@ -173,6 +173,76 @@ async def test_urcs_of_other_sockets_between_pushes_and_inside_answers(
         assert s.stream.bytes_received == len(payload)  # nothing of sockets 5, 7, 9 came in
 
 
+def sends(module: QuectelModule, connect_id: int) -> list[str]:
+    """The socket's send commands as the module received them, hex digits cut short."""
+    return [
+        c.split(",")[0] + (",hex" if c.startswith("AT+QISENDEX") else "," + c.split(",")[1])
+        for c in module.log
+        if c.startswith((f"AT+QISEND={connect_id},", f"AT+QISENDEX={connect_id},"))
+    ]
+
+
+async def test_small_writes_go_as_one_qisendex_and_larger_ones_at_the_prompt(
+    echo_server: EchoServer,
+) -> None:
+    # §2.9: up to hex_send_max bytes in the command line as hex, no prompt; anything larger
+    # (and AT+QISENDEX's own limit is 512) with AT+QISEND and the prompt (§2.7).
+    module = QuectelModule()
+    async with session(echo_server, module) as s:
+        limit = s.modem.settings.hex_send_max
+        assert limit == 256  # the default
+        small = (bytes(range(256)) + b"\r\nOK\r\n+QIURC: ")[:limit]  # every byte value
+        assert await round_trip(s.stream, small, limit) == small
+        larger = os.urandom(limit + 1)
+        assert await round_trip(s.stream, larger, limit + 1) == larger
+        ident = s.stream.connect_id
+        assert sends(module, ident) == [
+            f"AT+QISENDEX={ident},hex",
+            f"AT+QISEND={ident},{limit + 1}",
+        ]
+        assert s.modem.channel.stats.noise_lines == 0
+
+
+async def test_hex_send_max_0_sends_everything_at_the_prompt(echo_server: EchoServer) -> None:
+    module = QuectelModule()
+    async with session(echo_server, module, settings=fast(hex_send_max=0)) as s:
+        assert await round_trip(s.stream, b"tiny", 4) == b"tiny"
+        assert sends(module, s.stream.connect_id) == [f"AT+QISEND={s.stream.connect_id},4"]
+
+
+async def test_firmware_without_qisendex_gets_qisend_only(
+    echo_server: EchoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The module answers AT+QISENDEX with ERROR on a healthy socket: the same bytes go again with
+    # AT+QISEND, once, and every later send uses AT+QISEND; nothing is lost or sent twice.
+    module = QuectelModule(ModuleProfile(hex_send=False))
+    async with session(echo_server, module) as s:
+        ident = s.stream.connect_id
+        assert await round_trip(s.stream, b"first", 5) == b"first"
+        assert await round_trip(s.stream, b"second", 6) == b"second"
+        assert sends(module, ident) == [
+            f"AT+QISENDEX={ident},hex",
+            f"AT+QISEND={ident},5",
+            f"AT+QISEND={ident},6",
+        ]
+        assert caplog.text.count("sending with AT+QISEND only from now on") == 1
+        assert s.stream.bytes_sent == s.stream.bytes_received == 11
+
+
+async def test_qisendex_on_a_closed_socket_is_a_clear_error(echo_server: EchoServer) -> None:
+    # ERROR to AT+QISENDEX because the peer has gone: AT+QISEND says the same, and the stream
+    # ends with the module's reason, not with the hex form turned off.
+    module = QuectelModule()
+    async with session(echo_server, module) as s:
+        s.stream._tasks[1].cancel()  # keep the driver's sender out of the way until asked
+        module.sockets.pop(s.stream.connect_id)  # the module forgot the socket without a URC
+        with pytest.raises(
+            StreamBroken, match=r"AT\+QISEND failed: ERROR, 567 socket has been closed"
+        ):
+            await s.stream._send_chunk(b"late")
+        assert s.stream._sockets.hex_send_max == 256  # still on: the socket was the trouble
+
+
 @pytest.mark.slow
 async def test_one_mib_written_one_byte_at_a_time(echo_server: EchoServer) -> None:
     async with session(echo_server) as s:

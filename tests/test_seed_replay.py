@@ -8,7 +8,8 @@ with the fixed-length AT+QISEND=<id>,<len> form (the log's variable-length form 
 +QIRD: 0 (§9.2), and masks its WebSocket frame with a key as RFC 6455 requires (the seed's
 frame sets the mask bit without a key, see shared/seeds/README.md). The log's sockets are in
 buffer access mode (AT+QIOPEN=...,0,0 and AT+QIRD): the replay asks the driver for that mode,
-whose default is direct push.
+whose default is direct push. The log sends every frame with AT+QISEND: the replay asks for that
+too (hex_send_max = 0), whose default sends a frame of up to 256 bytes as AT+QISENDEX.
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ async def read_exactly(stream, count: int) -> bytes:
 async def test_seed_004_log_replays_through_the_driver(seed_csms: SeedCsms) -> None:
     # The log's module: an EC200U, roaming ("+CGREG: 0,5"), APN airtelgprs.com with PAP.
     module = QuectelModule(ModuleProfile(registration_stat=5))
-    settings = fast(apn="airtelgprs.com", auth=PdpAuth.PAP, access_mode=AccessMode.BUFFER)
+    settings = fast(
+        apn="airtelgprs.com", auth=PdpAuth.PAP, access_mode=AccessMode.BUFFER, hex_send_max=0
+    )
     async with (
         SimulatorShell(module, record=True) as sim,
         open_quectel(sim.path, settings=settings) as modem,

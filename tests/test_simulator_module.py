@@ -210,6 +210,50 @@ def test_qisend_limits_and_closed_socket() -> None:
     assert say(module, b"AT+QISEND=1,5\r") == b"\r\nERROR\r\n"  # no such socket: no prompt
 
 
+def test_qisendex_carries_its_bytes_as_hex_with_no_prompt() -> None:
+    # at-protocol.md §2.9: AT+QISENDEX=<connectID>,"<hex_string>" -> SEND OK, and the bytes are
+    # counted as AT+QISEND's are (the manual's query example after "3132333435").
+    module = connected()
+    payload = b"\r\nOK\r\n+QIURC: \x1a\x1b\x00\xff"
+    assert say(module, b'AT+QISENDEX=0,"%s"\r' % payload.hex().upper().encode()) == (
+        b"\r\nSEND OK\r\n"
+    )
+    assert module.take_actions() == [SendTcp(0, payload)]
+    assert say(module, b'AT+QISENDEX=0,"3132333435"\r') == b"\r\nSEND OK\r\n"
+    assert module.take_actions() == [SendTcp(0, b"12345")]
+    total = len(payload) + 5
+    assert say(module, b"AT+QISEND=0,0\r") == b"\r\n+QISEND: %d,0,%d\r\n\r\nOK\r\n" % (
+        total,
+        total,
+    )
+
+
+def test_qisendex_limits_and_closed_socket() -> None:
+    module = connected()
+    assert say(module, b'AT+QISENDEX=0,"%s"\r' % (b"41" * 512)) == b"\r\nSEND OK\r\n"
+    module.take_actions()
+    for bad in (b"41" * 513, b"414", b"4G", b""):  # over 512 bytes, odd, not hex, empty
+        assert say(module, b'AT+QISENDEX=0,"%s"\r' % bad) == b"\r\nERROR\r\n", bad
+        assert say(module, b"AT+QIGETERROR\r").startswith(b"\r\n+QIGETERROR: 552,")
+    assert say(module, b'AT+QISENDEX=1,"41"\r') == b"\r\nERROR\r\n"  # no such socket
+    assert say(module, b"AT+QIGETERROR\r").startswith(b"\r\n+QIGETERROR: 567,")
+    assert module.take_actions() == []
+
+
+def test_qisendex_send_fail_when_the_send_buffer_is_full() -> None:
+    module = connected(ModuleProfile(send_buffer=10))
+    assert say(module, b'AT+QISENDEX=0,"3132333435363738"\r') == b"\r\nSEND OK\r\n"
+    assert say(module, b'AT+QISENDEX=0,"3132333435"\r') == b"\r\nSEND FAIL\r\n"
+    module.tcp_sent(0, 8)
+    assert say(module, b'AT+QISENDEX=0,"3132333435"\r') == b"\r\nSEND OK\r\n"
+
+
+def test_firmware_without_qisendex_answers_error() -> None:
+    module = connected(ModuleProfile(hex_send=False))
+    assert say(module, b'AT+QISENDEX=0,"3132333435"\r') == b"\r\nERROR\r\n"
+    assert module.take_actions() == []
+
+
 def test_qisend_variable_length_ends_at_ctrl_z_and_esc_cancels() -> None:
     module = connected()
     assert say(module, b"AT+QISEND=0\r") == b"\r\n> "

@@ -178,6 +178,8 @@ async def test_profile_2_through_the_module_carries_no_plaintext_on_the_network(
         log = net.sim.module.log
         assert any(c.startswith(wire.tls_open) for c in log)
         assert not any(c.startswith(wire.plain_open) for c in log)  # no plain socket at all
+        if kind.family == "quectel":  # nor a plain send: AT+QISENDEX has no TLS form (§2.9)
+            assert not any(c.startswith("AT+QISEND") for c in log)
         assert any(c.startswith(wire.ca_upload) for c in log)
         assert all(in_log(log, part) for part in wire.profile_2)
         # What left the module for the network: TLS records only (the module encrypted).

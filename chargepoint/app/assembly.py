@@ -41,6 +41,7 @@ def module_settings(config: Config) -> ModuleSettings:
         sim_pin=modem.sim_pin,
         registration_timeout=modem.registration_timeout,
         access_mode=modem.access_mode,
+        hex_send_max=modem.hex_send_max,
         wifi=None
         if wifi is None
         else WifiSettings(

@@ -53,6 +53,7 @@ class ModuleSettings:
     sim_pin: str | None = field(default=None, repr=False)
     registration_timeout: float = 90.0
     access_mode: str = "push"  # push | buffer (Quectel sockets)
+    hex_send_max: int = 256  # Quectel TCP: chunks up to this size go as AT+QISENDEX
     wifi: WifiSettings | None = None
     files_ca: Path | None = None  # CA of HTTPS/FTPS file servers (firmware.ca_file)
     piece_size: int = 128 * 1024  # bytes per HTTP Range request
@@ -108,6 +109,7 @@ def _quectel_settings(settings: ModuleSettings) -> QuectelSettings:
         sim_pin=settings.sim_pin,
         registration_timeout=settings.registration_timeout,
         access_mode=AccessMode.BUFFER if settings.access_mode == "buffer" else AccessMode.PUSH,
+        hex_send_max=settings.hex_send_max,
     )
 
 

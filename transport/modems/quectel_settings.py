@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 MAX_SEND = 1460  # AT+QISEND data length limit (§2.7)
 MAX_READ = 1500  # AT+QIRD read length limit (§2.8)
+MAX_HEX_SEND = 512  # AT+QISENDEX data length limit: 1024 hex digits (§2.9)
 
 _SAFE_FIELD = re.compile(r"[\x20-\x7e]*")
 
@@ -61,6 +62,13 @@ class QuectelSettings:
     access_mode: AccessMode = AccessMode.PUSH
     rx_high_water: int = 64 * 1024
     tx_high_water: int = 4 * MAX_SEND
+    # A chunk this small or smaller goes as one AT+QISENDEX carrying its bytes as hex digits
+    # (§2.9): no ">" prompt to wait for, so one UART exchange and one wake-up fewer per frame
+    # (most OCPP frames: every .conf, Heartbeat, StatusNotification, Authorize), at the cost of
+    # twice its bytes on the line, which the prompt's round trip outweighs below a few hundred
+    # bytes (issue 19). Larger chunks, and every TLS socket (AT+QSSLSEND has no hex form), use
+    # AT+QISEND with the prompt. 0: AT+QISEND only.
+    hex_send_max: int = 256
 
     def __post_init__(self) -> None:
         # These go inside quoted AT command arguments: a quote or a control character would
@@ -73,3 +81,5 @@ class QuectelSettings:
             raise ValueError("modem sim_pin must be 4 to 8 digits")
         if not 1 <= self.context_id <= 16:
             raise ValueError("modem context_id must be 1..16")
+        if not 0 <= self.hex_send_max <= MAX_HEX_SEND:
+            raise ValueError(f"modem hex_send_max must be 0..{MAX_HEX_SEND} bytes")

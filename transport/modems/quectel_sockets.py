@@ -10,7 +10,10 @@ bytes and says ``+QIURC: "recv",<id>`` once; the host then reads with ``AT+QIRD`
 ``+QIRD: 0``, because no further "recv" URC comes until the buffer has been drained (§2.8,
 §9.2). A push-mode socket that gets a "recv" URC without data (firmware that kept buffer mode)
 is read the buffer-mode way. Writes go as ``AT+QISEND=<id>,<len>`` with at most 1460 bytes, the
-fixed-length form being the only one that can carry 0x1A/0x1B (§9.7).
+fixed-length form being the only one that can carry 0x1A/0x1B (§9.7); a chunk of at most
+``hex_send_max`` bytes on a TCP socket goes as ``AT+QISENDEX=<id>,"<hex>"`` instead (§2.9), one
+command with no prompt to wait for, and the module that answers it with ERROR while AT+QISEND
+works gets AT+QISEND only.
 
 An id belongs to the module, not to us: AT+QIOPEN takes it, and it stays taken (after a
 ``+QIURC: "closed"``, a failed connect, an open that never answered) until AT+QICLOSE or a
@@ -37,7 +40,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from transport.at import AtChannel, Urc, split_fields
+from transport.at import AtChannel, Response, Urc, split_fields
 from transport.errors import (
     AtCommandFailed,
     AtTimeout,
@@ -127,6 +130,7 @@ class SocketCommands:
     close: str
 
 
+HEX_SEND = "AT+QISENDEX"  # TCP only: the SSL set has no hex form (§2.9)
 TCP = SocketCommands("TCP", "+QIOPEN:", "AT+QISEND", "AT+QIRD", "+QIRD:", "AT+QICLOSE")
 SSL = SocketCommands(
     "TLS", "+QSSLOPEN:", "AT+QSSLSEND", "AT+QSSLRECV", "+QSSLRECV:", "AT+QSSLCLOSE"
@@ -163,6 +167,9 @@ class QuectelSockets:
         # The module refused the push argument once (an ERROR with 552): buffer mode from then
         # on, for this driver's life (a module does not learn push mode by restarting).
         self._push_refused = False
+        # The largest chunk sent as AT+QISENDEX; 0 once the module has refused the command
+        # (firmware without it), for this driver's life like the push refusal.
+        self.hex_send_max = settings.hex_send_max
 
     @property
     def channel(self) -> AtChannel:
@@ -742,9 +749,7 @@ class QuectelTcpStream:
         while True:
             if self._error is not None:
                 raise self._error
-            response = await self._at.command_with_data(
-                f"{self._kind.send}={self.connect_id},{len(chunk)}", chunk
-            )
+            response = await self._send_once(chunk)
             if response.result.success:
                 return
             if response.result.text == "SEND FAIL":
@@ -769,6 +774,37 @@ class QuectelTcpStream:
                 f"socket {self.connect_id} to {self.where}: {self._kind.send} failed: "
                 f"{with_socket_error(response.result.text, error)}"
             )
+
+    async def _send_once(self, chunk: bytes) -> Response:
+        """One AT+QISEND (or, for a small chunk on a TCP socket, one AT+QISENDEX) of ``chunk``;
+        its result unchecked, as :meth:`AtChannel.command_with_data` gives it."""
+        if self._kind is TCP and len(chunk) <= self._sockets.hex_send_max:
+            response = await self._at.command(
+                f'{HEX_SEND}={self.connect_id},"{chunk.hex().upper()}"',
+                log_as=f"{HEX_SEND}={self.connect_id},<{len(chunk)} bytes as hex>",
+                check=False,
+            )
+            if response.result.text != "ERROR" or self._peer_closed or self._lost is not None:
+                return response
+            # ERROR on a socket nothing has said is gone: firmware without AT+QISENDEX, or a
+            # socket that is broken after all. AT+QISEND tells which; if it works, the module
+            # lacks the hex form and gets AT+QISEND only from now on.
+            fallback = await self._at.command_with_data(
+                f"{self._kind.send}={self.connect_id},{len(chunk)}", chunk
+            )
+            if fallback.result.success and self._sockets.hex_send_max:
+                log.warning(
+                    "the module answered %s with ERROR but took the same bytes with %s: "
+                    "sending with %s only from now on",
+                    HEX_SEND,
+                    self._kind.send,
+                    self._kind.send,
+                )
+                self._sockets.hex_send_max = 0
+            return fallback
+        return await self._at.command_with_data(
+            f"{self._kind.send}={self.connect_id},{len(chunk)}", chunk
+        )
 
     def _broken(self, doing: str, exc: TransportError) -> StreamClosed:
         if isinstance(exc, AtTimeout | ModemNotResponding):

@@ -39,6 +39,7 @@ from transport.simulator.quectel_http import HttpBody, HttpCommands, HttpRequest
 CTRL_Z = 0x1A
 ESC = 0x1B
 MAX_SEND = 1460
+MAX_HEX_SEND = 512  # AT+QISENDEX: at most 512 bytes, 1024 hex digits (§2.9)
 MAX_READ = 1500
 SOCKET_IDS = range(12)
 SSL_CONTEXT_IDS = range(6)
@@ -127,6 +128,8 @@ class ModuleProfile:
     # the argument with ERROR (552); "ignored", firmware that takes it and behaves as in
     # buffer mode ("recv" without data, AT+QIRD).
     direct_push: Literal["supported", "refused", "ignored"] = "supported"
+    # AT+QISENDEX (§2.9); False: firmware without it, which answers it with ERROR.
+    hex_send: bool = True
 
 
 # Status URCs real modules volunteer (§7 boot URCs, +QIND indications) that answer no command
@@ -1036,6 +1039,35 @@ class QuectelModule(HttpCommands, FtpCommands):
             self._reply.append(f"+QISEND: {sock.total_sent},{sock.acked},{sock.unacked}")
             return "OK"
         return self._send_prompt(sock, args)
+
+    def _cmd_qisendex(self, form: str, args: list[str], now: float) -> str | None:
+        """AT+QISENDEX=<connectID>,"<hex_string>" (§2.9): the data in the command line as hex
+        digits, at most 512 bytes; no prompt, the result as AT+QISEND's."""
+        if not self.profile.hex_send:
+            return "ERROR"
+        if form == "test":
+            self._reply.append("+QISENDEX: (0-11),<hex_string>")
+            return "OK"
+        if form != "write" or len(args) != 2:
+            return self._qi_error(552)
+        sock_id = self._socket_arg(args[0])
+        if sock_id is None:
+            return self._qi_error(552)
+        sock = self._socket_of(sock_id, "TCP")
+        if isinstance(sock, str):
+            return sock
+        digits = args[1]
+        if not digits or len(digits) % 2 or len(digits) > 2 * MAX_HEX_SEND:
+            return self._qi_error(552)
+        try:
+            data = bytes.fromhex(digits)
+        except ValueError:
+            return self._qi_error(552)
+        if sock is None or sock.state is not SocketState.CONNECTED:
+            return self._qi_error(567)
+        pending = _SendInput(sock_id, len(data), now, bytearray(data))
+        self._send_data(pending, now)
+        return None
 
     def _send_prompt(self, sock: _Socket | None, args: list[str]) -> str | None:
         """The ``> `` prompt of AT+QISEND / AT+QSSLSEND (§2.7, §3.3), or why not."""
