@@ -203,6 +203,20 @@ async def test_small_writes_go_as_one_qisendex_and_larger_ones_at_the_prompt(
         assert s.modem.channel.stats.noise_lines == 0
 
 
+async def test_a_long_qisendex_on_a_slow_line_gets_the_time_the_wire_needs(
+    echo_server: EchoServer,
+) -> None:
+    # 512 bytes as 1,024 hex digits take 1.1 s at 9600 baud, longer than the 0.8 s allowed for
+    # a command's answer: the deadline counts the command line's own time on the wire.
+    module = QuectelModule()
+    settings = fast(command_timeout=0.8, hex_send_max=512)
+    async with session(echo_server, module, settings=settings, baud=9600) as s:
+        payload = os.urandom(512)
+        assert await round_trip(s.stream, payload, 512) == payload
+        assert sends(module, s.stream.connect_id) == [f"AT+QISENDEX={s.stream.connect_id},hex"]
+        assert s.modem.channel.stats.timeouts == 0
+
+
 async def test_hex_send_max_0_sends_everything_at_the_prompt(echo_server: EchoServer) -> None:
     module = QuectelModule()
     async with session(echo_server, module, settings=fast(hex_send_max=0)) as s:

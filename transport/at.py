@@ -842,7 +842,9 @@ class AtChannel:
             limit += self.wire_time(len(request.data))
         if request.read_length is not None:
             limit += self.wire_time(request.read_length)
-        deadline = loop.time() + limit
+        # The deadline also allows for the command line's own time on the wire (an AT+QISENDEX
+        # with 1,024 hex digits takes over a second at 9600 baud); the message names ``limit``.
+        deadline = loop.time() + limit + self.wire_time(len(request.command) + 1)
         pending = _Pending(request, loop.create_future(), owns_lock, deadline=deadline)
         self._pending = pending
         self.stats.commands += 1
