@@ -102,7 +102,7 @@ class ModemConfig:
     registration_timeout: float
     wifi: WifiConfig | None = None
     access_mode: str = "push"
-    hex_send_max: int = 256
+    hex_send_max: int | None = None  # None: by the baud rate (hex_send_default)
 
     def __repr__(self) -> str:
         return f"ModemConfig(type={self.type!r}, port={self.port!r}, apn={self.apn!r})"
@@ -270,7 +270,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> Config | 
             registration_timeout=float(modem["registration_timeout"]),
             wifi=wifi,
             access_mode=modem["access_mode"],
-            hex_send_max=modem["hex_send_max"],
+            hex_send_max=modem.get("hex_send_max"),
         ),
         storage_directory=Path(data["storage"]["directory"]),
         log_level=data["logging"]["level"],

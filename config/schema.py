@@ -443,12 +443,13 @@ SCHEMA: dict[str, Any] = {
                     "description": "quectel: bytes up to which a piece of data is sent as one "
                     "AT+QISENDEX command in hex digits (no data prompt to wait for: one UART "
                     "exchange and one wake-up fewer, twice the bytes on the line); larger "
-                    "pieces and TLS sockets use AT+QISEND; 0: AT+QISEND only. A module that "
-                    "answers AT+QISENDEX with ERROR gets AT+QISEND only",
+                    "pieces and TLS sockets use AT+QISEND; 0: AT+QISEND only. Unset: what "
+                    "the second pass of the bytes over the line repays, 256 at 115200 baud "
+                    "(baudrate / 450 below that). A module that answers AT+QISENDEX with "
+                    "ERROR gets AT+QISEND only",
                     "type": "integer",
                     "minimum": 0,
                     "maximum": 512,
-                    "default": 256,
                 },
             },
         },

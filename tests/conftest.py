@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from hypothesis import settings
@@ -82,6 +82,14 @@ class EchoServer:
         for writer in self.writers:
             writer.close()
         await self.server.wait_closed()
+
+
+async def until(condition: Callable[[], bool], what: str = "", limit: float = 10.0) -> None:
+    """Wait for a state the simulator or the driver reaches on its own (a hang guard, not a
+    duration)."""
+    async with asyncio.timeout(limit):
+        while not condition():  # noqa: ASYNC110 (the simulator's state has no event to await)
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture

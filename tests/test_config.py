@@ -307,7 +307,15 @@ def test_an_unknown_access_mode_is_refused() -> None:
     ]
 
 
-@pytest.mark.parametrize(("line", "expected"), [("", 256), ("hex_send_max = 0", 0)])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("", 256),  # at 115200 baud
+        ("baudrate = 9600", 21),  # what a second pass of the bytes over the line repays
+        ("baudrate = 9600\nhex_send_max = 512", 512),  # the operator's word
+        ("hex_send_max = 0", 0),
+    ],
+)
 def test_the_quectel_hex_send_limit_reaches_the_driver(line: str, expected: int) -> None:
     text = MINIMAL.replace('type = "host"', f'type = "quectel"\nport = "/dev/ttyUSB2"\n{line}')
     assert _quectel_settings(module_settings(parse_config(text))).hex_send_max == expected

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import tests.conftest
-from tests.conftest import FAST, EchoServer, fast
+from tests.conftest import FAST, EchoServer, fast, until
 from transport.errors import (
     AtTimeout,
     ModemNotResponding,
@@ -191,12 +191,15 @@ async def test_small_writes_go_as_one_qisendex_and_larger_ones_at_the_prompt(
     async with session(echo_server, module) as s:
         limit = s.modem.settings.hex_send_max
         assert limit == 256  # the default
-        small = (bytes(range(256)) + b"\r\nOK\r\n+QIURC: ")[:limit]  # every byte value
-        assert await round_trip(s.stream, small, limit) == small
+        every_byte = bytes(range(256))
+        assert await round_trip(s.stream, every_byte, limit) == every_byte
+        lookalikes = b"".join(LOOKALIKES)  # what a line parser would take for answers
+        assert await round_trip(s.stream, lookalikes, limit) == lookalikes
         larger = os.urandom(limit + 1)
         assert await round_trip(s.stream, larger, limit + 1) == larger
         ident = s.stream.connect_id
         assert sends(module, ident) == [
+            f"AT+QISENDEX={ident},hex",
             f"AT+QISENDEX={ident},hex",
             f"AT+QISEND={ident},{limit + 1}",
         ]
@@ -243,18 +246,62 @@ async def test_firmware_without_qisendex_gets_qisend_only(
         assert s.stream.bytes_sent == s.stream.bytes_received == 11
 
 
-async def test_qisendex_on_a_closed_socket_is_a_clear_error(echo_server: EchoServer) -> None:
-    # ERROR to AT+QISENDEX because the peer has gone: AT+QISEND says the same, and the stream
-    # ends with the module's reason, not with the hex form turned off.
+async def test_firmware_without_qisendex_through_send_fail(echo_server: EchoServer) -> None:
+    # The module refuses the hex form (ERROR) and its buffer is full (SEND FAIL to AT+QISEND):
+    # the driver backs off and offers the same bytes again, and turns the hex form off only once
+    # AT+QISEND has taken them. The bytes arrive once.
+    module = QuectelModule(ModuleProfile(hex_send=False))
+    async with session(echo_server, module) as s:
+        ident = s.stream.connect_id
+        module.refused_sends.add(ident)
+        await s.stream.write(b"abc")
+        await until(lambda: s.stream.send_fails >= 2)
+        assert s.stream._sockets.hex_send_max == 256  # nothing has gone through yet
+        module.refused_sends.discard(ident)
+        received = bytearray()
+        async with asyncio.timeout(10):
+            while len(received) < 3:
+                received += await s.stream.read()
+        assert bytes(received) == b"abc"
+        assert s.stream._sockets.hex_send_max == 0
+        commands = sends(module, ident)
+        attempts = len(commands) // 2
+        assert (
+            attempts >= 3
+            and commands == [f"AT+QISENDEX={ident},hex", f"AT+QISEND={ident},3"] * attempts
+        )
+        assert echo_server.received == 3
+
+
+async def test_qisendex_on_a_socket_the_module_forgot_is_a_clear_error(
+    echo_server: EchoServer,
+) -> None:
+    # ERROR to AT+QISENDEX with nothing said of the socket: AT+QISEND is asked, says the same,
+    # and the stream ends with the module's reason, the hex form still on.
     module = QuectelModule()
     async with session(echo_server, module) as s:
         s.stream._tasks[1].cancel()  # keep the driver's sender out of the way until asked
-        module.sockets.pop(s.stream.connect_id)  # the module forgot the socket without a URC
+        ident = s.stream.connect_id
+        module.sockets.pop(ident)  # the module forgot the socket without a URC
         with pytest.raises(
             StreamBroken, match=r"AT\+QISEND failed: ERROR, 567 socket has been closed"
         ):
             await s.stream._send_chunk(b"late")
+        assert sends(module, ident) == [f"AT+QISENDEX={ident},hex", f"AT+QISEND={ident},4"]
         assert s.stream._sockets.hex_send_max == 256  # still on: the socket was the trouble
+
+
+async def test_qisendex_after_the_peer_closed_is_not_tried_again(echo_server: EchoServer) -> None:
+    # The "closed" URC has come: an ERROR to AT+QISENDEX is the socket's, not the command's.
+    module = QuectelModule()
+    async with session(echo_server, module) as s:
+        s.stream._tasks[1].cancel()
+        ident = s.stream.connect_id
+        s.sim.drop_connection(ident)  # the URC is on the line before the command's ERROR
+        with pytest.raises(PeerClosed):
+            await s.stream._send_chunk(b"late")
+        assert sends(module, ident) == [f"AT+QISENDEX={ident},hex"]
+        assert s.stream._sockets.hex_send_max == 256
 
 
 @pytest.mark.slow
@@ -418,16 +465,18 @@ async def test_slow_answers_within_the_timeout_still_work(echo_server: EchoServe
         assert await round_trip(s.stream, os.urandom(4000), 1000) is not None
 
 
+@pytest.mark.parametrize(("hex_send_max", "command"), [(256, "QISENDEX"), (0, "QISEND")])
 async def test_answers_slower_than_the_timeout_break_the_stream_then_the_channel_recovers(
-    echo_server: EchoServer,
+    echo_server: EchoServer, hex_send_max: int, command: str
 ) -> None:
-    async with session(echo_server) as s:
+    async with session(echo_server, settings=fast(hex_send_max=hex_send_max)) as s:
         s.sim.set_response_delay(FAST.command_timeout + 1.0)
-        async with asyncio.timeout(20):
-            with pytest.raises(StreamBroken, match="no final result to AT\\+QISEND"):
-                await s.stream.write(b"hello")
-                while True:
-                    await s.stream.write(b"hello")
+        await s.stream.write(b"hello")
+        await until(lambda: s.stream._error is not None)
+        assert isinstance(s.stream._error, StreamBroken)
+        assert f"no final result to AT+{command}={s.stream.connect_id}," in str(s.stream._error)
+        with pytest.raises(StreamBroken):
+            await s.stream.write(b"hello")
         s.sim.set_response_delay(0.0)
         # The late answers straggle in and are discarded; the channel probes with AT and goes on.
         signal = await s.modem.signal()

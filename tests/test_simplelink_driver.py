@@ -13,7 +13,7 @@ import email.utils
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EchoServer
+from tests.conftest import EchoServer, until
 from tests.pki import Pki, make_pki
 from transport.errors import (
     ModuleRebooted,
@@ -106,13 +106,6 @@ async def round_trip(stream: SimpleLinkStream, payload: bytes, write_size: int) 
         tasks.create_task(write())
         tasks.create_task(read())
     return bytes(received)
-
-
-async def until(condition: Callable[[], bool], what: str, limit: float = 10.0) -> None:
-    """Wait for a state the simulator reaches on its own (a hang guard, not a duration)."""
-    async with asyncio.timeout(limit):
-        while not condition():  # noqa: ASYNC110 (the simulator's state has no event to await)
-            await asyncio.sleep(0.01)
 
 
 # --- bring-up ---------------------------------------------------------------------------------

@@ -232,7 +232,7 @@ def test_qisendex_limits_and_closed_socket() -> None:
     module = connected()
     assert say(module, b'AT+QISENDEX=0,"%s"\r' % (b"41" * 512)) == b"\r\nSEND OK\r\n"
     module.take_actions()
-    for bad in (b"41" * 513, b"414", b"4G", b""):  # over 512 bytes, odd, not hex, empty
+    for bad in (b"41" * 513, b"414", b"4G", b"", b"41 42"):  # too long, odd, not hex, empty
         assert say(module, b'AT+QISENDEX=0,"%s"\r' % bad) == b"\r\nERROR\r\n", bad
         assert say(module, b"AT+QIGETERROR\r").startswith(b"\r\n+QIGETERROR: 552,")
     assert say(module, b'AT+QISENDEX=1,"41"\r') == b"\r\nERROR\r\n"  # no such socket
@@ -246,6 +246,19 @@ def test_qisendex_send_fail_when_the_send_buffer_is_full() -> None:
     assert say(module, b'AT+QISENDEX=0,"3132333435"\r') == b"\r\nSEND FAIL\r\n"
     module.tcp_sent(0, 8)
     assert say(module, b'AT+QISENDEX=0,"3132333435"\r') == b"\r\nSEND OK\r\n"
+
+
+def test_a_late_qisendex_result_still_comes_before_the_next_commands() -> None:
+    # The module answers one command at a time: an AT written while AT+QISENDEX's result is
+    # held back is answered after it.
+    module = connected()
+    module.response_delay = 0.1
+    module.send_result_delay = 0.5
+    assert say(module, b'AT+QISENDEX=0,"3132"\r', now=1.0) == b""
+    assert say(module, b"AT\r", now=1.05) == b""
+    for now in (1.2, 1.6, 1.7, 1.8):
+        module.tick(now)
+    assert b"".join(module.take_output()) == b"\r\nSEND OK\r\n\r\nOK\r\n"
 
 
 def test_firmware_without_qisendex_answers_error() -> None:

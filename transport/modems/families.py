@@ -16,7 +16,12 @@ from transport.link import Link
 from transport.modems.quectel import QuectelLink, open_quectel, quectel_channel
 from transport.modems.quectel_ftp import FtpSettings
 from transport.modems.quectel_http import HttpSettings
-from transport.modems.quectel_settings import AccessMode, PdpAuth, QuectelSettings
+from transport.modems.quectel_settings import (
+    AccessMode,
+    PdpAuth,
+    QuectelSettings,
+    hex_send_default,
+)
 from transport.modems.simplelink import SimpleLinkLink, describe_simplelink, simplelink_channel
 from transport.modems.simplelink_settings import SimpleLinkSettings
 
@@ -53,7 +58,7 @@ class ModuleSettings:
     sim_pin: str | None = field(default=None, repr=False)
     registration_timeout: float = 90.0
     access_mode: str = "push"  # push | buffer (Quectel sockets)
-    hex_send_max: int = 256  # Quectel TCP: chunks up to this size go as AT+QISENDEX
+    hex_send_max: int | None = None  # Quectel TCP: AT+QISENDEX up to this; None: by baud rate
     wifi: WifiSettings | None = None
     files_ca: Path | None = None  # CA of HTTPS/FTPS file servers (firmware.ca_file)
     piece_size: int = 128 * 1024  # bytes per HTTP Range request
@@ -109,7 +114,11 @@ def _quectel_settings(settings: ModuleSettings) -> QuectelSettings:
         sim_pin=settings.sim_pin,
         registration_timeout=settings.registration_timeout,
         access_mode=AccessMode.BUFFER if settings.access_mode == "buffer" else AccessMode.PUSH,
-        hex_send_max=settings.hex_send_max,
+        hex_send_max=(
+            hex_send_default(settings.baudrate)
+            if settings.hex_send_max is None
+            else settings.hex_send_max
+        ),
     )
 
 

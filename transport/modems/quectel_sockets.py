@@ -40,7 +40,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from transport.at import AtChannel, Response, Urc, split_fields
+from transport.at import AtChannel, Response, ResultKind, Urc, split_fields
 from transport.errors import (
     AtCommandFailed,
     AtTimeout,
@@ -769,9 +769,12 @@ class QuectelTcpStream:
                 raise PeerClosed(f"socket {self.connect_id}: {self.where} closed the connection")
             if self._lost is not None:
                 raise self._lost
+            if self._error is not None:
+                raise self._error
             error = await last_socket_error(self._at)
+            command = response.command.split("=", 1)[0]  # AT+QISEND, AT+QISENDEX, AT+QSSLSEND
             raise StreamBroken(
-                f"socket {self.connect_id} to {self.where}: {self._kind.send} failed: "
+                f"socket {self.connect_id} to {self.where}: {command} failed: "
                 f"{with_socket_error(response.result.text, error)}"
             )
 
@@ -784,7 +787,8 @@ class QuectelTcpStream:
                 log_as=f"{HEX_SEND}={self.connect_id},<{len(chunk)} bytes as hex>",
                 check=False,
             )
-            if response.result.text != "ERROR" or self._peer_closed or self._lost is not None:
+            refused = response.result.kind in (ResultKind.ERROR, ResultKind.CME_ERROR)
+            if not refused or self._peer_closed or self._lost is not None or self._error:
                 return response
             # ERROR on a socket nothing has said is gone: firmware without AT+QISENDEX, or a
             # socket that is broken after all. AT+QISEND tells which; if it works, the module

@@ -40,6 +40,7 @@ CTRL_Z = 0x1A
 ESC = 0x1B
 MAX_SEND = 1460
 MAX_HEX_SEND = 512  # AT+QISENDEX: at most 512 bytes, 1024 hex digits (§2.9)
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 MAX_READ = 1500
 SOCKET_IDS = range(12)
 SSL_CONTEXT_IDS = range(6)
@@ -1057,17 +1058,12 @@ class QuectelModule(HttpCommands, FtpCommands):
         if isinstance(sock, str):
             return sock
         digits = args[1]
-        if not digits or len(digits) % 2 or len(digits) > 2 * MAX_HEX_SEND:
+        if len(digits) % 2 or len(digits) > 2 * MAX_HEX_SEND or not _HEX.fullmatch(digits):
             return self._qi_error(552)
-        try:
-            data = bytes.fromhex(digits)
-        except ValueError:
-            return self._qi_error(552)
-        if sock is None or sock.state is not SocketState.CONNECTED:
-            return self._qi_error(567)
-        pending = _SendInput(sock_id, len(data), now, bytearray(data))
-        self._send_data(pending, now)
-        return None
+        # The result is this command's final result, after the same delays as AT+QISEND's.
+        self._extra_delay += self.send_result_delay
+        self.send_result_delay = 0.0
+        return self._send_result(sock_id, bytes.fromhex(digits))
 
     def _send_prompt(self, sock: _Socket | None, args: list[str]) -> str | None:
         """The ``> `` prompt of AT+QISEND / AT+QSSLSEND (§2.7, §3.3), or why not."""
@@ -1126,22 +1122,25 @@ class QuectelModule(HttpCommands, FtpCommands):
             self._output.append(bytes(self._inbuf))
         self._inbuf.clear()
 
-    def _send_data(self, pending: _SendInput, now: float) -> None:
-        sock = self.sockets.get(pending.socket_id)
-        data = bytes(pending.data)
+    def _send_result(self, socket_id: int, data: bytes) -> str:
+        """What the module does with data to send (AT+QISEND's or AT+QISENDEX's) and its
+        result: SEND OK (taken into the send buffer), SEND FAIL (buffer full), ERROR."""
+        sock = self.sockets.get(socket_id)
         if sock is None or sock.state is not SocketState.CONNECTED:
             self.last_error = 567
-            result = "ERROR"
-        elif (
+            return "ERROR"
+        if (
             sock.unacked + len(data) > self.profile.send_buffer
             or sock.socket_id in self.refused_sends
             or (self.send_fail_rate and self.rng.random() < self.send_fail_rate)
         ):
-            result = "SEND FAIL"
-        else:
-            sock.total_sent += len(data)
-            self._actions.append(SendTcp(sock.socket_id, data))
-            result = "SEND OK"
+            return "SEND FAIL"
+        sock.total_sent += len(data)
+        self._actions.append(SendTcp(sock.socket_id, data))
+        return "SEND OK"
+
+    def _send_data(self, pending: _SendInput, now: float) -> None:
+        result = self._send_result(pending.socket_id, bytes(pending.data))
         delay = self.response_delay + self.send_result_delay
         self.send_result_delay = 0.0
         if delay > 0:
