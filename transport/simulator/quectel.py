@@ -1051,15 +1051,12 @@ class QuectelModule(HttpCommands, FtpCommands):
             return "OK"
         if form != "write" or len(args) != 2:
             return self._qi_error(552)
-        sock_id = self._socket_arg(args[0])
-        if sock_id is None:
+        sock_id, digits = self._socket_arg(args[0]), args[1]
+        bad_digits = len(digits) % 2 or len(digits) > 2 * MAX_HEX_SEND or not _HEX.fullmatch(digits)
+        if sock_id is None or bad_digits:
             return self._qi_error(552)
-        sock = self._socket_of(sock_id, "TCP")
-        if isinstance(sock, str):
-            return sock
-        digits = args[1]
-        if len(digits) % 2 or len(digits) > 2 * MAX_HEX_SEND or not _HEX.fullmatch(digits):
-            return self._qi_error(552)
+        if isinstance(wrong_kind := self._socket_of(sock_id, "TCP"), str):
+            return wrong_kind
         # The result is this command's final result, after the same delays as AT+QISEND's.
         self._extra_delay += self.send_result_delay
         self.send_result_delay = 0.0
