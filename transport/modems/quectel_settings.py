@@ -78,7 +78,7 @@ class QuectelSettings:
     # bytes at 115200 baud (issue 19; hex_send_default scales it to the port's rate). Larger
     # chunks, and every TLS socket (AT+QSSLSEND has no hex form), use AT+QISEND with the
     # prompt. 0: AT+QISEND only.
-    hex_send_max: int = 256
+    hex_send_max: int = hex_send_default(115200)
 
     def __post_init__(self) -> None:
         # These go inside quoted AT command arguments: a quote or a control character would

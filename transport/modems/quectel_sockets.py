@@ -781,34 +781,33 @@ class QuectelTcpStream:
     async def _send_once(self, chunk: bytes) -> Response:
         """One AT+QISEND (or, for a small chunk on a TCP socket, one AT+QISENDEX) of ``chunk``;
         its result unchecked, as :meth:`AtChannel.command_with_data` gives it."""
+        hex_refused = False
         if self._kind is TCP and len(chunk) <= self._sockets.hex_send_max:
             response = await self._at.command(
                 f'{HEX_SEND}={self.connect_id},"{chunk.hex().upper()}"',
                 log_as=f"{HEX_SEND}={self.connect_id},<{len(chunk)} bytes as hex>",
                 check=False,
             )
-            refused = response.result.kind in (ResultKind.ERROR, ResultKind.CME_ERROR)
-            if not refused or self._peer_closed or self._lost is not None or self._error:
+            hex_refused = response.result.kind in (ResultKind.ERROR, ResultKind.CME_ERROR)
+            gone = self._peer_closed or self._lost is not None or self._error is not None
+            if not hex_refused or gone:
                 return response
             # ERROR on a socket nothing has said is gone: firmware without AT+QISENDEX, or a
             # socket that is broken after all. AT+QISEND tells which; if it works, the module
             # lacks the hex form and gets AT+QISEND only from now on.
-            fallback = await self._at.command_with_data(
-                f"{self._kind.send}={self.connect_id},{len(chunk)}", chunk
-            )
-            if fallback.result.success and self._sockets.hex_send_max:
-                log.warning(
-                    "the module answered %s with ERROR but took the same bytes with %s: "
-                    "sending with %s only from now on",
-                    HEX_SEND,
-                    self._kind.send,
-                    self._kind.send,
-                )
-                self._sockets.hex_send_max = 0
-            return fallback
-        return await self._at.command_with_data(
+        response = await self._at.command_with_data(
             f"{self._kind.send}={self.connect_id},{len(chunk)}", chunk
         )
+        if hex_refused and response.result.success and self._sockets.hex_send_max:
+            log.warning(
+                "the module answered %s with ERROR but took the same bytes with %s: "
+                "sending with %s only from now on",
+                HEX_SEND,
+                self._kind.send,
+                self._kind.send,
+            )
+            self._sockets.hex_send_max = 0
+        return response
 
     def _broken(self, doing: str, exc: TransportError) -> StreamClosed:
         if isinstance(exc, AtTimeout | ModemNotResponding):
